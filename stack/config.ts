@@ -1,0 +1,19 @@
+/**
+ * Capacities and timeouts: every limit of the engine in one place. The CLI
+ * overrides these through src/options.ts; nothing else hard-codes a limit.
+ */
+export const defaults = {
+  /** Network the gateway serves (slirp's default). */
+  cidr: '10.0.2.0/24',
+  mtu: 1500,
+  /** slirp's gateway MAC: 52:55 then the gateway address 10.0.2.2. */
+  gatewayMac: '52:55:0a:00:02:02',
+  /** MAC entries the bridge remembers; beyond this the least recently seen is evicted. */
+  macTableSize: 4096,
+  /** Linux bridge's default ageing time. */
+  macAgingMs: 300_000,
+  /** How often the bridge sweeps expired MAC entries. Lookups also ignore stale entries. */
+  macSweepMs: 1_000,
+} as const;
+
+export type Defaults = typeof defaults;
