@@ -1,0 +1,370 @@
+// Batched frame I/O on one tap fd: the only code on the per-frame path.
+//
+// How it works: a uv_poll_t on the Node loop watches the fd. When it is
+// readable we read() frames into consecutive fixed-size slots of the rx
+// ArrayBuffer until EAGAIN or the slots run out, write each length into the
+// lengths array, and call onBatch(count) once, so a burst costs one JS call
+// instead of one per frame. uv_poll is level-triggered: frames left in the
+// kernel queue after a full batch make the next loop iteration fire again,
+// which lets other handles run in between.
+//
+// Sending is synchronous: JS describes frames as [buffer, offset, length,
+// more] descriptors over registered ArrayBuffers, and each frame goes out
+// with one writev (a virtio-net header and a payload from different buffers
+// need no copy). A tap write never blocks (O_NONBLOCK) and takes a frame whole
+// or not at all, so the first failure ends the batch and the caller decides.
+//
+// Lifetime: while polling, the JS object holds a strong reference to itself so
+// it cannot be collected with a live poll. close() (idempotent), garbage
+// collection and environment teardown all end in Shutdown(): stop the poll,
+// uv_close the handle (freed in its close callback, since this object may be
+// gone by then) and close the fd.
+#include <errno.h>
+#include <sys/uio.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include <vector>
+
+#include "usernet.h"
+
+namespace usernet {
+
+namespace {
+
+// Registered buffers are few (rx, the gateway's tx arena, a few per port);
+// the cap keeps the per-send "already checked" set in one 64-bit mask.
+constexpr size_t kMaxBuffers = 64;
+// A frame is a header plus a few payload pieces; 64 leaves room to spare
+// while keeping the iovec array on the object instead of the heap.
+constexpr size_t kMaxIov = 64;
+
+struct Registered {
+  Napi::Reference<Napi::ArrayBuffer> ref;
+  uint8_t* data = nullptr;
+  size_t len = 0;
+};
+
+class FrameIo : public Napi::ObjectWrap<FrameIo> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "FrameIo",
+                       {
+                           InstanceMethod<&FrameIo::RegisterBuffer>("registerBuffer"),
+                           InstanceMethod<&FrameIo::Start>("start"),
+                           InstanceMethod<&FrameIo::Pause>("pause"),
+                           InstanceMethod<&FrameIo::Resume>("resume"),
+                           InstanceMethod<&FrameIo::Send>("send"),
+                           InstanceMethod<&FrameIo::Close>("close"),
+                           InstanceAccessor<&FrameIo::LastError>("lastError"),
+                       });
+  }
+
+  explicit FrameIo(const Napi::CallbackInfo& info) : Napi::ObjectWrap<FrameIo>(info), env_(info.Env()) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsObject()) {
+      Napi::TypeError::New(env, "FrameIo options must be an object").ThrowAsJavaScriptException();
+      return;
+    }
+    Napi::Object o = info[0].As<Napi::Object>();
+    Napi::Value fd = o.Get("fd"), rx = o.Get("rx"), slot_size = o.Get("slotSize"), slot_count = o.Get("slotCount"),
+                lengths = o.Get("lengths"), on_batch = o.Get("onBatch"), on_error = o.Get("onError");
+    if (!fd.IsNumber() || !rx.IsArrayBuffer() || !slot_size.IsNumber() || !slot_count.IsNumber() ||
+        !lengths.IsTypedArray() || lengths.As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array ||
+        !on_batch.IsFunction() || !on_error.IsFunction()) {
+      Napi::TypeError::New(env, "FrameIo options: fd, rx, slotSize, slotCount, lengths, onBatch, onError")
+          .ThrowAsJavaScriptException();
+      return;
+    }
+    slot_size_ = slot_size.As<Napi::Number>().Uint32Value();
+    slot_count_ = slot_count.As<Napi::Number>().Uint32Value();
+    Napi::ArrayBuffer rxb = rx.As<Napi::ArrayBuffer>();
+    if (slot_size_ == 0 || slot_count_ == 0 || rxb.ByteLength() / slot_size_ < slot_count_ ||
+        lengths.As<Napi::Uint32Array>().ElementLength() < slot_count_) {
+      Napi::TypeError::New(env, "FrameIo: rx or lengths too small for slotSize * slotCount")
+          .ThrowAsJavaScriptException();
+      return;
+    }
+    bufs_.reserve(kMaxBuffers);
+    AddBuffer(rxb);
+    lengths_ = Napi::Persistent(lengths.As<Napi::Uint32Array>());
+    on_batch_ = Napi::Persistent(on_batch.As<Napi::Function>());
+    on_error_ = Napi::Persistent(on_error.As<Napi::Function>());
+
+    uv_loop_t* loop = nullptr;
+    napi_get_uv_event_loop(env, &loop);
+    poll_ = new uv_poll_t;
+    int rc = uv_poll_init(loop, poll_, fd.As<Napi::Number>().Int32Value());
+    if (rc < 0) {
+      delete poll_;
+      poll_ = nullptr;
+      closed_ = true;
+      ErrnoError(env, -rc, "uv_poll_init").ThrowAsJavaScriptException();
+      return;
+    }
+    poll_->data = this;
+    fd_ = fd.As<Napi::Number>().Int32Value();
+    ctx_ = new Napi::AsyncContext(env, "UsernetFrameIo");
+    napi_add_env_cleanup_hook(env, &FrameIo::OnEnvTeardown, this);
+    hook_ = true;
+  }
+
+  ~FrameIo() override {
+    Shutdown();
+    delete ctx_;
+  }
+
+ private:
+  void AddBuffer(Napi::ArrayBuffer ab) {
+    Registered r;
+    r.ref = Napi::Persistent(ab);
+    r.data = static_cast<uint8_t*>(ab.Data());
+    r.len = ab.ByteLength();
+    bufs_.push_back(std::move(r));
+  }
+
+  // Re-reads a buffer's address and size: a transferred (detached) buffer
+  // reports length 0, so it fails the bounds checks instead of being used.
+  void Refresh(Registered& r) {
+    void* data = nullptr;
+    size_t len = 0;
+    if (napi_get_arraybuffer_info(env_, r.ref.Value(), &data, &len) != napi_ok) {
+      data = nullptr;
+      len = 0;
+    }
+    r.data = static_cast<uint8_t*>(data);
+    r.len = data == nullptr ? 0 : len;
+  }
+
+  Napi::Value RegisterBuffer(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsArrayBuffer()) {
+      Napi::TypeError::New(env, "registerBuffer takes an ArrayBuffer").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    if (bufs_.size() >= kMaxBuffers) {
+      Napi::RangeError::New(env, "too many registered buffers (max 64)").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    AddBuffer(info[0].As<Napi::ArrayBuffer>());
+    return Napi::Number::New(env, static_cast<double>(bufs_.size() - 1));
+  }
+
+  Napi::Value Start(const Napi::CallbackInfo& info) {
+    StartPolling(info.Env());
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Resume(const Napi::CallbackInfo& info) {
+    StartPolling(info.Env());
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Pause(const Napi::CallbackInfo& info) {
+    StopPolling();
+    return info.Env().Undefined();
+  }
+
+  // After close() or a reported error there is nothing to resume: no-op.
+  void StartPolling(Napi::Env env) {
+    if (closed_ || failed_ || polling_) return;
+    int rc = uv_poll_start(poll_, UV_READABLE, &FrameIo::OnPoll);
+    if (rc < 0) {
+      ErrnoError(env, -rc, "uv_poll_start").ThrowAsJavaScriptException();
+      return;
+    }
+    polling_ = true;
+    Ref();
+  }
+
+  void StopPolling() {
+    if (!polling_) return;
+    uv_poll_stop(poll_);
+    polling_ = false;
+    Unref();
+  }
+
+  Napi::Value Send(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array ||
+        !info[1].IsNumber()) {
+      Napi::TypeError::New(env, "send(desc: Uint32Array, count: number)").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    Napi::Uint32Array desc = info[0].As<Napi::Uint32Array>();
+    const uint32_t* d = desc.Data();
+    size_t words = desc.ElementLength();
+    uint32_t count = info[1].As<Napi::Number>().Uint32Value();
+    last_error_ = 0;
+    if (closed_) {
+      last_error_ = EBADF;
+      return Napi::Number::New(env, 0);
+    }
+    uint64_t refreshed = 0;
+    size_t w = 0;
+    uint32_t sent = 0;
+    for (; sent < count; sent++) {
+      // Gather one frame; every descriptor is checked before anything of the
+      // frame is written, so a bad one never sends a partial frame.
+      int niov = 0;
+      for (;;) {
+        if (w + 4 > words) return BadDescriptor(env, "descriptors end inside a frame");
+        uint32_t idx = d[w], off = d[w + 1], len = d[w + 2], more = d[w + 3];
+        w += 4;
+        if (idx >= bufs_.size()) return BadDescriptor(env, "unknown buffer index");
+        Registered& r = bufs_[idx];
+        if ((refreshed & (1ull << idx)) == 0) {
+          Refresh(r);
+          refreshed |= 1ull << idx;
+        }
+        if (static_cast<uint64_t>(off) + len > r.len) return BadDescriptor(env, "descriptor out of buffer bounds");
+        if (niov == static_cast<int>(kMaxIov)) return BadDescriptor(env, "too many descriptors in one frame");
+        iov_[niov].iov_base = r.data + off;
+        iov_[niov].iov_len = len;
+        niov++;
+        if (more == 0) break;
+      }
+      ssize_t n;
+      do n = writev(fd_, iov_, niov);
+      while (n < 0 && errno == EINTR);
+      if (n < 0) {
+        last_error_ = errno;
+        break;
+      }
+    }
+    return Napi::Number::New(env, sent);
+  }
+
+  // A malformed descriptor is a bug in the caller, not a network event.
+  Napi::Value BadDescriptor(Napi::Env env, const char* why) {
+    Napi::TypeError::New(env, std::string("send: ") + why).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+
+  Napi::Value LastError(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), last_error_); }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    Shutdown();
+    return info.Env().Undefined();
+  }
+
+  void Shutdown() {
+    if (closed_) return;
+    closed_ = true;
+    StopPolling();
+    if (poll_ != nullptr) {
+      // uv_close stops the poll and drops the fd from epoll, so closing the
+      // fd right after is safe.
+      uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+      poll_ = nullptr;
+    }
+    if (fd_ >= 0) {
+      close(fd_);
+      fd_ = -1;
+    }
+    if (hook_ && !in_teardown_) napi_remove_env_cleanup_hook(env_, &FrameIo::OnEnvTeardown, this);
+    hook_ = false;
+  }
+
+  static void OnEnvTeardown(void* arg) {
+    FrameIo* self = static_cast<FrameIo*>(arg);
+    self->in_teardown_ = true;
+    self->Shutdown();
+  }
+
+  static void OnPoll(uv_poll_t* h, int status, int events) {
+    FrameIo* self = static_cast<FrameIo*>(h->data);
+    Napi::Env env(self->env_);
+    Napi::HandleScope scope(env);
+    if (status < 0) {
+      self->Fail(-status, "uv_poll");
+      return;
+    }
+    if ((events & UV_READABLE) != 0) self->ReadBatch();
+  }
+
+  void ReadBatch() {
+    Registered& rx = bufs_[0];
+    Refresh(rx);
+    void* ldata = nullptr;
+    size_t llen = 0;
+    napi_typedarray_type ltype;
+    napi_value lab;
+    size_t loff;
+    if (napi_get_typedarray_info(env_, lengths_.Value(), &ltype, &llen, &ldata, &lab, &loff) != napi_ok) ldata = nullptr;
+    if (rx.data == nullptr || rx.len / slot_size_ < slot_count_ || ldata == nullptr || llen < slot_count_) {
+      // JS transferred the memory it promised us: stop rather than write into freed memory.
+      Fail(EFAULT, "read");
+      return;
+    }
+    uint32_t* lengths = static_cast<uint32_t*>(ldata);
+    size_t count = 0;
+    int err = 0;
+    while (count < slot_count_) {
+      ssize_t n = read(fd_, rx.data + count * slot_size_, slot_size_);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) err = errno;
+        break;
+      }
+      if (n == 0) {
+        // A tap never returns 0 for a frame; treat it as the device going away
+        // so a level-triggered poll does not spin on it.
+        err = ENODEV;
+        break;
+      }
+      lengths[count++] = static_cast<uint32_t>(n);
+    }
+    if (count > 0) {
+      Napi::Value arg = Napi::Number::New(env_, static_cast<double>(count));
+      on_batch_.MakeCallback(Value(), {arg}, *ctx_);
+      ReportPendingException();
+    }
+    if (err != 0) Fail(err, "read");
+  }
+
+  void Fail(int err, const char* syscall) {
+    if (closed_ || failed_) return;
+    failed_ = true;
+    Napi::Env env(env_);
+    Napi::Object self = Value();
+    StopPolling();
+    Napi::Error e = ErrnoError(env, err, syscall);
+    on_error_.MakeCallback(self, {e.Value()}, *ctx_);
+    ReportPendingException();
+  }
+
+  // We are called from the event loop, not from JS, so nobody up the stack
+  // would see an exception the callback threw: raise it as uncaught, the way
+  // Node does for its own callbacks.
+  void ReportPendingException() {
+    Napi::Env env(env_);
+    if (!env.IsExceptionPending()) return;
+    Napi::Error e = env.GetAndClearPendingException();
+    napi_fatal_exception(env_, e.Value());
+  }
+
+  napi_env env_;
+  int fd_ = -1;
+  uv_poll_t* poll_ = nullptr;
+  Napi::AsyncContext* ctx_ = nullptr;
+  bool polling_ = false;
+  bool closed_ = false;
+  bool failed_ = false;
+  bool hook_ = false;
+  bool in_teardown_ = false;
+  size_t slot_size_ = 0;
+  size_t slot_count_ = 0;
+  int last_error_ = 0;
+  std::vector<Registered> bufs_;
+  Napi::Reference<Napi::Uint32Array> lengths_;
+  Napi::FunctionReference on_batch_;
+  Napi::FunctionReference on_error_;
+  struct iovec iov_[kMaxIov];
+};
+
+}  // namespace
+
+void InitFrameIo(Napi::Env env, Napi::Object exports) { exports.Set("FrameIo", FrameIo::Define(env)); }
+
+}  // namespace usernet

@@ -1,0 +1,234 @@
+/**
+ * The TypeScript face of the native addon (native/*.cc).
+ *
+ * The addon only makes syscalls. Everything a user can get wrong is checked
+ * here first and reported as a ConfigError naming the field (TypeError for
+ * programming errors such as a bad FrameIo buffer layout), and every error
+ * the addon throws is converted to a NativeError, or a TapError with a hint
+ * where we know what the user should do. The addon itself is loaded on first
+ * use, so importing this module never fails on a machine without the build.
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { ConfigError, UsernetError, toNativeError, translateTapError } from '../errors.js';
+import type {
+  FrameIo,
+  FrameIoOptions,
+  InterfaceConfig,
+  NamespaceTapRequest,
+  NamespaceTapResult,
+  NamespaceTarget,
+  NativeAddon,
+  TapHandle,
+  TapOpenOptions,
+} from './types.js';
+
+/** What build/Release/usernet_native.node exports. */
+interface RawAddon {
+  openTap(opts: TapOpenOptions): TapHandle;
+  openTapInNamespace(req: NamespaceTapRequest): NamespaceTapResult;
+  configureInterface(cfg: InterfaceConfig): void;
+  closeFd(fd: number): void;
+  FrameIo: new (opts: FrameIoOptions) => FrameIo;
+}
+
+/** IFNAMSIZ - 1. */
+const MAX_IFNAME_BYTES = 15;
+/** All TUN_F_* bits the kernel defines today. */
+const ALL_OFFLOADS = 0x7f;
+/** RFC 791 minimum; the largest value the MTU ioctl takes for a tap. */
+const MIN_MTU = 68;
+const MAX_MTU = 65535;
+/**
+ * Slot bounds: a slot must hold at least a minimum Ethernet frame, and never
+ * needs more than a 64 KiB GSO frame plus its virtio-net header; 1 MiB leaves
+ * room without letting a typo allocate gigabytes.
+ */
+const MIN_SLOT_SIZE = 64;
+const MAX_SLOT_SIZE = 1 << 20;
+/** One batch per poll wakeup; more slots than this only delays other handles. */
+const MAX_SLOT_COUNT = 4096;
+const MAX_PATH_BYTES = 4095;
+
+/** Walks up from this file to the package root: src/native in development, dist/src/native when compiled. */
+function packageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    if (existsSync(join(dir, 'package.json'))) return dir;
+    const up = dirname(dir);
+    if (up === dir) throw new UsernetError('ERR_NATIVE_NOT_BUILT', 'cannot find the usernet package root');
+    dir = up;
+  }
+}
+
+let loaded: RawAddon | undefined;
+
+function raw(): RawAddon {
+  if (loaded !== undefined) return loaded;
+  const root = packageRoot();
+  const path = join(root, 'build', 'Release', 'usernet_native.node');
+  try {
+    loaded = createRequire(join(root, 'package.json'))(path) as RawAddon;
+  } catch (e) {
+    throw new UsernetError(
+      'ERR_NATIVE_NOT_BUILT',
+      `the usernet native addon could not be loaded from ${path}: run npm install (it builds the addon with node-gyp)`,
+      { cause: e },
+    );
+  }
+  return loaded;
+}
+
+// ---- validation -------------------------------------------------------------
+
+function isInt(v: unknown, lo: number, hi: number): v is number {
+  return typeof v === 'number' && Number.isInteger(v) && v >= lo && v <= hi;
+}
+
+function isDottedQuad(v: unknown): v is string {
+  if (typeof v !== 'string') return false;
+  const parts = v.split('.');
+  return parts.length === 4 && parts.every((p) => /^(0|[1-9][0-9]{0,2})$/.test(p) && Number(p) <= 255);
+}
+
+/** Linux's dev_valid_name: 1..15 bytes, not "." or "..", no '/', ':' or whitespace. */
+export function validateInterfaceName(name: unknown, field = 'name'): asserts name is string {
+  if (typeof name !== 'string') throw new ConfigError(`${field} must be a string`, field);
+  const bytes = Buffer.byteLength(name);
+  if (bytes < 1 || bytes > MAX_IFNAME_BYTES)
+    throw new ConfigError(`${field} "${name}" must be 1 to ${MAX_IFNAME_BYTES} bytes long`, field);
+  if (name === '.' || name === '..' || /[/:\s\0]/.test(name))
+    throw new ConfigError(`${field} "${name}" is not a valid interface name (no '/', ':' or spaces)`, field);
+}
+
+export function validateTapOptions(opts: TapOpenOptions): void {
+  if (typeof opts !== 'object' || opts === null) throw new ConfigError('tap options must be an object', 'tap');
+  validateInterfaceName(opts.name, 'tap.name');
+  if (typeof opts.vnetHdr !== 'boolean') throw new ConfigError('tap.vnetHdr must be a boolean', 'tap.vnetHdr');
+  if (!isInt(opts.offloads, 0, ALL_OFFLOADS) || (opts.offloads & ~ALL_OFFLOADS) !== 0)
+    throw new ConfigError('tap.offloads must be a combination of TUN_F_* bits', 'tap.offloads');
+}
+
+export function validateInterfaceConfig(cfg: InterfaceConfig): void {
+  if (typeof cfg !== 'object' || cfg === null) throw new ConfigError('interface config must be an object', 'configure');
+  validateInterfaceName(cfg.name, 'configure.name');
+  if (cfg.up !== undefined && typeof cfg.up !== 'boolean') throw new ConfigError('up must be a boolean', 'up');
+  if (cfg.loopbackUp !== undefined && typeof cfg.loopbackUp !== 'boolean')
+    throw new ConfigError('loopbackUp must be a boolean', 'loopbackUp');
+  if (cfg.mtu !== undefined && !isInt(cfg.mtu, MIN_MTU, MAX_MTU))
+    throw new ConfigError(`mtu must be an integer from ${MIN_MTU} to ${MAX_MTU}`, 'mtu');
+  if (cfg.mac !== undefined) {
+    if (!(cfg.mac instanceof Uint8Array) || cfg.mac.length !== 6)
+      throw new ConfigError('mac must be 6 bytes', 'mac');
+    // The kernel refuses a group address as an interface's own MAC.
+    if ((cfg.mac[0] & 1) !== 0) throw new ConfigError('mac must be a unicast address', 'mac');
+  }
+  if (cfg.ipv4 !== undefined && !isDottedQuad(cfg.ipv4))
+    throw new ConfigError(`ipv4 "${String(cfg.ipv4)}" is not a dotted quad`, 'ipv4');
+  if (cfg.prefixLength !== undefined && !isInt(cfg.prefixLength, 0, 32))
+    throw new ConfigError('prefixLength must be an integer from 0 to 32', 'prefixLength');
+  if (cfg.defaultGateway !== undefined && !isDottedQuad(cfg.defaultGateway))
+    throw new ConfigError(`defaultGateway "${String(cfg.defaultGateway)}" is not a dotted quad`, 'defaultGateway');
+  if (cfg.txQueueLen !== undefined && !isInt(cfg.txQueueLen, 0, 0x7fff_ffff))
+    throw new ConfigError('txQueueLen must be a non-negative integer', 'txQueueLen');
+}
+
+function validatePath(v: unknown, field: string): void {
+  if (typeof v !== 'string' || v.length === 0 || v.includes('\0') || Buffer.byteLength(v) > MAX_PATH_BYTES)
+    throw new ConfigError(`${field} must be a non-empty path`, field);
+}
+
+export function validateNamespaceTarget(t: NamespaceTarget): void {
+  if (typeof t !== 'object' || t === null) throw new ConfigError('target must be an object', 'target');
+  const modes = [t.pid !== undefined, t.netnsPath !== undefined, t.create === true].filter(Boolean).length;
+  if (modes !== 1) throw new ConfigError('target needs exactly one of pid, netnsPath or create', 'target');
+  if (t.pid !== undefined && !isInt(t.pid, 1, 0x7fff_ffff)) throw new ConfigError('pid must be a positive integer', 'pid');
+  if (t.netnsPath !== undefined) validatePath(t.netnsPath, 'netnsPath');
+  if (t.usernsPath !== undefined) {
+    if (t.create === true) throw new ConfigError('usernsPath cannot be combined with create', 'usernsPath');
+    validatePath(t.usernsPath, 'usernsPath');
+  }
+  if (t.usernsOptional !== undefined && typeof t.usernsOptional !== 'boolean')
+    throw new ConfigError('usernsOptional must be a boolean', 'usernsOptional');
+  if (t.createUserns !== undefined) {
+    if (t.create !== true) throw new ConfigError('createUserns needs create', 'createUserns');
+    const { uid, gid } = t.createUserns;
+    // 2^32-1 is (uid_t)-1, "no id", which a map cannot name.
+    if (!isInt(uid, 0, 0xffff_fffe) || !isInt(gid, 0, 0xffff_fffe))
+      throw new ConfigError('createUserns needs integer uid and gid', 'createUserns');
+  }
+}
+
+function validateFrameIoOptions(o: FrameIoOptions): void {
+  if (typeof o !== 'object' || o === null) throw new TypeError('FrameIo options must be an object');
+  if (!isInt(o.fd, 0, 0x7fff_ffff)) throw new TypeError('fd must be a non-negative integer');
+  if (!(o.rx instanceof ArrayBuffer)) throw new TypeError('rx must be an ArrayBuffer');
+  if (!isInt(o.slotSize, MIN_SLOT_SIZE, MAX_SLOT_SIZE))
+    throw new TypeError(`slotSize must be an integer from ${MIN_SLOT_SIZE} to ${MAX_SLOT_SIZE}`);
+  if (!isInt(o.slotCount, 1, MAX_SLOT_COUNT)) throw new TypeError(`slotCount must be an integer from 1 to ${MAX_SLOT_COUNT}`);
+  if (!(o.lengths instanceof Uint32Array) || o.lengths.length < o.slotCount)
+    throw new TypeError('lengths must be a Uint32Array with at least slotCount entries');
+  if (o.rx.byteLength < o.slotSize * o.slotCount) throw new TypeError('rx must hold slotSize * slotCount bytes');
+  if (typeof o.onBatch !== 'function' || typeof o.onError !== 'function')
+    throw new TypeError('onBatch and onError must be functions');
+}
+
+// ---- the addon --------------------------------------------------------------
+
+function nativeCall<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    throw toNativeError(e);
+  }
+}
+
+function tapCall<T>(name: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    throw translateTapError(e, name);
+  }
+}
+
+/** The native addon, loaded on first use. Arguments are validated before any syscall. */
+export const native: NativeAddon = {
+  openTap(opts: TapOpenOptions): TapHandle {
+    validateTapOptions(opts);
+    const addon = raw();
+    return tapCall(opts.name, () => addon.openTap(opts));
+  },
+
+  openTapInNamespace(req: NamespaceTapRequest): NamespaceTapResult {
+    if (typeof req !== 'object' || req === null) throw new ConfigError('request must be an object', 'request');
+    validateNamespaceTarget(req.target);
+    validateTapOptions(req.tap);
+    if (req.configure !== undefined) validateInterfaceConfig(req.configure);
+    const addon = raw();
+    return tapCall(req.tap.name, () => addon.openTapInNamespace(req));
+  },
+
+  configureInterface(cfg: InterfaceConfig): void {
+    validateInterfaceConfig(cfg);
+    const addon = raw();
+    nativeCall(() => addon.configureInterface(cfg));
+  },
+
+  createFrameIo(opts: FrameIoOptions): FrameIo {
+    validateFrameIoOptions(opts);
+    const addon = raw();
+    const onError = opts.onError;
+    return nativeCall(
+      () => new addon.FrameIo({ ...opts, onError: (e: Error) => onError(toNativeError(e) as Error) }),
+    );
+  },
+
+  closeFd(fd: number): void {
+    if (!isInt(fd, 0, 0x7fff_ffff)) throw new TypeError('fd must be a non-negative integer');
+    const addon = raw();
+    nativeCall(() => addon.closeFd(fd));
+  },
+};
