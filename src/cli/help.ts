@@ -1,0 +1,53 @@
+import { defaults } from '../../stack/config.js';
+
+const commonOptions = `
+Network:
+  --cidr CIDR            network the gateway serves (default ${defaults.cidr});
+                         gateway N+2 (maps to host loopback later), DNS N+3, guest N+100
+  --mtu N                interface MTU, 68..65521 (default ${defaults.mtu})
+  --no-offload           open taps without a virtio-net header (no TSO/checksum offload)
+
+Bridge:
+  --mac-table-size N     MAC addresses remembered; the least recently seen is evicted
+                         beyond this (default ${defaults.macTableSize})
+  --mac-aging SECONDS    forget a MAC not seen for this long (default ${defaults.macAgingMs / 1000})
+
+Diagnostics:
+  --pcap FILE            write every frame crossing the bridge to FILE (pcap; tcpdump -r FILE)
+  --stats-interval S     log counters every S seconds (SIGUSR1 logs them once)
+  --log-level LEVEL      error, warn, info or debug
+  -h, --help             show this help
+  -V, --version          show the version
+`;
+
+export const mainHelp = `usernet: a user-mode network for containers and VMs
+
+Usage:
+  usernet --tap NAME [--tap NAME ...] [OPTIONS]
+      Attach to taps in this network namespace (creating missing ones) and bridge them
+      with a virtual gateway until SIGINT or SIGTERM.
+  usernet run [OPTIONS] [--] CMD [ARGS...]
+      Run CMD in a new network namespace whose tap is bridged to the gateway.
+      Exits with CMD's status. See usernet run --help.
+
+Options:
+  -t, --tap NAME         a tap to attach to (repeatable)
+${commonOptions}
+Exit status: 0 on a clean stop, 1 on a runtime error, 2 on bad usage.
+`;
+
+export const runHelp = `usernet run: run a command in a new network namespace behind usernet
+
+Usage:
+  usernet run [OPTIONS] [--] CMD [ARGS...]
+
+Creates a network namespace (and, when not root, a user namespace mapping your
+uid to root), a tap inside it with the guest address N+100/prefix, a default
+route via the gateway N+2, lo up, and runs CMD there with your stdio. usernet
+exits with CMD's exit status (128+N when CMD was killed by signal N) and removes
+what it created.
+
+Options:
+  --tap-name NAME        name of the tap inside the namespace (default tap0)
+  --mac MAC              MAC address of that tap (default: chosen by the kernel)
+${commonOptions}`;

@@ -1,0 +1,191 @@
+/**
+ * Command-line options -> validated runtime options. Every limit has its
+ * default in stack/config.ts; this module only parses and checks user input
+ * and turns mistakes into ConfigError with a message that says what to do.
+ */
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { defaults } from '../stack/config.js';
+import { parseCidr } from '../stack/wire/ipv4-address.js';
+import { isMulticastMac, parseMac } from '../stack/wire/mac.js';
+import { ConfigError } from './errors.js';
+import { isLogLevel, type LogLevel } from './log.js';
+
+export interface RuntimeOptions {
+  /** Network address as a u32. */
+  network: number;
+  prefix: number;
+  cidrText: string;
+  mtu: number;
+  macTableSize: number;
+  macAgingMs: number;
+  /** How often the bridge sweeps expired MACs. */
+  macSweepMs: number;
+  /** Open taps with IFF_VNET_HDR and TSO/checksum offloads. */
+  offload: boolean;
+  pcapPath: string | null;
+  logLevel: LogLevel;
+  statsIntervalMs: number;
+  gatewayMac: number;
+}
+
+export interface MainCommand {
+  kind: 'main';
+  taps: string[];
+  options: RuntimeOptions;
+}
+
+export interface RunCommand {
+  kind: 'run';
+  /** Name of the tap inside the new namespace. */
+  tapName: string;
+  /** MAC of the guest's tap, or -1 for one chosen by the kernel. */
+  guestMac: number;
+  argv: string[];
+  options: RuntimeOptions;
+}
+
+export type Command = MainCommand | RunCommand | { kind: 'help'; topic: 'main' | 'run' } | { kind: 'version' };
+
+const MTU_MIN = 68;
+/** slirp4netns' limit; the tap driver itself allows a little more. */
+const MTU_MAX = 65521;
+/** The guest gets N+100, so the network must hold at least 101 addresses beyond N (slirp4netns has the same limit). */
+const PREFIX_MAX = 25;
+
+const common = {
+  cidr: { type: 'string' },
+  mtu: { type: 'string' },
+  'mac-table-size': { type: 'string' },
+  'mac-aging': { type: 'string' },
+  pcap: { type: 'string' },
+  'no-offload': { type: 'boolean' },
+  'log-level': { type: 'string' },
+  'stats-interval': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean', short: 'V' },
+} as const satisfies ParseArgsConfig['options'];
+
+const mainOptions = { ...common, tap: { type: 'string', multiple: true, short: 't' } } as const;
+const runOptions = { ...common, 'tap-name': { type: 'string' }, mac: { type: 'string' } } as const;
+
+export function parseCommandLine(argv: string[]): Command {
+  if (argv[0] === 'run') return parseRun(argv.slice(1));
+  let values;
+  try {
+    ({ values } = parseArgs({ args: argv, options: mainOptions, allowPositionals: false, strict: true }));
+  } catch (err) {
+    throw usageError(err);
+  }
+  if (values.help) return { kind: 'help', topic: 'main' };
+  if (values.version) return { kind: 'version' };
+  const taps = values.tap ?? [];
+  if (taps.length === 0) {
+    throw new ConfigError('no tap given: use --tap NAME (repeatable), or `usernet run -- CMD` to start a command in a new network namespace');
+  }
+  for (const t of taps) checkIfName(t, '--tap');
+  if (new Set(taps).size !== taps.length) throw new ConfigError('the same tap is given twice');
+  return { kind: 'main', taps, options: runtimeOptions(values, 'info') };
+}
+
+function parseRun(argv: string[]): Command {
+  const { optionArgs, command } = splitAtCommand(argv, runOptions);
+  let values;
+  try {
+    ({ values } = parseArgs({ args: optionArgs, options: runOptions, allowPositionals: false, strict: true }));
+  } catch (err) {
+    throw usageError(err);
+  }
+  if (values.help) return { kind: 'help', topic: 'run' };
+  if (values.version) return { kind: 'version' };
+  if (command.length === 0) throw new ConfigError('usernet run needs a command: usernet run [OPTIONS] -- CMD [ARGS...]');
+  const tapName = values['tap-name'] ?? 'tap0';
+  checkIfName(tapName, '--tap-name');
+  let guestMac = -1;
+  if (values.mac !== undefined) {
+    guestMac = parseMac(values.mac);
+    if (guestMac < 0) throw new ConfigError(`--mac ${values.mac}: not a MAC address (example: 02:00:00:00:00:01)`);
+    if (isMulticastMac(guestMac)) {
+      throw new ConfigError(`--mac ${values.mac}: a multicast address cannot be an interface's address`);
+    }
+  }
+  return { kind: 'run', tapName, guestMac, argv: command, options: runtimeOptions(values, 'warn') };
+}
+
+/**
+ * `usernet run` takes its command after `--` or at the first word that is not
+ * an option, like unshare(1): the command's own options must not be parsed as ours.
+ */
+function splitAtCommand(argv: string[], options: ParseArgsConfig['options']): { optionArgs: string[]; command: string[] } {
+  const takesValue = new Set<string>();
+  for (const [name, o] of Object.entries(options ?? {})) {
+    if (o.type === 'string') {
+      takesValue.add(`--${name}`);
+      if (o.short) takesValue.add(`-${o.short}`);
+    }
+  }
+  let i = 0;
+  while (i < argv.length) {
+    const a = argv[i];
+    if (a === '--') return { optionArgs: argv.slice(0, i), command: argv.slice(i + 1) };
+    if (!a.startsWith('-') || a === '-') break;
+    i += takesValue.has(a) ? 2 : 1;
+  }
+  return { optionArgs: argv.slice(0, Math.min(i, argv.length)), command: argv.slice(i) };
+}
+
+type CommonValues = { [K in keyof typeof common]?: (typeof common)[K]['type'] extends 'string' ? string : boolean };
+
+function runtimeOptions(v: CommonValues, defaultLogLevel: LogLevel): RuntimeOptions {
+  const cidrText = v.cidr ?? defaults.cidr;
+  let cidr;
+  try {
+    cidr = parseCidr(cidrText);
+  } catch (err) {
+    throw new ConfigError(`--cidr ${cidrText}: ${(err as Error).message}`);
+  }
+  if (cidr.prefix < 1 || cidr.prefix > PREFIX_MAX) {
+    throw new ConfigError(
+      `--cidr ${cidrText}: the prefix length must be 1..${PREFIX_MAX} (the guest gets the network address + 100), for example 10.0.2.0/24`,
+    );
+  }
+  const mtu = intOption('--mtu', v.mtu, defaults.mtu, MTU_MIN, MTU_MAX);
+  const macTableSize = intOption('--mac-table-size', v['mac-table-size'], defaults.macTableSize, 16, 1 << 20);
+  const macAgingS = intOption('--mac-aging', v['mac-aging'], defaults.macAgingMs / 1000, 1, 1_000_000);
+  const statsS = intOption('--stats-interval', v['stats-interval'], 0, 0, 86_400);
+  const logLevel = v['log-level'] ?? defaultLogLevel;
+  if (!isLogLevel(logLevel)) throw new ConfigError(`--log-level ${logLevel}: use one of error, warn, info, debug`);
+  return {
+    network: cidr.network,
+    prefix: cidr.prefix,
+    cidrText,
+    mtu,
+    macTableSize,
+    macAgingMs: macAgingS * 1000,
+    // Sweep often enough that an expired MAC is gone within a tenth of the ageing time.
+    macSweepMs: Math.max(100, Math.min(defaults.macSweepMs, macAgingS * 100)),
+    offload: !v['no-offload'],
+    pcapPath: v.pcap ?? null,
+    logLevel,
+    statsIntervalMs: statsS * 1000,
+    gatewayMac: parseMac(defaults.gatewayMac),
+  };
+}
+
+function intOption(flag: string, text: string | undefined, dflt: number, min: number, max: number): number {
+  if (text === undefined) return dflt;
+  if (!/^\d+$/.test(text)) throw new ConfigError(`${flag} ${text}: not a whole number (allowed: ${min}..${max})`);
+  const n = Number(text);
+  if (n < min || n > max) throw new ConfigError(`${flag} ${text}: out of range (allowed: ${min}..${max})`);
+  return n;
+}
+
+function checkIfName(name: string, flag: string): void {
+  if (name.length === 0 || Buffer.byteLength(name) > 15 || /[\s/:]/.test(name) || name === '.' || name === '..') {
+    throw new ConfigError(`${flag} ${JSON.stringify(name)}: not a valid interface name (1-15 characters, no spaces, '/' or ':')`);
+  }
+}
+
+function usageError(err: unknown): ConfigError {
+  const msg = (err as Error).message.replace(/\. To specify a positional argument.*$/s, '');
+  return new ConfigError(`${msg} (see --help)`);
+}

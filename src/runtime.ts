@@ -1,0 +1,122 @@
+/**
+ * One usernet instance: the bridge, the gateway on it, the tap ports, the
+ * timers and the optional pcap capture. The CLI front ends (main, run) only
+ * open taps and hand them here.
+ */
+import { performance } from 'node:perf_hooks';
+import { Bridge } from '../stack/bridge.js';
+import { Gateway } from '../stack/gateway.js';
+import type { Logger } from './log.js';
+import type { RuntimeOptions } from './options.js';
+import { PcapWriter } from './pcap-writer.js';
+import { Scheduler } from './scheduler.js';
+import { TapPort } from './tap-port.js';
+import type { TapHandle } from './native/types.js';
+import { formatMac } from '../stack/wire/mac.js';
+
+export class Runtime {
+  readonly bridge: Bridge;
+  readonly gateway: Gateway;
+  readonly ports = new Set<TapPort>();
+  private readonly scheduler: Scheduler;
+  private readonly pcap: PcapWriter | null;
+  private readonly wallAtStart = Date.now();
+  private readonly monoAtStart = performance.now();
+  private statsTimer: NodeJS.Timeout | null = null;
+  private closed = false;
+
+  readonly now = (): number => performance.now();
+
+  constructor(
+    readonly options: RuntimeOptions,
+    readonly log: Logger,
+  ) {
+    this.bridge = new Bridge({
+      macTableSize: options.macTableSize,
+      macAgingMs: options.macAgingMs,
+      macSweepMs: options.macSweepMs,
+    });
+    this.gateway = new Gateway(
+      { network: options.network, prefix: options.prefix, mac: options.gatewayMac, mtu: options.mtu },
+      this.bridge,
+    );
+    this.bridge.addPort(this.gateway);
+    this.bridge.addStaticMac(this.gateway.mac, this.gateway);
+    this.pcap = options.pcapPath === null ? null : new PcapWriter(options.pcapPath);
+    if (this.pcap !== null) {
+      const pcap = this.pcap;
+      this.bridge.monitor = (frame, _from, now) => pcap.record(frame, this.wallClock(now));
+    }
+    this.scheduler = new Scheduler(this.now, (now) => this.flush(now));
+    this.scheduler.add(this.bridge);
+    if (options.statsIntervalMs > 0) {
+      this.statsTimer = setInterval(() => this.logStats(), options.statsIntervalMs);
+      this.statsTimer.unref();
+    }
+  }
+
+  /** Milliseconds since the epoch for a runtime timestamp (pcap wants wall-clock time). */
+  wallClock(now: number): number {
+    return this.wallAtStart + (now - this.monoAtStart);
+  }
+
+  addTap(handle: TapHandle): TapPort {
+    const sink = {
+      input: this.bridge.input.bind(this.bridge),
+      flush: (now: number) => this.flush(now),
+    };
+    const port = new TapPort(handle, sink, this.now, {
+      mtu: this.options.mtu,
+      onError: (p, err) => {
+        this.log.error(`tap ${p.name}: ${err.message}; removing it from the bridge`);
+        this.removeTap(p);
+      },
+    });
+    // Frames received on one tap may be written to any other straight from its receive area.
+    for (const other of this.ports) {
+      other.registerStable(port.rxArea);
+      port.registerStable(other.rxArea);
+    }
+    this.ports.add(port);
+    this.bridge.addPort(port);
+    port.start();
+    this.log.info(
+      `tap ${handle.name} ${handle.attached ? 'attached' : 'created'}` +
+        (handle.vnetHdr ? `, vnet header, offloads 0x${handle.offloads.toString(16)}` : ', no offloads'),
+    );
+    return port;
+  }
+
+  removeTap(port: TapPort): void {
+    if (!this.ports.delete(port)) return;
+    this.bridge.removePort(port);
+    port.close();
+  }
+
+  private flush(now: number): void {
+    this.bridge.flush(now);
+    this.scheduler.kick();
+  }
+
+  stats(): object {
+    return {
+      gateway: { mac: formatMac(this.gateway.mac), ...this.gateway.stats() },
+      bridge: this.bridge.stats(this.now()),
+      pcapRecords: this.pcap?.records,
+    };
+  }
+
+  logStats(): void {
+    this.log.info(`stats ${JSON.stringify(this.stats())}`);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.statsTimer !== null) clearInterval(this.statsTimer);
+    this.scheduler.close();
+    for (const p of this.ports) p.close();
+    this.ports.clear();
+    this.pcap?.close();
+  }
+}

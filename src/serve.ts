@@ -1,0 +1,42 @@
+/**
+ * `usernet --tap tap0 [--tap tap1 ...]`: attach to taps in this namespace and
+ * bridge them with the gateway until SIGINT or SIGTERM. SIGUSR1 logs counters.
+ */
+import type { Logger } from './log.js';
+import type { MainCommand } from './options.js';
+import { Runtime } from './runtime.js';
+import { native } from './native/addon.js';
+import { OFFLOADS } from './run.js';
+import { formatIpv4 } from '../stack/wire/ipv4-address.js';
+
+export function serveTaps(cmd: MainCommand, log: Logger): Promise<number> {
+  const o = cmd.options;
+  const handles = [];
+  try {
+    for (const name of cmd.taps) {
+      handles.push(native.openTap({ name, vnetHdr: o.offload, offloads: o.offload ? OFFLOADS : 0 }));
+    }
+  } catch (err) {
+    for (const h of handles) native.closeFd(h.fd);
+    throw err;
+  }
+  const runtime = new Runtime(o, log);
+  for (const h of handles) runtime.addTap(h);
+  log.info(
+    `gateway ${formatIpv4((o.network + 2) >>> 0)} and DNS ${formatIpv4((o.network + 3) >>> 0)} on ${o.cidrText}, mtu ${o.mtu}`,
+  );
+  return new Promise((resolve) => {
+    const stop = (sig: NodeJS.Signals) => {
+      log.info(`${sig}: stopping`);
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      process.off('SIGUSR1', dump);
+      runtime.close();
+      resolve(0);
+    };
+    const dump = () => runtime.logStats();
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+    process.on('SIGUSR1', dump);
+  });
+}

@@ -1,0 +1,145 @@
+/**
+ * End-to-end harness: runs the built `usernet` (dist/) and real Linux tools in
+ * throwaway network namespaces. Everything a test creates is registered here
+ * and removed in cleanup(), also when the test fails: namespaces, taps,
+ * processes (stopped by PID, never by name), temporary files.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+export const ROOT = resolve(import.meta.dirname, '..', '..');
+export const USERNET = join(ROOT, 'dist', 'src', 'cli', 'main.js');
+
+export interface Result {
+  status: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a command to completion (bounded by timeoutMs) and returns its output. */
+export function run(cmd: string, args: string[], timeoutMs = 30_000): Result {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: timeoutMs });
+  if (r.error && (r.error as NodeJS.ErrnoException).code !== 'ETIMEDOUT') throw r.error;
+  return { status: r.status, signal: r.signal, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
+}
+
+/** Runs a command that must succeed. */
+export function must(cmd: string, args: string[], timeoutMs = 30_000): string {
+  const r = run(cmd, args, timeoutMs);
+  if (r.status !== 0) {
+    throw new Error(`${cmd} ${args.join(' ')} failed (${r.status ?? r.signal}): ${r.stderr || r.stdout}`);
+  }
+  return r.stdout;
+}
+
+export function usernetArgs(args: string[]): [string, string[]] {
+  return [process.execPath, [USERNET, ...args]];
+}
+
+/** Runs usernet to completion. */
+export function usernet(args: string[], timeoutMs = 60_000): Result {
+  const [cmd, a] = usernetArgs(args);
+  return run(cmd, a, timeoutMs);
+}
+
+export class Background {
+  stdout = '';
+  stderr = '';
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  constructor(readonly proc: ChildProcess) {
+    proc.stdout?.setEncoding('utf8').on('data', (d: string) => (this.stdout += d));
+    proc.stderr?.setEncoding('utf8').on('data', (d: string) => (this.stderr += d));
+    this.exited = new Promise((res) => proc.on('exit', (code, signal) => res({ code, signal })));
+  }
+  get pid(): number {
+    return this.proc.pid ?? -1;
+  }
+  get running(): boolean {
+    return this.proc.exitCode === null && this.proc.signalCode === null;
+  }
+  /** Waits until stderr or stdout matches, or fails after timeoutMs. */
+  async waitFor(re: RegExp, timeoutMs = 10_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!re.test(this.stderr) && !re.test(this.stdout)) {
+      if (!this.running) throw new Error(`process exited before ${re}: ${this.stderr}`);
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${re}; stderr: ${this.stderr}`);
+      await sleep(20);
+    }
+  }
+  async stop(signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 5_000): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    if (this.running) this.proc.kill(signal);
+    const timer = setTimeout(() => this.running && this.proc.kill('SIGKILL'), timeoutMs);
+    const r = await this.exited;
+    clearTimeout(timer);
+    return r;
+  }
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+function suffix(): string {
+  return randomBytes(3).toString('hex');
+}
+
+/** Tracks what one test file creates. Call cleanup() in afterEach/afterAll. */
+export class Sandbox {
+  private namespaces: string[] = [];
+  private links: string[] = [];
+  private procs: Background[] = [];
+  private dirs: string[] = [];
+
+  /** A new network namespace `usn-<tag>-<random>` with lo up. */
+  netns(tag: string): string {
+    const name = `usn-${tag}-${suffix()}`;
+    must('ip', ['netns', 'add', name]);
+    this.namespaces.push(name);
+    must('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
+    return name;
+  }
+
+  /** A unique interface name (at most 15 bytes). */
+  ifname(tag: string): string {
+    return `u${tag.slice(0, 6)}${suffix()}`;
+  }
+
+  /** A persistent tap in the root namespace, removed at cleanup wherever it went. */
+  tap(tag: string): string {
+    const name = this.ifname(tag);
+    must('ip', ['tuntap', 'add', 'dev', name, 'mode', 'tap']);
+    this.links.push(name);
+    return name;
+  }
+
+  tmpdir(): string {
+    const d = mkdtempSync(join(tmpdir(), 'usernet-test-'));
+    this.dirs.push(d);
+    return d;
+  }
+
+  spawn(cmd: string, args: string[]): Background {
+    const b = new Background(spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
+    this.procs.push(b);
+    return b;
+  }
+
+  spawnUsernet(args: string[]): Background {
+    const [cmd, a] = usernetArgs(args);
+    return this.spawn(cmd, a);
+  }
+
+  async cleanup(): Promise<void> {
+    for (const p of this.procs.splice(0)) await p.stop('SIGTERM', 3_000).catch(() => undefined);
+    for (const ns of this.namespaces.splice(0)) {
+      for (const l of this.links) run('ip', ['-n', ns, 'tuntap', 'del', 'dev', l, 'mode', 'tap']);
+      run('ip', ['netns', 'del', ns]);
+    }
+    for (const l of this.links.splice(0)) run('ip', ['tuntap', 'del', 'dev', l, 'mode', 'tap']);
+    for (const d of this.dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+  }
+}

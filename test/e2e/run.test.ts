@@ -1,0 +1,88 @@
+/**
+ * `usernet run`: a real namespace, the real Linux stack, real ping and tcpdump.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { must, Sandbox, usernet } from './harness.js';
+
+const sandbox = new Sandbox();
+afterEach(() => sandbox.cleanup());
+
+describe('usernet run', () => {
+  it('pings the gateway from a new namespace (vnet offloads on)', () => {
+    const r = usernet(['run', '--', 'ping', '-c', '3', '-i', '0.2', '-W', '2', '10.0.2.2']);
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toMatch(/3 packets transmitted, 3 received/);
+    expect(r.status).toBe(0);
+  });
+
+  it('pings the DNS address without offloads and with a large MTU', () => {
+    const r = usernet(['run', '--no-offload', '--mtu', '65520', '--', 'ping', '-c', '2', '-i', '0.2', '-s', '30000', '10.0.2.3']);
+    expect(r.stdout).toMatch(/2 packets transmitted, 2 received/);
+    expect(r.status).toBe(0);
+  });
+
+  it('configures the namespace: address, route, MTU, lo up, custom CIDR and MAC', () => {
+    const r = usernet([
+      'run', '--cidr', '192.168.77.0/24', '--mtu', '9000', '--tap-name', 'eth0', '--mac', '02:aa:bb:cc:dd:ee', '--',
+      'sh', '-c', 'ip -o addr show dev eth0; ip route; ip -o link show eth0; ip -o link show lo; ping -c 1 -W 2 192.168.77.2',
+    ]);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/inet 192\.168\.77\.100\/24/);
+    expect(r.stdout).toMatch(/default via 192\.168\.77\.2 dev eth0/);
+    expect(r.stdout).toMatch(/eth0: <[^>]*UP[^>]*> mtu 9000/);
+    expect(r.stdout).toMatch(/link\/ether 02:aa:bb:cc:dd:ee/);
+    expect(r.stdout).toMatch(/lo: <LOOPBACK,UP/);
+    expect(r.stdout).toMatch(/1 received/);
+  });
+
+  it("exits with the command's status and reports signals as 128+N", () => {
+    expect(usernet(['run', '--', 'sh', '-c', 'exit 7']).status).toBe(7);
+    expect(usernet(['run', '--', 'sh', '-c', 'kill -TERM $$']).status).toBe(128 + 15);
+    const missing = usernet(['run', '--', 'no-such-command-usernet']);
+    expect(missing.status).toBe(127);
+  });
+
+  it('leaves no namespace or tap behind', () => {
+    const before = must('ip', ['-o', 'link', 'show', 'type', 'tun']);
+    const r = usernet(['run', '--', 'true']);
+    expect(r.status).toBe(0);
+    expect(must('ip', ['-o', 'link', 'show', 'type', 'tun'])).toBe(before);
+  });
+
+  it('writes a pcap that tcpdump reads', () => {
+    const dir = sandbox.tmpdir();
+    const file = join(dir, 'cap.pcap');
+    const r = usernet(['run', '--pcap', file, '--', 'ping', '-c', '2', '-i', '0.2', '10.0.2.2']);
+    expect(r.status).toBe(0);
+    const text = must('tcpdump', ['-n', '-e', '-r', file]);
+    expect(text).toMatch(/ARP \(0x0806\).*Request who-has 10\.0\.2\.2 tell 10\.0\.2\.100/);
+    expect(text).toMatch(/ARP \(0x0806\).*Reply 10\.0\.2\.2 is-at 52:55:0a:00:02:02/);
+    expect(text).toMatch(/10\.0\.2\.100 > 10\.0\.2\.2: ICMP echo request/);
+    expect(text).toMatch(/10\.0\.2\.2 > 10\.0\.2\.100: ICMP echo reply/);
+    expect(readFileSync(file).readUInt32LE(0)).toBe(0xa1b2c3d4);
+  });
+
+  it('rejects bad input with a clear message and exit status 2', () => {
+    const cidr = usernet(['run', '--cidr', '10.0.2.0/33', '--', 'true']);
+    expect(cidr.status).toBe(2);
+    expect(cidr.stderr).toMatch(/--cidr 10\.0\.2\.0\/33/);
+    const mtu = usernet(['run', '--mtu', '20', '--', 'true']);
+    expect(mtu.status).toBe(2);
+    expect(mtu.stderr).toMatch(/--mtu 20: out of range/);
+    const nocmd = usernet(['run']);
+    expect(nocmd.status).toBe(2);
+    expect(nocmd.stderr).toMatch(/needs a command/);
+    const unknown = usernet(['--bogus']);
+    expect(unknown.status).toBe(2);
+  });
+
+  it('prints help and version', () => {
+    const h = usernet(['--help']);
+    expect(h.status).toBe(0);
+    expect(h.stdout).toMatch(/usernet run/);
+    const v = usernet(['--version']);
+    expect(v.stdout).toMatch(/^usernet \d+\.\d+\.\d+/);
+  });
+});
