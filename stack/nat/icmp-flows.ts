@@ -1,0 +1,145 @@
+/**
+ * ICMP echo NAT table: one flow per (guest ip, guest echo identifier,
+ * destination ip), which the runtime backs with one host ping socket
+ * (SOCK_DGRAM, IPPROTO_ICMP).
+ *
+ * How it works
+ * - The kernel gives each ping socket its own echo identifier and rewrites
+ *   the one in our requests, so the flow stores the guest's identifier and
+ *   the runtime writes it back into every reply before it reaches the guest.
+ *   The host's identifier is kept on the flow (`hostIdent`, -1 until the
+ *   runtime knows it) for logs and for matching errors.
+ * - Key: guest ip * 2^16 + guest identifier, then destination ip, in a
+ *   hashed index (FlowIndex); ids, pooled flow objects and activity order
+ *   come from flow-key.ts, so steady-state echo traffic allocates nothing.
+ * - Idle timeout 30 s (Linux conntrack's ICMP timeout); poll(now) at
+ *   pollAt() expires flows and reports each through onClose so the runtime
+ *   closes the ping socket.
+ * - At most maxFlows (1024) flows: ping is low volume, and each flow holds a
+ *   host socket. When full, a new flow evicts the least recently active flow
+ *   already past its timeout, else it is refused ('flow-table-full').
+ */
+import { endpointKey, FlowIndex, FlowTableCore, NatFlow, type FlowCloseReason, type FlowTableStats } from './flow-key.js';
+
+export const ICMP_MAX_FLOWS = 1024;
+export const ICMP_IDLE_TIMEOUT_MS = 30_000;
+
+export class IcmpFlow extends NatFlow {
+  guestIp = 0;
+  /** The echo identifier the guest uses; restored on replies. */
+  guestIdent = 0;
+  dstIp = 0;
+  /** Where the ping socket sends (the address map's answer). */
+  hostIp = 0;
+  /** The identifier the host socket got, -1 until known. */
+  hostIdent = -1;
+}
+
+export interface IcmpFlowTableOptions {
+  maxFlows?: number;
+  idleTimeoutMs?: number;
+  /** A flow left the table by expiry or eviction; close its socket. The flow object is reused later. */
+  onClose?: (id: number, flow: IcmpFlow, reason: FlowCloseReason) => void;
+}
+
+export class IcmpFlowTable {
+  private readonly core: FlowTableCore<IcmpFlow>;
+  private readonly index = new FlowIndex<IcmpFlow>();
+
+  constructor(opts: IcmpFlowTableOptions = {}) {
+    this.core = new FlowTableCore<IcmpFlow>(
+      opts.maxFlows ?? ICMP_MAX_FLOWS,
+      [opts.idleTimeoutMs ?? ICMP_IDLE_TIMEOUT_MS],
+      () => new IcmpFlow(),
+      (f) => {
+        this.index.remove(f);
+      },
+      opts.onClose ?? null,
+    );
+  }
+
+  get maxFlows(): number {
+    return this.core.maxFlows;
+  }
+
+  get size(): number {
+    return this.core.size;
+  }
+
+  get drops(): Record<string, number> {
+    return this.core.drops;
+  }
+
+  lookup(guestIp: number, guestIdent: number, dstIp: number): IcmpFlow | null {
+    return this.index.get(endpointKey(guestIp, guestIdent), dstIp >>> 0);
+  }
+
+  /**
+   * The flow for this echo request, created with host destination hostIp if
+   * there is none. Counts as activity. Null when the table is full
+   * ('flow-table-full' counted).
+   */
+  lookupOrCreate(guestIp: number, guestIdent: number, dstIp: number, hostIp: number, now: number): IcmpFlow | null {
+    const g = endpointKey(guestIp, guestIdent);
+    const d = dstIp >>> 0;
+    const found = this.index.get(g, d);
+    if (found !== null) {
+      this.core.touch(found, now);
+      return found;
+    }
+    const f = this.core.allocate(0, now);
+    if (f === null) return null;
+    f.guestIp = guestIp >>> 0;
+    f.guestIdent = guestIdent & 0xffff;
+    f.dstIp = d;
+    f.hostIp = hostIp >>> 0;
+    f.hostIdent = -1;
+    this.index.add(f, g, d);
+    return f;
+  }
+
+  /** The runtime learnt the identifier its ping socket was given. */
+  setHostIdent(flow: IcmpFlow, ident: number): void {
+    flow.hostIdent = ident & 0xffff;
+  }
+
+  recordOutbound(flow: IcmpFlow, bytes: number, now: number): void {
+    flow.packetsOut++;
+    flow.bytesOut += bytes;
+    this.core.touch(flow, now);
+  }
+
+  recordInbound(flow: IcmpFlow, bytes: number, now: number): void {
+    flow.packetsIn++;
+    flow.bytesIn += bytes;
+    this.core.touch(flow, now);
+  }
+
+  byId(id: number): IcmpFlow | null {
+    return this.core.byId(id);
+  }
+
+  /** Removes a flow the runtime closed itself; no callback. */
+  remove(id: number): boolean {
+    const f = this.core.byId(id);
+    if (f === null) return false;
+    this.core.release(f, null);
+    return true;
+  }
+
+  pollAt(): number {
+    return this.core.pollAt();
+  }
+
+  poll(now: number): number {
+    return this.core.poll(now);
+  }
+
+  deadline(flow: IcmpFlow): number {
+    return this.core.deadline(flow);
+  }
+
+  stats(): FlowTableStats {
+    return this.core.stats();
+  }
+}

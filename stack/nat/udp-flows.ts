@@ -1,0 +1,167 @@
+/**
+ * UDP NAT flow table: one flow per (guest ip, guest port, destination ip,
+ * destination port), which the runtime backs with one host datagram socket.
+ *
+ * How it works
+ * - The key is two exact numbers, guest endpoint and destination endpoint
+ *   (ip * 2^16 + port each), in a hashed index (FlowIndex): no strings, no
+ *   allocation per lookup.
+ * - Each flow has a small integer id (for the runtime's socket array), the
+ *   host destination the address map chose, and packet/byte counters each
+ *   way. Flow objects are pooled by id (see flow-key.ts), so neither lookups
+ *   nor flow creation allocate in steady state.
+ * - Idle timeouts: 60 s, like Linux conntrack's UDP stream timeout, and
+ *   10 s for DNS (destination port 53), whose flows are one query and one
+ *   answer and would otherwise pile up as each query uses a new source port.
+ *   Traffic either way keeps a flow alive. `poll(now)` at `pollAt()` expires
+ *   idle flows and reports each through `onClose` so the runtime closes the
+ *   socket.
+ * - At most maxFlows (4096) flows. When full, a new flow evicts the least
+ *   recently active flow that is already past its timeout; if there is none
+ *   the new flow is refused ('flow-table-full') rather than breaking a live
+ *   one.
+ */
+import { DNS_PORT } from './address-map.js';
+import { endpointKey, FlowIndex, FlowTableCore, NatFlow, type FlowCloseReason, type FlowTableStats } from './flow-key.js';
+
+export const UDP_MAX_FLOWS = 4096;
+export const UDP_IDLE_TIMEOUT_MS = 60_000;
+export const UDP_DNS_IDLE_TIMEOUT_MS = 10_000;
+
+const CLASS_DEFAULT = 0;
+const CLASS_DNS = 1;
+
+export class UdpFlow extends NatFlow {
+  guestIp = 0;
+  guestPort = 0;
+  /** Destination as the guest addressed it. */
+  dstIp = 0;
+  dstPort = 0;
+  /** Where the host socket sends (the address map's answer). */
+  hostIp = 0;
+  hostPort = 0;
+  get isDns(): boolean {
+    return this.timeoutClass === CLASS_DNS;
+  }
+}
+
+export interface UdpFlowTableOptions {
+  maxFlows?: number;
+  idleTimeoutMs?: number;
+  dnsIdleTimeoutMs?: number;
+  /** A flow left the table by expiry or eviction; close its socket. The flow object is reused later. */
+  onClose?: (id: number, flow: UdpFlow, reason: FlowCloseReason) => void;
+}
+
+export class UdpFlowTable {
+  private readonly core: FlowTableCore<UdpFlow>;
+  private readonly index = new FlowIndex<UdpFlow>();
+
+  constructor(opts: UdpFlowTableOptions = {}) {
+    this.core = new FlowTableCore<UdpFlow>(
+      opts.maxFlows ?? UDP_MAX_FLOWS,
+      [opts.idleTimeoutMs ?? UDP_IDLE_TIMEOUT_MS, opts.dnsIdleTimeoutMs ?? UDP_DNS_IDLE_TIMEOUT_MS],
+      () => new UdpFlow(),
+      (f) => {
+        this.index.remove(f);
+      },
+      opts.onClose ?? null,
+    );
+  }
+
+  get maxFlows(): number {
+    return this.core.maxFlows;
+  }
+
+  /** Active flows. */
+  get size(): number {
+    return this.core.size;
+  }
+
+  /** Drop reasons and lifetime counters. */
+  get drops(): Record<string, number> {
+    return this.core.drops;
+  }
+
+  lookup(guestIp: number, guestPort: number, dstIp: number, dstPort: number): UdpFlow | null {
+    return this.index.get(endpointKey(guestIp, guestPort), endpointKey(dstIp, dstPort));
+  }
+
+  /**
+   * The flow for this guest datagram, created with host destination
+   * hostIp:hostPort if there is none (an existing flow keeps its own). Counts
+   * as activity. Null when the table is full ('flow-table-full' counted).
+   */
+  lookupOrCreate(
+    guestIp: number,
+    guestPort: number,
+    dstIp: number,
+    dstPort: number,
+    hostIp: number,
+    hostPort: number,
+    now: number,
+  ): UdpFlow | null {
+    const g = endpointKey(guestIp, guestPort);
+    const d = endpointKey(dstIp, dstPort);
+    const found = this.index.get(g, d);
+    if (found !== null) {
+      this.core.touch(found, now);
+      return found;
+    }
+    const f = this.core.allocate((dstPort & 0xffff) === DNS_PORT ? CLASS_DNS : CLASS_DEFAULT, now);
+    if (f === null) return null;
+    f.guestIp = guestIp >>> 0;
+    f.guestPort = guestPort & 0xffff;
+    f.dstIp = dstIp >>> 0;
+    f.dstPort = dstPort & 0xffff;
+    f.hostIp = hostIp >>> 0;
+    f.hostPort = hostPort & 0xffff;
+    this.index.add(f, g, d);
+    return f;
+  }
+
+  /** A datagram of `bytes` payload went from the guest to the host. */
+  recordOutbound(flow: UdpFlow, bytes: number, now: number): void {
+    flow.packetsOut++;
+    flow.bytesOut += bytes;
+    this.core.touch(flow, now);
+  }
+
+  /** A datagram of `bytes` payload came back from the host. */
+  recordInbound(flow: UdpFlow, bytes: number, now: number): void {
+    flow.packetsIn++;
+    flow.bytesIn += bytes;
+    this.core.touch(flow, now);
+  }
+
+  byId(id: number): UdpFlow | null {
+    return this.core.byId(id);
+  }
+
+  /** Removes a flow the runtime closed itself (e.g. its socket failed); no callback. */
+  remove(id: number): boolean {
+    const f = this.core.byId(id);
+    if (f === null) return false;
+    this.core.release(f, null);
+    return true;
+  }
+
+  /** When the next flow times out (its deadline); Infinity when empty. */
+  pollAt(): number {
+    return this.core.pollAt();
+  }
+
+  /** Expires idle flows, reporting each through onClose; returns how many. */
+  poll(now: number): number {
+    return this.core.poll(now);
+  }
+
+  /** When this flow times out unless there is more traffic. */
+  deadline(flow: UdpFlow): number {
+    return this.core.deadline(flow);
+  }
+
+  stats(): FlowTableStats {
+    return this.core.stats();
+  }
+}
