@@ -1,0 +1,114 @@
+/**
+ * The receiver's byte ring: in-order data waiting for the host socket
+ * (`readable` bytes from `head`), followed by room for out-of-order data
+ * placed at its offset and tracked by an Assembler. The advertised window is
+ * exactly `free()` = max - readable, so anything the peer may send fits, and
+ * out-of-order bytes cost no extra memory or copy when the hole fills.
+ *
+ * Memory: allocated on the first write at `initial` bytes, doubled (one
+ * linearising copy) when a write reaches past the end, never beyond `max`.
+ * `release()` returns it when nothing is stored.
+ */
+import { Assembler } from './assembler.js';
+import type { ByteRegion } from './send-buffer.js';
+
+const EMPTY = Buffer.alloc(0);
+
+export class ReceiveBuffer {
+  buf: Buffer = EMPTY;
+  private head = 0;
+  /** In-order bytes ready for the owner. */
+  readable = 0;
+  readonly ooo: Assembler;
+  private readonly region: ByteRegion = { buf: EMPTY, off: 0, len: 0 };
+
+  constructor(
+    readonly max: number,
+    private readonly initial: number,
+    maxRanges: number,
+  ) {
+    this.ooo = new Assembler(maxRanges);
+  }
+
+  get capacity(): number {
+    return this.buf.length;
+  }
+
+  /** Room for new data: the receive window. */
+  free(): number {
+    return this.max - this.readable;
+  }
+
+  /**
+   * Stores len bytes that belong `offset` bytes after the in-order data.
+   * The caller guarantees offset + len <= free(). Returns the number of bytes
+   * that became readable (0 for a segment that stays out of order), or -1
+   * when the out-of-order range cap refused it (nothing stored).
+   */
+  write(offset: number, src: Uint8Array, srcOff: number, len: number): number {
+    if (len <= 0) return 0;
+    if (!this.ooo.add(offset, len)) return -1;
+    const need = this.readable + offset + len;
+    if (need > this.buf.length) this.grow(need);
+    const cap = this.buf.length;
+    let pos = this.head + this.readable + offset;
+    if (pos >= cap) pos -= cap;
+    const first = Math.min(len, cap - pos);
+    this.buf.set(src.subarray(srcOff, srcOff + first), pos);
+    if (first < len) this.buf.set(src.subarray(srcOff + first, srcOff + len), 0);
+    const n = this.ooo.takeFront();
+    this.readable += n;
+    return n;
+  }
+
+  /** The first contiguous chunk of readable data (no copy); valid until the next call. */
+  peek(): ByteRegion {
+    const r = this.region;
+    r.buf = this.buf;
+    r.off = this.head;
+    r.len = Math.min(this.readable, this.buf.length - this.head);
+    return r;
+  }
+
+  /** Copies up to len readable bytes to dst and consumes them; returns the count. */
+  read(dst: Uint8Array, off: number, len: number): number {
+    let done = 0;
+    while (done < len && this.readable > 0) {
+      const r = this.peek();
+      const n = Math.min(r.len, len - done);
+      dst.set(r.buf.subarray(r.off, r.off + n), off + done);
+      this.consume(n);
+      done += n;
+    }
+    return done;
+  }
+
+  consume(n: number): void {
+    const k = Math.min(n, this.readable);
+    this.readable -= k;
+    this.head += k;
+    if (this.head >= this.buf.length) this.head -= this.buf.length;
+    // Rewinding keeps the next chunk contiguous; out-of-order bytes pin the head.
+    if (this.readable === 0 && this.ooo.count === 0) this.head = 0;
+  }
+
+  release(): void {
+    if (this.readable === 0 && this.ooo.count === 0) {
+      this.buf = EMPTY;
+      this.head = 0;
+    }
+  }
+
+  private grow(need: number): void {
+    let cap = Math.max(this.buf.length * 2, this.initial, 1);
+    while (cap < need) cap *= 2;
+    cap = Math.min(cap, this.max);
+    const nb = Buffer.allocUnsafe(cap);
+    const old = this.buf;
+    // Everything from head to the end of the old ring (readable and out-of-order parts).
+    old.copy(nb, 0, this.head, old.length);
+    old.copy(nb, old.length - this.head, 0, this.head);
+    this.buf = nb;
+    this.head = 0;
+  }
+}

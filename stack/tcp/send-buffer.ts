@@ -1,0 +1,134 @@
+/**
+ * The sender's byte ring: data written by the host side and not yet
+ * acknowledged by the peer. The first byte of the ring is SND.UNA's data
+ * (the connection keeps the mapping); `ack(n)` frees from the front.
+ *
+ * Memory: nothing is allocated until the first write; the ring starts at
+ * `initial` bytes and doubles (copying once, linearised) when it is full,
+ * never beyond `max`. `release()` gives the memory back when it is empty.
+ * `writable()` exposes the contiguous free region after the tail so a host
+ * socket can read straight into it (`commit(n)` then accounts the bytes).
+ * `chunk(offset)` returns the contiguous stored bytes from an offset, which
+ * is how segments reference their payload without copying; a segment never
+ * spans the wrap point.
+ */
+
+const EMPTY = Buffer.alloc(0);
+
+/** A contiguous region of a buffer; reused, valid until the next call. */
+export interface ByteRegion {
+  buf: Buffer;
+  off: number;
+  len: number;
+}
+
+export class SendBuffer {
+  buf: Buffer = EMPTY;
+  private head = 0;
+  /** Bytes stored (unacknowledged + unsent). */
+  length = 0;
+  private readonly region: ByteRegion = { buf: EMPTY, off: 0, len: 0 };
+
+  constructor(
+    readonly max: number,
+    private readonly initial: number,
+  ) {}
+
+  get capacity(): number {
+    return this.buf.length;
+  }
+
+  /** Bytes that may still be added. */
+  space(): number {
+    return this.max - this.length;
+  }
+
+  /** The contiguous free region after the tail (len 0 when full). Grows the ring when it is full. */
+  writable(): ByteRegion {
+    const r = this.region;
+    if (this.length === this.buf.length && this.buf.length < this.max) this.grow(this.length + 1);
+    const cap = this.buf.length;
+    r.buf = this.buf;
+    if (this.length === 0) {
+      this.head = 0;
+      r.off = 0;
+      r.len = cap;
+      return r;
+    }
+    if (this.length === cap) {
+      r.off = this.head;
+      r.len = 0;
+      return r;
+    }
+    const tail = this.head + this.length < cap ? this.head + this.length : this.head + this.length - cap;
+    r.off = tail;
+    r.len = tail >= this.head ? cap - tail : this.head - tail;
+    return r;
+  }
+
+  /** Accounts n bytes written into the region `writable()` returned. */
+  commit(n: number): void {
+    this.length += n;
+  }
+
+  /** Copies up to len bytes in; returns how many were taken. */
+  write(src: Uint8Array, off: number, len: number): number {
+    let done = 0;
+    while (done < len) {
+      const r = this.writable();
+      if (r.len === 0) break;
+      const n = Math.min(r.len, len - done);
+      r.buf.set(src.subarray(off + done, off + done + n), r.off);
+      this.commit(n);
+      done += n;
+    }
+    return done;
+  }
+
+  /** The contiguous stored bytes starting `offset` bytes after the head (len 0 past the end). */
+  chunk(offset: number): ByteRegion {
+    const r = this.region;
+    r.buf = this.buf;
+    if (offset >= this.length) {
+      r.off = 0;
+      r.len = 0;
+      return r;
+    }
+    const cap = this.buf.length;
+    let pos = this.head + offset;
+    if (pos >= cap) pos -= cap;
+    r.off = pos;
+    r.len = Math.min(this.length - offset, cap - pos);
+    return r;
+  }
+
+  /** Frees n bytes from the front (acknowledged data). */
+  ack(n: number): void {
+    const k = Math.min(n, this.length);
+    this.length -= k;
+    this.head += k;
+    if (this.head >= this.buf.length) this.head -= this.buf.length;
+    if (this.length === 0) this.head = 0;
+  }
+
+  /** Drops the storage when empty (idle flows); the next write reallocates. */
+  release(): void {
+    if (this.length === 0) {
+      this.buf = EMPTY;
+      this.head = 0;
+    }
+  }
+
+  private grow(need: number): void {
+    let cap = Math.max(this.buf.length * 2, this.initial, 1);
+    while (cap < need) cap *= 2;
+    cap = Math.min(cap, this.max);
+    const nb = Buffer.allocUnsafe(cap);
+    const old = this.buf;
+    const first = Math.min(this.length, old.length - this.head);
+    old.copy(nb, 0, this.head, this.head + first);
+    if (first < this.length) old.copy(nb, first, 0, this.length - first);
+    this.buf = nb;
+    this.head = 0;
+  }
+}
