@@ -7,6 +7,7 @@
         "native/frame_io.cc",
         "native/ifconfig.cc",
         "native/netns.cc",
+        "native/ping.cc",
         "native/tap.cc"
       ],
       "include_dirs": [

@@ -46,6 +46,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitIfconfig(env, exports);
   InitNetns(env, exports);
   InitFrameIo(env, exports);
+  InitPing(env, exports);
   return exports;
 }
 

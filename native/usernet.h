@@ -77,5 +77,6 @@ void InitTap(Napi::Env env, Napi::Object exports);
 void InitIfconfig(Napi::Env env, Napi::Object exports);
 void InitNetns(Napi::Env env, Napi::Object exports);
 void InitFrameIo(Napi::Env env, Napi::Object exports);
+void InitPing(Napi::Env env, Napi::Object exports);
 
 }  // namespace usernet

@@ -97,3 +97,28 @@ export function translateTapError(err: unknown, name: string): Error {
   else if (e.code === 'EBUSY' && e.syscall === 'ioctl(TUNSETIFF)') hint = TAP_HINT_BUSY;
   return hint === undefined ? e : new TapError(e, name, hint);
 }
+
+export const PING_HINT_GROUP_RANGE =
+  "unprivileged ICMP needs the group in net.ipv4.ping_group_range: sysctl -w net.ipv4.ping_group_range='0 2147483647'";
+
+/**
+ * A ping socket could not be created; `hint` tells the user what to do. The
+ * kernel checks only the group range, not capabilities, so root gets EACCES
+ * too when gid 0 is outside the range (the default range "1 0" is empty).
+ */
+export class PingError extends NativeError {
+  readonly hint: string;
+
+  constructor(from: NativeError, hint: string) {
+    super(from.code, from.errno, from.syscall, `ping socket: ${from.message}; ${hint}`, { cause: from });
+    this.hint = hint;
+  }
+}
+
+/** Adds the ping_group_range hint to EACCES from socket(ICMP); other errors come back as NativeErrors. */
+export function translatePingError(err: unknown): Error {
+  const e = toNativeError(err);
+  if (!(e instanceof NativeError) || e instanceof PingError) return e instanceof Error ? e : new Error(String(e));
+  if (e.code === 'EACCES' && e.syscall === 'socket(ICMP)') return new PingError(e, PING_HINT_GROUP_RANGE);
+  return e;
+}

@@ -13,7 +13,8 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { ConfigError, UsernetError, toNativeError, translateTapError } from '../errors.js';
+import { ConfigError, UsernetError, toNativeError, translatePingError, translateTapError } from '../errors.js';
+import { PING_ENTRY_WORDS, PING_MAX_BATCH } from './types.js';
 import type {
   FrameIo,
   FrameIoOptions,
@@ -22,6 +23,8 @@ import type {
   NamespaceTapResult,
   NamespaceTarget,
   NativeAddon,
+  PingSocket,
+  PingSocketOptions,
   TapHandle,
   TapOpenOptions,
 } from './types.js';
@@ -33,6 +36,7 @@ interface RawAddon {
   configureInterface(cfg: InterfaceConfig): void;
   closeFd(fd: number): void;
   FrameIo: new (opts: FrameIoOptions) => FrameIo;
+  PingSocket: new (opts: PingSocketOptions) => PingSocket;
 }
 
 /** IFNAMSIZ - 1. */
@@ -52,6 +56,12 @@ const MAX_SLOT_SIZE = 1 << 20;
 /** One batch per poll wakeup; more slots than this only delays other handles. */
 const MAX_SLOT_COUNT = 4096;
 const MAX_PATH_BYTES = 4095;
+/**
+ * Ping slot bounds: the smallest ICMP echo message is its 8-byte header; the
+ * largest ICMP datagram over IPv4 is 65535 - 20 bytes, rounded up here.
+ */
+const MIN_PING_SLOT = 8;
+const MAX_PING_SLOT = 65536;
 
 /** Walks up from this file to the package root: src/native in development, dist/src/native when compiled. */
 function packageRoot(): string {
@@ -176,6 +186,51 @@ function validateFrameIoOptions(o: FrameIoOptions): void {
     throw new TypeError('onBatch and onError must be functions');
 }
 
+function validatePingSocketOptions(o: PingSocketOptions): void {
+  if (typeof o !== 'object' || o === null) throw new TypeError('ping socket options must be an object');
+  if (!(o.rx instanceof ArrayBuffer)) throw new TypeError('rx must be an ArrayBuffer');
+  if (!isInt(o.slotSize, MIN_PING_SLOT, MAX_PING_SLOT))
+    throw new TypeError(`slotSize must be an integer from ${MIN_PING_SLOT} to ${MAX_PING_SLOT}`);
+  if (!isInt(o.slotCount, 1, PING_MAX_BATCH))
+    throw new TypeError(`slotCount must be an integer from 1 to ${PING_MAX_BATCH}`);
+  if (o.rx.byteLength < o.slotSize * o.slotCount) throw new TypeError('rx must hold slotSize * slotCount bytes');
+  if (!(o.entries instanceof Uint32Array) || o.entries.length < o.slotCount * PING_ENTRY_WORDS)
+    throw new TypeError(`entries must be a Uint32Array with at least slotCount * ${PING_ENTRY_WORDS} words`);
+  if (o.ttl !== undefined && !isInt(o.ttl, 1, 255)) throw new RangeError('ttl must be an integer from 1 to 255');
+  if (o.tos !== undefined && !isInt(o.tos, 0, 255)) throw new RangeError('tos must be an integer from 0 to 255');
+  if (typeof o.onBatch !== 'function' || typeof o.onError !== 'function')
+    throw new TypeError('onBatch and onError must be functions');
+}
+
+/**
+ * The addon's PingSocket behind argument checks. send() is on the per-packet
+ * path: the checks are integer comparisons only, and network failures come
+ * back as a negative errno, never as an exception.
+ */
+class CheckedPingSocket implements PingSocket {
+  readonly localId: number;
+  readonly #socket: PingSocket;
+
+  constructor(socket: PingSocket) {
+    this.#socket = socket;
+    this.localId = socket.localId;
+  }
+
+  send(buf: Uint8Array, off: number, len: number, dst: number, ttl?: number, tos?: number): number {
+    if (!(buf instanceof Uint8Array)) throw new TypeError('buf must be a Uint8Array');
+    if (!isInt(off, 0, buf.length) || !isInt(len, 0, buf.length - off))
+      throw new RangeError('off and len must describe bytes inside buf');
+    if (!isInt(dst, 0, 0xffff_ffff)) throw new TypeError('dst must be an IPv4 address as a u32 in host order');
+    if (ttl !== undefined && !isInt(ttl, 1, 255)) throw new RangeError('ttl must be an integer from 1 to 255');
+    if (tos !== undefined && !isInt(tos, 0, 255)) throw new RangeError('tos must be an integer from 0 to 255');
+    return this.#socket.send(buf, off, len, dst, ttl, tos);
+  }
+
+  close(): void {
+    this.#socket.close();
+  }
+}
+
 // ---- the addon --------------------------------------------------------------
 
 function nativeCall<T>(fn: () => T): T {
@@ -224,6 +279,19 @@ export const native: NativeAddon = {
     return nativeCall(
       () => new addon.FrameIo({ ...opts, onError: (e: Error) => onError(toNativeError(e) as Error) }),
     );
+  },
+
+  createPingSocket(opts: PingSocketOptions): PingSocket {
+    validatePingSocketOptions(opts);
+    const addon = raw();
+    const onError = opts.onError;
+    let socket: PingSocket;
+    try {
+      socket = new addon.PingSocket({ ...opts, onError: (e: Error) => onError(toNativeError(e) as Error) });
+    } catch (e) {
+      throw translatePingError(e);
+    }
+    return new CheckedPingSocket(socket);
   },
 
   closeFd(fd: number): void {

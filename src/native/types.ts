@@ -123,10 +123,112 @@ export interface FrameIoOptions {
   onError: (err: Error) => void;
 }
 
+/**
+ * ICMP echo through one unprivileged ping socket (AF_INET, SOCK_DGRAM,
+ * IPPROTO_ICMP). The kernel gives the socket an echo identifier (`localId`),
+ * writes it into every request we send, fills in the checksum, and delivers
+ * to us only the replies and ICMP errors that carry it.
+ *
+ * Receive: the addon polls the socket and, when something is queued, reads
+ * first the ICMP errors (IP_RECVERR's error queue), then the echo replies,
+ * each into the next slot of `rx` (slot i at i*slotSize) with an entry of
+ * PING_ENTRY_WORDS words at entries[i*PING_ENTRY_WORDS], until nothing is
+ * left or slotCount (at most PING_MAX_BATCH) entries are filled, and calls
+ * onBatch(count) once. The slots and entries belong to JS only during that
+ * call, so one rx and one entries array can serve every ping socket.
+ *
+ * A slot holds what the kernel gives, never an IP header:
+ * - a reply: the ICMP echo reply, header and payload, identifier = localId;
+ * - an ICMP or local error: the ICMP echo request it is about, as quoted back
+ *   (the header with the identifier and sequence, and as much payload as the
+ *   sender of the error included).
+ *
+ * Entry words (index constants below):
+ * - PING_LEN: bytes stored in the slot.
+ * - PING_KIND: PING_KIND_REPLY, PING_KIND_ICMP_ERROR (an ICMP error from the
+ *   network) or PING_KIND_LOCAL_ERROR (raised by this host's stack, e.g.
+ *   EMSGSIZE); PING_TRUNCATED is or'ed in when the datagram was longer than a
+ *   slot and was cut. Compare `kind & PING_KIND_MASK`.
+ * - PING_ADDR: a reply's source; for an error, the destination of the request.
+ * - PING_OFFENDER: the node that sent an ICMP error (a router, or the
+ *   destination itself); 0 when unknown or local.
+ * - PING_TTL: the IP TTL of the packet that brought the reply or the ICMP
+ *   error as it arrived here (0 when unknown, e.g. local errors).
+ * - PING_TYPE_CODE: for an ICMP error, type << 8 | code (e.g. 11 << 8 | 0 for
+ *   TTL exceeded in transit); 0 for replies.
+ * - PING_INFO: an error's extra value: the next-hop MTU for "fragmentation
+ *   needed" and for a local EMSGSIZE.
+ * - PING_ERRNO: the errno the kernel derived from an error (positive; e.g.
+ *   EHOSTUNREACH for TTL exceeded); 0 for replies.
+ * Addresses are IPv4 as u32 in host order (10.0.0.1 = 0x0a000001).
+ *
+ * Send: `send(buf, off, len, dst, ttl?, tos?)` sends buf[off, off+len), an
+ * ICMP echo request (type 8, code 0, header + payload; the identifier and
+ * checksum are the kernel's to fill) to `dst` (u32 host order) without
+ * blocking. `ttl` (1..255) and `tos` (0..255) apply to this packet only;
+ * absent, the socket's values are used. Returns the bytes sent or a negative
+ * errno (-EAGAIN when the socket buffer is full, -ENETUNREACH when there is no
+ * route, -EBADF after close); never throws for a network condition.
+ */
+export interface PingSocket {
+  /** The echo identifier the kernel assigned (the socket's bound port), known from creation. */
+  readonly localId: number;
+  send(buf: Uint8Array, off: number, len: number, dst: number, ttl?: number, tos?: number): number;
+  /** Stops polling and closes the socket; no callback runs afterwards. Idempotent. */
+  close(): void;
+}
+
+export interface PingSocketOptions {
+  rx: ArrayBuffer;
+  /**
+   * Bytes per slot. A reply is as long as its request, so a slot of the
+   * largest request the guest can send (its MTU, or 65507 with IP fragments)
+   * avoids PING_TRUNCATED.
+   */
+  slotSize: number;
+  /** 1..PING_MAX_BATCH. */
+  slotCount: number;
+  /** At least slotCount * PING_ENTRY_WORDS words. */
+  entries: Uint32Array;
+  /** Socket-wide IP TTL (1..255); the system default when absent. */
+  ttl?: number;
+  /** Socket-wide IP TOS byte (0..255); 0 when absent. */
+  tos?: number;
+  onBatch: (count: number) => void;
+  /** Called once if the socket fails while polling (not for ICMP errors: those are batch entries); polling stops. */
+  onError: (err: Error) => void;
+}
+
+/** Words per ping entry, and the index of each word in an entry. */
+export const PING_ENTRY_WORDS = 8;
+export const PING_LEN = 0;
+export const PING_KIND = 1;
+export const PING_ADDR = 2;
+export const PING_OFFENDER = 3;
+export const PING_TTL = 4;
+export const PING_TYPE_CODE = 5;
+export const PING_INFO = 6;
+export const PING_ERRNO = 7;
+
+export const PING_KIND_REPLY = 0;
+export const PING_KIND_ICMP_ERROR = 1;
+export const PING_KIND_LOCAL_ERROR = 2;
+export const PING_KIND_MASK = 0xff;
+export const PING_TRUNCATED = 0x100;
+
+/**
+ * Entries per batch at most, so that a flooded socket yields the event loop
+ * to other handles; at 64 the one JS call per batch already costs little next
+ * to the 64 recvmsg calls it follows.
+ */
+export const PING_MAX_BATCH = 64;
+
 export interface NativeAddon {
   openTap(opts: TapOpenOptions): TapHandle;
   openTapInNamespace(req: NamespaceTapRequest): NamespaceTapResult;
   configureInterface(cfg: InterfaceConfig): void;
   createFrameIo(opts: FrameIoOptions): FrameIo;
+  /** Throws PingError (with a hint) when the group is outside net.ipv4.ping_group_range. */
+  createPingSocket(opts: PingSocketOptions): PingSocket;
   closeFd(fd: number): void;
 }
