@@ -3,6 +3,7 @@
  * default in stack/config.ts; this module only parses and checks user input
  * and turns mistakes into ConfigError with a message that says what to do.
  */
+import { isIP } from 'node:net';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { defaults } from '../stack/config.js';
 import { parseCidr } from '../stack/wire/ipv4-address.js';
@@ -26,6 +27,13 @@ export interface RuntimeOptions {
   logLevel: LogLevel;
   statsIntervalMs: number;
   gatewayMac: number;
+  /** Connections to N+2 reach host 127.0.0.1 (slirp's default). */
+  hostLoopback: boolean;
+  /** DNS upstreams given with --dns; null means /etc/resolv.conf. */
+  dnsServers: { ip: string; port: number }[] | null;
+  /** Answer DNS at N+3. */
+  dns: boolean;
+  dhcp: boolean;
 }
 
 export interface MainCommand {
@@ -61,6 +69,10 @@ const common = {
   'no-offload': { type: 'boolean' },
   'log-level': { type: 'string' },
   'stats-interval': { type: 'string' },
+  'disable-host-loopback': { type: 'boolean' },
+  dns: { type: 'string', multiple: true },
+  'disable-dns': { type: 'boolean' },
+  'no-dhcp': { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'V' },
 } as const satisfies ParseArgsConfig['options'];
@@ -133,7 +145,13 @@ function splitAtCommand(argv: string[], options: ParseArgsConfig['options']): { 
   return { optionArgs: argv.slice(0, Math.min(i, argv.length)), command: argv.slice(i) };
 }
 
-type CommonValues = { [K in keyof typeof common]?: (typeof common)[K]['type'] extends 'string' ? string : boolean };
+type CommonValues = {
+  [K in keyof typeof common]?: (typeof common)[K] extends { multiple: true }
+    ? string[]
+    : (typeof common)[K]['type'] extends 'string'
+      ? string
+      : boolean;
+};
 
 function runtimeOptions(v: CommonValues, defaultLogLevel: LogLevel): RuntimeOptions {
   const cidrText = v.cidr ?? defaults.cidr;
@@ -168,7 +186,21 @@ function runtimeOptions(v: CommonValues, defaultLogLevel: LogLevel): RuntimeOpti
     logLevel,
     statsIntervalMs: statsS * 1000,
     gatewayMac: parseMac(defaults.gatewayMac),
+    hostLoopback: !v['disable-host-loopback'],
+    dnsServers: v.dns === undefined ? null : v.dns.map(parseDnsServer),
+    dns: !v['disable-dns'],
+    dhcp: !v['no-dhcp'],
   };
+}
+
+/** "127.0.0.1", "127.0.0.1:5353", "::1", "[::1]:5353". */
+export function parseDnsServer(text: string): { ip: string; port: number } {
+  const m = /^\[([0-9a-fA-F:.]+)\](?::(\d+))?$/.exec(text) ?? /^([0-9.]+)(?::(\d+))?$/.exec(text) ?? /^([0-9a-fA-F:]+)()$/.exec(text);
+  const port = m?.[2] ? Number(m[2]) : 53;
+  if (m === null || !isIP(m[1]) || port < 1 || port > 65535) {
+    throw new ConfigError(`--dns ${text}: expected an IP address with an optional port, e.g. 127.0.0.1:5353 or [::1]:53`);
+  }
+  return { ip: m[1], port };
 }
 
 function intOption(flag: string, text: string | undefined, dflt: number, min: number, max: number): number {

@@ -13,11 +13,21 @@ import { Scheduler } from './scheduler.js';
 import { TapPort } from './tap-port.js';
 import type { TapHandle } from './native/types.js';
 import { formatMac } from '../stack/wire/mac.js';
+import { defaults } from '../stack/config.js';
+import { Nat } from '../stack/nat/nat.js';
+import { TcpProxy } from './nat/tcp-proxy.js';
+import { UdpProxy } from './nat/udp-proxy.js';
+import { IcmpProxy } from './nat/icmp-proxy.js';
+import { defaultUpstreams } from './resolv-conf.js';
 
 export class Runtime {
   readonly bridge: Bridge;
   readonly gateway: Gateway;
   readonly ports = new Set<TapPort>();
+  readonly nat: Nat;
+  readonly tcpProxy: TcpProxy;
+  readonly udpProxy: UdpProxy;
+  readonly icmpProxy: IcmpProxy;
   private readonly scheduler: Scheduler;
   private readonly pcap: PcapWriter | null;
   private readonly wallAtStart = Date.now();
@@ -42,6 +52,43 @@ export class Runtime {
     );
     this.bridge.addPort(this.gateway);
     this.bridge.addStaticMac(this.gateway.mac, this.gateway);
+    const dnsUpstreams = options.dns ? (options.dnsServers ?? defaultUpstreams()) : [];
+    const drain = (now: number) => this.bridge.flush(now);
+    this.nat = new Nat(
+      {
+        network: options.network,
+        prefix: options.prefix,
+        mtu: options.mtu,
+        hostLoopback: options.hostLoopback,
+        dhcp: options.dhcp,
+        dnsUpstreams,
+        dnsTimeoutMs: defaults.dnsTimeoutMs,
+        tcpMaxFlows: defaults.tcpMaxFlows,
+        tcpIdleTimeoutMs: defaults.tcpIdleTimeoutMs,
+        udpMaxFlows: defaults.udpMaxFlows,
+        udpIdleTimeoutMs: defaults.udpIdleTimeoutMs,
+        udpDnsIdleTimeoutMs: defaults.udpDnsIdleTimeoutMs,
+        icmpMaxFlows: defaults.icmpMaxFlows,
+        icmpIdleTimeoutMs: defaults.icmpIdleTimeoutMs,
+      },
+      this.gateway,
+      this.bridge,
+      drain,
+    );
+    // Host events (socket reads, connects) produce frames outside any tap batch: write them at once.
+    const flushPorts = (now: number) => this.flush(now);
+    this.tcpProxy = new TcpProxy(
+      this.nat.tcp,
+      this.now,
+      flushPorts,
+      { dialTimeoutMs: defaults.tcpDialTimeoutMs, dnsUpstreams, outboundAddress: null },
+      log,
+    );
+    this.nat.tcp.host = this.tcpProxy;
+    this.udpProxy = new UdpProxy(this.nat.udp, dnsUpstreams, this.now, flushPorts, null, log);
+    this.nat.udp.host = this.udpProxy;
+    this.icmpProxy = new IcmpProxy(this.nat.icmp, this.now, flushPorts, log);
+    this.nat.icmp.host = this.icmpProxy;
     this.pcap = options.pcapPath === null ? null : new PcapWriter(options.pcapPath);
     if (this.pcap !== null) {
       const pcap = this.pcap;
@@ -49,6 +96,7 @@ export class Runtime {
     }
     this.scheduler = new Scheduler(this.now, (now) => this.flush(now));
     this.scheduler.add(this.bridge);
+    this.scheduler.add(this.nat);
     if (options.statsIntervalMs > 0) {
       this.statsTimer = setInterval(() => this.logStats(), options.statsIntervalMs);
       this.statsTimer.unref();
@@ -73,6 +121,8 @@ export class Runtime {
       },
     });
     // Frames received on one tap may be written to any other straight from its receive area.
+    port.registerStable(this.nat.out.arena.buffer);
+    port.registerStable(this.gateway.txBuffer.buffer);
     for (const other of this.ports) {
       other.registerStable(port.rxArea);
       port.registerStable(other.rxArea);
@@ -94,6 +144,8 @@ export class Runtime {
   }
 
   private flush(now: number): void {
+    // The NAT answers the batch first (one ACK per connection), then every port writes.
+    this.nat.flush(now);
     this.bridge.flush(now);
     this.scheduler.kick();
   }
@@ -102,6 +154,8 @@ export class Runtime {
     return {
       gateway: { mac: formatMac(this.gateway.mac), ...this.gateway.stats() },
       bridge: this.bridge.stats(this.now()),
+      nat: this.nat.stats(),
+      hostSockets: { tcp: this.tcpProxy.sockets, udp: this.udpProxy.openSockets, icmp: this.icmpProxy.openSockets },
       pcapRecords: this.pcap?.records,
     };
   }
@@ -115,6 +169,13 @@ export class Runtime {
     this.closed = true;
     if (this.statsTimer !== null) clearInterval(this.statsTimer);
     this.scheduler.close();
+    // Reset every guest connection while the taps can still carry the RSTs.
+    const now = this.now();
+    this.nat.tcp.abortAll(now);
+    this.flush(now);
+    this.tcpProxy.closeAll();
+    this.udpProxy.closeAll();
+    this.icmpProxy.closeAll();
     for (const p of this.ports) p.close();
     this.ports.clear();
     this.pcap?.close();

@@ -14,6 +14,25 @@ export const defaults = {
   macAgingMs: 300_000,
   /** How often the bridge sweeps expired MAC entries. Lookups also ignore stale entries. */
   macSweepMs: 1_000,
+  /** TCP connections proxied at once; each holds a host socket (an fd). */
+  tcpMaxFlows: 65_536,
+  /**
+   * A connection with no segment either way for this long is reset: the
+   * guest may be gone without a FIN. Two hours, the usual keepalive time.
+   */
+  tcpIdleTimeoutMs: 7_200_000,
+  /** A host connect that has not completed by then fails the guest's SYN. */
+  tcpDialTimeoutMs: 20_000,
+  udpMaxFlows: 4096,
+  /** Linux conntrack's UDP stream timeout. */
+  udpIdleTimeoutMs: 60_000,
+  /** DNS flows are one query and one answer. */
+  udpDnsIdleTimeoutMs: 10_000,
+  icmpMaxFlows: 1024,
+  /** Linux conntrack's ICMP timeout. */
+  icmpIdleTimeoutMs: 30_000,
+  /** Wait for an upstream resolver before trying the next. */
+  dnsTimeoutMs: 2_000,
 } as const;
 
 export type Defaults = typeof defaults;

@@ -43,7 +43,8 @@ import {
 } from './wire/ethernet.js';
 import { ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, Icmpv4View } from './wire/icmpv4.js';
 import { isMulticastIpv4, prefixToMask, subnetBroadcast, subnetHost } from './wire/ipv4-address.js';
-import { emitIpv4Header, IPV4_HEADER_LEN, IP_PROTO_ICMP, IP_PROTO_TCP, IP_PROTO_UDP, Ipv4View } from './wire/ipv4.js';
+import { emitIpv4Header, IPV4_HEADER_LEN, IPV4_MAX_HEADER_LEN, IP_PROTO_ICMP, IP_PROTO_TCP, IP_PROTO_UDP, Ipv4View } from './wire/ipv4.js';
+import { MAX_REASSEMBLED_PAYLOAD, type Ipv4Reassembler } from './ipv4-reassembly.js';
 import { isMulticastMac } from './wire/mac.js';
 import {
   VIRTIO_NET_HDR_F_DATA_VALID,
@@ -158,12 +159,17 @@ export class Gateway implements Port {
 
   private readonly eth = new EthernetView();
   private readonly ip = new Ipv4View();
+  private readonly ipTx = new Ipv4View();
   private readonly icmp = new Icmpv4View();
   private readonly icmpTx = new Icmpv4View();
   private readonly arp = new ArpRepr();
   private readonly vnetHdr = new VnetHeaderView();
   private readonly input: Ipv4Input;
   private readonly handlers: (Ipv4Handler | null)[] = new Array<Ipv4Handler | null>(256).fill(null);
+  private reassembler: Ipv4Reassembler | null = null;
+  /** A reassembled datagram is rebuilt here (header of its last fragment + payload) and dispatched like any other. */
+  private readonly reassembled = Buffer.alloc(IPV4_MAX_HEADER_LEN + MAX_REASSEMBLED_PAYLOAD);
+  private readonly reassembledFrame: Frame = { buf: this.reassembled, off: 0, len: 0, vnet: false };
 
   private arpReplies = 0;
   private arpIgnored = 0;
@@ -224,6 +230,11 @@ export class Gateway implements Port {
       throw new RangeError(`IP protocol must be 0..255, got ${protocol}`);
     }
     this.handlers[protocol] = handler;
+  }
+
+  /** Fragments addressed to the gateway go through this reassembler (the owner polls it); without one they are dropped. */
+  setReassembler(r: Ipv4Reassembler | null): void {
+    this.reassembler = r;
   }
 
   /** The gateway or the DNS address. */
@@ -369,7 +380,10 @@ export class Gateway implements Port {
     pkt.toBroadcast = toBroadcast;
     pkt.toGateway = this.isLocalAddress(dst);
 
-    if (ip.isFragment) return this.unhandle('unhandled-fragment');
+    if (ip.isFragment) {
+      if (this.reassembler === null) return this.unhandle('unhandled-fragment');
+      if (!this.reassemble(pkt, now)) return;
+    }
 
     const protocol = ip.protocol;
     const handler = this.handlers[protocol];
@@ -394,6 +408,45 @@ export class Gateway implements Port {
     if (handler === null) return this.unhandle(unhandledReason(protocol));
     bad = handler.handleIpv4(pkt, now);
     if (bad !== null) this.drop(bad);
+  }
+
+  /**
+   * Feeds a fragment to the reassembler. When it completes a datagram, the
+   * views and pkt.frame are moved onto a rebuilt, unfragmented copy and true
+   * is returned; otherwise false (waiting, or dropped and counted).
+   */
+  private reassemble(pkt: Ipv4Input, now: number): boolean {
+    const ip = this.ip;
+    if (pkt.gsoType !== VIRTIO_NET_HDR_GSO_NONE) {
+      this.drop('fragment-gso');
+      return false;
+    }
+    const r = this.reassembler!;
+    const d = r.input(ip.src, ip.dst, ip.protocol, ip.identification, ip.fragmentOffset, ip.moreFragments, pkt.frame.buf, ip.payloadOffset, ip.payloadLength, now);
+    if (d === null) return false;
+    const hl = ip.headerLength;
+    const total = hl + d.len;
+    if (total > 0xffff) {
+      this.drop('fragment-too-big');
+      return false;
+    }
+    const out = this.reassembled;
+    out.set(ip.buf.subarray(ip.off, ip.off + hl), 0);
+    out.set(d.buf.subarray(d.off, d.off + d.len), hl);
+    const v = this.ipTx.wrap(out, 0, total);
+    v.totalLength = total;
+    v.flags = 0;
+    v.fragmentOffset = 0;
+    v.fillChecksum();
+    ip.reset(out, 0, total);
+    const f = this.reassembledFrame;
+    f.off = 0;
+    f.len = total;
+    pkt.frame = f;
+    // Offload flags described only the last fragment.
+    pkt.l4ChecksumPartial = false;
+    pkt.l4ChecksumValid = false;
+    return true;
   }
 
   /** Echo reply from the address that was pinged, without the request's IP options. */

@@ -1051,11 +1051,25 @@ export class TcpConnection {
     return seqAdd(this.sndBufSeq, this.sendBuf.length);
   }
 
+  /**
+   * The segment size the sender aims for: the MSS, but at most half the
+   * largest window the peer has offered (as Linux's tcp_bound_to_half_wnd).
+   * With a 64 KiB MSS (MTU 65520) and a young receive window of ~90 KiB, a
+   * full MSS would leave one segment in flight, which the peer acknowledges
+   * only after its delayed-ACK timer: two segments per window keep ACKs
+   * immediate.
+   */
+  private effectiveMss(): number {
+    if (this.maxSndWnd <= 2 * DEFAULT_PEER_MSS) return this.sendMss;
+    return Math.min(this.sendMss, Math.max(DEFAULT_PEER_MSS, this.maxSndWnd >>> 1));
+  }
+
   private segmentCap(): number {
+    const mss = this.effectiveMss();
     const m = this.config.maxSegmentLen;
-    if (m <= 0) return this.sendMss;
-    if (m <= this.sendMss) return m;
-    return Math.floor(m / this.sendMss) * this.sendMss;
+    if (m <= 0) return mss;
+    if (m <= mss) return m;
+    return Math.floor(m / mss) * mss;
   }
 
   /** Sends new or retransmitted data and FIN as the windows allow, then any ACK still owed. */
@@ -1100,7 +1114,7 @@ export class TcpConnection {
       }
       // Sender SWS avoidance (RFC 9293 §3.8.6.2.1): no small segment while
       // data is in flight unless it is all we have (Nagle stays off).
-      if (len > 0 && len < this.sendMss && len < avail && inFlight > 0 && len < this.maxSndWnd / 2) len = 0;
+      if (len > 0 && len < this.effectiveMss() && len < avail && inFlight > 0 && len < this.maxSndWnd / 2) len = 0;
       const fin = this.finQueued && seqAdd(this.sndNxt, len) === dataEnd;
       if (len === 0 && !fin) break;
       let flags = TCP_ACK;

@@ -8,6 +8,9 @@
  * never beyond `max`. `release()` gives the memory back when it is empty.
  * `writable()` exposes the contiguous free region after the tail so a host
  * socket can read straight into it (`commit(n)` then accounts the bytes).
+ * That region stays valid until the next writable() call, whatever ack()
+ * frees meanwhile: the runtime asks for the next region right after a read
+ * and fills it whenever the socket next has data.
  * `chunk(offset)` returns the contiguous stored bytes from an offset, which
  * is how segments reference their payload without copying; a segment never
  * spans the wrap point.
@@ -108,7 +111,9 @@ export class SendBuffer {
     this.length -= k;
     this.head += k;
     if (this.head >= this.buf.length) this.head -= this.buf.length;
-    if (this.length === 0) this.head = 0;
+    // The head does not jump back to 0 when the ring empties: a region handed out by
+    // writable() (a host socket may be reading into it right now) must stay where the
+    // next commit() will look for it. writable() itself rewinds an empty ring.
   }
 
   /** Drops the storage when empty (idle flows); the next write reallocates. */

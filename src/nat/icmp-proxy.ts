@@ -1,0 +1,135 @@
+/**
+ * The host side of the ICMP echo NAT: one unprivileged ping socket per guest
+ * echo flow. All sockets share one receive area, since the addon hands a
+ * batch to JS and reclaims the slots when the callback returns.
+ *
+ * Ping sockets need the process's group in net.ipv4.ping_group_range (root
+ * too). When the kernel refuses, echo to hosts other than the gateway is
+ * dropped and counted, and the first refusal is logged with the fix.
+ */
+import type { IcmpHostEnv, IcmpNat } from '../../stack/nat/icmp-nat.js';
+import type { IcmpFlow } from '../../stack/nat/icmp-flows.js';
+import { native } from '../native/addon.js';
+import {
+  PING_ADDR,
+  PING_ENTRY_WORDS,
+  PING_INFO,
+  PING_KIND,
+  PING_KIND_MASK,
+  PING_KIND_REPLY,
+  PING_LEN,
+  PING_MAX_BATCH,
+  PING_OFFENDER,
+  PING_TYPE_CODE,
+  type PingSocket,
+} from '../native/types.js';
+import type { Logger } from '../log.js';
+
+/** A reply is as long as its request; 65,535 covers reassembled requests too. */
+const SLOT = 65_536;
+const SLOTS = 16;
+const ENETUNREACH = 101;
+const EHOSTUNREACH = 113;
+const ICMP_DEST_UNREACHABLE = 3;
+
+interface FlowSocket {
+  socket: PingSocket;
+  generation: number;
+}
+
+export class IcmpProxy implements IcmpHostEnv {
+  private readonly sockets = new Map<number, FlowSocket>();
+  private readonly rxArea = new ArrayBuffer(SLOT * SLOTS);
+  private readonly rx = Buffer.from(this.rxArea);
+  private readonly entries = new Uint32Array(SLOTS * PING_ENTRY_WORDS);
+  private refusedLogged = false;
+  drops: Record<string, number> = Object.create(null);
+
+  constructor(
+    private readonly nat: IcmpNat,
+    private readonly clock: () => number,
+    private readonly flushPorts: (now: number) => void,
+    private readonly log: Logger,
+  ) {}
+
+  get openSockets(): number {
+    return this.sockets.size;
+  }
+
+  open(flow: IcmpFlow): void {
+    this.close(flow);
+    let socket: PingSocket;
+    try {
+      socket = native.createPingSocket({
+        rx: this.rxArea,
+        slotSize: SLOT,
+        slotCount: Math.min(SLOTS, PING_MAX_BATCH),
+        entries: this.entries,
+        onBatch: (count) => this.onBatch(flow, fs, count),
+        onError: (err) => {
+          this.log.debug(`ping socket: ${err.message}`);
+          this.close(flow);
+        },
+      });
+    } catch (err) {
+      this.bump('icmp-socket-refused');
+      if (!this.refusedLogged) {
+        this.refusedLogged = true;
+        const hint = (err as { hint?: string }).hint;
+        this.log.warn(`ICMP echo to other hosts is off: ${(err as Error).message}${hint ? ` (${hint})` : ''}`);
+      }
+      return;
+    }
+    const fs: FlowSocket = { socket, generation: flow.generation };
+    this.sockets.set(flow.id, fs);
+    this.nat.flows.setHostIdent(flow, socket.localId);
+  }
+
+  send(flow: IcmpFlow, buf: Buffer, off: number, len: number, ttl: number): void {
+    const fs = this.sockets.get(flow.id);
+    if (fs === undefined) return this.bump('icmp-no-socket');
+    const r = fs.socket.send(buf, off, len, flow.hostIp, ttl);
+    if (r === -ENETUNREACH || r === -EHOSTUNREACH) {
+      // No route from the host: the guest hears it as a router's unreachable.
+      this.nat.error(flow, ICMP_DEST_UNREACHABLE, r === -ENETUNREACH ? 0 : 1, 0, 0, buf, off, len, this.clock());
+    } else if (r < 0) {
+      this.bump(`icmp-send-errno-${-r}`);
+    }
+  }
+
+  close(flow: IcmpFlow): void {
+    const fs = this.sockets.get(flow.id);
+    if (fs === undefined) return;
+    this.sockets.delete(flow.id);
+    fs.socket.close();
+  }
+
+  private onBatch(flow: IcmpFlow, fs: FlowSocket, count: number): void {
+    if (this.sockets.get(flow.id) !== fs || flow.generation !== fs.generation) return;
+    const now = this.clock();
+    const e = this.entries;
+    for (let i = 0; i < count; i++) {
+      const w = i * PING_ENTRY_WORDS;
+      const len = e[w + PING_LEN];
+      const off = i * SLOT;
+      if ((e[w + PING_KIND] & PING_KIND_MASK) === PING_KIND_REPLY) {
+        if (e[w + PING_ADDR] !== flow.hostIp) continue;
+        this.nat.reply(flow, this.rx, off, len, now);
+      } else {
+        const tc = e[w + PING_TYPE_CODE];
+        if (tc === 0) continue;
+        this.nat.error(flow, tc >>> 8, tc & 0xff, e[w + PING_OFFENDER], e[w + PING_INFO], this.rx, off, len, now);
+      }
+    }
+    this.flushPorts(now);
+  }
+
+  closeAll(): void {
+    for (const fs of this.sockets.values()) fs.socket.close();
+    this.sockets.clear();
+  }
+
+  private bump(reason: string): void {
+    this.drops[reason] = (this.drops[reason] ?? 0) + 1;
+  }
+}

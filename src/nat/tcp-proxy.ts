@@ -1,0 +1,271 @@
+/**
+ * The host side of the TCP NAT: one net.Socket per guest connection.
+ *
+ * How it works
+ * - dial: connect to the flow's host address (127.0.0.1 for the gateway, the
+ *   address itself otherwise, a DNS upstream for N+3:53). The guest's SYN is
+ *   answered only once this succeeds.
+ * - host -> guest: the socket reads (onread) straight into the connection's
+ *   send buffer, the memory the segments are cut from. When the guest's
+ *   window and our send buffer are full the read callback returns false,
+ *   which stops reading; onSendSpace resumes it.
+ * - guest -> host: in-order bytes are copied out of the receive buffer into
+ *   socket.write, but only while the socket holds less than
+ *   HOST_WRITE_HIGH_WATER unsent bytes; beyond that the receive buffer fills
+ *   and the window we advertise closes. So buffering is bounded by the
+ *   receive buffer plus the high-water mark, and nothing is ever dropped.
+ * - Half-close both ways: the guest's FIN ends our writing side once its
+ *   data is written; the host's EOF becomes our FIN after the queued data.
+ */
+import { connect, type Socket } from 'node:net';
+import type { TcpCloseReason } from '../../stack/tcp/connection.js';
+import type { TcpFlow, TcpHostEnv, TcpNat } from '../../stack/nat/tcp-nat.js';
+import { formatIpv4 } from '../../stack/wire/ipv4-address.js';
+import type { Logger } from '../log.js';
+
+/** Unsent bytes a host socket may hold before we stop draining the guest's data into it. */
+export const HOST_WRITE_HIGH_WATER = 1024 * 1024;
+
+export interface TcpProxyOptions {
+  dialTimeoutMs: number;
+  /** Where TCP to N+3:53 goes: the DNS upstreams, tried in order. */
+  dnsUpstreams: { ip: string; port: number }[];
+  /** Local address for outbound sockets (slirp4netns --outbound-addr), or null. */
+  outboundAddress: string | null;
+}
+
+interface HostState {
+  socket: Socket;
+  connected: boolean;
+  /** We called end() on the socket. */
+  ended: boolean;
+  /** The host sent EOF. */
+  hostEof: boolean;
+  timer: NodeJS.Timeout | null;
+  dnsAttempt: number;
+}
+
+export class TcpProxy implements TcpHostEnv {
+  sockets = 0;
+  private readonly spare = Buffer.alloc(1);
+
+  constructor(
+    private readonly nat: TcpNat,
+    private readonly clock: () => number,
+    /** Makes the ports write what the NAT queued. */
+    private readonly flushPorts: (now: number) => void,
+    private readonly opts: TcpProxyOptions,
+    private readonly log: Logger,
+  ) {}
+
+  dial(flow: TcpFlow): void {
+    this.connect(flow, 0);
+  }
+
+  private connect(flow: TcpFlow, dnsAttempt: number): void {
+    let host: string;
+    let port: number;
+    if (flow.toDns) {
+      const up = this.opts.dnsUpstreams[dnsAttempt];
+      if (up === undefined) {
+        this.failed(flow, 'EHOSTUNREACH');
+        return;
+      }
+      host = up.ip;
+      port = up.port;
+    } else {
+      host = formatIpv4(flow.hostIp);
+      port = flow.hostPort;
+    }
+    const local = this.opts.outboundAddress;
+    // onread is only honoured when the socket is made by connect(): read straight into the send buffer.
+    const socket = connect({
+      host,
+      port,
+      allowHalfOpen: true,
+      ...(local !== null && !isLoopback(host) ? { localAddress: local } : {}),
+      onread: {
+        // Node asks for the next buffer right after each read, even one after which we stop
+        // reading; it must never be empty (that fails the socket with ENOBUFS). When the send
+        // buffer is full, a one-byte spare takes the first read after resuming.
+        buffer: () => {
+          const r = flow.conn.sendWritable();
+          return r.len === 0 ? this.spare : r.buf.subarray(r.off, r.off + r.len);
+        },
+        callback: (n: number, buf: Uint8Array) => this.onHostData(flow, n, buf),
+      },
+    });
+    const state: HostState = { socket, connected: false, ended: false, hostEof: false, timer: null, dnsAttempt };
+    flow.host = state;
+    this.sockets++;
+    state.timer = setTimeout(() => {
+      state.timer = null;
+      if (!state.connected) {
+        socket.destroy();
+        this.failed(flow, 'ETIMEDOUT');
+      }
+    }, this.opts.dialTimeoutMs);
+    socket.once('connect', () => {
+      if (state.timer !== null) clearTimeout(state.timer);
+      state.timer = null;
+      state.connected = true;
+      socket.setNoDelay(true);
+      const now = this.clock();
+      this.nat.dialSucceeded(flow, now);
+      this.flushPorts(now);
+    });
+    socket.on('end', () => {
+      state.hostEof = true;
+      const now = this.clock();
+      if (!flow.closed) {
+        flow.conn.shutdownSend(now);
+        this.nat.hostActivity(flow, now);
+        this.flushPorts(now);
+      }
+      this.maybeDestroy(flow, state);
+    });
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      if (state.timer !== null) clearTimeout(state.timer);
+      state.timer = null;
+      if (!state.connected) {
+        if (flow.toDns && state.dnsAttempt + 1 < this.opts.dnsUpstreams.length && !flow.closed) {
+          // Fail over to the next upstream resolver.
+          this.sockets--;
+          socket.destroy();
+          this.connect(flow, state.dnsAttempt + 1);
+          return;
+        }
+        this.failed(flow, err.code ?? 'EHOSTUNREACH');
+        return;
+      }
+      this.log.debug(`tcp ${this.describe(flow)}: host socket error ${err.code ?? err.message}`);
+      const now = this.clock();
+      this.nat.hostAborted(flow, now);
+      this.flushPorts(now);
+    });
+    socket.on('close', () => {
+      if (state.timer !== null) clearTimeout(state.timer);
+      state.timer = null;
+      this.sockets--;
+      flow.host = null;
+      if (!flow.closed && state.connected && !(state.hostEof && state.ended)) {
+        const now = this.clock();
+        this.nat.hostAborted(flow, now);
+        this.flushPorts(now);
+      }
+    });
+    socket.on('drain', () => this.pump(flow));
+  }
+
+  private failed(flow: TcpFlow, code: string): void {
+    const now = this.clock();
+    this.log.debug(`tcp ${this.describe(flow)}: connect failed: ${code}`);
+    this.nat.dialFailed(flow, code, now);
+    this.flushPorts(now);
+  }
+
+  private onHostData(flow: TcpFlow, n: number, buf: Uint8Array): boolean {
+    if (flow.closed) return false;
+    const now = this.clock();
+    if (buf === this.spare) flow.conn.send(this.spare, 0, n, now);
+    else flow.conn.sendCommit(n, now);
+    this.nat.hostActivity(flow, now);
+    this.flushPorts(now);
+    // false stops reading until onSendSpace.
+    return flow.conn.sendSpace() > 0;
+  }
+
+  onSendSpace(flow: TcpFlow): void {
+    const state = flow.host as HostState | null;
+    if (state === null || !state.connected) return;
+    // For sockets with onread, resume() restarts reading that a false return stopped.
+    state.socket.resume();
+  }
+
+  onReadable(flow: TcpFlow): void {
+    this.pump(flow);
+  }
+
+  /** Moves the guest's bytes into the host socket while it is below the high-water mark. */
+  private pump(flow: TcpFlow): void {
+    const state = flow.host as HostState | null;
+    if (state === null || !state.connected || state.ended) return;
+    const socket = state.socket;
+    const conn = flow.conn;
+    let moved = false;
+    while (conn.recvAvailable() > 0 && socket.writableLength < HOST_WRITE_HIGH_WATER) {
+      const r = conn.recvPeek();
+      const n = Math.min(r.len, HOST_WRITE_HIGH_WATER);
+      // socket.write keeps the buffer until it is written: hand it a copy, not the ring.
+      const chunk = Buffer.allocUnsafe(n);
+      r.buf.copy(chunk, 0, r.off, r.off + n);
+      conn.recvConsume(n, this.clock());
+      socket.write(chunk);
+      moved = true;
+    }
+    if (conn.peerFinished && conn.recvAvailable() === 0 && !state.ended) {
+      state.ended = true;
+      socket.end();
+      this.maybeDestroy(flow, state);
+    }
+    if (moved && !flow.closed) {
+      // The window opened: let the connection tell the guest.
+      const now = this.clock();
+      this.nat.hostActivity(flow, now);
+      this.flushPorts(now);
+    }
+  }
+
+  onClosed(flow: TcpFlow, reason: TcpCloseReason): void {
+    const state = flow.host as HostState | null;
+    if (state === null) return;
+    if (state.timer !== null) clearTimeout(state.timer);
+    state.timer = null;
+    if (reason === 'normal') {
+      // Everything the guest sent before its FIN is still readable: write it, then end.
+      const conn = flow.conn;
+      while (conn.recvAvailable() > 0) {
+        const r = conn.recvPeek();
+        const chunk = Buffer.allocUnsafe(r.len);
+        r.buf.copy(chunk, 0, r.off, r.off + r.len);
+        conn.recvConsume(r.len, this.clock());
+        if (state.connected) state.socket.write(chunk);
+      }
+      if (!state.ended) {
+        state.ended = true;
+        state.socket.end();
+      }
+      this.maybeDestroy(flow, state);
+      // A host that never closes its side must not keep the socket forever.
+      if (!state.socket.destroyed) setTimeout(() => state.socket.destroy(), 10_000).unref();
+    } else if (reason === 'reset' || reason === 'timeout') {
+      if (state.connected) state.socket.resetAndDestroy();
+      else state.socket.destroy();
+    } else {
+      state.socket.destroy();
+    }
+  }
+
+  private maybeDestroy(flow: TcpFlow, state: HostState): void {
+    if (state.ended && state.hostEof && flow.closed && !state.socket.destroyed) state.socket.destroy();
+  }
+
+  /** Closes every host socket (shutdown). */
+  closeAll(): void {
+    for (const flow of this.nat.liveFlows()) {
+      const state = flow.host as HostState | null;
+      if (state !== null) {
+        if (state.timer !== null) clearTimeout(state.timer);
+        state.socket.destroy();
+      }
+    }
+  }
+
+  private describe(flow: TcpFlow): string {
+    return `${formatIpv4(flow.guestIp)}:${flow.guestPort} -> ${formatIpv4(flow.remoteIp)}:${flow.remotePort}`;
+  }
+}
+
+function isLoopback(host: string): boolean {
+  return host.startsWith('127.') || host === '::1';
+}

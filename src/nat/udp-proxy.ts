@@ -1,0 +1,139 @@
+/**
+ * The host side of the UDP NAT: one connected datagram socket per guest flow
+ * (connected, so the kernel reports ICMP port unreachable as ECONNREFUSED and
+ * only the flow's peer can answer), and one socket per address family for
+ * the DNS forwarder's upstream queries.
+ *
+ * Datagrams the guest sends before the socket is connected wait in a short
+ * queue (PENDING_MAX); beyond it they are dropped and counted, as a full
+ * socket buffer would drop them.
+ */
+import { createSocket, type Socket } from 'node:dgram';
+import { isIPv6 } from 'node:net';
+import type { UdpHostEnv, UdpNat } from '../../stack/nat/udp-nat.js';
+import type { UdpFlow } from '../../stack/nat/udp-flows.js';
+import { formatIpv4 } from '../../stack/wire/ipv4-address.js';
+import type { Logger } from '../log.js';
+
+const PENDING_MAX = 64;
+
+interface FlowSocket {
+  socket: Socket;
+  generation: number;
+  connected: boolean;
+  pending: Buffer[] | null;
+}
+
+export class UdpProxy implements UdpHostEnv {
+  private readonly sockets = new Map<number, FlowSocket>();
+  private dns4: Socket | null = null;
+  private dns6: Socket | null = null;
+  drops: Record<string, number> = Object.create(null);
+
+  constructor(
+    private readonly nat: UdpNat,
+    private readonly upstreams: { ip: string; port: number }[],
+    private readonly clock: () => number,
+    private readonly flushPorts: (now: number) => void,
+    private readonly outboundAddress: string | null,
+    private readonly log: Logger,
+  ) {}
+
+  get openSockets(): number {
+    return this.sockets.size + (this.dns4 ? 1 : 0) + (this.dns6 ? 1 : 0);
+  }
+
+  open(flow: UdpFlow): void {
+    this.sockets.get(flow.id)?.socket.close();
+    const socket = createSocket({ type: 'udp4' });
+    const fs: FlowSocket = { socket, generation: flow.generation, connected: false, pending: [] };
+    this.sockets.set(flow.id, fs);
+    const host = formatIpv4(flow.hostIp);
+    const current = () => this.sockets.get(flow.id) === fs && flow.active && flow.generation === fs.generation;
+    socket.on('message', (msg) => {
+      if (!current()) return;
+      const now = this.clock();
+      this.nat.fromHost(flow, msg, 0, msg.length, now);
+      this.flushPorts(now);
+    });
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      if (!current()) return;
+      if (err.code === 'ECONNREFUSED') {
+        const now = this.clock();
+        this.nat.hostRefused(flow, now);
+        this.flushPorts(now);
+      } else {
+        this.log.debug(`udp ${host}:${flow.hostPort}: ${err.code ?? err.message}`);
+        this.bump(`udp-${err.code ?? 'error'}`);
+      }
+    });
+    const connect = () =>
+      socket.connect(flow.hostPort, host, () => {
+        fs.connected = true;
+        const q = fs.pending;
+        fs.pending = null;
+        if (q !== null) for (const d of q) socket.send(d);
+      });
+    const local = this.outboundAddress;
+    if (local !== null && !host.startsWith('127.')) socket.bind({ address: local, port: 0 }, connect);
+    else connect();
+  }
+
+  send(flow: UdpFlow, buf: Buffer, off: number, len: number): void {
+    const fs = this.sockets.get(flow.id);
+    if (fs === undefined) return this.bump('udp-no-socket');
+    // dgram keeps the buffer until the datagram is sent: give it its own copy.
+    const copy = Buffer.allocUnsafe(len);
+    buf.copy(copy, 0, off, off + len);
+    if (fs.connected) fs.socket.send(copy);
+    else if (fs.pending !== null && fs.pending.length < PENDING_MAX) fs.pending.push(copy);
+    else this.bump('udp-pending-full');
+  }
+
+  close(flow: UdpFlow): void {
+    const fs = this.sockets.get(flow.id);
+    if (fs === undefined) return;
+    this.sockets.delete(flow.id);
+    fs.socket.close();
+  }
+
+  sendDns(upstreamIndex: number, buf: Buffer, off: number, len: number): void {
+    const up = this.upstreams[upstreamIndex];
+    if (up === undefined) return;
+    const six = isIPv6(up.ip);
+    const socket = six ? (this.dns6 ??= this.dnsSocket('udp6')) : (this.dns4 ??= this.dnsSocket('udp4'));
+    const copy = Buffer.allocUnsafe(len);
+    buf.copy(copy, 0, off, off + len);
+    socket.send(copy, up.port, up.ip);
+  }
+
+  private dnsSocket(type: 'udp4' | 'udp6'): Socket {
+    const socket = createSocket({ type });
+    socket.on('message', (msg, rinfo) => {
+      const i = this.upstreams.findIndex((u) => u.port === rinfo.port && sameAddress(u.ip, rinfo.address));
+      if (i < 0) return this.bump('dns-unknown-upstream');
+      const now = this.clock();
+      this.nat.dnsResponse(i, msg, 0, msg.length, now);
+      this.flushPorts(now);
+    });
+    // An unreachable upstream shows up here (ECONNREFUSED is not reported on unconnected sockets); the forwarder's timeout fails over.
+    socket.on('error', (err) => this.log.debug(`dns upstream socket: ${err.message}`));
+    return socket;
+  }
+
+  closeAll(): void {
+    for (const fs of this.sockets.values()) fs.socket.close();
+    this.sockets.clear();
+    this.dns4?.close();
+    this.dns6?.close();
+    this.dns4 = this.dns6 = null;
+  }
+
+  private bump(reason: string): void {
+    this.drops[reason] = (this.drops[reason] ?? 0) + 1;
+  }
+}
+
+function sameAddress(a: string, b: string): boolean {
+  return a === b || a === b.replace(/^::ffff:/, '');
+}

@@ -1,0 +1,460 @@
+/**
+ * TCP NAT: terminates every TCP connection a guest opens with our own TCP
+ * (TcpConnection) and asks the runtime to proxy its byte stream to a host
+ * socket.
+ *
+ * How it works
+ * - A guest SYN for an unknown 4-tuple is mapped (AddressMap): blocked
+ *   destinations get a RST at once; otherwise a flow is created in DIALING and
+ *   the runtime dials the host (`host.dial`). Only when the dial succeeds does
+ *   the guest get its SYN-ACK (`dialSucceeded`); refused -> RST, unreachable or
+ *   timed out -> ICMP host unreachable (`dialFailed`). SYNs the guest repeats
+ *   meanwhile hit the same flow and are absorbed by the connection.
+ * - Segments for a known flow go to its connection; at the end of each input
+ *   batch `flush` lets each touched connection send one ACK and whatever data
+ *   the batch made room for.
+ * - Output: every segment leaves with a virtio-net header and a partial
+ *   checksum. Segments longer than the MSS are GSO frames (gso_size = the
+ *   connection's sendMss): a vnet tap takes them as they are, and the bridge
+ *   cuts them for plain taps.
+ * - Timers: one DeadlineQueue for all flows; each flow is queued at the
+ *   earlier of its connection's pollAt and its idle deadline.
+ * - Limits: at most `maxFlows` flows (a SYN beyond gets a RST and a count);
+ *   flows idle for `idleTimeoutMs` are reset; a dial that takes longer than
+ *   `dialTimeoutMs` is given up by the runtime.
+ * - A flow leaves the table when its connection closes (onClosed); the
+ *   runtime hears of it through `host.onClosed` and releases its socket.
+ */
+import { pseudoHeaderSum4, fold, checksum } from '../wire/checksum.js';
+import { IP_PROTO_TCP, IPV4_HEADER_LEN, emitIpv4Header } from '../wire/ipv4.js';
+import { ICMP_DEST_UNREACHABLE } from '../wire/icmpv4.js';
+import {
+  TCP_ACK,
+  TCP_HEADER_LEN,
+  TCP_RST,
+  TCP_SYN,
+  TcpOptions,
+  TcpView,
+  tcpOptionsLength,
+  writeTcpHeader,
+  type TcpHeaderFields,
+} from '../wire/tcp.js';
+import {
+  VIRTIO_NET_HDR_F_NEEDS_CSUM,
+  VIRTIO_NET_HDR_GSO_NONE,
+  VIRTIO_NET_HDR_GSO_TCPV4,
+} from '../wire/vnet.js';
+import { ETH_HEADER_LEN } from '../wire/ethernet.js';
+import { TcpConnection, type TcpCloseReason, type TcpEnv, type TcpSegmentOut } from '../tcp/connection.js';
+import type { TcpConfig } from '../tcp/config.js';
+import type { Ipv4Input } from '../gateway.js';
+import { writeIcmpError } from '../icmp-errors.js';
+import type { AddressMap } from './address-map.js';
+import { DeadlineQueue } from './deadline-queue.js';
+import { endpointKey, FlowIndex, NatFlow } from './flow-key.js';
+import type { GuestOutput } from './guest-output.js';
+import { seqAdd } from '../tcp/seq.js';
+
+/** ICMP destination unreachable code for "host unreachable". */
+const ICMP_UNREACH_HOST = 1;
+/** Bytes of the guest's SYN kept for an ICMP error quote: IP header (with options) + 8. */
+const SYN_QUOTE_MAX = 60 + 8;
+
+export interface TcpNatOptions {
+  addressMap: AddressMap;
+  tcp: TcpConfig;
+  maxFlows: number;
+  idleTimeoutMs: number;
+}
+
+/** What the runtime does for the TCP NAT: host sockets. */
+export interface TcpHostEnv {
+  /** Connect to flow.hostIp:flow.hostPort (or the DNS upstream when flow.toDns); then call dialSucceeded or dialFailed. */
+  dial(flow: TcpFlow): void;
+  /** The guest sent data (or its FIN became readable): move it to the host socket. */
+  onReadable(flow: TcpFlow): void;
+  /** Room opened in the guest-bound send buffer: resume reading the host socket. */
+  onSendSpace(flow: TcpFlow): void;
+  /** The connection is over; release the host socket ('normal': after writing what is still readable). */
+  onClosed(flow: TcpFlow, reason: TcpCloseReason): void;
+}
+
+export class TcpFlow extends NatFlow implements TcpEnv {
+  guestIp = 0;
+  guestPort = 0;
+  /** The destination as the guest sees it (source of our segments). */
+  remoteIp = 0;
+  remotePort = 0;
+  guestMac = 0;
+  /** Where the runtime connects. */
+  hostIp = 0;
+  hostPort = 0;
+  toDns = false;
+  conn!: TcpConnection;
+  /** The runtime's per-flow state (its socket). */
+  host: unknown = null;
+  /** The guest's SYN (IP header + 8 bytes), kept until the dial ends, for an ICMP error. */
+  synQuote: Buffer | null = null;
+  dirty = false;
+  /** Set while closing without telling the guest (after an ICMP error). */
+  silent = false;
+  closed = false;
+
+  constructor(readonly nat: TcpNat) {
+    super();
+  }
+
+  emit(seg: TcpSegmentOut): void {
+    this.nat.emitSegment(this, seg);
+  }
+  onEstablished(): void {}
+  onReadable(): void {
+    this.nat.host.onReadable(this);
+  }
+  onSendSpace(): void {
+    this.nat.host.onSendSpace(this);
+  }
+  onClosed(reason: TcpCloseReason): void {
+    this.nat.flowClosed(this, reason);
+  }
+}
+
+export interface TcpNatStats {
+  active: number;
+  created: number;
+  closed: Record<TcpCloseReason, number>;
+  refusedByPolicy: number;
+  rstForUnknown: number;
+  dialFailures: number;
+  idleResets: number;
+  drops: Record<string, number>;
+}
+
+export class TcpNat {
+  host!: TcpHostEnv;
+  private readonly index = new FlowIndex<TcpFlow>();
+  private readonly flows: (TcpFlow | null)[] = [null];
+  private readonly freeIds: number[] = [];
+  private readonly deadlines = new DeadlineQueue();
+  private dirty: TcpFlow[] = [];
+  private dirtyCount = 0;
+  private readonly view = new TcpView();
+  private readonly rst: TcpHeaderFields = { srcPort: 0, dstPort: 0, seq: 0, ack: 0, flags: 0, window: 0, urgent: 0 };
+  private ipIdent = 1;
+  private now = 0;
+  private active = 0;
+  private created = 0;
+  private readonly closedBy: Record<TcpCloseReason, number> = { normal: 0, reset: 0, timeout: 0, refused: 0 };
+  private refusedByPolicy = 0;
+  private rstForUnknown = 0;
+  private dialFailures = 0;
+  private idleResets = 0;
+  readonly drops: Record<string, number> = Object.create(null);
+  private readonly icmpScratch = Buffer.alloc(IPV4_HEADER_LEN + 8 + SYN_QUOTE_MAX + 8);
+
+  constructor(
+    private readonly opts: TcpNatOptions,
+    private readonly out: GuestOutput,
+  ) {}
+
+  get flowCount(): number {
+    return this.active;
+  }
+
+  /** Every live flow (for shutdown and diagnostics; allocates). */
+  liveFlows(): TcpFlow[] {
+    return this.flows.filter((f): f is TcpFlow => f !== null);
+  }
+
+  handleIpv4(pkt: Ipv4Input, now: number): string | null {
+    this.now = now;
+    const ip = pkt.ip;
+    const tcp = this.view;
+    const bad = tcp.reset(pkt.frame.buf, ip.payloadOffset, ip.payloadLength);
+    if (bad !== null) return bad;
+    if (pkt.toBroadcast) return 'tcp-to-broadcast';
+    if (!pkt.l4ChecksumPartial && !pkt.l4ChecksumValid) {
+      const sum = pseudoHeaderSum4(ip.src, ip.dst, IP_PROTO_TCP, ip.payloadLength);
+      if (checksum(tcp.buf, tcp.off, tcp.len, sum) !== 0) return 'tcp-bad-checksum';
+    }
+    const badOpt = tcp.parseOptions();
+    if (badOpt !== null) return badOpt;
+
+    const keyA = endpointKey(ip.src, tcp.srcPort);
+    const keyB = endpointKey(ip.dst, tcp.dstPort);
+    const flow = this.index.get(keyA, keyB);
+    if (flow !== null) {
+      if (flow.conn.input(tcp, now) === 'reopen') {
+        // A new SYN on a 4-tuple in TIME-WAIT: the old connection is gone; open anew.
+        return this.open(pkt, keyA, keyB, now);
+      }
+      this.touch(flow);
+      return null;
+    }
+    const flags = tcp.flags;
+    if ((flags & TCP_RST) !== 0) return 'tcp-rst-no-flow';
+    if ((flags & TCP_SYN) === 0 || (flags & TCP_ACK) !== 0) {
+      // RFC 9293 3.10.7.1: a segment for no connection gets a RST.
+      this.rstForUnknown++;
+      this.sendRstFor(pkt, now);
+      return null;
+    }
+    return this.open(pkt, keyA, keyB, now);
+  }
+
+  private open(pkt: Ipv4Input, keyA: number, keyB: number, now: number): string | null {
+    const ip = pkt.ip;
+    const tcp = this.view;
+    const target = this.opts.addressMap.mapOutbound(ip.dst, tcp.dstPort, IP_PROTO_TCP);
+    if (target.kind === 'blocked') {
+      this.refusedByPolicy++;
+      this.bump(target.reason ?? 'blocked');
+      this.sendRstFor(pkt, now);
+      return null;
+    }
+    if (this.active >= this.opts.maxFlows) {
+      this.sendRstFor(pkt, now);
+      return 'tcp-flow-table-full';
+    }
+    const flow = new TcpFlow(this);
+    flow.id = this.freeIds.length > 0 ? this.freeIds.pop()! : this.flows.length;
+    this.flows[flow.id] = flow;
+    flow.createdAt = now;
+    flow.lastActivity = now;
+    flow.guestIp = ip.src;
+    flow.guestPort = tcp.srcPort;
+    flow.remoteIp = ip.dst;
+    flow.remotePort = tcp.dstPort;
+    flow.guestMac = pkt.eth.src;
+    flow.toDns = target.kind === 'dns';
+    flow.hostIp = target.ip;
+    flow.hostPort = target.port;
+    const quoteLen = Math.min(ip.headerLength + 8, ip.totalLength, SYN_QUOTE_MAX);
+    flow.synQuote = Buffer.from(ip.buf.subarray(ip.off, ip.off + quoteLen));
+    this.index.add(flow, keyA, keyB);
+    this.active++;
+    this.created++;
+    flow.conn = TcpConnection.fromSyn(tcp, this.opts.tcp, flow, now);
+    this.host.dial(flow);
+    this.schedule(flow);
+    return null;
+  }
+
+  /** The host connect for this flow succeeded: answer the guest's SYN. */
+  dialSucceeded(flow: TcpFlow, now: number): void {
+    if (flow.closed) return;
+    this.now = now;
+    flow.synQuote = null;
+    flow.conn.accept(now);
+    this.touch(flow);
+  }
+
+  /**
+   * The host connect failed. ECONNREFUSED becomes a RST; anything else
+   * (unreachable, timed out) an ICMP host unreachable, which Linux reports to
+   * the guest application as EHOSTUNREACH at once.
+   */
+  dialFailed(flow: TcpFlow, code: string, now: number): void {
+    if (flow.closed) return;
+    this.now = now;
+    this.dialFailures++;
+    this.bump(`dial-${code.toLowerCase()}`);
+    if (code === 'ECONNREFUSED' || flow.synQuote === null) {
+      flow.conn.refuse(now);
+    } else {
+      this.sendIcmpUnreachable(flow, ICMP_UNREACH_HOST, now);
+      flow.silent = true;
+      flow.conn.abort(now);
+    }
+    this.touch(flow);
+  }
+
+  /** The host side reset or failed after connecting: reset the guest's side. */
+  hostAborted(flow: TcpFlow, now: number): void {
+    if (flow.closed) return;
+    this.now = now;
+    flow.conn.abort(now);
+    this.touch(flow);
+  }
+
+  /** Something changed on the host side of this flow (data read, data written, EOF). */
+  hostActivity(flow: TcpFlow, now: number): void {
+    if (flow.closed) return;
+    this.now = now;
+    flow.conn.flush(now);
+    this.schedule(flow);
+  }
+
+  /** End of an input batch: one ACK (and the data it freed) per touched flow. */
+  flush(now: number): void {
+    this.now = now;
+    for (let i = 0; i < this.dirtyCount; i++) {
+      const flow = this.dirty[i];
+      this.dirty[i] = null as unknown as TcpFlow;
+      flow.dirty = false;
+      if (flow.closed) continue;
+      flow.conn.flush(now);
+      this.schedule(flow);
+    }
+    this.dirtyCount = 0;
+  }
+
+  pollAt(): number {
+    return this.deadlines.peekTime();
+  }
+
+  poll(now: number): void {
+    this.now = now;
+    for (let id = this.deadlines.popDue(now); id >= 0; id = this.deadlines.popDue(now)) {
+      const flow = this.flows[id];
+      if (flow === null || flow === undefined || flow.closed) continue;
+      if (now - flow.conn.lastActivity >= this.opts.idleTimeoutMs && flow.conn.state !== 'DIALING') {
+        this.idleResets++;
+        flow.conn.abort(now);
+        continue;
+      }
+      flow.conn.poll(now);
+      if (!flow.closed) this.schedule(flow);
+    }
+  }
+
+  /** Resets every connection (shutdown). */
+  abortAll(now: number): void {
+    this.now = now;
+    for (const flow of this.liveFlows()) if (!flow.closed) flow.conn.abort(now);
+  }
+
+  stats(): TcpNatStats {
+    return {
+      active: this.active,
+      created: this.created,
+      closed: { ...this.closedBy },
+      refusedByPolicy: this.refusedByPolicy,
+      rstForUnknown: this.rstForUnknown,
+      dialFailures: this.dialFailures,
+      idleResets: this.idleResets,
+      drops: { ...this.drops },
+    };
+  }
+
+  /** Called by the flow's connection, exactly once. */
+  flowClosed(flow: TcpFlow, reason: TcpCloseReason): void {
+    if (flow.closed) return;
+    flow.closed = true;
+    this.closedBy[reason]++;
+    this.index.remove(flow);
+    this.deadlines.cancel(flow.id);
+    this.flows[flow.id] = null;
+    this.freeIds.push(flow.id);
+    this.active--;
+    flow.synQuote = null;
+    this.host.onClosed(flow, reason);
+  }
+
+  private touch(flow: TcpFlow): void {
+    if (flow.dirty || flow.closed) return;
+    flow.dirty = true;
+    if (this.dirtyCount === this.dirty.length) this.dirty.push(flow);
+    else this.dirty[this.dirtyCount] = flow;
+    this.dirtyCount++;
+  }
+
+  private schedule(flow: TcpFlow): void {
+    if (flow.closed) return;
+    const c = flow.conn;
+    const idle = c.state === 'DIALING' ? Infinity : c.lastActivity + this.opts.idleTimeoutMs;
+    this.deadlines.schedule(flow.id, Math.min(c.pollAt(), idle));
+  }
+
+  /** Writes one segment of `flow` to its guest. */
+  emitSegment(flow: TcpFlow, seg: TcpSegmentOut): void {
+    if (flow.silent) return;
+    const now = this.now;
+    const tcpHeaderLen = TCP_HEADER_LEN + tcpOptionsLength(seg.options, seg.flags);
+    const tcpLen = tcpHeaderLen + seg.len;
+    const ipLen = IPV4_HEADER_LEN + tcpLen;
+    const out = this.out;
+    const ipOff = out.begin(flow.guestMac, ipLen, now);
+    const buf = out.arena;
+    emitIpv4Header(buf, ipOff, flow.remoteIp, flow.guestIp, IP_PROTO_TCP, tcpLen, 64, this.nextIdent(), true);
+    const tcpOff = ipOff + IPV4_HEADER_LEN;
+    writeTcpHeader(buf, tcpOff, seg, seg.options);
+    if (seg.len > 0) buf.set(seg.buf.subarray(seg.off, seg.off + seg.len), tcpOff + tcpHeaderLen);
+    this.finishTcp(buf, ipOff, flow.remoteIp, flow.guestIp, tcpHeaderLen, tcpLen, seg.len > flow.conn.sendMss ? flow.conn.sendMss : 0);
+    out.send(ipLen, now);
+  }
+
+  /**
+   * Fills in the virtio-net header for a TCP packet at ipOff: the checksum
+   * field gets only the pseudo-header sum (NEEDS_CSUM), and a payload longer
+   * than gsoSize makes it a TCPv4 GSO frame.
+   */
+  private finishTcp(buf: Buffer, ipOff: number, src: number, dst: number, tcpHeaderLen: number, tcpLen: number, gsoSize: number): void {
+    const tcpOff = ipOff + IPV4_HEADER_LEN;
+    const partial = fold(pseudoHeaderSum4(src, dst, IP_PROTO_TCP, tcpLen));
+    buf[tcpOff + 16] = partial >>> 8;
+    buf[tcpOff + 17] = partial & 0xff;
+    const v = this.out.header();
+    v.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+    v.csumStart = ETH_HEADER_LEN + IPV4_HEADER_LEN;
+    v.csumOffset = 16;
+    v.hdrLen = ETH_HEADER_LEN + IPV4_HEADER_LEN + tcpHeaderLen;
+    if (gsoSize > 0) {
+      v.gsoType = VIRTIO_NET_HDR_GSO_TCPV4;
+      v.gsoSize = gsoSize;
+    } else {
+      v.gsoType = VIRTIO_NET_HDR_GSO_NONE;
+    }
+  }
+
+  /** RFC 9293 reset generation for a segment that has no connection (or is refused). */
+  private sendRstFor(pkt: Ipv4Input, now: number): void {
+    const ip = pkt.ip;
+    const tcp = this.view;
+    const flags = tcp.flags;
+    const r = this.rst;
+    r.srcPort = tcp.dstPort;
+    r.dstPort = tcp.srcPort;
+    if ((flags & TCP_ACK) !== 0) {
+      r.seq = tcp.ack;
+      r.ack = 0;
+      r.flags = TCP_RST;
+    } else {
+      let segLen = tcp.payloadLength;
+      if ((flags & TCP_SYN) !== 0) segLen++;
+      if ((flags & 0x01) !== 0) segLen++;
+      r.seq = 0;
+      r.ack = seqAdd(tcp.seq, segLen);
+      r.flags = TCP_RST | TCP_ACK;
+    }
+    const tcpLen = TCP_HEADER_LEN;
+    const ipLen = IPV4_HEADER_LEN + tcpLen;
+    const out = this.out;
+    const ipOff = out.begin(pkt.eth.src, ipLen, now);
+    const buf = out.arena;
+    emitIpv4Header(buf, ipOff, ip.dst, ip.src, IP_PROTO_TCP, tcpLen, 64, this.nextIdent(), true);
+    writeTcpHeader(buf, ipOff + IPV4_HEADER_LEN, r, null as TcpOptions | null);
+    this.finishTcp(buf, ipOff, ip.dst, ip.src, TCP_HEADER_LEN, tcpLen, 0);
+    out.send(ipLen, now);
+  }
+
+  private sendIcmpUnreachable(flow: TcpFlow, code: number, now: number): void {
+    const q = flow.synQuote;
+    if (q === null) return;
+    const s = this.icmpScratch;
+    const len = writeIcmpError(s, 0, s.length, ICMP_DEST_UNREACHABLE, code, this.opts.addressMap.gateway, this.nextIdent(), q, 0, q.length);
+    if (len === 0) return;
+    const ipOff = this.out.begin(flow.guestMac, len, now);
+    s.copy(this.out.arena, ipOff, 0, len);
+    this.out.send(len, now);
+  }
+
+  private nextIdent(): number {
+    this.ipIdent = (this.ipIdent + 1) & 0xffff;
+    return this.ipIdent;
+  }
+
+  private bump(reason: string): void {
+    this.drops[reason] = (this.drops[reason] ?? 0) + 1;
+  }
+}
