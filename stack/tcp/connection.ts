@@ -1091,6 +1091,7 @@ export class TcpConnection {
   private sendData(now: number): boolean {
     let sent = false;
     const cap = this.segmentCap();
+    const fullSegment = Math.min(cap, this.effectiveMss());
     const dataEnd = this.finSeq();
     for (;;) {
       const retransmitting = seqLt(this.sndNxt, this.sndMax);
@@ -1114,7 +1115,8 @@ export class TcpConnection {
       }
       // Sender SWS avoidance (RFC 9293 §3.8.6.2.1): no small segment while
       // data is in flight unless it is all we have (Nagle stays off).
-      if (len > 0 && len < this.effectiveMss() && len < avail && inFlight > 0 && len < this.maxSndWnd / 2) len = 0;
+      // A "full" segment is the largest we may emit: at MTU 65520 the cap is below the MSS.
+      if (len > 0 && len < fullSegment && len < avail && inFlight > 0 && len < this.maxSndWnd / 2) len = 0;
       const fin = this.finQueued && seqAdd(this.sndNxt, len) === dataEnd;
       if (len === 0 && !fin) break;
       let flags = TCP_ACK;
