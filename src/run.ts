@@ -61,7 +61,13 @@ export async function runInNamespace(cmd: RunCommand, log: Logger): Promise<numb
     runtime.addTap(ns);
     const nsArgs = [`--net=/proc/${process.pid}/fd/${ns.netnsFd}`];
     if (ns.usernsFd >= 0) nsArgs.unshift(`--user=/proc/${process.pid}/fd/${ns.usernsFd}`);
-    exitStatus = await runChild(nsenter, [...nsArgs, '--', ...cmd.argv], log);
+    const dump = () => runtime.logStats();
+    process.on('SIGUSR1', dump);
+    try {
+      exitStatus = await runChild(nsenter, [...nsArgs, '--', ...cmd.argv], log);
+    } finally {
+      process.off('SIGUSR1', dump);
+    }
   } finally {
     runtime.close();
     native.closeFd(ns.netnsFd);

@@ -160,8 +160,9 @@ export class Runtime {
     };
   }
 
+  /** Counters as one JSON line on stderr, whatever the log level: they were asked for. */
   logStats(): void {
-    this.log.info(`stats ${JSON.stringify(this.stats())}`);
+    process.stderr.write(`usernet: stats ${JSON.stringify(this.stats())}\n`);
   }
 
   close(): void {

@@ -40,7 +40,7 @@ async function stats(usernet: Background): Promise<any> {
   process.kill(usernet.pid, 'SIGUSR1');
   const deadline = Date.now() + 5_000;
   for (;;) {
-    const m = /usernet: info: stats (\{.*\})\n/.exec(usernet.stderr.slice(before));
+    const m = /usernet: stats (\{.*\})\n/.exec(usernet.stderr.slice(before));
     if (m) return JSON.parse(m[1]);
     if (Date.now() > deadline) throw new Error(`no stats line: ${usernet.stderr}`);
     await sleep(20);

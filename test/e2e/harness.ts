@@ -143,3 +143,25 @@ export class Sandbox {
     for (const d of this.dirs.splice(0)) rmSync(d, { recursive: true, force: true });
   }
 }
+
+/**
+ * Runs usernet to completion without blocking this process's event loop
+ * (tests that serve the guest from this process need that).
+ */
+export function usernetAsync(args: string[], timeoutMs = 120_000, prefix: string[] = []): Promise<Result> {
+  const [cmd, a] = usernetArgs(args);
+  const [file, argv] = prefix.length > 0 ? [prefix[0], [...prefix.slice(1), cmd, ...a]] : [cmd, a];
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('error', reject);
+    child.on('close', (status, signal) => {
+      clearTimeout(timer);
+      resolve({ status, signal, stdout, stderr });
+    });
+  });
+}
