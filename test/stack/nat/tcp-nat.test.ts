@@ -1,0 +1,232 @@
+/**
+ * The TCP NAT with a real gateway and TCP, a fake host side and a sink that
+ * records what reaches the guest: dial before SYN-ACK and what each dial
+ * outcome tells the guest.
+ */
+import { describe, expect, it } from 'vitest';
+import type { Frame, FrameSink, Port } from '../../../stack/frame.js';
+import { Gateway } from '../../../stack/gateway.js';
+import { Nat, type NatOptions } from '../../../stack/nat/nat.js';
+import type { TcpFlow, TcpHostEnv } from '../../../stack/nat/tcp-nat.js';
+import { checksum, pseudoHeaderSum4 } from '../../../stack/wire/checksum.js';
+import { emitEthernetHeader, ETHERTYPE_IPV4 } from '../../../stack/wire/ethernet.js';
+import { emitIpv4Header, IP_PROTO_TCP } from '../../../stack/wire/ipv4.js';
+import { TCP_ACK, TCP_RST, TCP_SYN, TcpOptions, TcpView, tcpChecksum, writeTcpHeader } from '../../../stack/wire/tcp.js';
+import { VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_LEN } from '../../../stack/wire/vnet.js';
+import type { TcpCloseReason } from '../../../stack/tcp/connection.js';
+
+const NET = 0x0a00_0200; // 10.0.2.0
+const GW = NET + 2;
+const GUEST = NET + 100;
+const GUEST_MAC = 0x0200_0000_0064;
+const GW_MAC = 0x5255_0a00_0202;
+
+interface Sent {
+  bytes: Buffer;
+  vnet: Buffer | null;
+}
+
+class Capture implements FrameSink {
+  sent: Sent[] = [];
+  input(_from: Port, f: Frame): void {
+    this.sent.push({
+      bytes: Buffer.from(f.buf.subarray(f.off, f.off + f.len)),
+      vnet: f.vnet ? Buffer.from(f.buf.subarray(f.off - VIRTIO_NET_HDR_LEN, f.off)) : null,
+    });
+  }
+}
+
+class FakeHost implements TcpHostEnv {
+  dials: TcpFlow[] = [];
+  closed: [TcpFlow, TcpCloseReason][] = [];
+  dial(flow: TcpFlow): void {
+    this.dials.push(flow);
+  }
+  onReadable(): void {}
+  onSendSpace(): void {}
+  onClosed(flow: TcpFlow, reason: TcpCloseReason): void {
+    this.closed.push([flow, reason]);
+  }
+}
+
+function setup(over: Partial<NatOptions> = {}) {
+  const sink = new Capture();
+  const gw = new Gateway({ network: NET, prefix: 24, mac: GW_MAC, mtu: 1500 }, sink);
+  const nat = new Nat(
+    {
+      network: NET,
+      prefix: 24,
+      mtu: 1500,
+      hostLoopback: true,
+      dhcp: false,
+      dnsUpstreams: [],
+      dnsTimeoutMs: 1000,
+      tcpMaxFlows: 16,
+      tcpIdleTimeoutMs: 60_000,
+      udpMaxFlows: 16,
+      udpIdleTimeoutMs: 60_000,
+      udpDnsIdleTimeoutMs: 10_000,
+      icmpMaxFlows: 16,
+      icmpIdleTimeoutMs: 30_000,
+      ...over,
+    },
+    gw,
+    sink,
+    () => undefined,
+  );
+  const host = new FakeHost();
+  nat.tcp.host = host;
+  return { sink, gw, nat, host };
+}
+
+/** A guest TCP segment as a frame with full checksums. */
+function segment(o: { dst?: number; srcPort?: number; dstPort?: number; seq?: number; ack?: number; flags: number; payload?: number }): Frame {
+  const payload = o.payload ?? 0;
+  const opts = new TcpOptions();
+  if (o.flags & TCP_SYN) {
+    opts.mss = 1460;
+    opts.windowScale = 7;
+    opts.sackPermitted = true;
+  }
+  const buf = Buffer.alloc(14 + 20 + 60 + payload);
+  emitEthernetHeader(buf, 0, GW_MAC, GUEST_MAC, ETHERTYPE_IPV4);
+  const tcpLen = writeTcpHeader(
+    buf,
+    34,
+    { srcPort: o.srcPort ?? 40000, dstPort: o.dstPort ?? 80, seq: o.seq ?? 1000, ack: o.ack ?? 0, flags: o.flags, window: 64240, urgent: 0 },
+    opts,
+  );
+  const dst = o.dst ?? GW;
+  emitIpv4Header(buf, 14, GUEST, dst, IP_PROTO_TCP, tcpLen + payload, 64, 1, true);
+  tcpChecksum(buf, pseudoHeaderSum4(GUEST, dst, IP_PROTO_TCP, tcpLen + payload), 34, tcpLen + payload);
+  return { buf, off: 0, len: 34 + tcpLen + payload, vnet: false };
+}
+
+function tcpOf(s: Sent): TcpView {
+  const v = new TcpView();
+  const ihl = (s.bytes[14] & 0x0f) * 4;
+  expect(v.reset(s.bytes, 14 + ihl, s.bytes.length - 14 - ihl)).toBeNull();
+  v.parseOptions();
+  return v;
+}
+
+/** The guest-facing checksum is partial (offload): complete it the way the kernel would, then verify. */
+function tcpChecksumOk(s: Sent): boolean {
+  expect(s.vnet).not.toBeNull();
+  expect(s.vnet![0] & VIRTIO_NET_HDR_F_NEEDS_CSUM).toBeTruthy();
+  return verifyFull(s.bytes, 14 + (s.bytes[14] & 0x0f) * 4);
+}
+
+function verifyFull(b: Buffer, start: number): boolean {
+  const copy = Buffer.from(b);
+  const src = copy.readUInt32BE(26);
+  const dst = copy.readUInt32BE(30);
+  const len = copy.length - start;
+  // The field holds the folded pseudo-header sum; summing the segment with it gives the final checksum.
+  const full = checksum(copy, start, len);
+  copy.writeUInt16BE(full, start + 16);
+  return checksum(copy, start, len, pseudoHeaderSum4(src, dst, IP_PROTO_TCP, len)) === 0;
+}
+
+describe('TcpNat: dial before SYN-ACK', () => {
+  it('answers the SYN only after the host connect succeeds, and dials once for repeated SYNs', () => {
+    const { sink, gw, nat, host } = setup();
+    gw.deliver(segment({ flags: TCP_SYN }), 0);
+    gw.deliver(segment({ flags: TCP_SYN }), 5);
+    nat.flush(5);
+    expect(host.dials).toHaveLength(1);
+    expect(host.dials[0].hostIp).toBe(0x7f00_0001);
+    expect(host.dials[0].hostPort).toBe(80);
+    expect(sink.sent).toHaveLength(0);
+
+    nat.tcp.dialSucceeded(host.dials[0], 10);
+    nat.flush(10);
+    expect(sink.sent).toHaveLength(1);
+    const synAck = tcpOf(sink.sent[0]);
+    expect(synAck.flags).toBe(TCP_SYN | TCP_ACK);
+    expect(synAck.ack).toBe(1001);
+    expect(synAck.srcPort).toBe(80);
+    expect(synAck.options.mss).toBe(1460);
+    expect(synAck.options.windowScale).toBeGreaterThanOrEqual(0);
+    expect(sink.sent[0].bytes.readUInt32BE(26)).toBe(GW); // from the address the guest dialled
+    expect(tcpChecksumOk(sink.sent[0])).toBe(true);
+    expect(nat.tcp.flowCount).toBe(1);
+  });
+
+  it('turns a refused connect into a RST', () => {
+    const { sink, gw, nat, host } = setup();
+    gw.deliver(segment({ flags: TCP_SYN }), 0);
+    nat.tcp.dialFailed(host.dials[0], 'ECONNREFUSED', 1);
+    nat.flush(1);
+    expect(sink.sent).toHaveLength(1);
+    const rst = tcpOf(sink.sent[0]);
+    expect(rst.flags & TCP_RST).toBeTruthy();
+    expect(rst.ack).toBe(1001);
+    expect(host.closed.map(([, r]) => r)).toEqual(['refused']);
+    expect(nat.tcp.flowCount).toBe(0);
+  });
+
+  it('turns an unreachable host into ICMP host unreachable quoting the SYN, without a RST', () => {
+    const { sink, gw, nat, host } = setup();
+    gw.deliver(segment({ dst: 0xc633_6405, flags: TCP_SYN }), 0); // 198.51.100.5
+    expect(host.dials[0].hostIp).toBe(0xc633_6405);
+    nat.tcp.dialFailed(host.dials[0], 'EHOSTUNREACH', 1);
+    nat.flush(1);
+    expect(sink.sent).toHaveLength(1);
+    const b = sink.sent[0].bytes;
+    expect(b[14 + 9]).toBe(1); // ICMP
+    expect(b[34]).toBe(3); // destination unreachable
+    expect(b[35]).toBe(1); // host
+    expect(b.readUInt32BE(34 + 8 + 16)).toBe(0xc633_6405); // quoted destination
+    expect(checksum(b, 34, b.length - 34)).toBe(0);
+    expect(host.closed).toHaveLength(1);
+    expect(nat.tcp.flowCount).toBe(0);
+  });
+
+  it('refuses the gateway address at once when host loopback is disabled', () => {
+    const { sink, gw, host } = setup({ hostLoopback: false });
+    gw.deliver(segment({ flags: TCP_SYN }), 0);
+    expect(host.dials).toHaveLength(0);
+    expect(sink.sent).toHaveLength(1);
+    expect(tcpOf(sink.sent[0]).flags & TCP_RST).toBeTruthy();
+  });
+
+  it('resets a segment that belongs to no connection (RFC 9293: seq = its ack)', () => {
+    const { sink, gw } = setup();
+    gw.deliver(segment({ flags: TCP_ACK, seq: 5, ack: 777_777 }), 0);
+    expect(sink.sent).toHaveLength(1);
+    const rst = tcpOf(sink.sent[0]);
+    expect(rst.flags).toBe(TCP_RST);
+    expect(rst.seq).toBe(777_777);
+  });
+
+  it('bounds the flow table: a SYN beyond the cap gets a RST and no dial', () => {
+    const { sink, gw, nat, host } = setup({ tcpMaxFlows: 2 });
+    for (let p = 0; p < 3; p++) gw.deliver(segment({ flags: TCP_SYN, srcPort: 40000 + p }), 0);
+    expect(host.dials).toHaveLength(2);
+    expect(nat.tcp.flowCount).toBe(2);
+    expect(sink.sent).toHaveLength(1);
+    expect(tcpOf(sink.sent[0]).flags & TCP_RST).toBeTruthy();
+    expect(gw.counters.drops['tcp-flow-table-full']).toBe(1);
+  });
+
+  it('drops a segment with a bad checksum and counts it', () => {
+    const { sink, gw, host } = setup();
+    const f = segment({ flags: TCP_SYN });
+    f.buf[34 + 16] ^= 0xff;
+    gw.deliver(f, 0);
+    expect(host.dials).toHaveLength(0);
+    expect(sink.sent).toHaveLength(0);
+    expect(gw.counters.drops['tcp-bad-checksum']).toBe(1);
+  });
+
+  it('closes the flow when the dial succeeds but the guest resets, and reports it to the host side', () => {
+    const { gw, nat, host } = setup();
+    gw.deliver(segment({ flags: TCP_SYN }), 0);
+    nat.tcp.dialSucceeded(host.dials[0], 1);
+    gw.deliver(segment({ flags: TCP_RST, seq: 1001 }), 2);
+    nat.flush(2);
+    expect(host.closed.map(([, r]) => r)).toEqual(['reset']);
+    expect(nat.tcp.flowCount).toBe(0);
+  });
+});
