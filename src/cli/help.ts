@@ -12,6 +12,11 @@ Bridge:
                          beyond this (default ${defaults.macTableSize})
   --mac-aging SECONDS    forget a MAC not seen for this long (default ${defaults.macAgingMs / 1000})
 
+ICMP: pings to hosts beyond the gateway use unprivileged ping sockets, which need the
+  group in net.ipv4.ping_group_range. Run as root, usernet widens that range to include
+  its own group when the kernel refuses (and logs it); otherwise run
+  sysctl -w net.ipv4.ping_group_range='0 2147483647'.
+
 Diagnostics:
   --pcap FILE            write every frame crossing the bridge to FILE (pcap; tcpdump -r FILE)
   --stats-interval S     log counters every S seconds (SIGUSR1 logs them once)

@@ -4,9 +4,11 @@
  * batch to JS and reclaims the slots when the callback returns.
  *
  * Ping sockets need the process's group in net.ipv4.ping_group_range (root
- * too). When the kernel refuses, echo to hosts other than the gateway is
- * dropped and counted, and the first refusal is logged with the fix.
+ * too). As root, usernet widens the range to include its own group once and
+ * logs it; otherwise (or if that fails) echo to hosts other than the gateway
+ * is dropped and counted, and the first refusal is logged with the fix.
  */
+import { readFileSync, writeFileSync } from 'node:fs';
 import type { IcmpHostEnv, IcmpNat } from '../../stack/nat/icmp-nat.js';
 import type { IcmpFlow } from '../../stack/nat/icmp-flows.js';
 import { native } from '../native/addon.js';
@@ -31,6 +33,7 @@ const SLOTS = 16;
 const ENETUNREACH = 101;
 const EHOSTUNREACH = 113;
 const ICMP_DEST_UNREACHABLE = 3;
+const PING_GROUP_RANGE = '/proc/sys/net/ipv4/ping_group_range';
 
 interface FlowSocket {
   socket: PingSocket;
@@ -43,6 +46,7 @@ export class IcmpProxy implements IcmpHostEnv {
   private readonly rx = Buffer.from(this.rxArea);
   private readonly entries = new Uint32Array(SLOTS * PING_ENTRY_WORDS);
   private refusedLogged = false;
+  private widened = false;
   drops: Record<string, number> = Object.create(null);
 
   constructor(
@@ -60,18 +64,12 @@ export class IcmpProxy implements IcmpHostEnv {
     this.close(flow);
     let socket: PingSocket;
     try {
-      socket = native.createPingSocket({
-        rx: this.rxArea,
-        slotSize: SLOT,
-        slotCount: Math.min(SLOTS, PING_MAX_BATCH),
-        entries: this.entries,
-        onBatch: (count) => this.onBatch(flow, fs, count),
-        onError: (err) => {
-          this.log.debug(`ping socket: ${err.message}`);
-          this.close(flow);
-        },
-      });
+      socket = this.createSocket(flow, () => fs);
     } catch (err) {
+      if ((err as { code?: string }).code === 'EACCES' && !this.widened && this.widenPingGroupRange()) {
+        this.widened = true;
+        return this.open(flow);
+      }
       this.bump('icmp-socket-refused');
       if (!this.refusedLogged) {
         this.refusedLogged = true;
@@ -83,6 +81,41 @@ export class IcmpProxy implements IcmpHostEnv {
     const fs: FlowSocket = { socket, generation: flow.generation };
     this.sockets.set(flow.id, fs);
     this.nat.flows.setHostIdent(flow, socket.localId);
+  }
+
+  private createSocket(flow: IcmpFlow, fs: () => FlowSocket): PingSocket {
+    return native.createPingSocket({
+        rx: this.rxArea,
+        slotSize: SLOT,
+        slotCount: Math.min(SLOTS, PING_MAX_BATCH),
+        entries: this.entries,
+      onBatch: (count) => this.onBatch(flow, fs(), count),
+      onError: (err) => {
+        this.log.debug(`ping socket: ${err.message}`);
+        this.close(flow);
+      },
+    });
+  }
+
+  /**
+   * As root, lets our own group use ping sockets in this network namespace
+   * (net.ipv4.ping_group_range, empty by default on many systems), widening
+   * the range as little as possible. Says so in the log. False when not root
+   * or the sysctl cannot be written.
+   */
+  private widenPingGroupRange(): boolean {
+    if (process.getuid?.() !== 0) return false;
+    const gid = process.getgid?.() ?? 0;
+    try {
+      const [lo, hi] = readFileSync(PING_GROUP_RANGE, 'utf8').trim().split(/\s+/).map(Number);
+      const next = lo > hi ? `${gid} ${gid}` : `${Math.min(lo, gid)} ${Math.max(hi, gid)}`;
+      writeFileSync(PING_GROUP_RANGE, next);
+      this.log.info(`set net.ipv4.ping_group_range to "${next}" (was "${lo} ${hi}") so ICMP echo can be forwarded`);
+      return true;
+    } catch (err) {
+      this.log.debug(`cannot widen ping_group_range: ${(err as Error).message}`);
+      return false;
+    }
   }
 
   send(flow: IcmpFlow, buf: Buffer, off: number, len: number, ttl: number): void {

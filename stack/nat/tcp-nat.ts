@@ -127,6 +127,9 @@ export interface TcpNatStats {
   rstForUnknown: number;
   dialFailures: number;
   idleResets: number;
+  /** Payload bytes guest -> host and host -> guest, closed and live flows together. */
+  bytesFromGuest: number;
+  bytesToGuest: number;
   drops: Record<string, number>;
 }
 
@@ -149,6 +152,8 @@ export class TcpNat {
   private rstForUnknown = 0;
   private dialFailures = 0;
   private idleResets = 0;
+  private closedBytesFromGuest = 0;
+  private closedBytesToGuest = 0;
   readonly drops: Record<string, number> = Object.create(null);
   private readonly icmpScratch = Buffer.alloc(IPV4_HEADER_LEN + 8 + SYN_QUOTE_MAX + 8);
 
@@ -325,6 +330,13 @@ export class TcpNat {
   }
 
   stats(): TcpNatStats {
+    let fromGuest = this.closedBytesFromGuest;
+    let toGuest = this.closedBytesToGuest;
+    for (const f of this.flows) {
+      if (f === null || f === undefined) continue;
+      fromGuest += f.conn.counters.bytesIn;
+      toGuest += f.conn.counters.bytesOut;
+    }
     return {
       active: this.active,
       created: this.created,
@@ -333,6 +345,8 @@ export class TcpNat {
       rstForUnknown: this.rstForUnknown,
       dialFailures: this.dialFailures,
       idleResets: this.idleResets,
+      bytesFromGuest: fromGuest,
+      bytesToGuest: toGuest,
       drops: { ...this.drops },
     };
   }
@@ -342,6 +356,8 @@ export class TcpNat {
     if (flow.closed) return;
     flow.closed = true;
     this.closedBy[reason]++;
+    this.closedBytesFromGuest += flow.conn.counters.bytesIn;
+    this.closedBytesToGuest += flow.conn.counters.bytesOut;
     this.index.remove(flow);
     this.deadlines.cancel(flow.id);
     this.flows[flow.id] = null;
