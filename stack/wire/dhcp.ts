@@ -11,6 +11,7 @@
  * that keeps them copies them.
  */
 import { readMac, writeMac } from './mac.js';
+import { readU32, writeU32 } from './bytes.js';
 
 export const DHCP_SERVER_PORT = 67;
 export const DHCP_CLIENT_PORT = 68;
@@ -100,17 +101,6 @@ export function messageTypeName(type: number): string {
     default:
       return 'other';
   }
-}
-
-function readU32(buf: Uint8Array, off: number): number {
-  return ((buf[off] << 24) | (buf[off + 1] << 16) | (buf[off + 2] << 8) | buf[off + 3]) >>> 0;
-}
-
-function writeU32(buf: Uint8Array, off: number, v: number): void {
-  buf[off] = v >>> 24;
-  buf[off + 1] = (v >>> 16) & 0xff;
-  buf[off + 2] = (v >>> 8) & 0xff;
-  buf[off + 3] = v & 0xff;
 }
 
 /** Writes a 4-byte option; returns the next offset. */

@@ -4,6 +4,7 @@
  * exposed as a byte range and never interpreted here.
  */
 import { checksum, sumBytes, fold } from './checksum.js';
+import { readU16, writeU16, readU32, writeU32 } from './bytes.js';
 
 export const IPV4_HEADER_LEN = 20;
 export const IPV4_MAX_HEADER_LEN = 60;
@@ -29,23 +30,6 @@ const SRC = 12;
 const DST = 16;
 
 const EMPTY = new Uint8Array(0);
-
-function readU16(buf: Uint8Array, off: number): number {
-  return (buf[off] << 8) | buf[off + 1];
-}
-function writeU16(buf: Uint8Array, off: number, v: number): void {
-  buf[off] = (v >>> 8) & 0xff;
-  buf[off + 1] = v & 0xff;
-}
-function readU32(buf: Uint8Array, off: number): number {
-  return ((buf[off] << 24) | (buf[off + 1] << 16) | (buf[off + 2] << 8) | buf[off + 3]) >>> 0;
-}
-function writeU32(buf: Uint8Array, off: number, v: number): void {
-  buf[off] = v >>> 24;
-  buf[off + 1] = (v >>> 16) & 0xff;
-  buf[off + 2] = (v >>> 8) & 0xff;
-  buf[off + 3] = v & 0xff;
-}
 
 /** Reusable; `reset` (parsing) or `wrap` (building) before use. */
 export class Ipv4View {

@@ -13,6 +13,7 @@
  *   data: [NOP NOP TS], [NOP NOP SACK blocks]
  */
 import { finish, sumBytes } from './checksum.js';
+import { readU16, writeU16, readU32, writeU32 } from './bytes.js';
 
 export const TCP_HEADER_LEN = 20;
 export const TCP_MAX_HEADER_LEN = 60;
@@ -51,23 +52,6 @@ const CHECKSUM = 16;
 const URGENT = 18;
 
 const EMPTY = new Uint8Array(0);
-
-function readU16(buf: Uint8Array, off: number): number {
-  return (buf[off] << 8) | buf[off + 1];
-}
-function writeU16(buf: Uint8Array, off: number, v: number): void {
-  buf[off] = (v >>> 8) & 0xff;
-  buf[off + 1] = v & 0xff;
-}
-function readU32(buf: Uint8Array, off: number): number {
-  return ((buf[off] << 24) | (buf[off + 1] << 16) | (buf[off + 2] << 8) | buf[off + 3]) >>> 0;
-}
-function writeU32(buf: Uint8Array, off: number, v: number): void {
-  buf[off] = v >>> 24;
-  buf[off + 1] = (v >>> 16) & 0xff;
-  buf[off + 2] = (v >>> 8) & 0xff;
-  buf[off + 3] = v & 0xff;
-}
 
 /**
  * The options we understand, parsed or to be written. One instance is reused

@@ -9,6 +9,7 @@
  * 0 is therefore sent as 0xffff (both are zero in one's complement).
  */
 import { fold, pseudoHeaderSum4, sumBytes } from './checksum.js';
+import { readU16, writeU16 } from './bytes.js';
 
 export const UDP_HEADER_LEN = 8;
 /** IP protocol number, repeated here so UDP users need not import ipv4.ts. */
@@ -20,14 +21,6 @@ const LENGTH = 4;
 const CHECKSUM = 6;
 
 const EMPTY = new Uint8Array(0);
-
-function readU16(buf: Uint8Array, off: number): number {
-  return (buf[off] << 8) | buf[off + 1];
-}
-function writeU16(buf: Uint8Array, off: number, v: number): void {
-  buf[off] = (v >>> 8) & 0xff;
-  buf[off + 1] = v & 0xff;
-}
 
 /** Reusable; `reset` (parsing) or `wrap` (building) before use. */
 export class UdpView {
