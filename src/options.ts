@@ -6,10 +6,12 @@
 import { isIP } from 'node:net';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { defaults } from '../stack/config.js';
-import { parseCidr } from '../stack/wire/ipv4-address.js';
+import { formatIpv4, parseCidr, parseIpv4 } from '../stack/wire/ipv4-address.js';
+import { GUEST_HOST_NUMBER } from '../stack/nat/address-map.js';
 import { isMulticastMac, parseMac } from '../stack/wire/mac.js';
 import { ConfigError } from './errors.js';
 import { isLogLevel, type LogLevel } from './log.js';
+import type { ForwardSpec } from './nat/port-forward.js';
 
 export interface RuntimeOptions {
   /** Network address as a u32. */
@@ -34,6 +36,10 @@ export interface RuntimeOptions {
   /** Answer DNS at N+3. */
   dns: boolean;
   dhcp: boolean;
+  /** Local address of outbound host sockets (slirp4netns --outbound-addr); null or absent: the kernel's choice. */
+  outboundAddress?: string | null;
+  /** Port forwards opened at start (-p). */
+  forwards?: ForwardSpec[];
 }
 
 export interface MainCommand {
@@ -73,6 +79,7 @@ const common = {
   dns: { type: 'string', multiple: true },
   'disable-dns': { type: 'boolean' },
   'no-dhcp': { type: 'boolean' },
+  publish: { type: 'string', multiple: true, short: 'p' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'V' },
 } as const satisfies ParseArgsConfig['options'];
@@ -190,7 +197,47 @@ function runtimeOptions(v: CommonValues, defaultLogLevel: LogLevel): RuntimeOpti
     dnsServers: v.dns === undefined ? null : v.dns.map(parseDnsServer),
     dns: !v['disable-dns'],
     dhcp: !v['no-dhcp'],
+    outboundAddress: null,
+    forwards: (v.publish ?? []).map((p) => parsePublish(p, cidr.network, cidr.prefix)),
   };
+}
+
+/**
+ * -p [HOST_ADDR:]HOST_PORT:[GUEST_ADDR:]GUEST_PORT[/tcp|/udp]. The host
+ * address defaults to 0.0.0.0 (as in the slirp4netns API), the guest address
+ * to N+100 (the guest of `usernet run`), the protocol to tcp.
+ */
+export function parsePublish(text: string, network: number, prefix: number): ForwardSpec {
+  const bad = (why: string) =>
+    new ConfigError(`-p ${text}: ${why} (expected [HOST_ADDR:]HOST_PORT:[GUEST_ADDR:]GUEST_PORT[/tcp|udp], e.g. 127.0.0.1:8080:80/tcp)`);
+  let body = text;
+  let proto: 'tcp' | 'udp' = 'tcp';
+  const slash = text.lastIndexOf('/');
+  if (slash >= 0) {
+    const p = text.slice(slash + 1);
+    if (p !== 'tcp' && p !== 'udp') throw bad(`unknown protocol "${p}"`);
+    proto = p;
+    body = text.slice(0, slash);
+  }
+  const parts = body.split(':');
+  let hostAddr = '0.0.0.0';
+  let guestAddr = formatIpv4((network + GUEST_HOST_NUMBER) >>> 0);
+  let hostPortText: string;
+  let guestPortText: string;
+  if (parts.length === 2) [hostPortText, guestPortText] = parts;
+  else if (parts.length === 3) [hostAddr, hostPortText, guestPortText] = parts;
+  else if (parts.length === 4) [hostAddr, hostPortText, guestAddr, guestPortText] = parts;
+  else throw bad('wrong number of fields');
+  if (parseIpv4(hostAddr) < 0) throw bad(`host address "${hostAddr}" is not an IPv4 address`);
+  const guestIp = parseIpv4(guestAddr);
+  if (guestIp < 0) throw bad(`guest address "${guestAddr}" is not an IPv4 address`);
+  const mask = prefix === 0 ? 0 : (0xffff_ffff << (32 - prefix)) >>> 0;
+  if (((guestIp & mask) >>> 0) !== network) throw bad(`guest address ${guestAddr} is outside the network`);
+  const port = (t: string, what: string): number => {
+    if (!/^\d{1,5}$/.test(t) || Number(t) < 1 || Number(t) > 65535) throw bad(`${what} "${t}" is not a port (1..65535)`);
+    return Number(t);
+  };
+  return { proto, hostAddr, hostPort: port(hostPortText, 'host port'), guestAddr, guestPort: port(guestPortText, 'guest port') };
 }
 
 /** "127.0.0.1", "127.0.0.1:5353", "::1", "[::1]:5353". */

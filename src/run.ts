@@ -59,6 +59,7 @@ export async function runInNamespace(cmd: RunCommand, log: Logger): Promise<numb
   let exitStatus = 1;
   try {
     runtime.addTap(ns);
+    await runtime.startForwards();
     const nsArgs = [`--net=/proc/${process.pid}/fd/${ns.netnsFd}`];
     if (ns.usernsFd >= 0) nsArgs.unshift(`--user=/proc/${process.pid}/fd/${ns.usernsFd}`);
     const dump = () => runtime.logStats();

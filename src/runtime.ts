@@ -18,6 +18,7 @@ import { Nat } from '../stack/nat/nat.js';
 import { TcpProxy } from './nat/tcp-proxy.js';
 import { UdpProxy } from './nat/udp-proxy.js';
 import { IcmpProxy } from './nat/icmp-proxy.js';
+import { PortForwards } from './nat/port-forward.js';
 import { defaultUpstreams } from './resolv-conf.js';
 
 export class Runtime {
@@ -28,6 +29,8 @@ export class Runtime {
   readonly tcpProxy: TcpProxy;
   readonly udpProxy: UdpProxy;
   readonly icmpProxy: IcmpProxy;
+  /** Host -> guest forwards (-p, the slirp4netns API). Call startForwards for the ones in options. */
+  readonly forwards: PortForwards;
   private readonly scheduler: Scheduler;
   private readonly pcap: PcapWriter | null;
   private readonly wallAtStart = Date.now();
@@ -81,14 +84,15 @@ export class Runtime {
       this.nat.tcp,
       this.now,
       flushPorts,
-      { dialTimeoutMs: defaults.tcpDialTimeoutMs, dnsUpstreams, outboundAddress: null },
+      { dialTimeoutMs: defaults.tcpDialTimeoutMs, dnsUpstreams, outboundAddress: options.outboundAddress ?? null },
       log,
     );
     this.nat.tcp.host = this.tcpProxy;
-    this.udpProxy = new UdpProxy(this.nat.udp, dnsUpstreams, this.now, flushPorts, null, log);
+    this.udpProxy = new UdpProxy(this.nat.udp, dnsUpstreams, this.now, flushPorts, options.outboundAddress ?? null, log);
     this.nat.udp.host = this.udpProxy;
     this.icmpProxy = new IcmpProxy(this.nat.icmp, this.now, flushPorts, log);
     this.nat.icmp.host = this.icmpProxy;
+    this.forwards = new PortForwards(this.nat, this.tcpProxy, this.udpProxy, this.now, flushPorts, log);
     this.pcap = options.pcapPath === null ? null : new PcapWriter(options.pcapPath);
     if (this.pcap !== null) {
       const pcap = this.pcap;
@@ -137,6 +141,11 @@ export class Runtime {
     return port;
   }
 
+  /** Opens the forwards given in the options (-p); rejects on the first that cannot listen. */
+  async startForwards(): Promise<void> {
+    for (const f of this.options.forwards ?? []) await this.forwards.add(f);
+  }
+
   removeTap(port: TapPort): void {
     if (!this.ports.delete(port)) return;
     this.bridge.removePort(port);
@@ -174,6 +183,7 @@ export class Runtime {
     const now = this.now();
     this.nat.tcp.abortAll(now);
     this.flush(now);
+    this.forwards.closeAll();
     this.tcpProxy.closeAll();
     this.udpProxy.closeAll();
     this.icmpProxy.closeAll();

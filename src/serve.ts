@@ -9,7 +9,7 @@ import { native } from './native/addon.js';
 import { OFFLOADS } from './run.js';
 import { formatIpv4 } from '../stack/wire/ipv4-address.js';
 
-export function serveTaps(cmd: MainCommand, log: Logger): Promise<number> {
+export async function serveTaps(cmd: MainCommand, log: Logger): Promise<number> {
   const o = cmd.options;
   const handles = [];
   try {
@@ -25,6 +25,12 @@ export function serveTaps(cmd: MainCommand, log: Logger): Promise<number> {
   log.info(
     `gateway ${formatIpv4((o.network + 2) >>> 0)} and DNS ${formatIpv4((o.network + 3) >>> 0)} on ${o.cidrText}, mtu ${o.mtu}`,
   );
+  try {
+    await runtime.startForwards();
+  } catch (err) {
+    runtime.close();
+    throw err;
+  }
   return new Promise((resolve) => {
     const stop = (sig: NodeJS.Signals) => {
       log.info(`${sig}: stopping`);

@@ -25,6 +25,10 @@
  *   least as long as the biggest receive batch. One Frame object (vnet=false)
  *   is reused for every transmit; the sink must be done with it when
  *   `input` returns (and must not re-enter `deliver` synchronously).
+ * - ARP towards guests: `sendArpRequest` asks who has a guest address (the
+ *   NAT needs it for port forwards to guests that never spoke), and
+ *   `arpListener` hears the sender of every sound ARP packet, gratuitous
+ *   ones included, so replies and announcements teach the NAT guest MACs.
  * - Broadcast and multicast echo requests are dropped ('icmp-echo-broadcast'),
  *   as Linux does by default (icmp_echo_ignore_broadcasts; RFC 1122 3.2.2.6
  *   allows it): answering them only serves smurf-style amplification.
@@ -110,6 +114,8 @@ export interface Ipv4Handler {
 
 export interface GatewayStats {
   arpReplies: number;
+  /** Requests the gateway sent to find a guest's MAC (port forwards). */
+  arpRequestsSent: number;
   /** ARP packets parsed fine but not answered (other targets, replies, other operations). */
   arpIgnored: number;
   echoReplies: number;
@@ -171,7 +177,14 @@ export class Gateway implements Port {
   private readonly reassembled = Buffer.alloc(IPV4_MAX_HEADER_LEN + MAX_REASSEMBLED_PAYLOAD);
   private readonly reassembledFrame: Frame = { buf: this.reassembled, off: 0, len: 0, vnet: false };
 
+  /**
+   * Told of every sound ARP packet's sender (requests, replies, gratuitous
+   * announcements), so the NAT can address guests that never sent it IP.
+   */
+  arpListener: ((ip: number, mac: number, now: number) => void) | null = null;
+
   private arpReplies = 0;
+  private arpRequestsSent = 0;
   private arpIgnored = 0;
   private echoReplies = 0;
   private notForUs = 0;
@@ -308,6 +321,7 @@ export class Gateway implements Port {
   stats(): GatewayStats {
     return {
       arpReplies: this.arpReplies,
+      arpRequestsSent: this.arpRequestsSent,
       arpIgnored: this.arpIgnored,
       echoReplies: this.echoReplies,
       notForUs: this.notForUs,
@@ -329,6 +343,7 @@ export class Gateway implements Port {
     const eth = this.eth;
     const bad = arp.parse(frame.buf, eth.payloadOffset, eth.payloadLength);
     if (bad !== null) return this.drop(bad);
+    this.learnArpSender(frame, now);
     if (arp.op !== ARP_OP_REQUEST) {
       this.arpIgnored++;
       return this.drop('arp-not-request');
@@ -360,6 +375,38 @@ export class Gateway implements Port {
     arp.targetIp = askerIp;
     arp.emitInto(buf, off + ETH_HEADER_LEN);
     this.arpReplies++;
+    this.transmit(off, ETH_HEADER_LEN + ARP_LEN, now);
+  }
+
+  /** Reports the sender of the ARP packet just parsed, unless it is unusable (multicast, zero, probe with 0.0.0.0). */
+  private learnArpSender(frame: Frame, now: number): void {
+    const l = this.arpListener;
+    if (l === null) return;
+    const ip = this.arp.senderIp;
+    if (ip === 0 || this.isLocalAddress(ip)) return;
+    const rx = frame.buf;
+    const sha = this.eth.payloadOffset + ARP_SHA_OFFSET;
+    if ((rx[sha] & 1) !== 0 || (rx[sha] | rx[sha + 1] | rx[sha + 2] | rx[sha + 3] | rx[sha + 4] | rx[sha + 5]) === 0) return;
+    l(ip, this.arp.senderMac, now);
+  }
+
+  /**
+   * Broadcasts "who-has ip tell <gateway address>": the NAT needs the MAC of a
+   * guest that has not sent anything yet (port forwards). Rare, so it shares
+   * the reply ring.
+   */
+  sendArpRequest(ip: number, now: number): void {
+    const off = this.allocTx();
+    const buf = this.txBuffer;
+    emitEthernetHeader(buf, off, 0xffff_ffff_ffff, this.mac, ETHERTYPE_ARP);
+    const arp = this.arp;
+    arp.op = ARP_OP_REQUEST;
+    arp.senderMac = this.mac;
+    arp.senderIp = this.address;
+    arp.targetMac = 0;
+    arp.targetIp = ip >>> 0;
+    arp.emitInto(buf, off + ETH_HEADER_LEN);
+    this.arpRequestsSent++;
     this.transmit(off, ETH_HEADER_LEN + ARP_LEN, now);
   }
 

@@ -6,6 +6,9 @@ Network:
                          gateway N+2 (maps to host loopback later), DNS N+3, guest N+100
   --mtu N                interface MTU, 68..65521 (default ${defaults.mtu})
   --no-offload           open taps without a virtio-net header (no TSO/checksum offload)
+  -p, --publish [HOST_ADDR:]HOST_PORT:[GUEST_ADDR:]GUEST_PORT[/tcp|udp]
+                         forward a host port to the guest (repeatable); host address
+                         default 0.0.0.0, guest default N+100; the guest sees N+2
 
 Bridge:
   --mac-table-size N     MAC addresses remembered; the least recently seen is evicted
@@ -34,6 +37,9 @@ Usage:
   usernet run [OPTIONS] [--] CMD [ARGS...]
       Run CMD in a new network namespace whose tap is bridged to the gateway.
       Exits with CMD's status. See usernet run --help.
+  usernet slirp4netns [OPTION]... PID|PATH TAPNAME
+      Behave as slirp4netns 1.2.0 (also when invoked as slirp4netns).
+      See usernet slirp4netns --help.
 
 Options:
   -t, --tap NAME         a tap to attach to (repeatable)

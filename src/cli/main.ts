@@ -4,6 +4,7 @@
  * failures to exit codes (2: usage or configuration, 1: runtime error).
  */
 import { readFileSync } from 'node:fs';
+import { basename } from 'node:path';
 import { ConfigError, UsernetError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { parseCommandLine, type Command } from '../options.js';
@@ -17,7 +18,20 @@ function version(): string {
   return pkg.version;
 }
 
+/** Invoked as `slirp4netns` (a link or copy named so), or `usernet slirp4netns ...`. */
+function slirpArgs(argv: string[]): { args: string[]; prog: string } | null {
+  const self = basename(process.argv[1] ?? '').replace(/\.[cm]?js$/, '');
+  if (self === 'slirp4netns') return { args: argv, prog: 'slirp4netns' };
+  if (argv[0] === 'slirp4netns') return { args: argv.slice(1), prog: 'usernet slirp4netns' };
+  return null;
+}
+
 async function main(argv: string[]): Promise<number> {
+  const slirp = slirpArgs(argv);
+  if (slirp !== null) {
+    const { runSlirp4netns } = await import('../slirp4netns/main.js');
+    return await runSlirp4netns(slirp.args, slirp.prog, version());
+  }
   let cmd: Command;
   try {
     cmd = parseCommandLine(argv);

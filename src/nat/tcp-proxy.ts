@@ -16,6 +16,12 @@
  *   receive buffer plus the high-water mark, and nothing is ever dropped.
  * - Half-close both ways: the guest's FIN ends our writing side once its
  *   data is written; the host's EOF becomes our FIN after the queued data.
+ * - Port forwards (`attach`): a socket a forward's server accepted shares
+ *   everything above except the read path: a server cannot hand its
+ *   sockets an onread buffer, so their reads arrive as 'data' chunks copied
+ *   into the send buffer; what does not fit waits in `remainder` with the
+ *   socket paused until onSendSpace. The socket stays paused until the
+ *   guest completes the handshake (onEstablished).
  */
 import { connect, type Socket } from 'node:net';
 import type { TcpCloseReason } from '../../stack/tcp/connection.js';
@@ -43,6 +49,10 @@ interface HostState {
   hostEof: boolean;
   timer: NodeJS.Timeout | null;
   dnsAttempt: number;
+  /** An accepted socket (port forward): reads are copied from 'data' chunks. */
+  accepted: boolean;
+  /** Bytes of the last chunk the send buffer had no room for (accepted sockets only). */
+  remainder: Buffer | null;
 }
 
 export class TcpProxy implements TcpHostEnv {
@@ -95,7 +105,7 @@ export class TcpProxy implements TcpHostEnv {
         callback: (n: number, buf: Uint8Array) => this.onHostData(flow, n, buf),
       },
     });
-    const state: HostState = { socket, connected: false, ended: false, hostEof: false, timer: null, dnsAttempt };
+    const state: HostState = { socket, connected: false, ended: false, hostEof: false, timer: null, dnsAttempt, accepted: false, remainder: null };
     flow.host = state;
     this.sockets++;
     state.timer = setTimeout(() => {
@@ -114,16 +124,6 @@ export class TcpProxy implements TcpHostEnv {
       this.nat.dialSucceeded(flow, now);
       this.flushPorts(now);
     });
-    socket.on('end', () => {
-      state.hostEof = true;
-      const now = this.clock();
-      if (!flow.closed) {
-        flow.conn.shutdownSend(now);
-        this.nat.hostActivity(flow, now);
-        this.flushPorts(now);
-      }
-      this.maybeDestroy(flow, state);
-    });
     socket.on('error', (err: NodeJS.ErrnoException) => {
       if (state.timer !== null) clearTimeout(state.timer);
       state.timer = null;
@@ -138,10 +138,44 @@ export class TcpProxy implements TcpHostEnv {
         this.failed(flow, err.code ?? 'EHOSTUNREACH');
         return;
       }
-      this.log.debug(`tcp ${this.describe(flow)}: host socket error ${err.code ?? err.message}`);
+      this.hostError(flow, err);
+    });
+    this.watch(flow, state);
+  }
+
+  /**
+   * Takes over a socket a port forward accepted, for an inbound flow
+   * (TcpNat.openInbound) whose SYN is on its way to the guest.
+   */
+  attach(flow: TcpFlow, socket: Socket): void {
+    const state: HostState = { socket, connected: true, ended: false, hostEof: false, timer: null, dnsAttempt: 0, accepted: true, remainder: null };
+    flow.host = state;
+    this.sockets++;
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => this.onHostChunk(flow, state, chunk));
+    // No reading before the guest accepted the connection.
+    socket.pause();
+    socket.on('error', (err: NodeJS.ErrnoException) => this.hostError(flow, err));
+    this.watch(flow, state);
+  }
+
+  onEstablished(flow: TcpFlow): void {
+    const state = flow.host as HostState | null;
+    if (state !== null && state.accepted && state.remainder === null) state.socket.resume();
+  }
+
+  /** The events both kinds of sockets handle alike. */
+  private watch(flow: TcpFlow, state: HostState): void {
+    const socket = state.socket;
+    socket.on('end', () => {
+      state.hostEof = true;
       const now = this.clock();
-      this.nat.hostAborted(flow, now);
-      this.flushPorts(now);
+      if (!flow.closed) {
+        flow.conn.shutdownSend(now);
+        this.nat.hostActivity(flow, now);
+        this.flushPorts(now);
+      }
+      this.maybeDestroy(flow, state);
     });
     socket.on('close', () => {
       if (state.timer !== null) clearTimeout(state.timer);
@@ -156,6 +190,38 @@ export class TcpProxy implements TcpHostEnv {
     });
     socket.on('drain', () => this.pump(flow));
   }
+
+  private hostError(flow: TcpFlow, err: NodeJS.ErrnoException): void {
+    this.log.debug(`tcp ${this.describe(flow)}: host socket error ${err.code ?? err.message}`);
+    const now = this.clock();
+    this.nat.hostAborted(flow, now);
+    this.flushPorts(now);
+  }
+
+  /** A chunk read from an accepted socket: copy what fits, keep the rest until the guest makes room. */
+  private onHostChunk(flow: TcpFlow, state: HostState, chunk: Buffer): void {
+    if (flow.closed) return;
+    const now = this.clock();
+    const n = flow.conn.send(chunk, 0, chunk.length, now);
+    if (n < chunk.length) {
+      state.remainder = chunk.subarray(n);
+      state.socket.pause();
+    }
+    this.nat.hostActivity(flow, now);
+    this.flushPorts(now);
+  }
+
+  /** Runs after onSendSpace returned: the connection must not be re-entered from its own event. */
+  private readonly drainRemainder = (flow: TcpFlow, state: HostState): void => {
+    const r = state.remainder;
+    if (r === null || flow.closed || flow.host !== state) return;
+    const now = this.clock();
+    const n = flow.conn.send(r, 0, r.length, now);
+    state.remainder = n < r.length ? r.subarray(n) : null;
+    if (state.remainder === null) state.socket.resume();
+    this.nat.hostActivity(flow, now);
+    this.flushPorts(now);
+  };
 
   private failed(flow: TcpFlow, code: string): void {
     const now = this.clock();
@@ -178,6 +244,11 @@ export class TcpProxy implements TcpHostEnv {
   onSendSpace(flow: TcpFlow): void {
     const state = flow.host as HostState | null;
     if (state === null || !state.connected) return;
+    if (state.accepted) {
+      if (state.remainder !== null) process.nextTick(this.drainRemainder, flow, state);
+      else if (flow.conn.state !== 'SYN-SENT') state.socket.resume();
+      return;
+    }
     // For sockets with onread, resume() restarts reading that a false return stopped.
     state.socket.resume();
   }

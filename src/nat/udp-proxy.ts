@@ -7,6 +7,9 @@
  * Datagrams the guest sends before the socket is connected wait in a short
  * queue (PENDING_MAX); beyond it they are dropped and counted, as a full
  * socket buffer would drop them.
+ *
+ * Port forwards register their bound socket with `addForwardSocket`; guest
+ * replies on inbound flows leave through it to the client (`sendToClient`).
  */
 import { createSocket, type Socket } from 'node:dgram';
 import { isIPv6 } from 'node:net';
@@ -28,6 +31,7 @@ export class UdpProxy implements UdpHostEnv {
   private readonly sockets = new Map<number, FlowSocket>();
   private dns4: Socket | null = null;
   private dns6: Socket | null = null;
+  private readonly forwardSockets = new Map<number, Socket>();
   drops: Record<string, number> = Object.create(null);
 
   constructor(
@@ -88,6 +92,22 @@ export class UdpProxy implements UdpHostEnv {
     if (fs.connected) fs.socket.send(copy);
     else if (fs.pending !== null && fs.pending.length < PENDING_MAX) fs.pending.push(copy);
     else this.bump('udp-pending-full');
+  }
+
+  addForwardSocket(forwardId: number, socket: Socket): void {
+    this.forwardSockets.set(forwardId, socket);
+  }
+
+  removeForwardSocket(forwardId: number): void {
+    this.forwardSockets.delete(forwardId);
+  }
+
+  sendToClient(forwardId: number, clientIp: number, clientPort: number, buf: Buffer, off: number, len: number): void {
+    const socket = this.forwardSockets.get(forwardId);
+    if (socket === undefined) return this.bump('udp-forward-gone');
+    const copy = Buffer.allocUnsafe(len);
+    buf.copy(copy, 0, off, off + len);
+    socket.send(copy, clientPort, formatIpv4(clientIp));
   }
 
   close(flow: UdpFlow): void {

@@ -19,6 +19,7 @@ import { GuestOutput } from './guest-output.js';
 import { IcmpNat } from './icmp-nat.js';
 import { Ipv4Output } from './ipv4-output.js';
 import { Neighbors } from './neighbors.js';
+import { InboundForwarder } from './port-forward.js';
 import { TcpNat } from './tcp-nat.js';
 import { UdpNat } from './udp-nat.js';
 
@@ -55,6 +56,8 @@ export class Nat implements Ipv4Handler {
   readonly udp: UdpNat;
   readonly icmp: IcmpNat;
   readonly dhcp: DhcpServer | null;
+  /** Port forwards' way in: host clients -> guest flows (MAC resolution included). */
+  readonly inbound: InboundForwarder;
 
   constructor(opts: NatOptions, gateway: Gateway, sink: FrameSink, drain: (now: number) => void) {
     this.addressMap = new AddressMap({ network: opts.network, prefix: opts.prefix, hostLoopback: opts.hostLoopback });
@@ -91,6 +94,12 @@ export class Nat implements Ipv4Handler {
       this.ipv4,
       this.neighbors,
     );
+    this.inbound = new InboundForwarder(this.neighbors, this.tcp, this.udp);
+    // ARP: the gateway asks for guests that never spoke, and every ARP packet a guest sends teaches us its MAC.
+    this.neighbors.requester = gateway;
+    gateway.arpListener = (ip, mac, now) => {
+      if (this.addressMap.inSubnet(ip)) this.neighbors.learn(ip, mac, now);
+    };
     gateway.setReassembler(this.reassembler);
     gateway.setIpv4Handler(IP_PROTO_TCP, this);
     gateway.setIpv4Handler(IP_PROTO_UDP, this);
@@ -100,7 +109,7 @@ export class Nat implements Ipv4Handler {
   handleIpv4(pkt: Ipv4Input, now: number): string | null {
     const ip = pkt.ip;
     const src = ip.src;
-    if (src !== 0 && this.addressMap.inSubnet(src)) this.neighbors.learn(src, pkt.eth.src);
+    if (src !== 0 && this.addressMap.inSubnet(src)) this.neighbors.learn(src, pkt.eth.src, now);
     switch (ip.protocol) {
       case IP_PROTO_TCP:
         return this.tcp.handleIpv4(pkt, now);
@@ -119,7 +128,7 @@ export class Nat implements Ipv4Handler {
   }
 
   pollAt(): number {
-    return Math.min(this.tcp.pollAt(), this.udp.pollAt(), this.icmp.pollAt(), this.reassembler.pollAt());
+    return Math.min(this.tcp.pollAt(), this.udp.pollAt(), this.icmp.pollAt(), this.reassembler.pollAt(), this.neighbors.pollAt());
   }
 
   poll(now: number): void {
@@ -127,6 +136,7 @@ export class Nat implements Ipv4Handler {
     this.udp.poll(now);
     this.icmp.poll(now);
     this.reassembler.poll(now);
+    this.neighbors.poll(now);
   }
 
   stats(): object {
@@ -135,6 +145,8 @@ export class Nat implements Ipv4Handler {
       udp: { ...this.udp.flows.stats(), dhcpReplies: this.udp.dhcpReplies, portUnreachables: this.udp.portUnreachables, drops: this.udp.drops, dns: this.udp.dns?.counters },
       icmp: { ...this.icmp.flows.stats(), echoesOut: this.icmp.echoesOut, repliesIn: this.icmp.repliesIn, errorsIn: this.icmp.errorsIn, drops: this.icmp.drops },
       reassembly: this.reassembler.stats(),
+      neighbors: this.neighbors.stats(),
+      portForward: this.inbound.stats(),
       fragmentsOut: this.ipv4.fragmentsOut,
       guestFrames: this.out.framesOut,
       guestBytes: this.out.bytesOut,

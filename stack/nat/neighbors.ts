@@ -1,26 +1,92 @@
 /**
- * Guest IPv4 address -> MAC, learned from the frames guests send the
- * gateway. The NAT needs it to address replies that are not answers to a
- * frame in hand (DNS answers, UDP from the host, port-forwarded connections).
- * Bounded: beyond `capacity` the oldest learned entry is dropped (a Map keeps
- * insertion order, and a MAC change re-inserts).
+ * Guest IPv4 address -> MAC, and ARP resolution for guests that have not
+ * spoken yet.
+ *
+ * How it works
+ * - `learn` records the MAC a guest address uses. The NAT calls it for every
+ *   frame a guest sends the gateway and the gateway for every ARP packet it
+ *   sees (requests, replies and gratuitous announcements alike), so answers
+ *   not triggered by a frame in hand (DNS, UDP from the host, port-forwarded
+ *   connections) can be addressed.
+ * - Bounded: beyond `capacity` the oldest learned entry is dropped (a Map
+ *   keeps insertion order, and a MAC change re-inserts). Entries never age:
+ *   a guest that moved re-announces itself with its next frame.
+ * - `resolve(ip, waiter, now)` is for a sender that needs a MAC nobody has
+ *   told us yet (the first connection of a port forward to a silent guest):
+ *   the waiter is queued under the address, `requester` sends an ARP
+ *   request at once, and again every ARP_RETRY_MS up to ARP_ATTEMPTS times.
+ *   The first `learn` of that address wakes every waiter with the MAC; after
+ *   the last attempt they all hear `failed`. Queues are bounded: at most
+ *   ARP_MAX_PENDING addresses and ARP_MAX_WAITERS waiters per address; a
+ *   waiter beyond either is refused (resolve returns false, counted).
+ * - Sans-IO: retries happen in `poll(now)` at `pollAt()`. Waiters run inside
+ *   learn/poll; they may send frames but must not call resolve for the same
+ *   address re-entrantly (they would be queued behind a finished lookup).
  */
+
+/** Learned entries kept at most. */
 export const NEIGHBOR_CAPACITY = 1024;
+/** ARP requests per resolution: Linux's ucast+mcast probes default to 3. */
+export const ARP_ATTEMPTS = 3;
+/** Between requests (Linux's retrans_time default). */
+export const ARP_RETRY_MS = 1_000;
+/** Addresses being resolved at once: each is a guest that has not spoken, so a handful is plenty. */
+export const ARP_MAX_PENDING = 64;
+/** What may wait for one address: connections or datagrams arriving while ARP runs. */
+export const ARP_MAX_WAITERS = 64;
+
+export interface NeighborWaiter {
+  resolved(mac: number, now: number): void;
+  failed(now: number): void;
+}
+
+export interface ArpRequester {
+  /** Broadcasts "who-has ip tell <gateway>". */
+  sendArpRequest(ip: number, now: number): void;
+}
+
+interface Pending {
+  waiters: NeighborWaiter[];
+  attempts: number;
+  nextAt: number;
+}
+
+export interface NeighborStats {
+  entries: number;
+  pending: number;
+  arpRequests: number;
+  resolved: number;
+  failed: number;
+  refused: number;
+}
 
 export class Neighbors {
+  requester: ArpRequester | null = null;
   private readonly map = new Map<number, number>();
+  private readonly pending = new Map<number, Pending>();
+  private arpRequests = 0;
+  private resolvedCount = 0;
+  private failedCount = 0;
+  private refused = 0;
 
   constructor(private readonly capacity = NEIGHBOR_CAPACITY) {}
 
-  learn(ip: number, mac: number): void {
+  learn(ip: number, mac: number, now = 0): void {
     const cur = this.map.get(ip);
-    if (cur === mac) return;
-    if (cur !== undefined) this.map.delete(ip);
-    else if (this.map.size >= this.capacity) {
-      const oldest = this.map.keys().next().value as number;
-      this.map.delete(oldest);
+    if (cur !== mac) {
+      if (cur !== undefined) this.map.delete(ip);
+      else if (this.map.size >= this.capacity) {
+        const oldest = this.map.keys().next().value as number;
+        this.map.delete(oldest);
+      }
+      this.map.set(ip, mac);
     }
-    this.map.set(ip, mac);
+    if (this.pending.size === 0) return;
+    const p = this.pending.get(ip);
+    if (p === undefined) return;
+    this.pending.delete(ip);
+    this.resolvedCount++;
+    for (const w of p.waiters) w.resolved(mac, now);
   }
 
   /** The MAC of ip, or -1 when unknown. */
@@ -28,7 +94,74 @@ export class Neighbors {
     return this.map.get(ip) ?? -1;
   }
 
+  /**
+   * Calls waiter.resolved(mac) once ip's MAC is known (at once if it already
+   * is) or waiter.failed() when ARP gives up. False when the queue is full:
+   * the waiter is then never called.
+   */
+  resolve(ip: number, waiter: NeighborWaiter, now: number): boolean {
+    const mac = this.map.get(ip);
+    if (mac !== undefined) {
+      waiter.resolved(mac, now);
+      return true;
+    }
+    let p = this.pending.get(ip);
+    if (p === undefined) {
+      if (this.pending.size >= ARP_MAX_PENDING || this.requester === null) {
+        this.refused++;
+        return false;
+      }
+      p = { waiters: [], attempts: 0, nextAt: now };
+      this.pending.set(ip, p);
+    }
+    if (p.waiters.length >= ARP_MAX_WAITERS) {
+      this.refused++;
+      return false;
+    }
+    p.waiters.push(waiter);
+    if (p.attempts === 0) this.ask(ip, p, now);
+    return true;
+  }
+
+  pollAt(): number {
+    let t = Infinity;
+    for (const p of this.pending.values()) if (p.nextAt < t) t = p.nextAt;
+    return t;
+  }
+
+  poll(now: number): void {
+    if (this.pending.size === 0) return;
+    for (const [ip, p] of this.pending) {
+      if (now < p.nextAt) continue;
+      if (p.attempts < ARP_ATTEMPTS) {
+        this.ask(ip, p, now);
+        continue;
+      }
+      this.pending.delete(ip);
+      this.failedCount++;
+      for (const w of p.waiters) w.failed(now);
+    }
+  }
+
   get size(): number {
     return this.map.size;
+  }
+
+  stats(): NeighborStats {
+    return {
+      entries: this.map.size,
+      pending: this.pending.size,
+      arpRequests: this.arpRequests,
+      resolved: this.resolvedCount,
+      failed: this.failedCount,
+      refused: this.refused,
+    };
+  }
+
+  private ask(ip: number, p: Pending, now: number): void {
+    p.attempts++;
+    p.nextAt = now + ARP_RETRY_MS;
+    this.arpRequests++;
+    this.requester?.sendArpRequest(ip, now);
   }
 }

@@ -24,6 +24,13 @@
  *   `dialTimeoutMs` is given up by the runtime.
  * - A flow leaves the table when its connection closes (onClosed); the
  *   runtime hears of it through `host.onClosed` and releases its socket.
+ * - Inbound (port forwards): `openInbound` actively opens a connection to a
+ *   guest for a socket the runtime accepted. The guest sees it come from the
+ *   gateway address N+2 and a source port from INBOUND_PORT_FIRST..LAST,
+ *   chosen so the 4-tuple is in no flow, guest-initiated or inbound. The
+ *   flow lives in the same table and index as any other; the runtime hears
+ *   `host.onEstablished` once the guest answers the SYN, and `onClosed`
+ *   ('refused' for a RST, 'timeout' when SYNs go unanswered) otherwise.
  */
 import { pseudoHeaderSum4, fold, checksum } from '../wire/checksum.js';
 import { IP_PROTO_TCP, IPV4_HEADER_LEN, emitIpv4Header } from '../wire/ipv4.js';
@@ -59,6 +66,13 @@ import { seqAdd } from '../tcp/seq.js';
 const ICMP_UNREACH_HOST = 1;
 /** Bytes of the guest's SYN kept for an ICMP error quote: IP header (with options) + 8. */
 const SYN_QUOTE_MAX = 60 + 8;
+/**
+ * Source ports of inbound (port-forwarded) connections at N+2: the IANA
+ * dynamic range, which guests rarely dial on the gateway; a port is used only
+ * when its 4-tuple is free anyway.
+ */
+export const INBOUND_PORT_FIRST = 49_152;
+export const INBOUND_PORT_LAST = 65_535;
 
 export interface TcpNatOptions {
   addressMap: AddressMap;
@@ -77,6 +91,8 @@ export interface TcpHostEnv {
   onSendSpace(flow: TcpFlow): void;
   /** The connection is over; release the host socket ('normal': after writing what is still readable). */
   onClosed(flow: TcpFlow, reason: TcpCloseReason): void;
+  /** An inbound connection (openInbound) completed its handshake with the guest: start proxying. */
+  onEstablished?(flow: TcpFlow): void;
 }
 
 export class TcpFlow extends NatFlow implements TcpEnv {
@@ -90,6 +106,8 @@ export class TcpFlow extends NatFlow implements TcpEnv {
   hostIp = 0;
   hostPort = 0;
   toDns = false;
+  /** Opened towards the guest for a port forward (openInbound). */
+  inbound = false;
   conn!: TcpConnection;
   /** The runtime's per-flow state (its socket). */
   host: unknown = null;
@@ -107,7 +125,9 @@ export class TcpFlow extends NatFlow implements TcpEnv {
   emit(seg: TcpSegmentOut): void {
     this.nat.emitSegment(this, seg);
   }
-  onEstablished(): void {}
+  onEstablished(): void {
+    if (this.inbound) this.nat.host.onEstablished?.(this);
+  }
   onReadable(): void {
     this.nat.host.onReadable(this);
   }
@@ -130,6 +150,7 @@ export interface TcpNatStats {
   /** Payload bytes guest -> host and host -> guest, closed and live flows together. */
   bytesFromGuest: number;
   bytesToGuest: number;
+  inboundOpened: number;
   drops: Record<string, number>;
 }
 
@@ -152,6 +173,8 @@ export class TcpNat {
   private rstForUnknown = 0;
   private dialFailures = 0;
   private idleResets = 0;
+  private inboundOpened = 0;
+  private inboundPortNext = INBOUND_PORT_FIRST;
   private closedBytesFromGuest = 0;
   private closedBytesToGuest = 0;
   readonly drops: Record<string, number> = Object.create(null);
@@ -243,6 +266,57 @@ export class TcpNat {
     this.host.dial(flow);
     this.schedule(flow);
     return null;
+  }
+
+  /**
+   * Opens a connection to guestIp:guestPort (whose MAC is guestMac) from
+   * N+2 for a host socket the runtime accepted; `host` becomes flow.host.
+   * The SYN leaves at once. Null when the table is full or no source port
+   * is free (counted in drops).
+   */
+  openInbound(guestIp: number, guestPort: number, guestMac: number, host: unknown, now: number): TcpFlow | null {
+    this.now = now;
+    if (this.active >= this.opts.maxFlows) {
+      this.bump('inbound-flow-table-full');
+      return null;
+    }
+    const gw = this.opts.addressMap.gateway;
+    const keyA = endpointKey(guestIp, guestPort);
+    const port = this.pickInboundPort(keyA, gw);
+    if (port < 0) {
+      this.bump('inbound-no-port');
+      return null;
+    }
+    const flow = new TcpFlow(this);
+    flow.id = this.freeIds.length > 0 ? this.freeIds.pop()! : this.flows.length;
+    this.flows[flow.id] = flow;
+    flow.createdAt = now;
+    flow.lastActivity = now;
+    flow.inbound = true;
+    flow.guestIp = guestIp >>> 0;
+    flow.guestPort = guestPort;
+    flow.remoteIp = gw;
+    flow.remotePort = port;
+    flow.guestMac = guestMac;
+    flow.host = host;
+    this.index.add(flow, keyA, endpointKey(gw, port));
+    this.active++;
+    this.created++;
+    this.inboundOpened++;
+    flow.conn = TcpConnection.connect(this.opts.tcp, flow, now, port, guestPort);
+    this.schedule(flow);
+    return flow;
+  }
+
+  /** Next source port at N+2 whose 4-tuple with the guest endpoint is in no flow; -1 if none. */
+  private pickInboundPort(guestKey: number, gw: number): number {
+    const span = INBOUND_PORT_LAST - INBOUND_PORT_FIRST + 1;
+    for (let i = 0; i < span; i++) {
+      const p = this.inboundPortNext;
+      this.inboundPortNext = p === INBOUND_PORT_LAST ? INBOUND_PORT_FIRST : p + 1;
+      if (this.index.get(guestKey, endpointKey(gw, p)) === null) return p;
+    }
+    return -1;
   }
 
   /** The host connect for this flow succeeded: answer the guest's SYN. */
@@ -347,6 +421,7 @@ export class TcpNat {
       idleResets: this.idleResets,
       bytesFromGuest: fromGuest,
       bytesToGuest: toGuest,
+      inboundOpened: this.inboundOpened,
       drops: { ...this.drops },
     };
   }
@@ -396,7 +471,9 @@ export class TcpNat {
     const tcpOff = ipOff + IPV4_HEADER_LEN;
     writeTcpHeader(buf, tcpOff, seg, seg.options);
     if (seg.len > 0) buf.set(seg.buf.subarray(seg.off, seg.off + seg.len), tcpOff + tcpHeaderLen);
-    this.finishTcp(buf, ipOff, flow.remoteIp, flow.guestIp, tcpHeaderLen, tcpLen, seg.len > flow.conn.sendMss ? flow.conn.sendMss : 0);
+    // flow.conn is still unset while TcpConnection.connect emits an inbound flow's SYN (no payload).
+    const gsoSize = seg.len > 0 && seg.len > flow.conn.sendMss ? flow.conn.sendMss : 0;
+    this.finishTcp(buf, ipOff, flow.remoteIp, flow.guestIp, tcpHeaderLen, tcpLen, gsoSize);
     out.send(ipLen, now);
   }
 

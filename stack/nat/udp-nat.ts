@@ -12,6 +12,13 @@
  *   a router would, so `dig` and friends fail at once instead of timing out.
  * - DNS: the forwarder (sans-IO) gets each query with a client key that
  *   encodes the guest's address and port; its answers come back to `dnsReply`.
+ * - Inbound (port forwards): each distinct host client (ip, port) of a
+ *   forward gets a flow in the same table, keyed (guest endpoint, N+2:P) with
+ *   P from the NAT's own range (INBOUND_PORT_FIRST..LAST, free in the table),
+ *   so the guest sees the client as N+2:P and its replies find the flow
+ *   before any address mapping (they must pass with --disable-host-loopback
+ *   too). Such a flow's hostIp/hostPort is the client; `inboundForward[id]`
+ *   names its forward (0: an outbound flow). Same idle timeout as outbound.
  */
 import type { Ipv4Input } from '../gateway.js';
 import { DhcpServer } from '../dhcp-server.js';
@@ -22,6 +29,7 @@ import { UdpView, writeUdpHeader } from '../wire/udp.js';
 import { writeIcmpError } from '../icmp-errors.js';
 import { DNS_PORT, type AddressMap } from './address-map.js';
 import { endpointKey } from './flow-key.js';
+import { INBOUND_PORT_FIRST, INBOUND_PORT_LAST } from './tcp-nat.js';
 import type { Ipv4Output } from './ipv4-output.js';
 import type { Neighbors } from './neighbors.js';
 import { UdpFlowTable, type UdpFlow } from './udp-flows.js';
@@ -40,6 +48,8 @@ export interface UdpHostEnv {
   close(flow: UdpFlow): void;
   /** Sends a DNS query to upstream i (the forwarder's env). */
   sendDns(upstreamIndex: number, buf: Buffer, off: number, len: number): void;
+  /** A guest reply on an inbound flow: send it from forward `forwardId`'s socket to the client clientIp:clientPort. */
+  sendToClient(forwardId: number, clientIp: number, clientPort: number, buf: Buffer, off: number, len: number): void;
 }
 
 export interface UdpNatOptions {
@@ -64,6 +74,13 @@ export class UdpNat {
   private now = 0;
   dhcpReplies = 0;
   portUnreachables = 0;
+  /** Forward id of each inbound flow by flow id; 0 for outbound flows. */
+  private readonly inboundForward: number[] = [];
+  /** forward id -> (client endpoint key -> flow). */
+  private readonly inboundClients = new Map<number, Map<number, UdpFlow>>();
+  private inboundFlows = 0;
+  private inboundPortNext = INBOUND_PORT_FIRST;
+  inboundDatagrams = 0;
 
   constructor(
     private readonly opts: UdpNatOptions,
@@ -74,7 +91,9 @@ export class UdpNat {
       maxFlows: opts.maxFlows,
       idleTimeoutMs: opts.idleTimeoutMs,
       dnsIdleTimeoutMs: opts.dnsIdleTimeoutMs,
-      onClose: (_id, flow) => this.host.close(flow),
+      onClose: (id, flow) => {
+        if (!this.forgetInbound(id, flow)) this.host.close(flow);
+      },
     });
     this.dns =
       opts.dnsUpstreams.length === 0
@@ -100,6 +119,14 @@ export class UdpNat {
     const dstPort = udp.dstPort;
     if (dstPort === DHCP_SERVER_PORT && (pkt.toBroadcast || pkt.toGateway)) return this.dhcp(pkt, now);
     if (pkt.toBroadcast) return 'udp-broadcast';
+    if (this.inboundFlows > 0 && ip.dst === this.opts.addressMap.gateway) {
+      const f = this.flows.lookup(ip.src, udp.srcPort, ip.dst, dstPort);
+      if (f !== null && this.inboundForward[f.id] > 0) {
+        this.flows.recordOutbound(f, udp.payloadLength, now);
+        this.host.sendToClient(this.inboundForward[f.id], f.hostIp, f.hostPort, pkt.frame.buf, udp.payloadOffset, udp.payloadLength);
+        return null;
+      }
+    }
     const target = this.opts.addressMap.mapOutbound(ip.dst, dstPort, IP_PROTO_UDP);
     if (target.kind === 'blocked') {
       this.sendUnreachable(pkt.eth.src, ip.buf, ip.off, ip.totalLength, ICMP_UNREACH_ADMIN, now);
@@ -129,6 +156,80 @@ export class UdpNat {
     this.flows.recordInbound(flow, len, now);
     const bad = this.output.sendUdp(mac, flow.dstIp, flow.dstPort, flow.guestIp, flow.guestPort, buf, off, len, now);
     if (bad !== null) this.bump(bad);
+  }
+
+  /**
+   * A datagram from host client clientIp:clientPort of UDP forward
+   * `forwardId` for guestIp:guestPort, whose MAC is guestMac. Returns a drop
+   * reason or null.
+   */
+  fromForward(
+    forwardId: number,
+    clientIp: number,
+    clientPort: number,
+    guestIp: number,
+    guestPort: number,
+    guestMac: number,
+    buf: Buffer,
+    off: number,
+    len: number,
+    now: number,
+  ): string | null {
+    this.now = now;
+    let clients = this.inboundClients.get(forwardId);
+    if (clients === undefined) {
+      clients = new Map();
+      this.inboundClients.set(forwardId, clients);
+    }
+    const clientKey = endpointKey(clientIp, clientPort);
+    let flow = clients.get(clientKey) ?? null;
+    if (flow !== null && (!flow.active || this.inboundForward[flow.id] !== forwardId)) flow = null;
+    if (flow === null) {
+      const gw = this.opts.addressMap.gateway;
+      const port = this.pickInboundPort(guestIp, guestPort, gw);
+      if (port < 0) return 'udp-inbound-no-port';
+      flow = this.flows.lookupOrCreate(guestIp, guestPort, gw, port, clientIp, clientPort, now);
+      if (flow === null) return 'udp-flow-table-full';
+      this.inboundForward[flow.id] = forwardId;
+      this.inboundFlows++;
+      clients.set(clientKey, flow);
+    }
+    this.flows.recordInbound(flow, len, now);
+    this.inboundDatagrams++;
+    return this.output.sendUdp(guestMac, flow.dstIp, flow.dstPort, guestIp, guestPort, buf, off, len, now);
+  }
+
+  /** A forward was removed: its flows go (their socket is gone with it). */
+  forwardRemoved(forwardId: number): void {
+    const clients = this.inboundClients.get(forwardId);
+    if (clients === undefined) return;
+    this.inboundClients.delete(forwardId);
+    for (const flow of clients.values()) {
+      if (!flow.active || this.inboundForward[flow.id] !== forwardId) continue;
+      this.inboundForward[flow.id] = 0;
+      this.inboundFlows--;
+      this.flows.remove(flow.id);
+    }
+  }
+
+  /** Called for every flow leaving the table: true if it was inbound (no socket of its own to close). */
+  private forgetInbound(id: number, flow: UdpFlow): boolean {
+    const fw = this.inboundForward[id] ?? 0;
+    if (fw === 0) return false;
+    this.inboundForward[id] = 0;
+    this.inboundFlows--;
+    this.inboundClients.get(fw)?.delete(endpointKey(flow.hostIp, flow.hostPort));
+    return true;
+  }
+
+  private pickInboundPort(guestIp: number, guestPort: number, gw: number): number {
+    const span = INBOUND_PORT_LAST - INBOUND_PORT_FIRST + 1;
+    for (let i = 0; i < span; i++) {
+      const p = this.inboundPortNext;
+      this.inboundPortNext = p === INBOUND_PORT_LAST ? INBOUND_PORT_FIRST : p + 1;
+      if (this.flows.lookup(guestIp, guestPort, gw, p) === null) return p;
+    }
+    return -1;
   }
 
   /** The flow's host socket reported ECONNREFUSED: tell the guest its port is unreachable. */

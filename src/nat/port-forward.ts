@@ -1,0 +1,183 @@
+/**
+ * Host side of port forwarding: one listening TCP server or bound UDP socket
+ * per forward, from host addr:port to guest addr:port.
+ *
+ * How it works
+ * - TCP: the server accepts with pauseOnConnect; each socket goes to the
+ *   engine (Nat.inbound.connectTcp), which ARPs for the guest if needed and
+ *   opens a connection from N+2; the socket is then attached to the flow
+ *   (TcpProxy.attach) and proxied like any other. If the guest cannot be
+ *   reached (ARP gave up, table full) the socket is reset.
+ * - UDP: every datagram on the bound socket goes to Nat.inbound.sendUdp with
+ *   its client address; the guest's replies come back through UdpProxy's
+ *   sendToClient on the same socket.
+ * - Ids start at 1 and are never reused. `remove` closes the listener only:
+ *   TCP connections already accepted live on (UDP flows end with their
+ *   socket, which is the listener).
+ * - Only IPv4 host addresses, like slirp4netns' API.
+ */
+import { createServer, type Server, type Socket as TcpSocket } from 'node:net';
+import { createSocket, type Socket as UdpSocket } from 'node:dgram';
+import type { Nat } from '../../stack/nat/nat.js';
+import { parseIpv4 } from '../../stack/wire/ipv4-address.js';
+import type { Logger } from '../log.js';
+import type { TcpProxy } from './tcp-proxy.js';
+import type { UdpProxy } from './udp-proxy.js';
+import { UsernetError } from '../errors.js';
+
+export type ForwardProto = 'tcp' | 'udp';
+
+export interface ForwardSpec {
+  proto: ForwardProto;
+  /** Dotted quad; 0.0.0.0 for every address. */
+  hostAddr: string;
+  hostPort: number;
+  /** Dotted quad inside the network. */
+  guestAddr: string;
+  guestPort: number;
+}
+
+export interface ForwardEntry extends ForwardSpec {
+  id: number;
+}
+
+interface Forward {
+  entry: ForwardEntry;
+  guestIp: number;
+  server: Server | null;
+  udp: UdpSocket | null;
+}
+
+/** A forward could not be set up (bad address, port taken); `code` is the errno name when the OS refused. */
+export class ForwardError extends UsernetError {}
+
+export class PortForwards {
+  private readonly forwards = new Map<number, Forward>();
+  private nextId = 1;
+
+  constructor(
+    private readonly nat: Nat,
+    private readonly tcpProxy: TcpProxy,
+    private readonly udpProxy: UdpProxy,
+    private readonly clock: () => number,
+    private readonly flushPorts: (now: number) => void,
+    private readonly log: Logger,
+  ) {}
+
+  /** Starts listening; resolves once bound, rejects with ForwardError otherwise. */
+  async add(spec: ForwardSpec): Promise<ForwardEntry> {
+    const guestIp = parseIpv4(spec.guestAddr);
+    if (guestIp < 0) throw new ForwardError('ERR_FORWARD_ADDRESS', `guest address ${spec.guestAddr} is not an IPv4 address`);
+    if (parseIpv4(spec.hostAddr) < 0) throw new ForwardError('ERR_FORWARD_ADDRESS', `host address ${spec.hostAddr} is not an IPv4 address`);
+    const id = this.nextId++;
+    const entry: ForwardEntry = { id, ...spec };
+    const fw: Forward = { entry, guestIp, server: null, udp: null };
+    if (spec.proto === 'tcp') fw.server = await this.listenTcp(fw);
+    else fw.udp = await this.bindUdp(fw);
+    this.forwards.set(id, fw);
+    this.log.info(`forward ${id}: ${spec.proto} ${spec.hostAddr}:${spec.hostPort} -> ${spec.guestAddr}:${spec.guestPort}`);
+    return entry;
+  }
+
+  /** Closes the listener of forward `id`; false when there is none. */
+  remove(id: number): boolean {
+    const fw = this.forwards.get(id);
+    if (fw === undefined) return false;
+    this.forwards.delete(id);
+    this.close(fw);
+    return true;
+  }
+
+  list(): ForwardEntry[] {
+    return [...this.forwards.values()].map((f) => ({ ...f.entry }));
+  }
+
+  closeAll(): void {
+    for (const fw of this.forwards.values()) this.close(fw);
+    this.forwards.clear();
+  }
+
+  private close(fw: Forward): void {
+    fw.server?.close();
+    if (fw.udp !== null) {
+      this.udpProxy.removeForwardSocket(fw.entry.id);
+      this.nat.udp.forwardRemoved(fw.entry.id);
+      fw.udp.close();
+    }
+  }
+
+  private listenTcp(fw: Forward): Promise<Server> {
+    const { hostAddr, hostPort } = fw.entry;
+    const server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => this.accepted(fw, socket));
+    return new Promise((resolve, reject) => {
+      server.once('error', (err: NodeJS.ErrnoException) =>
+        reject(new ForwardError(err.code ?? 'ERR_FORWARD_LISTEN', `listen on ${hostAddr}:${hostPort}: ${err.message}`, { cause: err })),
+      );
+      server.listen({ host: hostAddr, port: hostPort, exclusive: true }, () => {
+        server.removeAllListeners('error');
+        server.on('error', (err) => this.log.warn(`forward ${fw.entry.id}: ${err.message}`));
+        resolve(server);
+      });
+    });
+  }
+
+  private accepted(fw: Forward, socket: TcpSocket): void {
+    // Until the engine has a flow for it, errors only need to be swallowed.
+    const early = (): void => undefined;
+    socket.on('error', early);
+    const now = this.clock();
+    this.nat.inbound.connectTcp(
+      fw.guestIp,
+      fw.entry.guestPort,
+      null,
+      (flow, reason, at) => {
+        socket.off('error', early);
+        if (flow === null) {
+          this.log.debug(`forward ${fw.entry.id}: cannot reach ${fw.entry.guestAddr}:${fw.entry.guestPort}: ${reason}`);
+          socket.on('error', early);
+          socket.resetAndDestroy();
+          return;
+        }
+        if (socket.destroyed) {
+          // The client left while ARP ran.
+          this.nat.tcp.hostAborted(flow, at);
+          this.flushPorts(at);
+          return;
+        }
+        this.tcpProxy.attach(flow, socket);
+        this.flushPorts(at);
+      },
+      now,
+    );
+    this.flushPorts(now);
+  }
+
+  private bindUdp(fw: Forward): Promise<UdpSocket> {
+    const { id, hostAddr, hostPort, guestPort } = fw.entry;
+    const socket = createSocket({ type: 'udp4' });
+    return new Promise((resolve, reject) => {
+      socket.once('error', (err: NodeJS.ErrnoException) => {
+        socket.close();
+        reject(new ForwardError(err.code ?? 'ERR_FORWARD_BIND', `bind ${hostAddr}:${hostPort}/udp: ${err.message}`, { cause: err }));
+      });
+      socket.bind({ address: hostAddr, port: hostPort, exclusive: true }, () => {
+        socket.removeAllListeners('error');
+        socket.on('error', (err) => this.log.debug(`forward ${id}: ${err.message}`));
+        socket.on('message', (msg, rinfo) => {
+          const client = parseIpv4(rinfo.address);
+          if (client < 0) return;
+          const now = this.clock();
+          this.nat.inbound.sendUdp(id, client, rinfo.port, fw.guestIp, guestPort, msg, 0, msg.length, now);
+          this.flushPorts(now);
+        });
+        this.udpProxy.addForwardSocket(id, socket);
+        resolve(socket);
+      });
+    });
+  }
+}
+
+/** For messages: "tcp 127.0.0.1:8080 -> 10.0.2.100:80". */
+export function describeForward(f: ForwardSpec): string {
+  return `${f.proto} ${f.hostAddr}:${f.hostPort} -> ${f.guestAddr}:${f.guestPort}`;
+}

@@ -1,0 +1,206 @@
+/**
+ * `usernet slirp4netns [OPTION]... PID|PATH TAPNAME`, also run when the
+ * program is invoked as `slirp4netns`: the slirp4netns 1.2.0 interface in
+ * front of the ordinary usernet runtime (same bridge, gateway and NAT).
+ *
+ * How it works (the order clients rely on)
+ * 1. Parse; refuse what usernet cannot do (IPv6, sandbox, seccomp) with
+ *    exit status 1 before touching anything.
+ * 2. Open the tap inside the target namespace with the native helper: it
+ *    forks, joins the user namespace (PID mode: /proc/PID/ns/user, failure
+ *    ignored; --userns-path: required) and the network namespace, attaches
+ *    to TAPNAME or creates it, applies --configure with ioctls, and passes
+ *    the fd back; it is reaped before the call returns, so no helper
+ *    process outlives this one or holds its stdout/stderr.
+ * 3. Start the runtime on that tap; with --api-socket, listen.
+ * 4. Only then write "1" to the ready fd and close it.
+ * 5. Run until SIGTERM/SIGINT or hang-up on the exit fd; then reset guest
+ *    connections, close sockets, unlink the API socket, exit 0.
+ * Any failure before step 4 exits 1 without writing to the ready fd.
+ */
+import { closeSync, writeSync } from 'node:fs';
+import { Socket } from 'node:net';
+import { networkInterfaces } from 'node:os';
+import { isIPv4 } from 'node:net';
+import { defaults } from '../../stack/config.js';
+import { formatIpv4 } from '../../stack/wire/ipv4-address.js';
+import { macToBytes, parseMac } from '../../stack/wire/mac.js';
+import { createLogger, isLogLevel, type Logger } from '../log.js';
+import type { RuntimeOptions } from '../options.js';
+import { native } from '../native/addon.js';
+import type { NamespaceTapRequest } from '../native/types.js';
+import { OFFLOADS } from '../run.js';
+import { Runtime } from '../runtime.js';
+import { startApiServer, type ApiServer } from './api.js';
+import { slirpUsage } from './help.js';
+import { parseSlirpArgs, SlirpUsageError, unsupportedOption, type SlirpOptions } from './options.js';
+
+/** The slirp4netns release whose interface this front end speaks. */
+export const SLIRP4NETNS_COMPAT_VERSION = '1.2.0';
+const GUEST_HOST = 100;
+const GATEWAY_HOST = 2;
+
+export async function runSlirp4netns(argv: string[], prog: string, usernetVersion: string): Promise<number> {
+  let cmd;
+  try {
+    cmd = parseSlirpArgs(argv);
+  } catch (err) {
+    if (!(err instanceof SlirpUsageError)) throw err;
+    process.stderr.write(`${prog}: ${err.message}\n`);
+    process.stdout.write(slirpUsage(prog));
+    return 1;
+  }
+  if (cmd.kind === 'help') {
+    process.stdout.write(slirpUsage(prog));
+    return 0;
+  }
+  if (cmd.kind === 'version') {
+    process.stdout.write(`slirp4netns version ${SLIRP4NETNS_COMPAT_VERSION} (usernet ${usernetVersion})\n`);
+    return 0;
+  }
+  const o = cmd.options;
+  const refused = unsupportedOption(o);
+  if (refused !== null) {
+    process.stderr.write(`${prog}: ${refused}\n`);
+    return 1;
+  }
+  const envLevel = process.env.USERNET_LOG_LEVEL ?? 'warn';
+  const log = createLogger(isLogLevel(envLevel) ? envLevel : 'warn', (line) => process.stderr.write(line));
+  try {
+    return await serve(o, log);
+  } catch (err) {
+    process.stderr.write(`${prog}: ${(err as Error).message}\n`);
+    if (process.env.USERNET_DEBUG) process.stderr.write(`${(err as Error).stack}\n`);
+    return 1;
+  }
+}
+
+/** --outbound-addr: an IPv4 address as it is, or the first IPv4 address of the named interface. */
+export function resolveOutboundAddress(value: string): string {
+  if (isIPv4(value)) return value;
+  const addrs = networkInterfaces()[value];
+  if (addrs === undefined) throw new Error(`outbound-addr: no interface named "${value}"`);
+  const v4 = addrs.find((a) => a.family === 'IPv4');
+  if (v4 === undefined) throw new Error(`outbound-addr: interface "${value}" has no IPv4 address`);
+  return v4.address;
+}
+
+export function runtimeOptionsFor(o: SlirpOptions, log: Logger, outboundAddress: string | null): RuntimeOptions {
+  return {
+    network: o.network,
+    prefix: o.prefix,
+    cidrText: o.cidr,
+    mtu: o.mtu,
+    macTableSize: defaults.macTableSize,
+    macAgingMs: defaults.macAgingMs,
+    macSweepMs: defaults.macSweepMs,
+    offload: true,
+    pcapPath: process.env.USERNET_PCAP ?? null,
+    logLevel: log.level,
+    statsIntervalMs: 0,
+    gatewayMac: parseMac(defaults.gatewayMac),
+    hostLoopback: !o.disableHostLoopback,
+    dnsServers: null,
+    dns: !o.disableDns,
+    dhcp: true,
+    outboundAddress,
+    forwards: [],
+  };
+}
+
+export function namespaceRequest(o: SlirpOptions): NamespaceTapRequest {
+  const target =
+    o.netnsType === 'pid'
+      ? { pid: o.pid, ...(o.usernsPath !== null ? { usernsPath: o.usernsPath } : { usernsOptional: true }) }
+      : { netnsPath: o.target, ...(o.usernsPath !== null ? { usernsPath: o.usernsPath } : {}) };
+  return {
+    target,
+    tap: { name: o.tapName, vnetHdr: true, offloads: OFFLOADS },
+    ...(o.configure
+      ? {
+          configure: {
+            name: o.tapName,
+            loopbackUp: true,
+            mtu: o.mtu,
+            ...(o.macAddress >= 0 ? { mac: macToBytes(o.macAddress) } : {}),
+            ipv4: formatIpv4((o.network + GUEST_HOST) >>> 0),
+            prefixLength: o.prefix,
+            up: true,
+            defaultGateway: formatIpv4((o.network + GATEWAY_HOST) >>> 0),
+          },
+        }
+      : {}),
+  };
+}
+
+async function serve(o: SlirpOptions, log: Logger): Promise<number> {
+  const outbound = o.outboundAddr === null ? null : resolveOutboundAddress(o.outboundAddr);
+  const handle = native.openTapInNamespace(namespaceRequest(o));
+  const runtime = new Runtime(runtimeOptionsFor(o, log, outbound), log);
+  let api: ApiServer | null = null;
+  let exitWatch: Socket | null = null;
+  try {
+    runtime.addTap(handle);
+    if (o.apiSocket !== null) {
+      api = await startApiServer(o.apiSocket, runtime.forwards, formatIpv4((o.network + GUEST_HOST) >>> 0), log);
+    }
+  } catch (err) {
+    api?.close();
+    runtime.close();
+    throw err;
+  }
+  return new Promise<number>((resolve) => {
+    let stopped = false;
+    const stop = (why: string, code: number) => {
+      if (stopped) return;
+      stopped = true;
+      log.info(`${why}: stopping`);
+      process.off('SIGTERM', onSignal);
+      process.off('SIGINT', onSignal);
+      exitWatch?.destroy();
+      api?.close();
+      runtime.close();
+      resolve(code);
+    };
+    const onSignal = (sig: NodeJS.Signals) => stop(sig, 0);
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+    if (o.exitFd >= 0) {
+      try {
+        exitWatch = watchExitFd(o.exitFd, () => stop('exit-fd closed', 0));
+      } catch (err) {
+        process.stderr.write(`exit-fd ${o.exitFd}: ${(err as Error).message}\n`);
+        stop('bad exit-fd', 1);
+        return;
+      }
+    }
+    if (o.readyFd >= 0) {
+      try {
+        writeSync(o.readyFd, '1');
+        closeSync(o.readyFd);
+      } catch (err) {
+        process.stderr.write(`ready-fd ${o.readyFd}: ${(err as Error).message}\n`);
+        stop('bad ready-fd', 1);
+      }
+    }
+  });
+}
+
+/**
+ * Reads and discards whatever arrives on fd (data does not stop us) and calls
+ * onHangup once when the writer is gone or the fd fails.
+ */
+function watchExitFd(fd: number, onHangup: () => void): Socket {
+  const s = new Socket({ fd, readable: true, writable: false, allowHalfOpen: true });
+  let fired = false;
+  const once = () => {
+    if (fired) return;
+    fired = true;
+    onHangup();
+  };
+  s.on('data', () => undefined);
+  s.on('end', once);
+  s.on('close', once);
+  s.on('error', once);
+  return s;
+}
