@@ -153,7 +153,9 @@ export class Runtime {
   }
 
   private flush(now: number): void {
-    // The NAT answers the batch first (one ACK per connection), then every port writes.
+    // Guest bytes go to the host sockets once per batch (and open the windows), the NAT
+    // answers the batch (one ACK per connection), then every port writes.
+    this.tcpProxy.drain(now);
     this.nat.flush(now);
     this.bridge.flush(now);
     this.scheduler.kick();

@@ -42,6 +42,8 @@ export interface TcpProxyOptions {
 
 interface HostState {
   socket: Socket;
+  /** Waiting in `pending` for the end-of-batch drain. */
+  pumpQueued: boolean;
   connected: boolean;
   /** We called end() on the socket. */
   ended: boolean;
@@ -58,6 +60,8 @@ interface HostState {
 export class TcpProxy implements TcpHostEnv {
   sockets = 0;
   private readonly spare = Buffer.alloc(1);
+  private pending: TcpFlow[] = [];
+  private spareList: TcpFlow[] = [];
 
   constructor(
     private readonly nat: TcpNat,
@@ -105,7 +109,7 @@ export class TcpProxy implements TcpHostEnv {
         callback: (n: number, buf: Uint8Array) => this.onHostData(flow, n, buf),
       },
     });
-    const state: HostState = { socket, connected: false, ended: false, hostEof: false, timer: null, dnsAttempt, accepted: false, remainder: null };
+    const state: HostState = { socket, pumpQueued: false, connected: false, ended: false, hostEof: false, timer: null, dnsAttempt, accepted: false, remainder: null };
     flow.host = state;
     this.sockets++;
     state.timer = setTimeout(() => {
@@ -148,7 +152,7 @@ export class TcpProxy implements TcpHostEnv {
    * (TcpNat.openInbound) whose SYN is on its way to the guest.
    */
   attach(flow: TcpFlow, socket: Socket): void {
-    const state: HostState = { socket, connected: true, ended: false, hostEof: false, timer: null, dnsAttempt: 0, accepted: true, remainder: null };
+    const state: HostState = { socket, pumpQueued: false, connected: true, ended: false, hostEof: false, timer: null, dnsAttempt: 0, accepted: true, remainder: null };
     flow.host = state;
     this.sockets++;
     socket.setNoDelay(true);
@@ -253,12 +257,34 @@ export class TcpProxy implements TcpHostEnv {
     state.socket.resume();
   }
 
+  /**
+   * New guest bytes: queue the flow and move them at the end of the batch
+   * (`drain`), so a batch of segments becomes one socket write, not one per
+   * segment.
+   */
   onReadable(flow: TcpFlow): void {
-    this.pump(flow);
+    const state = flow.host as HostState | null;
+    if (state === null || state.pumpQueued) return;
+    state.pumpQueued = true;
+    this.pending.push(flow);
+  }
+
+  /** End of a batch (the runtime's flush): writes what each readable flow has, once. */
+  drain(now: number): void {
+    if (this.pending.length === 0) return;
+    const flows = this.pending;
+    this.pending = this.spareList;
+    for (const flow of flows) {
+      const state = flow.host as HostState | null;
+      if (state !== null) state.pumpQueued = false;
+      this.pump(flow, false, now);
+    }
+    flows.length = 0;
+    this.spareList = flows;
   }
 
   /** Moves the guest's bytes into the host socket while it is below the high-water mark. */
-  private pump(flow: TcpFlow): void {
+  private pump(flow: TcpFlow, flushPorts = true, now = this.clock()): void {
     const state = flow.host as HostState | null;
     if (state === null || !state.connected || state.ended) return;
     const socket = state.socket;
@@ -270,7 +296,7 @@ export class TcpProxy implements TcpHostEnv {
       // socket.write keeps the buffer until it is written: hand it a copy, not the ring.
       const chunk = Buffer.allocUnsafe(n);
       r.buf.copy(chunk, 0, r.off, r.off + n);
-      conn.recvConsume(n, this.clock());
+      conn.recvConsume(n, now);
       socket.write(chunk);
       moved = true;
     }
@@ -281,9 +307,8 @@ export class TcpProxy implements TcpHostEnv {
     }
     if (moved && !flow.closed) {
       // The window opened: let the connection tell the guest.
-      const now = this.clock();
       this.nat.hostActivity(flow, now);
-      this.flushPorts(now);
+      if (flushPorts) this.flushPorts(now);
     }
   }
 
