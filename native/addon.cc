@@ -2,6 +2,7 @@
 // Errors look like Node's own system errors (code, errno < 0, syscall) so the
 // TypeScript side can wrap them without knowing which call produced them.
 #include <string.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include <cstdio>
@@ -55,3 +56,18 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
 static Napi::Object InitModule(Napi::Env env, Napi::Object exports) { return usernet::Init(env, exports); }
 
 NODE_API_MODULE(usernet_native, InitModule)
+
+namespace usernet {
+
+void ClosePolledFd(uv_poll_t** poll, int* fd) {
+  if (*poll != nullptr) {
+    uv_close(reinterpret_cast<uv_handle_t*>(*poll), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+    *poll = nullptr;
+  }
+  if (*fd >= 0) {
+    close(*fd);
+    *fd = -1;
+  }
+}
+
+}  // namespace usernet

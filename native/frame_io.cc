@@ -252,16 +252,7 @@ class FrameIo : public Napi::ObjectWrap<FrameIo> {
     if (closed_) return;
     closed_ = true;
     StopPolling();
-    if (poll_ != nullptr) {
-      // uv_close stops the poll and drops the fd from epoll, so closing the
-      // fd right after is safe.
-      uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
-      poll_ = nullptr;
-    }
-    if (fd_ >= 0) {
-      close(fd_);
-      fd_ = -1;
-    }
+    ClosePolledFd(&poll_, &fd_);
     if (hook_ && !in_teardown_) napi_remove_env_cleanup_hook(env_, &FrameIo::OnEnvTeardown, this);
     hook_ = false;
   }

@@ -256,15 +256,7 @@ class PingSocket : public Napi::ObjectWrap<PingSocket> {
       polling_ = false;
       Unref();
     }
-    if (poll_ != nullptr) {
-      // uv_close takes the fd out of epoll, so closing it right after is safe.
-      uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
-      poll_ = nullptr;
-    }
-    if (fd_ >= 0) {
-      close(fd_);
-      fd_ = -1;
-    }
+    ClosePolledFd(&poll_, &fd_);
     if (hook_ && !in_teardown_) napi_remove_env_cleanup_hook(env_, &PingSocket::OnEnvTeardown, this);
     hook_ = false;
   }

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <napi.h>
+#include <uv.h>
 #include <net/if.h>
 #include <stdint.h>
 
@@ -72,6 +73,11 @@ bool ReadIfPlan(Napi::Env env, Napi::Value v, IfPlan* out);
 // Copies a JS string into a fixed buffer; false (with a pending TypeError) if
 // it is not a string or does not fit.
 bool ReadFixedString(Napi::Env env, Napi::Value v, char* out, size_t cap, const char* what);
+
+// Stops watching and closes a polled fd (FrameIo, PingSocket): uv_close takes
+// the fd out of epoll and frees the handle later, so closing the fd right
+// after is safe. Sets *poll to nullptr and *fd to -1; safe to call twice.
+void ClosePolledFd(uv_poll_t** poll, int* fd);
 
 void InitTap(Napi::Env env, Napi::Object exports);
 void InitIfconfig(Napi::Env env, Napi::Object exports);
