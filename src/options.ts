@@ -7,6 +7,8 @@ import { isIP } from 'node:net';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { defaults } from '../stack/config.js';
 import { formatIpv4, parseCidr, parseIpv4 } from '../stack/wire/ipv4-address.js';
+import { formatIpv6, parsePrefix } from '../stack/wire/ipv6-address.js';
+import { IPV6_MIN_MTU } from '../stack/wire/ipv6.js';
 import { GUEST_HOST_NUMBER } from '../stack/nat/address-map.js';
 import { isMulticastMac, parseMac } from '../stack/wire/mac.js';
 import { ConfigError } from './errors.js';
@@ -40,6 +42,10 @@ export interface RuntimeOptions {
   outboundAddress?: string | null;
   /** Port forwards opened at start (-p). */
   forwards?: ForwardSpec[];
+  /** The IPv6 /64 on the link (router advertisements, NAT); null turns IPv6 off. */
+  ipv6Prefix?: string | null;
+  /** Local address of outbound IPv6 host sockets (slirp4netns --outbound-addr6). */
+  outboundAddress6?: string | null;
 }
 
 export interface MainCommand {
@@ -79,6 +85,8 @@ const common = {
   dns: { type: 'string', multiple: true },
   'disable-dns': { type: 'boolean' },
   'no-dhcp': { type: 'boolean' },
+  'ipv6-prefix': { type: 'string' },
+  'disable-ipv6': { type: 'boolean' },
   publish: { type: 'string', multiple: true, short: 'p' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'V' },
@@ -199,7 +207,29 @@ function runtimeOptions(v: CommonValues, defaultLogLevel: LogLevel): RuntimeOpti
     dhcp: !v['no-dhcp'],
     outboundAddress: null,
     forwards: (v.publish ?? []).map((p) => parsePublish(p, cidr.network, cidr.prefix)),
+    ipv6Prefix: ipv6PrefixOption(v, mtu),
   };
+}
+
+/** --ipv6-prefix / --disable-ipv6; IPv6 is on by default (fd00::/64) when the MTU allows it. */
+function ipv6PrefixOption(v: CommonValues, mtu: number): string | null {
+  if (v['disable-ipv6']) {
+    if (v['ipv6-prefix'] !== undefined) throw new ConfigError('--ipv6-prefix and --disable-ipv6 contradict each other');
+    return null;
+  }
+  const text = v['ipv6-prefix'];
+  if (text === undefined) return mtu >= IPV6_MIN_MTU ? defaults.ipv6Prefix : null;
+  if (mtu < IPV6_MIN_MTU) throw new ConfigError(`--ipv6-prefix: IPv6 needs an MTU of at least ${IPV6_MIN_MTU} (got --mtu ${mtu})`);
+  let p;
+  try {
+    p = parsePrefix(text);
+  } catch (err) {
+    throw new ConfigError(`--ipv6-prefix ${text}: ${(err as Error).message}`);
+  }
+  if (p.length !== 64) throw new ConfigError(`--ipv6-prefix ${text}: must be a /64 (SLAAC needs 64-bit interface identifiers), e.g. fd00::/64`);
+  const a = p.address;
+  if (a[0] === 0xff || (a[0] === 0xfe && (a[1] & 0xc0) === 0x80)) throw new ConfigError(`--ipv6-prefix ${text}: must be a unicast prefix outside fe80::/10`);
+  return `${formatIpv6(a)}/64`;
 }
 
 /**

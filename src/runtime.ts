@@ -37,6 +37,13 @@ export class Runtime {
   private readonly monoAtStart = performance.now();
   private statsTimer: NodeJS.Timeout | null = null;
   private closed = false;
+  /**
+   * Called after a tap failed (read error, hang-up: the device or its
+   * namespace is gone) and was removed from the bridge. `usernet run` and
+   * serve leave it unset and keep going with the other ports; the slirp4netns
+   * front end has only that one tap and exits, as slirp4netns does.
+   */
+  onTapLost: ((port: TapPort, err: Error) => void) | null = null;
 
   readonly now = (): number => performance.now();
 
@@ -73,6 +80,7 @@ export class Runtime {
         udpDnsIdleTimeoutMs: defaults.udpDnsIdleTimeoutMs,
         icmpMaxFlows: defaults.icmpMaxFlows,
         icmpIdleTimeoutMs: defaults.icmpIdleTimeoutMs,
+        ipv6Prefix: options.ipv6Prefix ?? null,
       },
       this.gateway,
       this.bridge,
@@ -84,11 +92,16 @@ export class Runtime {
       this.nat.tcp,
       this.now,
       flushPorts,
-      { dialTimeoutMs: defaults.tcpDialTimeoutMs, dnsUpstreams, outboundAddress: options.outboundAddress ?? null },
+      {
+        dialTimeoutMs: defaults.tcpDialTimeoutMs,
+        dnsUpstreams,
+        outboundAddress: options.outboundAddress ?? null,
+        outboundAddress6: options.outboundAddress6 ?? null,
+      },
       log,
     );
     this.nat.tcp.host = this.tcpProxy;
-    this.udpProxy = new UdpProxy(this.nat.udp, dnsUpstreams, this.now, flushPorts, options.outboundAddress ?? null, log);
+    this.udpProxy = new UdpProxy(this.nat.udp, dnsUpstreams, this.now, flushPorts, options.outboundAddress ?? null, log, options.outboundAddress6 ?? null);
     this.nat.udp.host = this.udpProxy;
     this.icmpProxy = new IcmpProxy(this.nat.icmp, this.now, flushPorts, log);
     this.nat.icmp.host = this.icmpProxy;
@@ -122,11 +135,13 @@ export class Runtime {
       onError: (p, err) => {
         this.log.error(`tap ${p.name}: ${err.message}; removing it from the bridge`);
         this.removeTap(p);
+        this.onTapLost?.(p, err);
       },
     });
     // Frames received on one tap may be written to any other straight from its receive area.
     port.registerStable(this.nat.out.arena.buffer);
     port.registerStable(this.gateway.txBuffer.buffer);
+    if (this.nat.router6 !== null) port.registerStable(this.nat.router6.txBuffer.buffer);
     for (const other of this.ports) {
       other.registerStable(port.rxArea);
       port.registerStable(other.rxArea);

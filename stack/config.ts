@@ -33,6 +33,8 @@ export const defaults = {
   icmpIdleTimeoutMs: 30_000,
   /** Wait for an upstream resolver before trying the next. */
   dnsTimeoutMs: 2_000,
+  /** The IPv6 /64 on the link (gateway ::2, DNS ::3), as slirp4netns and pasta use. */
+  ipv6Prefix: 'fd00::/64',
 } as const;
 
 export type Defaults = typeof defaults;

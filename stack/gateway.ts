@@ -32,6 +32,10 @@
  * - Broadcast and multicast echo requests are dropped ('icmp-echo-broadcast'),
  *   as Linux does by default (icmp_echo_ignore_broadcasts; RFC 1122 3.2.2.6
  *   allows it): answering them only serves smurf-style amplification.
+ * - IPv6 (when `setIpv6` plugged a router in): every IPv6 frame goes to the
+ *   Ipv6Router (neighbour discovery, router advertisements, echo to its
+ *   addresses); what it leaves to the NAT goes to the IPv6 handler with the
+ *   router's views. Without a router IPv6 frames are 'unhandled-ipv6'.
  * - No per-packet allocation: views, the ARP repr, the handler context and
  *   the transmit frame are fields; echo data is copied byte by byte.
  */
@@ -49,6 +53,7 @@ import { ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, Icmpv4View } from './wire/icmpv4.js
 import { isMulticastIpv4, prefixToMask, subnetBroadcast, subnetHost } from './wire/ipv4-address.js';
 import { emitIpv4Header, IPV4_HEADER_LEN, IPV4_MAX_HEADER_LEN, IP_PROTO_ICMP, IP_PROTO_TCP, IP_PROTO_UDP, Ipv4View } from './wire/ipv4.js';
 import { MAX_REASSEMBLED_PAYLOAD, type Ipv4Reassembler } from './ipv4-reassembly.js';
+import type { Ipv6Router } from './ipv6-router.js';
 import { isMulticastMac } from './wire/mac.js';
 import {
   VIRTIO_NET_HDR_F_DATA_VALID,
@@ -112,6 +117,11 @@ export interface Ipv4Handler {
   handleIpv4(pkt: Ipv4Input, now: number): string | null;
 }
 
+/** Takes what the IPv6 router left to the NAT; `router.ip`/`router.ext` describe it. */
+export interface Ipv6Handler {
+  handleIpv6(router: Ipv6Router, frame: Frame, now: number): string | null;
+}
+
 export interface GatewayStats {
   arpReplies: number;
   /** Requests the gateway sent to find a guest's MAC (port forwards). */
@@ -173,6 +183,8 @@ export class Gateway implements Port {
   private readonly input: Ipv4Input;
   private readonly handlers: (Ipv4Handler | null)[] = new Array<Ipv4Handler | null>(256).fill(null);
   private reassembler: Ipv4Reassembler | null = null;
+  private ipv6Router: Ipv6Router | null = null;
+  private ipv6Handler: Ipv6Handler | null = null;
   /** A reassembled datagram is rebuilt here (header of its last fragment + payload) and dispatched like any other. */
   private readonly reassembled = Buffer.alloc(IPV4_MAX_HEADER_LEN + MAX_REASSEMBLED_PAYLOAD);
   private readonly reassembledFrame: Frame = { buf: this.reassembled, off: 0, len: 0, vnet: false };
@@ -245,6 +257,16 @@ export class Gateway implements Port {
     this.handlers[protocol] = handler;
   }
 
+  /** Plugs in the IPv6 half (router and NAT handler); null turns IPv6 off. */
+  setIpv6(router: Ipv6Router | null, handler: Ipv6Handler | null): void {
+    this.ipv6Router = router;
+    this.ipv6Handler = handler;
+  }
+
+  get ipv6(): Ipv6Router | null {
+    return this.ipv6Router;
+  }
+
   /** Fragments addressed to the gateway go through this reassembler (the owner polls it); without one they are dropped. */
   setReassembler(r: Ipv4Reassembler | null): void {
     this.reassembler = r;
@@ -310,7 +332,7 @@ export class Gateway implements Port {
         if (pkt.gsoType !== VIRTIO_NET_HDR_GSO_NONE) return this.unhandle('unhandled-gso');
         return this.handleArp(frame, now);
       case ETHERTYPE_IPV6:
-        return this.unhandle('unhandled-ipv6');
+        return this.handleIpv6(frame, now);
       default:
         return this.unhandle('unhandled-ethertype');
     }
@@ -408,6 +430,18 @@ export class Gateway implements Port {
     arp.emitInto(buf, off + ETH_HEADER_LEN);
     this.arpRequestsSent++;
     this.transmit(off, ETH_HEADER_LEN + ARP_LEN, now);
+  }
+
+  private handleIpv6(frame: Frame, now: number): void {
+    const router = this.ipv6Router;
+    if (router === null) return this.unhandle('unhandled-ipv6');
+    const verdict = router.handleFrame(frame, now);
+    if (verdict === 'consumed') return;
+    if (verdict !== 'to-nat') return this.drop(verdict);
+    const h = this.ipv6Handler;
+    if (h === null) return this.unhandle('unhandled-ipv6');
+    const bad = h.handleIpv6(router, frame, now);
+    if (bad !== null) this.drop(bad);
   }
 
   private handleIpv4(pkt: Ipv4Input, now: number): void {

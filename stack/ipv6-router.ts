@@ -70,6 +70,7 @@ import {
   emitLinkLayerOption,
   emitMtuOption,
   emitNeighborAdvertisement,
+  emitNeighborSolicitation,
   emitPrefixInfoOption,
   emitRdnssOption,
   emitRouterAdvertisement,
@@ -147,6 +148,7 @@ export interface Ipv6RouterStats {
   echoReplies: number;
   mldIgnored: number;
   neighbors: number;
+  solicitationsSent: number;
   drops: Record<string, number>;
 }
 
@@ -296,9 +298,17 @@ export class Ipv6Router {
   gsoSize = 0;
 
   readonly neighbors: Ipv6NeighborTable;
+  /**
+   * Told of every neighbour advertisement with a target link-layer address
+   * (address at b[off, +16), MAC at b[macOff, +6)): the NAT waits on these
+   * when it solicits a guest that never spoke (port forwards).
+   */
+  neighborListener: ((b: Uint8Array, off: number, macOff: number, now: number) => void) | null = null;
+  private solicitationsSent = 0;
   readonly drops: Record<string, number> = Object.create(null);
 
   private readonly own = new Uint8Array(48);
+  private readonly solicitScratch = new Uint8Array(16);
   private readonly ownCount: number;
   private readonly icmp = new Icmpv6View();
   private readonly ndp = new NdpMessageView();
@@ -440,6 +450,7 @@ export class Ipv6Router {
       echoReplies: this.echoReplies,
       mldIgnored: this.mldIgnored,
       neighbors: this.neighbors.size,
+      solicitationsSent: this.solicitationsSent,
       drops: { ...this.drops },
     };
   }
@@ -708,8 +719,40 @@ export class Ipv6Router {
     if (bad !== null) return this.drop(bad);
     if (this.ownIndex(b, t) !== -1) return this.drop('ndp-na-conflict');
     const tlla = this.llaOff;
-    if (tlla !== -1 && this.usableNeighborSource(b, t)) this.neighbors.learn(b, t, b, tlla, now);
+    if (tlla !== -1 && this.usableNeighborSource(b, t)) {
+      this.neighbors.learn(b, t, b, tlla, now);
+      this.neighborListener?.(b, t, tlla, now);
+    }
     return 'consumed';
+  }
+
+  /**
+   * Asks for the MAC of target[tOff, +16) with a neighbour solicitation to
+   * its solicited-node group, from the gateway address (RFC 4861 7.2.2).
+   */
+  sendNeighborSolicitation(target: Uint8Array, tOff: number, now: number): void {
+    const off = this.allocTx();
+    const buf = this.txBuffer;
+    const ipOff = off + ETH_HEADER_LEN;
+    const icmpOff = ipOff + IPV6_HEADER_LEN;
+    const len = emitNeighborSolicitation(buf, icmpOff, target, tOff);
+    const total = len + emitLinkLayerOption(buf, icmpOff + len, NDP_OPT_SOURCE_LLA, this.mac);
+    // Destination ff02::1:ffXX:XXXX, at MAC 33:33:ff:XX:XX:XX.
+    const dst = this.solicitScratch;
+    dst.fill(0);
+    dst[0] = 0xff;
+    dst[1] = 0x02;
+    dst[11] = 0x01;
+    dst[12] = 0xff;
+    dst[13] = target[tOff + 13];
+    dst[14] = target[tOff + 14];
+    dst[15] = target[tOff + 15];
+    const mac = 0x3333_ff00_0000 + target[tOff + 13] * 0x10000 + target[tOff + 14] * 0x100 + target[tOff + 15];
+    emitEthernetHeader(buf, off, mac, this.mac, ETHERTYPE_IPV6);
+    emitIpv6Header(buf, ipOff, this.own, OWN_GW, dst, 0, IPV6_NH_ICMPV6, total, NDP_HOP_LIMIT);
+    fillIcmpv6Checksum(buf, icmpOff, total, buf, ipOff + 8, ipOff + 24);
+    this.solicitationsSent++;
+    this.transmit(off, ETH_HEADER_LEN + IPV6_HEADER_LEN + total, now);
   }
 
   private handleRs(frame: Frame, srcUnspecified: boolean, now: number): Ipv6Verdict {

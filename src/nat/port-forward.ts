@@ -14,12 +14,15 @@
  * - Ids start at 1 and are never reused. `remove` closes the listener only:
  *   TCP connections already accepted live on (UDP flows end with their
  *   socket, which is the listener).
- * - Only IPv4 host addresses, like slirp4netns' API.
+ * - Either IP version on either side: the host side is a proxy, so a host
+ *   listener on ::1 may lead to an IPv4 guest and the other way round. The
+ *   guest address is interned for the forward's lifetime (a handle, see
+ *   stack/nat/ip-addresses.ts); an IPv6 guest needs IPv6 enabled.
  */
-import { createServer, type Server, type Socket as TcpSocket } from 'node:net';
+import { createServer, isIP, type Server, type Socket as TcpSocket } from 'node:net';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import type { Nat } from '../../stack/nat/nat.js';
-import { parseIpv4 } from '../../stack/wire/ipv4-address.js';
+import { isIpv6Handle } from '../../stack/nat/ip-addresses.js';
 import type { Logger } from '../log.js';
 import type { TcpProxy } from './tcp-proxy.js';
 import type { UdpProxy } from './udp-proxy.js';
@@ -29,10 +32,10 @@ export type ForwardProto = 'tcp' | 'udp';
 
 export interface ForwardSpec {
   proto: ForwardProto;
-  /** Dotted quad; 0.0.0.0 for every address. */
+  /** IPv4 or IPv6 address; 0.0.0.0 (or ::) for every address. */
   hostAddr: string;
   hostPort: number;
-  /** Dotted quad inside the network. */
+  /** An address inside the IPv4 network or the IPv6 prefix. */
   guestAddr: string;
   guestPort: number;
 }
@@ -66,16 +69,32 @@ export class PortForwards {
 
   /** Starts listening; resolves once bound, rejects with ForwardError otherwise. */
   async add(spec: ForwardSpec): Promise<ForwardEntry> {
-    const guestIp = parseIpv4(spec.guestAddr);
-    if (guestIp < 0) throw new ForwardError('ERR_FORWARD_ADDRESS', `guest address ${spec.guestAddr} is not an IPv4 address`);
-    if (parseIpv4(spec.hostAddr) < 0) throw new ForwardError('ERR_FORWARD_ADDRESS', `host address ${spec.hostAddr} is not an IPv4 address`);
+    if (isIP(spec.hostAddr) === 0) throw new ForwardError('ERR_FORWARD_ADDRESS', `host address ${spec.hostAddr} is not an IP address`);
+    if (isIP(spec.guestAddr) === 0) throw new ForwardError('ERR_FORWARD_ADDRESS', `guest address ${spec.guestAddr} is not an IP address`);
+    const addrs = this.nat.addrs;
+    let guestIp: number;
+    try {
+      guestIp = addrs.parse(spec.guestAddr);
+    } catch (err) {
+      throw new ForwardError('ERR_FORWARD_ADDRESS', `guest address ${spec.guestAddr}: ${(err as Error).message}`);
+    }
+    if (!this.nat.addressMap.isGuestSide(guestIp)) {
+      addrs.release(guestIp);
+      const where = isIpv6Handle(guestIp) ? (this.nat.router6 === null ? 'IPv6 is off' : 'it is outside the IPv6 prefix') : 'it is outside the network';
+      throw new ForwardError('ERR_FORWARD_ADDRESS', `guest address ${spec.guestAddr}: ${where}`);
+    }
     const id = this.nextId++;
     const entry: ForwardEntry = { id, ...spec };
     const fw: Forward = { entry, guestIp, server: null, udp: null };
-    if (spec.proto === 'tcp') fw.server = await this.listenTcp(fw);
-    else fw.udp = await this.bindUdp(fw);
+    try {
+      if (spec.proto === 'tcp') fw.server = await this.listenTcp(fw);
+      else fw.udp = await this.bindUdp(fw);
+    } catch (err) {
+      addrs.release(guestIp);
+      throw err;
+    }
     this.forwards.set(id, fw);
-    this.log.info(`forward ${id}: ${spec.proto} ${spec.hostAddr}:${spec.hostPort} -> ${spec.guestAddr}:${spec.guestPort}`);
+    this.log.info(`forward ${id}: ${describeForward(spec)}`);
     return entry;
   }
 
@@ -104,6 +123,8 @@ export class PortForwards {
       this.nat.udp.forwardRemoved(fw.entry.id);
       fw.udp.close();
     }
+    // Live connections hold their own reference.
+    this.nat.addrs.release(fw.guestIp);
   }
 
   private listenTcp(fw: Forward): Promise<Server> {
@@ -111,7 +132,7 @@ export class PortForwards {
     const server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => this.accepted(fw, socket));
     return new Promise((resolve, reject) => {
       server.once('error', (err: NodeJS.ErrnoException) =>
-        reject(new ForwardError(err.code ?? 'ERR_FORWARD_LISTEN', `listen on ${hostAddr}:${hostPort}: ${err.message}`, { cause: err })),
+        reject(new ForwardError(err.code ?? 'ERR_FORWARD_LISTEN', `listen on ${hostPortText(hostAddr, hostPort)}: ${err.message}`, { cause: err })),
       );
       server.listen({ host: hostAddr, port: hostPort, exclusive: true }, () => {
         server.removeAllListeners('error');
@@ -154,20 +175,27 @@ export class PortForwards {
 
   private bindUdp(fw: Forward): Promise<UdpSocket> {
     const { id, hostAddr, hostPort, guestPort } = fw.entry;
-    const socket = createSocket({ type: 'udp4' });
+    const socket = createSocket({ type: isIP(hostAddr) === 6 ? 'udp6' : 'udp4', ipv6Only: isIP(hostAddr) === 6 });
     return new Promise((resolve, reject) => {
       socket.once('error', (err: NodeJS.ErrnoException) => {
         socket.close();
-        reject(new ForwardError(err.code ?? 'ERR_FORWARD_BIND', `bind ${hostAddr}:${hostPort}/udp: ${err.message}`, { cause: err }));
+        reject(new ForwardError(err.code ?? 'ERR_FORWARD_BIND', `bind ${hostPortText(hostAddr, hostPort)}/udp: ${err.message}`, { cause: err }));
       });
       socket.bind({ address: hostAddr, port: hostPort, exclusive: true }, () => {
         socket.removeAllListeners('error');
         socket.on('error', (err) => this.log.debug(`forward ${id}: ${err.message}`));
         socket.on('message', (msg, rinfo) => {
-          const client = parseIpv4(rinfo.address);
-          if (client < 0) return;
+          const addrs = this.nat.addrs;
+          let client: number;
+          try {
+            client = addrs.parse(rinfo.address);
+          } catch {
+            return;
+          }
           const now = this.clock();
+          // The flow keeps its own reference to the client's address.
           this.nat.inbound.sendUdp(id, client, rinfo.port, fw.guestIp, guestPort, msg, 0, msg.length, now);
+          addrs.release(client);
           this.flushPorts(now);
         });
         this.udpProxy.addForwardSocket(id, socket);
@@ -177,7 +205,12 @@ export class PortForwards {
   }
 }
 
+/** "127.0.0.1:80" or "[::1]:80". */
+function hostPortText(addr: string, port: number): string {
+  return isIP(addr) === 6 ? `[${addr}]:${port}` : `${addr}:${port}`;
+}
+
 /** For messages: "tcp 127.0.0.1:8080 -> 10.0.2.100:80". */
 export function describeForward(f: ForwardSpec): string {
-  return `${f.proto} ${f.hostAddr}:${f.hostPort} -> ${f.guestAddr}:${f.guestPort}`;
+  return `${f.proto} ${hostPortText(f.hostAddr, f.hostPort)} -> ${hostPortText(f.guestAddr, f.guestPort)}`;
 }

@@ -26,7 +26,7 @@
 import { connect, type Socket } from 'node:net';
 import type { TcpCloseReason } from '../../stack/tcp/connection.js';
 import type { TcpFlow, TcpHostEnv, TcpNat } from '../../stack/nat/tcp-nat.js';
-import { formatIpv4 } from '../../stack/wire/ipv4-address.js';
+import { isIpv6Handle } from '../../stack/nat/ip-addresses.js';
 import type { Logger } from '../log.js';
 
 /** Unsent bytes a host socket may hold before we stop draining the guest's data into it. */
@@ -38,6 +38,8 @@ export interface TcpProxyOptions {
   dnsUpstreams: { ip: string; port: number }[];
   /** Local address for outbound sockets (slirp4netns --outbound-addr), or null. */
   outboundAddress: string | null;
+  /** The same for connections to IPv6 destinations (slirp4netns --outbound-addr6). */
+  outboundAddress6?: string | null;
 }
 
 interface HostState {
@@ -88,10 +90,10 @@ export class TcpProxy implements TcpHostEnv {
       host = up.ip;
       port = up.port;
     } else {
-      host = formatIpv4(flow.hostIp);
+      host = this.nat.addrs.format(flow.hostIp);
       port = flow.hostPort;
     }
-    const local = this.opts.outboundAddress;
+    const local = isIpv6Handle(flow.hostIp) && !flow.toDns ? (this.opts.outboundAddress6 ?? null) : this.opts.outboundAddress;
     // onread is only honoured when the socket is made by connect(): read straight into the send buffer.
     const socket = connect({
       host,
@@ -358,7 +360,8 @@ export class TcpProxy implements TcpHostEnv {
   }
 
   private describe(flow: TcpFlow): string {
-    return `${formatIpv4(flow.guestIp)}:${flow.guestPort} -> ${formatIpv4(flow.remoteIp)}:${flow.remotePort}`;
+    const a = this.nat.addrs;
+    return `${a.format(flow.guestIp)}:${flow.guestPort} -> ${a.format(flow.remoteIp)}:${flow.remotePort}`;
   }
 }
 

@@ -15,7 +15,7 @@ import { createSocket, type Socket } from 'node:dgram';
 import { isIPv6 } from 'node:net';
 import type { UdpHostEnv, UdpNat } from '../../stack/nat/udp-nat.js';
 import type { UdpFlow } from '../../stack/nat/udp-flows.js';
-import { formatIpv4 } from '../../stack/wire/ipv4-address.js';
+import { isIpv6Handle } from '../../stack/nat/ip-addresses.js';
 import type { Logger } from '../log.js';
 
 const PENDING_MAX = 64;
@@ -41,6 +41,7 @@ export class UdpProxy implements UdpHostEnv {
     private readonly flushPorts: (now: number) => void,
     private readonly outboundAddress: string | null,
     private readonly log: Logger,
+    private readonly outboundAddress6: string | null = null,
   ) {}
 
   get openSockets(): number {
@@ -49,10 +50,11 @@ export class UdpProxy implements UdpHostEnv {
 
   open(flow: UdpFlow): void {
     this.sockets.get(flow.id)?.socket.close();
-    const socket = createSocket({ type: 'udp4' });
+    const six = isIpv6Handle(flow.hostIp);
+    const socket = createSocket({ type: six ? 'udp6' : 'udp4' });
     const fs: FlowSocket = { socket, generation: flow.generation, connected: false, pending: [] };
     this.sockets.set(flow.id, fs);
-    const host = formatIpv4(flow.hostIp);
+    const host = this.nat.output.addrs.format(flow.hostIp);
     const current = () => this.sockets.get(flow.id) === fs && flow.active && flow.generation === fs.generation;
     socket.on('message', (msg) => {
       if (!current()) return;
@@ -78,8 +80,8 @@ export class UdpProxy implements UdpHostEnv {
         fs.pending = null;
         if (q !== null) for (const d of q) socket.send(d);
       });
-    const local = this.outboundAddress;
-    if (local !== null && !host.startsWith('127.')) socket.bind({ address: local, port: 0 }, connect);
+    const local = six ? this.outboundAddress6 : this.outboundAddress;
+    if (local !== null && !host.startsWith('127.') && host !== '::1') socket.bind({ address: local, port: 0 }, connect);
     else connect();
   }
 
@@ -107,7 +109,7 @@ export class UdpProxy implements UdpHostEnv {
     if (socket === undefined) return this.bump('udp-forward-gone');
     const copy = Buffer.allocUnsafe(len);
     buf.copy(copy, 0, off, off + len);
-    socket.send(copy, clientPort, formatIpv4(clientIp));
+    socket.send(copy, clientPort, this.nat.output.addrs.format(clientIp));
   }
 
   close(flow: UdpFlow): void {

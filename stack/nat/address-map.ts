@@ -20,14 +20,27 @@
  * - Port 0 is blocked for UDP and TCP. Everything else goes to the same
  *   address and port on the host's network.
  *
+ * IPv6 (when a plan is given; addresses are handles, see ip-addresses.ts),
+ * first match wins:
+ * - ::, ::1, multicast (ff00::/8), link-local (fe80::/10) and IPv4-mapped
+ *   (::ffff:0:0/96) destinations are never forwarded: the last would reach
+ *   the host's 127.0.0.1 behind `hostLoopback`'s back.
+ * - prefix::2 is the host: ::1 on the same port when host loopback is
+ *   allowed, blocked otherwise; prefix::3 port 53 is the DNS forwarder;
+ *   every other address of the prefix is blocked (guests meet on the
+ *   bridge). Everything else goes out as it is.
+ *
  * Inbound: a reply or forwarded connection from the host's loopback appears
- * to come from N+2, the address the guest used.
+ * to come from N+2 (prefix::2), the address the guest used.
  *
  * Allocation: mapOutbound fills one result object owned by the map and
  * returns it (valid until the next call), so per-packet mapping allocates
  * nothing; kinds and reasons are string literals.
  */
 import { IP_PROTO_ICMP, IP_PROTO_TCP, IP_PROTO_UDP } from '../wire/ipv4.js';
+import { IPV6_NH_ICMPV6 } from '../wire/ipv6.js';
+import { ipv6PrefixMatch } from '../wire/ipv6-address.js';
+import { IPV6_HANDLE_BASE, type IpAddresses } from './ip-addresses.js';
 
 export const GATEWAY_HOST_NUMBER = 2;
 export const DNS_HOST_NUMBER = 3;
@@ -44,6 +57,17 @@ export interface AddressPlanConfig {
   prefix: number;
   /** Whether the guest may reach the host's 127.0.0.1 through the gateway address. */
   hostLoopback: boolean;
+  /** The IPv6 plan; absent when IPv6 is off. */
+  ipv6?: Ipv6PlanConfig;
+}
+
+export interface Ipv6PlanConfig {
+  addrs: IpAddresses;
+  /** The /64 prefix (16 bytes, host bits clear). */
+  prefix: Uint8Array;
+  /** prefix::2 and prefix::3. */
+  gateway: Uint8Array;
+  dns: Uint8Array;
 }
 
 export type OutboundKind = 'host' | 'dns' | 'blocked';
@@ -77,6 +101,11 @@ export class AddressMap {
   readonly dns: number;
   readonly guest: number;
   readonly hostLoopback: boolean;
+  /** Pinned handles of prefix::2, prefix::3 and ::1; -1 without IPv6. */
+  readonly gateway6: number = -1;
+  readonly dns6: number = -1;
+  readonly hostLoopback6: number = -1;
+  readonly ipv6: Ipv6PlanConfig | null;
   private readonly target: OutboundTarget = { kind: 'blocked', ip: 0, port: 0, reason: null };
 
   /** Throws on a plan that cannot hold its addresses: this checks configuration, not packets. */
@@ -92,6 +121,30 @@ export class AddressMap {
     this.dns = (this.network + DNS_HOST_NUMBER) >>> 0;
     this.guest = (this.network + GUEST_HOST_NUMBER) >>> 0;
     this.hostLoopback = cfg.hostLoopback;
+    this.ipv6 = cfg.ipv6 ?? null;
+    if (this.ipv6 !== null) {
+      const a = this.ipv6.addrs;
+      this.gateway6 = a.acquire(this.ipv6.gateway, 0);
+      this.dns6 = a.acquire(this.ipv6.dns, 0);
+      this.hostLoopback6 = a.parse('::1');
+    }
+  }
+
+  /** The gateway address of the handle's family (the source guests see for the host). */
+  gatewayFor(h: number): number {
+    return h >= IPV6_HANDLE_BASE ? this.gateway6 : this.gateway;
+  }
+
+  /** The DNS address of the handle's family. */
+  dnsFor(h: number): number {
+    return h >= IPV6_HANDLE_BASE ? this.dns6 : this.dns;
+  }
+
+  /** A guest-side address: in the IPv4 subnet, or in the IPv6 prefix. */
+  isGuestSide(h: number): boolean {
+    if (h < IPV6_HANDLE_BASE) return this.inSubnet(h);
+    const v6 = this.ipv6;
+    return v6 !== null && ipv6PrefixMatch(v6.addrs.bytes, v6.addrs.offsetOf(h), v6.prefix, 0, 64);
   }
 
   inSubnet(ip: number): boolean {
@@ -100,6 +153,7 @@ export class AddressMap {
 
   /** Where a guest packet to dstIp:dstPort (protocol number proto) goes. */
   mapOutbound(dstIp: number, dstPort: number, proto: number): OutboundTarget {
+    if (dstIp >= IPV6_HANDLE_BASE) return this.mapOutbound6(dstIp, dstPort, proto);
     const ip = dstIp >>> 0;
     const top = ip >>> 24;
     if (top === 0) return this.block('blocked-reserved');
@@ -130,8 +184,52 @@ export class AddressMap {
     return this.host(ip, proto === IP_PROTO_ICMP ? 0 : dstPort);
   }
 
-  /** The address the guest sees for a packet from hostIp. */
+  private mapOutbound6(h: number, dstPort: number, proto: number): OutboundTarget {
+    const v6 = this.ipv6;
+    if (v6 === null) return this.block('blocked-reserved');
+    const b = v6.addrs.bytes;
+    const o = v6.addrs.offsetOf(h);
+    if (b[o] === 0xff) return this.block('blocked-multicast');
+    if (b[o] === 0xfe && (b[o + 1] & 0xc0) === 0x80) return this.block('blocked-local');
+    let zeros = 0;
+    while (zeros < 10 && b[o + zeros] === 0) zeros++;
+    if (zeros === 10) {
+      // ::/96 holds :: and ::1; ::ffff:0:0/96 holds IPv4-mapped addresses.
+      if (b[o + 10] === 0 && b[o + 11] === 0) {
+        let low = 0;
+        for (let i = 12; i < 16; i++) low = low * 256 + b[o + i];
+        if (low === 1) return this.block('blocked-loopback');
+        return this.block('blocked-reserved');
+      }
+      if (b[o + 10] === 0xff && b[o + 11] === 0xff) return this.block('blocked-reserved');
+    }
+    const ported = proto === IP_PROTO_UDP || proto === IP_PROTO_TCP;
+    if (ipv6PrefixMatch(b, o, v6.prefix, 0, 64)) {
+      if (h === this.gateway6) {
+        if (!this.hostLoopback) return this.block('blocked-host-loopback');
+        if (ported && dstPort === 0) return this.block('blocked-port-zero');
+        return this.host(this.hostLoopback6, proto === IPV6_NH_ICMPV6 ? 0 : dstPort);
+      }
+      if (h === this.dns6) {
+        if (ported && dstPort === DNS_PORT) {
+          const t = this.target;
+          t.kind = 'dns';
+          t.ip = 0;
+          t.port = DNS_PORT;
+          t.reason = null;
+          return t;
+        }
+        return this.block('blocked-dns-port');
+      }
+      return this.block('blocked-local');
+    }
+    if (ported && dstPort === 0) return this.block('blocked-port-zero');
+    return this.host(h, proto === IPV6_NH_ICMPV6 ? 0 : dstPort);
+  }
+
+  /** The address the guest sees for a packet from hostIp (either family). */
   mapInboundSource(hostIp: number): number {
+    if (hostIp >= IPV6_HANDLE_BASE) return hostIp === this.hostLoopback6 ? this.gateway6 : hostIp;
     return hostIp >>> 24 === 127 ? this.gateway : hostIp >>> 0;
   }
 

@@ -44,10 +44,10 @@ export class GuestOutput {
   }
 
   /**
-   * Starts a frame to `guestMac` whose IPv4 packet will be `ipLen` bytes, and
-   * returns the offset in `arena` where the IPv4 header goes.
+   * Starts a frame to `guestMac` whose IP packet will be `ipLen` bytes, and
+   * returns the offset in `arena` where the IP header goes.
    */
-  begin(guestMac: number, ipLen: number, now: number): number {
+  begin(guestMac: number, ipLen: number, now: number, etherType = ETHERTYPE_IPV4): number {
     const need = VIRTIO_NET_HDR_LEN + ETH_HEADER_LEN + ipLen;
     if (this.used + need > this.arena.length) {
       this.drain(now);
@@ -55,7 +55,7 @@ export class GuestOutput {
     }
     this.start = this.used;
     this.vnet.reset(this.arena, this.start).clear();
-    emitEthernetHeader(this.arena, this.start + VIRTIO_NET_HDR_LEN, guestMac, this.gatewayMac, ETHERTYPE_IPV4);
+    emitEthernetHeader(this.arena, this.start + VIRTIO_NET_HDR_LEN, guestMac, this.gatewayMac, etherType);
     return this.start + VIRTIO_NET_HDR_LEN + ETH_HEADER_LEN;
   }
 
@@ -64,7 +64,7 @@ export class GuestOutput {
     return this.vnet;
   }
 
-  /** Sends the frame begun last, whose IPv4 packet is `ipLen` bytes. */
+  /** Sends the frame begun last, whose IP packet is `ipLen` bytes. */
   send(ipLen: number, now: number): void {
     const len = ETH_HEADER_LEN + ipLen;
     this.used = this.start + VIRTIO_NET_HDR_LEN + len;

@@ -7,17 +7,18 @@
  * (unreachable, TTL exceeded) are turned into ICMP errors to the guest, from
  * the router that sent them, quoting the guest's request.
  */
-import type { Ipv4Input } from '../gateway.js';
 import { checksum } from '../wire/checksum.js';
 import { emitIpv4Header, IPV4_HEADER_LEN, IP_PROTO_ICMP } from '../wire/ipv4.js';
 import { ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, Icmpv4View } from '../wire/icmpv4.js';
 import { writeIcmpError } from '../icmp-errors.js';
 import type { AddressMap } from './address-map.js';
-import type { Ipv4Output } from './ipv4-output.js';
+import type { IpOutput } from './ip-output.js';
+import type { IpPacket } from './ip-packet.js';
 import type { Neighbors } from './neighbors.js';
 import { IcmpFlowTable, type IcmpFlow } from './icmp-flows.js';
 
 const ICMP_HEADER_LEN = 8;
+const IPV4_TTL_OFFSET = 8;
 
 export interface IcmpHostEnv {
   /** Opens a ping socket for a new flow. */
@@ -46,7 +47,7 @@ export class IcmpNat {
 
   constructor(
     private readonly opts: IcmpNatOptions,
-    private readonly output: Ipv4Output,
+    private readonly output: IpOutput,
     private readonly neighbors: Neighbors,
   ) {
     this.flows = new IcmpFlowTable({
@@ -56,24 +57,26 @@ export class IcmpNat {
     });
   }
 
-  handleIpv4(pkt: Ipv4Input, now: number): string | null {
-    const ip = pkt.ip;
+  /** One ICMP packet from a guest (IPv4). Returns a drop reason or null. */
+  handle(pkt: IpPacket, now: number): string | null {
     const icmp = this.icmp;
-    const bad = icmp.reset(pkt.frame.buf, ip.payloadOffset, ip.payloadLength);
+    const buf = pkt.frame.buf;
+    const bad = icmp.reset(buf, pkt.l4Off, pkt.l4Len);
     if (bad !== null) return bad;
     if (icmp.type !== ICMP_ECHO_REQUEST) return 'icmp-not-echo';
     if (pkt.toBroadcast) return 'icmp-echo-broadcast';
     if (!pkt.l4ChecksumPartial && !pkt.l4ChecksumValid && !icmp.checksumOk()) return 'icmp-bad-checksum';
-    const target = this.opts.addressMap.mapOutbound(ip.dst, 0, IP_PROTO_ICMP);
+    const target = this.opts.addressMap.mapOutbound(pkt.dst, 0, IP_PROTO_ICMP);
     if (target.kind !== 'host') return target.reason ?? 'icmp-blocked';
-    if (ip.ttl <= 1) return 'icmp-ttl-expired';
-    const flow = this.flows.lookupOrCreate(ip.src, icmp.identifier, ip.dst, target.ip, now);
+    const ttl = buf[pkt.ipOff + IPV4_TTL_OFFSET];
+    if (ttl <= 1) return 'icmp-ttl-expired';
+    const flow = this.flows.lookupOrCreate(pkt.src, icmp.identifier, pkt.dst, target.ip, now);
     if (flow === null) return 'icmp-flow-table-full';
     if (flow.packetsOut === 0 && flow.packetsIn === 0) this.host.open(flow);
-    this.flows.recordOutbound(flow, ip.payloadLength, now);
+    this.flows.recordOutbound(flow, pkt.l4Len, now);
     this.echoesOut++;
     // We are a router: the packet leaves with one hop less.
-    this.host.send(flow, pkt.frame.buf, ip.payloadOffset, ip.payloadLength, ip.ttl - 1);
+    this.host.send(flow, buf, pkt.l4Off, pkt.l4Len, ttl - 1);
     return null;
   }
 

@@ -7,9 +7,19 @@
  * It learns which MAC each guest address uses from the frames guests send,
  * so that answers not triggered by a frame in hand (DNS, UDP from the host)
  * can be addressed.
+ *
+ * IPv6: with `ipv6` set it builds the IPv6 router (neighbour discovery,
+ * router advertisements with the prefix, MTU and RDNSS) and plugs it into
+ * the gateway. Both versions reach the same TCP and UDP NAT as an IpPacket
+ * whose addresses are handles (ip-addresses.ts); for IPv6 the Nat holds a
+ * reference on both addresses while the packet is handled.
  */
 import type { FrameSink } from '../frame.js';
-import type { Gateway, Ipv4Handler, Ipv4Input } from '../gateway.js';
+import type { Frame } from '../frame.js';
+import type { Gateway, Ipv4Handler, Ipv4Input, Ipv6Handler } from '../gateway.js';
+import { Ipv6Router } from '../ipv6-router.js';
+import { IPV6_NH_ICMPV6, IPV6_NH_TCP, IPV6_NH_UDP } from '../wire/ipv6.js';
+import { parsePrefix, prefixHost } from '../wire/ipv6-address.js';
 import { DhcpServer } from '../dhcp-server.js';
 import { Ipv4Reassembler } from '../ipv4-reassembly.js';
 import { IP_PROTO_ICMP, IP_PROTO_TCP, IP_PROTO_UDP } from '../wire/ipv4.js';
@@ -17,7 +27,9 @@ import { tcpDefaults, type TcpConfig } from '../tcp/config.js';
 import { AddressMap } from './address-map.js';
 import { GuestOutput } from './guest-output.js';
 import { IcmpNat } from './icmp-nat.js';
-import { Ipv4Output } from './ipv4-output.js';
+import { IpAddresses, IPV6_MAX_SLOTS } from './ip-addresses.js';
+import { IpOutput } from './ip-output.js';
+import { IpPacket } from './ip-packet.js';
 import { Neighbors } from './neighbors.js';
 import { InboundForwarder } from './port-forward.js';
 import { TcpNat } from './tcp-nat.js';
@@ -41,15 +53,25 @@ export interface NatOptions {
   icmpIdleTimeoutMs: number;
   /** TCP engine settings beyond the MSS (which follows the MTU). */
   tcp?: Partial<TcpConfig>;
+  /** IPv6 on the link: the /64 prefix ("fd00::/64"); null or absent for none. Needs mtu >= 1280. */
+  ipv6Prefix?: string | null;
+  /** Interval of unsolicited router advertisements (RFC 4861 MaxRtrAdvInterval). */
+  ipv6RaIntervalMs?: number;
 }
 
 /** IPv4 header + TCP header without options. */
 const TCP_IP_OVERHEAD = 40;
 
-export class Nat implements Ipv4Handler {
+export class Nat implements Ipv4Handler, Ipv6Handler {
   readonly addressMap: AddressMap;
+  readonly addrs: IpAddresses;
   readonly out: GuestOutput;
-  readonly ipv4: Ipv4Output;
+  readonly ipv4: IpOutput;
+  /** The IPv6 half of the gateway, or null when IPv6 is off. */
+  readonly router6: Ipv6Router | null;
+  private readonly pkt: IpPacket;
+  /** IPv6 packets dropped because the address table was full. */
+  private ipv6AddressFull = 0;
   readonly neighbors = new Neighbors();
   readonly reassembler = new Ipv4Reassembler();
   readonly tcp: TcpNat;
@@ -60,12 +82,37 @@ export class Nat implements Ipv4Handler {
   readonly inbound: InboundForwarder;
 
   constructor(opts: NatOptions, gateway: Gateway, sink: FrameSink, drain: (now: number) => void) {
-    this.addressMap = new AddressMap({ network: opts.network, prefix: opts.prefix, hostLoopback: opts.hostLoopback });
+    // Every flow holds at most three IPv6 addresses, mostly shared (the guest's, ::1); this bounds the table by the flow tables.
+    this.addrs = new IpAddresses(Math.min(IPV6_MAX_SLOTS, opts.tcpMaxFlows + opts.udpMaxFlows + opts.icmpMaxFlows + 1024));
+    this.pkt = new IpPacket(this.addrs);
+    const prefix6 = opts.ipv6Prefix ?? null;
+    if (prefix6 !== null && opts.mtu < 1280) throw new RangeError(`IPv6 needs an MTU of at least 1280, got ${opts.mtu}`);
+    this.router6 =
+      prefix6 === null
+        ? null
+        : new Ipv6Router(
+            {
+              prefix: prefix6,
+              mac: gateway.mac,
+              mtu: opts.mtu,
+              dnsEnabled: opts.dnsUpstreams.length > 0,
+              ...(opts.ipv6RaIntervalMs !== undefined ? { maxRtrAdvIntervalMs: opts.ipv6RaIntervalMs } : {}),
+            },
+            sink,
+            gateway,
+          );
+    const p6 = prefix6 === null ? null : parsePrefix(prefix6).address;
+    this.addressMap = new AddressMap({
+      network: opts.network,
+      prefix: opts.prefix,
+      hostLoopback: opts.hostLoopback,
+      ...(p6 !== null ? { ipv6: { addrs: this.addrs, prefix: p6, gateway: prefixHost(p6, 2), dns: prefixHost(p6, 3) } } : {}),
+    });
     this.out = new GuestOutput(sink, gateway, gateway.mac, drain);
-    this.ipv4 = new Ipv4Output(this.out, opts.mtu);
+    this.ipv4 = new IpOutput(this.out, opts.mtu, this.addrs);
     const tcpConfig: TcpConfig = Object.freeze({ ...tcpDefaults, ...opts.tcp, mss: Math.min(65_495, opts.mtu - TCP_IP_OVERHEAD) });
     this.tcp = new TcpNat(
-      { addressMap: this.addressMap, tcp: tcpConfig, maxFlows: opts.tcpMaxFlows, idleTimeoutMs: opts.tcpIdleTimeoutMs },
+      { addressMap: this.addressMap, addrs: this.addrs, tcp: tcpConfig, maxFlows: opts.tcpMaxFlows, idleTimeoutMs: opts.tcpIdleTimeoutMs },
       this.out,
     );
     this.dhcp = opts.dhcp
@@ -96,7 +143,7 @@ export class Nat implements Ipv4Handler {
     );
     this.inbound = new InboundForwarder(this.neighbors, this.tcp, this.udp);
     // ARP: the gateway asks for guests that never spoke, and every ARP packet a guest sends teaches us its MAC.
-    this.neighbors.requester = gateway;
+    this.neighbors.requester = { sendArpRequest: (ip, now) => this.solicit(ip, now, gateway) };
     gateway.arpListener = (ip, mac, now) => {
       if (this.addressMap.inSubnet(ip)) this.neighbors.learn(ip, mac, now);
     };
@@ -104,22 +151,102 @@ export class Nat implements Ipv4Handler {
     gateway.setIpv4Handler(IP_PROTO_TCP, this);
     gateway.setIpv4Handler(IP_PROTO_UDP, this);
     gateway.setIpv4Handler(IP_PROTO_ICMP, this);
+    const r6 = this.router6;
+    if (r6 !== null) {
+      const addrs = this.addrs;
+      this.neighbors.lookup6 = (h) => r6.lookup(addrs.bytes, addrs.offsetOf(h));
+      r6.neighborListener = (b, off, macOff, now) => {
+        const h = addrs.find(b, off);
+        if (h < 0) return;
+        let mac = 0;
+        for (let i = 0; i < 6; i++) mac = mac * 256 + b[macOff + i];
+        this.neighbors.learn(h, mac, now);
+      };
+      gateway.setIpv6(r6, this);
+    }
   }
 
-  handleIpv4(pkt: Ipv4Input, now: number): string | null {
-    const ip = pkt.ip;
+  /** Neighbour solicitation for an IPv6 handle, ARP for an IPv4 address (Neighbors' requester). */
+  private solicit(ip: number, now: number, gateway: Gateway): void {
+    if (ip < 0x1_0000_0000) return gateway.sendArpRequest(ip, now);
+    this.router6?.sendNeighborSolicitation(this.addrs.bytes, this.addrs.offsetOf(ip), now);
+  }
+
+  handleIpv4(input: Ipv4Input, now: number): string | null {
+    const ip = input.ip;
     const src = ip.src;
-    if (src !== 0 && this.addressMap.inSubnet(src)) this.neighbors.learn(src, pkt.eth.src, now);
+    if (src !== 0 && this.addressMap.inSubnet(src)) this.neighbors.learn(src, input.eth.src, now);
+    const p = this.pkt;
+    p.frame = input.frame;
+    p.srcMac = input.eth.src;
+    p.v6 = false;
+    p.src = src;
+    p.dst = ip.dst;
+    p.protocol = ip.protocol;
+    p.ipOff = ip.off;
+    p.ipLen = ip.totalLength;
+    p.l4Off = ip.payloadOffset;
+    p.l4Len = ip.payloadLength;
+    p.l4ChecksumPartial = input.l4ChecksumPartial;
+    p.l4ChecksumValid = input.l4ChecksumValid;
+    p.gsoType = input.gsoType;
+    p.gsoSize = input.gsoSize;
+    p.toGateway = input.toGateway;
+    p.toBroadcast = input.toBroadcast;
     switch (ip.protocol) {
       case IP_PROTO_TCP:
-        return this.tcp.handleIpv4(pkt, now);
+        return this.tcp.handle(p, now);
       case IP_PROTO_UDP:
-        return this.udp.handleIpv4(pkt, now);
+        return this.udp.handle(p, now);
       case IP_PROTO_ICMP:
-        return this.icmp.handleIpv4(pkt, now);
+        return this.icmp.handle(p, now);
       default:
         return 'unhandled-ip-proto';
     }
+  }
+
+  handleIpv6(router: Ipv6Router, frame: Frame, now: number): string | null {
+    const ext = router.ext;
+    const proto = ext.protocol;
+    if (proto !== IPV6_NH_TCP && proto !== IPV6_NH_UDP) {
+      // Echo to our own addresses was answered by the router; echo to others needs ICMPv6 ping sockets.
+      return proto === IPV6_NH_ICMPV6 ? 'icmpv6-echo-nat-unsupported' : 'unhandled-ip-proto';
+    }
+    const ip = router.ip;
+    const b = frame.buf;
+    const a = this.addrs;
+    const src = a.acquire(b, ip.srcOffset);
+    if (src < 0) {
+      this.ipv6AddressFull++;
+      return 'ipv6-address-table-full';
+    }
+    const dst = a.acquire(b, ip.dstOffset);
+    if (dst < 0) {
+      a.release(src);
+      this.ipv6AddressFull++;
+      return 'ipv6-address-table-full';
+    }
+    const p = this.pkt;
+    p.frame = frame;
+    p.srcMac = router.eth.src;
+    p.v6 = true;
+    p.src = src;
+    p.dst = dst;
+    p.protocol = proto;
+    p.ipOff = ip.off;
+    p.ipLen = ip.packetLength;
+    p.l4Off = ext.offset;
+    p.l4Len = ext.length;
+    p.l4ChecksumPartial = router.l4ChecksumPartial;
+    p.l4ChecksumValid = router.l4ChecksumValid;
+    p.gsoType = router.gsoType;
+    p.gsoSize = router.gsoSize;
+    p.toGateway = dst === this.addressMap.gateway6 || dst === this.addressMap.dns6;
+    p.toBroadcast = false;
+    const r = proto === IPV6_NH_TCP ? this.tcp.handle(p, now) : this.udp.handle(p, now);
+    a.release(dst);
+    a.release(src);
+    return r;
   }
 
   /** End of an input batch. */
@@ -128,7 +255,14 @@ export class Nat implements Ipv4Handler {
   }
 
   pollAt(): number {
-    return Math.min(this.tcp.pollAt(), this.udp.pollAt(), this.icmp.pollAt(), this.reassembler.pollAt(), this.neighbors.pollAt());
+    return Math.min(
+      this.tcp.pollAt(),
+      this.udp.pollAt(),
+      this.icmp.pollAt(),
+      this.reassembler.pollAt(),
+      this.neighbors.pollAt(),
+      this.router6?.pollAt() ?? Infinity,
+    );
   }
 
   poll(now: number): void {
@@ -137,6 +271,7 @@ export class Nat implements Ipv4Handler {
     this.icmp.poll(now);
     this.reassembler.poll(now);
     this.neighbors.poll(now);
+    this.router6?.poll(now);
   }
 
   stats(): object {
@@ -146,6 +281,7 @@ export class Nat implements Ipv4Handler {
       icmp: { ...this.icmp.flows.stats(), echoesOut: this.icmp.echoesOut, repliesIn: this.icmp.repliesIn, errorsIn: this.icmp.errorsIn, drops: this.icmp.drops },
       reassembly: this.reassembler.stats(),
       neighbors: this.neighbors.stats(),
+      ipv6: this.router6 === null ? null : { ...this.router6.stats(), addresses: this.addrs.size, addressTableFull: this.ipv6AddressFull },
       portForward: this.inbound.stats(),
       fragmentsOut: this.ipv4.fragmentsOut,
       guestFrames: this.out.framesOut,

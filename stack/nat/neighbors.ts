@@ -1,6 +1,6 @@
 /**
- * Guest IPv4 address -> MAC, and ARP resolution for guests that have not
- * spoken yet.
+ * Guest address -> MAC, and ARP (or neighbour discovery) resolution for
+ * guests that have not spoken yet.
  *
  * How it works
  * - `learn` records the MAC a guest address uses. The NAT calls it for every
@@ -19,6 +19,10 @@
  *   the last attempt they all hear `failed`. Queues are bounded: at most
  *   ARP_MAX_PENDING addresses and ARP_MAX_WAITERS waiters per address; a
  *   waiter beyond either is refused (resolve returns false, counted).
+ * - IPv6 addresses (handles, see ip-addresses.ts) are not stored here: the
+ *   IPv6 router keeps that table and answers `lookup` through `lookup6`;
+ *   resolution works the same, with a neighbour solicitation for a request,
+ *   and the router reports each neighbour advertisement with `learn`.
  * - Sans-IO: retries happen in `poll(now)` at `pollAt()`. Waiters run inside
  *   learn/poll; they may send frames but must not call resolve for the same
  *   address re-entrantly (they would be queued behind a finished lookup).
@@ -41,9 +45,11 @@ export interface NeighborWaiter {
 }
 
 export interface ArpRequester {
-  /** Broadcasts "who-has ip tell <gateway>". */
+  /** Broadcasts "who-has ip tell <gateway>" (IPv4) or sends a neighbour solicitation (an IPv6 handle). */
   sendArpRequest(ip: number, now: number): void;
 }
+
+const IPV6_HANDLE_BASE = 0x1_0000_0000;
 
 interface Pending {
   waiters: NeighborWaiter[];
@@ -62,6 +68,8 @@ export interface NeighborStats {
 
 export class Neighbors {
   requester: ArpRequester | null = null;
+  /** MAC of an IPv6 handle, or -1 (the router's table). */
+  lookup6: ((ip: number) => number) | null = null;
   private readonly map = new Map<number, number>();
   private readonly pending = new Map<number, Pending>();
   private arpRequests = 0;
@@ -72,6 +80,7 @@ export class Neighbors {
   constructor(private readonly capacity = NEIGHBOR_CAPACITY) {}
 
   learn(ip: number, mac: number, now = 0): void {
+    if (ip >= IPV6_HANDLE_BASE) return this.wake(ip, mac, now);
     const cur = this.map.get(ip);
     if (cur !== mac) {
       if (cur !== undefined) this.map.delete(ip);
@@ -81,6 +90,10 @@ export class Neighbors {
       }
       this.map.set(ip, mac);
     }
+    this.wake(ip, mac, now);
+  }
+
+  private wake(ip: number, mac: number, now: number): void {
     if (this.pending.size === 0) return;
     const p = this.pending.get(ip);
     if (p === undefined) return;
@@ -91,6 +104,7 @@ export class Neighbors {
 
   /** The MAC of ip, or -1 when unknown. */
   lookup(ip: number): number {
+    if (ip >= IPV6_HANDLE_BASE) return this.lookup6 === null ? -1 : this.lookup6(ip);
     return this.map.get(ip) ?? -1;
   }
 
@@ -100,8 +114,8 @@ export class Neighbors {
    * the waiter is then never called.
    */
   resolve(ip: number, waiter: NeighborWaiter, now: number): boolean {
-    const mac = this.map.get(ip);
-    if (mac !== undefined) {
+    const mac = this.lookup(ip);
+    if (mac >= 0) {
       waiter.resolved(mac, now);
       return true;
     }

@@ -18,6 +18,7 @@
 import type { Neighbors, NeighborWaiter } from './neighbors.js';
 import type { TcpFlow, TcpNat } from './tcp-nat.js';
 import type { UdpNat } from './udp-nat.js';
+import type { IpAddresses } from './ip-addresses.js';
 
 /** Datagrams of one forward that may wait for ARP at once. */
 export const UDP_WAITING_MAX = 32;
@@ -41,8 +42,10 @@ class TcpWaiter implements NeighborWaiter {
   ) {}
   resolved(mac: number, now: number): void {
     this.pf.openTcp(this.guestIp, this.guestPort, mac, this.host, this.done, now);
+    this.pf.addrs.release(this.guestIp);
   }
   failed(now: number): void {
+    this.pf.addrs.release(this.guestIp);
     this.pf.bump('arp-failed');
     this.done(null, 'arp-failed', now);
   }
@@ -61,10 +64,16 @@ class UdpWaiter implements NeighborWaiter {
   resolved(mac: number, now: number): void {
     this.pf.udpWaitDone(this.forwardId);
     this.pf.deliverUdp(this.forwardId, this.clientIp, this.clientPort, this.guestIp, this.guestPort, mac, this.data, 0, this.data.length, now);
+    this.release();
   }
   failed(_now: number): void {
     this.pf.udpWaitDone(this.forwardId);
     this.pf.bump('arp-failed');
+    this.release();
+  }
+  private release(): void {
+    this.pf.addrs.release(this.guestIp);
+    this.pf.addrs.release(this.clientIp);
   }
 }
 
@@ -75,11 +84,16 @@ export class InboundForwarder {
   private readonly udpWaiting = new Map<number, number>();
   private readonly drops: Record<string, number> = Object.create(null);
 
+  /** Waiters hold a reference on the addresses they carry (ip-addresses.ts). */
+  readonly addrs: IpAddresses;
+
   constructor(
     private readonly neighbors: Neighbors,
     private readonly tcp: TcpNat,
     private readonly udp: UdpNat,
-  ) {}
+  ) {
+    this.addrs = tcp.addrs;
+  }
 
   /**
    * A host client connected to a TCP forward: open a connection to
@@ -89,7 +103,9 @@ export class InboundForwarder {
     this.tcpConnects++;
     const mac = this.neighbors.lookup(guestIp);
     if (mac >= 0) return this.openTcp(guestIp, guestPort, mac, host, done, now);
+    this.addrs.retain(guestIp);
     if (!this.neighbors.resolve(guestIp, new TcpWaiter(this, guestIp, guestPort, host, done), now)) {
+      this.addrs.release(guestIp);
       this.bump('arp-queue-full');
       done(null, 'arp-queue-full', now);
     }
@@ -125,10 +141,12 @@ export class InboundForwarder {
     const waiting = this.udpWaiting.get(forwardId) ?? 0;
     if (waiting >= UDP_WAITING_MAX) return this.bump('udp-arp-queue-full');
     const copy = Buffer.from(buf.subarray(off, off + len));
-    const w = new UdpWaiter(this, forwardId, clientIp, clientPort, guestIp, guestPort, copy);
+    const w = new UdpWaiter(this, forwardId, this.addrs.retain(clientIp), clientPort, this.addrs.retain(guestIp), guestPort, copy);
     this.udpWaiting.set(forwardId, waiting + 1);
     if (!this.neighbors.resolve(guestIp, w, now)) {
       this.udpWaitDone(forwardId);
+      this.addrs.release(clientIp);
+      this.addrs.release(guestIp);
       this.bump('arp-queue-full');
     }
   }

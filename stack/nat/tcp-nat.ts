@@ -24,17 +24,23 @@
  *   `dialTimeoutMs` is given up by the runtime.
  * - A flow leaves the table when its connection closes (onClosed); the
  *   runtime hears of it through `host.onClosed` and releases its socket.
+ * - Both IP versions take this one path: addresses are handles
+ *   (ip-addresses.ts), packets come as IpPacket, and only the header
+ *   writing, the GSO type and the ICMP error differ. A flow holds a
+ *   reference on each of its addresses until it closes. IPv6 flows use an
+ *   MSS 20 bytes smaller (the longer header).
  * - Inbound (port forwards): `openInbound` actively opens a connection to a
  *   guest for a socket the runtime accepted. The guest sees it come from the
- *   gateway address N+2 and a source port from INBOUND_PORT_FIRST..LAST,
+ *   gateway address N+2 (prefix::2 for an IPv6 guest) and a source port from INBOUND_PORT_FIRST..LAST,
  *   chosen so the 4-tuple is in no flow, guest-initiated or inbound. The
  *   flow lives in the same table and index as any other; the runtime hears
  *   `host.onEstablished` once the guest answers the SYN, and `onClosed`
  *   ('refused' for a RST, 'timeout' when SYNs go unanswered) otherwise.
  */
-import { pseudoHeaderSum4, fold, checksum } from '../wire/checksum.js';
-import { IP_PROTO_TCP, IPV4_HEADER_LEN, emitIpv4Header } from '../wire/ipv4.js';
+import { fold } from '../wire/checksum.js';
+import { IP_PROTO_TCP } from '../wire/ipv4.js';
 import { ICMP_DEST_UNREACHABLE } from '../wire/icmpv4.js';
+import { ICMPV6_DEST_UNREACHABLE, ICMPV6_UNREACH_ADDRESS, writeIcmpv6Error } from '../wire/icmpv6.js';
 import {
   TCP_ACK,
   TCP_HEADER_LEN,
@@ -50,22 +56,26 @@ import {
   VIRTIO_NET_HDR_F_NEEDS_CSUM,
   VIRTIO_NET_HDR_GSO_NONE,
   VIRTIO_NET_HDR_GSO_TCPV4,
+  VIRTIO_NET_HDR_GSO_TCPV6,
 } from '../wire/vnet.js';
-import { ETH_HEADER_LEN } from '../wire/ethernet.js';
+import { ETH_HEADER_LEN, ETHERTYPE_IPV4, ETHERTYPE_IPV6 } from '../wire/ethernet.js';
 import { TcpConnection, type TcpCloseReason, type TcpEnv, type TcpSegmentOut } from '../tcp/connection.js';
 import type { TcpConfig } from '../tcp/config.js';
-import type { Ipv4Input } from '../gateway.js';
 import { writeIcmpError } from '../icmp-errors.js';
 import type { AddressMap } from './address-map.js';
 import { DeadlineQueue } from './deadline-queue.js';
 import { endpointKey, FlowIndex, NatFlow } from './flow-key.js';
 import type { GuestOutput } from './guest-output.js';
+import { IPV6_HANDLE_BASE, type IpAddresses } from './ip-addresses.js';
+import type { IpPacket } from './ip-packet.js';
 import { seqAdd } from '../tcp/seq.js';
 
 /** ICMP destination unreachable code for "host unreachable". */
 const ICMP_UNREACH_HOST = 1;
-/** Bytes of the guest's SYN kept for an ICMP error quote: IP header (with options) + 8. */
-const SYN_QUOTE_MAX = 60 + 8;
+/** Bytes of the guest's SYN kept for an ICMP error quote: IP header (with options or extension headers) + 8. */
+const SYN_QUOTE_MAX = 256;
+/** IPv6 header minus IPv4 header: what an IPv6 segment gives up of the MSS. */
+const IPV6_EXTRA_HEADER = 20;
 /**
  * Source ports of inbound (port-forwarded) connections at N+2: the IANA
  * dynamic range, which guests rarely dial on the gateway; a port is used only
@@ -76,6 +86,7 @@ export const INBOUND_PORT_LAST = 65_535;
 
 export interface TcpNatOptions {
   addressMap: AddressMap;
+  addrs: IpAddresses;
   tcp: TcpConfig;
   maxFlows: number;
   idleTimeoutMs: number;
@@ -83,7 +94,7 @@ export interface TcpNatOptions {
 
 /** What the runtime does for the TCP NAT: host sockets. */
 export interface TcpHostEnv {
-  /** Connect to flow.hostIp:flow.hostPort (or the DNS upstream when flow.toDns); then call dialSucceeded or dialFailed. */
+  /** Connect to flow.hostIp:flow.hostPort (a handle: TcpNat.addrs.format) or the DNS upstream when flow.toDns; then call dialSucceeded or dialFailed. */
   dial(flow: TcpFlow): void;
   /** The guest sent data (or its FIN became readable): move it to the host socket. */
   onReadable(flow: TcpFlow): void;
@@ -178,12 +189,18 @@ export class TcpNat {
   private closedBytesFromGuest = 0;
   private closedBytesToGuest = 0;
   readonly drops: Record<string, number> = Object.create(null);
-  private readonly icmpScratch = Buffer.alloc(IPV4_HEADER_LEN + 8 + SYN_QUOTE_MAX + 8);
+  private readonly icmpScratch = Buffer.alloc(40 + 8 + SYN_QUOTE_MAX);
+  readonly addrs: IpAddresses;
+  /** The TCP settings of IPv6 flows: the same with a smaller MSS. */
+  private readonly tcp6: TcpConfig;
 
   constructor(
     private readonly opts: TcpNatOptions,
     private readonly out: GuestOutput,
-  ) {}
+  ) {
+    this.addrs = opts.addrs;
+    this.tcp6 = Object.freeze({ ...opts.tcp, mss: Math.max(536, opts.tcp.mss - IPV6_EXTRA_HEADER) });
+  }
 
   get flowCount(): number {
     return this.active;
@@ -194,22 +211,19 @@ export class TcpNat {
     return this.flows.filter((f): f is TcpFlow => f !== null);
   }
 
-  handleIpv4(pkt: Ipv4Input, now: number): string | null {
+  /** One guest segment (either IP version). Returns a drop reason or null. */
+  handle(pkt: IpPacket, now: number): string | null {
     this.now = now;
-    const ip = pkt.ip;
     const tcp = this.view;
-    const bad = tcp.reset(pkt.frame.buf, ip.payloadOffset, ip.payloadLength);
+    const bad = tcp.reset(pkt.frame.buf, pkt.l4Off, pkt.l4Len);
     if (bad !== null) return bad;
     if (pkt.toBroadcast) return 'tcp-to-broadcast';
-    if (!pkt.l4ChecksumPartial && !pkt.l4ChecksumValid) {
-      const sum = pseudoHeaderSum4(ip.src, ip.dst, IP_PROTO_TCP, ip.payloadLength);
-      if (checksum(tcp.buf, tcp.off, tcp.len, sum) !== 0) return 'tcp-bad-checksum';
-    }
+    if (!pkt.l4ChecksumOk()) return 'tcp-bad-checksum';
     const badOpt = tcp.parseOptions();
     if (badOpt !== null) return badOpt;
 
-    const keyA = endpointKey(ip.src, tcp.srcPort);
-    const keyB = endpointKey(ip.dst, tcp.dstPort);
+    const keyA = endpointKey(pkt.src, tcp.srcPort);
+    const keyB = endpointKey(pkt.dst, tcp.dstPort);
     const flow = this.index.get(keyA, keyB);
     if (flow !== null) {
       if (flow.conn.input(tcp, now) === 'reopen') {
@@ -230,10 +244,9 @@ export class TcpNat {
     return this.open(pkt, keyA, keyB, now);
   }
 
-  private open(pkt: Ipv4Input, keyA: number, keyB: number, now: number): string | null {
-    const ip = pkt.ip;
+  private open(pkt: IpPacket, keyA: number, keyB: number, now: number): string | null {
     const tcp = this.view;
-    const target = this.opts.addressMap.mapOutbound(ip.dst, tcp.dstPort, IP_PROTO_TCP);
+    const target = this.opts.addressMap.mapOutbound(pkt.dst, tcp.dstPort, IP_PROTO_TCP);
     if (target.kind === 'blocked') {
       this.refusedByPolicy++;
       this.bump(target.reason ?? 'blocked');
@@ -249,28 +262,30 @@ export class TcpNat {
     this.flows[flow.id] = flow;
     flow.createdAt = now;
     flow.lastActivity = now;
-    flow.guestIp = ip.src;
+    const a = this.addrs;
+    flow.guestIp = a.retain(pkt.src);
     flow.guestPort = tcp.srcPort;
-    flow.remoteIp = ip.dst;
+    flow.remoteIp = a.retain(pkt.dst);
     flow.remotePort = tcp.dstPort;
-    flow.guestMac = pkt.eth.src;
+    flow.guestMac = pkt.srcMac;
     flow.toDns = target.kind === 'dns';
-    flow.hostIp = target.ip;
+    flow.hostIp = target.kind === 'dns' ? 0 : a.retain(target.ip);
     flow.hostPort = target.port;
-    const quoteLen = Math.min(ip.headerLength + 8, ip.totalLength, SYN_QUOTE_MAX);
-    flow.synQuote = Buffer.from(ip.buf.subarray(ip.off, ip.off + quoteLen));
+    const quoteLen = Math.min(pkt.l4Off - pkt.ipOff + 8, pkt.ipLen, SYN_QUOTE_MAX);
+    flow.synQuote = Buffer.from(pkt.frame.buf.subarray(pkt.ipOff, pkt.ipOff + quoteLen));
     this.index.add(flow, keyA, keyB);
     this.active++;
     this.created++;
-    flow.conn = TcpConnection.fromSyn(tcp, this.opts.tcp, flow, now);
+    flow.conn = TcpConnection.fromSyn(tcp, pkt.v6 ? this.tcp6 : this.opts.tcp, flow, now);
     this.host.dial(flow);
     this.schedule(flow);
     return null;
   }
 
   /**
-   * Opens a connection to guestIp:guestPort (whose MAC is guestMac) from
-   * N+2 for a host socket the runtime accepted; `host` becomes flow.host.
+   * Opens a connection to guestIp:guestPort (a handle; its MAC is guestMac)
+   * from N+2 (prefix::2) for a host socket the runtime accepted; `host`
+   * becomes flow.host.
    * The SYN leaves at once. Null when the table is full or no source port
    * is free (counted in drops).
    */
@@ -280,7 +295,11 @@ export class TcpNat {
       this.bump('inbound-flow-table-full');
       return null;
     }
-    const gw = this.opts.addressMap.gateway;
+    const gw = this.opts.addressMap.gatewayFor(guestIp);
+    if (gw < 0) {
+      this.bump('inbound-no-ipv6');
+      return null;
+    }
     const keyA = endpointKey(guestIp, guestPort);
     const port = this.pickInboundPort(keyA, gw);
     if (port < 0) {
@@ -293,9 +312,9 @@ export class TcpNat {
     flow.createdAt = now;
     flow.lastActivity = now;
     flow.inbound = true;
-    flow.guestIp = guestIp >>> 0;
+    flow.guestIp = this.addrs.retain(guestIp);
     flow.guestPort = guestPort;
-    flow.remoteIp = gw;
+    flow.remoteIp = this.addrs.retain(gw);
     flow.remotePort = port;
     flow.guestMac = guestMac;
     flow.host = host;
@@ -303,7 +322,7 @@ export class TcpNat {
     this.active++;
     this.created++;
     this.inboundOpened++;
-    flow.conn = TcpConnection.connect(this.opts.tcp, flow, now, port, guestPort);
+    flow.conn = TcpConnection.connect(guestIp >= IPV6_HANDLE_BASE ? this.tcp6 : this.opts.tcp, flow, now, port, guestPort);
     this.schedule(flow);
     return flow;
   }
@@ -440,6 +459,10 @@ export class TcpNat {
     this.active--;
     flow.synQuote = null;
     this.host.onClosed(flow, reason);
+    // After the runtime heard of it: it may still format the addresses.
+    this.addrs.release(flow.guestIp);
+    this.addrs.release(flow.remoteIp);
+    if (!flow.toDns && !flow.inbound) this.addrs.release(flow.hostIp);
   }
 
   private touch(flow: TcpFlow): void {
@@ -463,37 +486,40 @@ export class TcpNat {
     const now = this.now;
     const tcpHeaderLen = TCP_HEADER_LEN + tcpOptionsLength(seg.options, seg.flags);
     const tcpLen = tcpHeaderLen + seg.len;
-    const ipLen = IPV4_HEADER_LEN + tcpLen;
+    const src = flow.remoteIp;
+    const ipHeaderLen = this.addrs.headerLength(src);
+    const ipLen = ipHeaderLen + tcpLen;
     const out = this.out;
-    const ipOff = out.begin(flow.guestMac, ipLen, now);
+    const ipOff = out.begin(flow.guestMac, ipLen, now, src >= IPV6_HANDLE_BASE ? ETHERTYPE_IPV6 : ETHERTYPE_IPV4);
     const buf = out.arena;
-    emitIpv4Header(buf, ipOff, flow.remoteIp, flow.guestIp, IP_PROTO_TCP, tcpLen, 64, this.nextIdent(), true);
-    const tcpOff = ipOff + IPV4_HEADER_LEN;
+    this.addrs.emitHeader(buf, ipOff, src, flow.guestIp, IP_PROTO_TCP, tcpLen, this.nextIdent(), true);
+    const tcpOff = ipOff + ipHeaderLen;
     writeTcpHeader(buf, tcpOff, seg, seg.options);
     if (seg.len > 0) buf.set(seg.buf.subarray(seg.off, seg.off + seg.len), tcpOff + tcpHeaderLen);
     // flow.conn is still unset while TcpConnection.connect emits an inbound flow's SYN (no payload).
     const gsoSize = seg.len > 0 && seg.len > flow.conn.sendMss ? flow.conn.sendMss : 0;
-    this.finishTcp(buf, ipOff, flow.remoteIp, flow.guestIp, tcpHeaderLen, tcpLen, gsoSize);
+    this.finishTcp(buf, ipOff, src, flow.guestIp, tcpHeaderLen, tcpLen, gsoSize);
     out.send(ipLen, now);
   }
 
   /**
    * Fills in the virtio-net header for a TCP packet at ipOff: the checksum
    * field gets only the pseudo-header sum (NEEDS_CSUM), and a payload longer
-   * than gsoSize makes it a TCPv4 GSO frame.
+   * than gsoSize makes it a TCPv4 or TCPv6 GSO frame.
    */
   private finishTcp(buf: Buffer, ipOff: number, src: number, dst: number, tcpHeaderLen: number, tcpLen: number, gsoSize: number): void {
-    const tcpOff = ipOff + IPV4_HEADER_LEN;
-    const partial = fold(pseudoHeaderSum4(src, dst, IP_PROTO_TCP, tcpLen));
+    const ipHeaderLen = this.addrs.headerLength(src);
+    const tcpOff = ipOff + ipHeaderLen;
+    const partial = fold(this.addrs.pseudoSum(src, dst, IP_PROTO_TCP, tcpLen));
     buf[tcpOff + 16] = partial >>> 8;
     buf[tcpOff + 17] = partial & 0xff;
     const v = this.out.header();
     v.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
-    v.csumStart = ETH_HEADER_LEN + IPV4_HEADER_LEN;
+    v.csumStart = ETH_HEADER_LEN + ipHeaderLen;
     v.csumOffset = 16;
-    v.hdrLen = ETH_HEADER_LEN + IPV4_HEADER_LEN + tcpHeaderLen;
+    v.hdrLen = ETH_HEADER_LEN + ipHeaderLen + tcpHeaderLen;
     if (gsoSize > 0) {
-      v.gsoType = VIRTIO_NET_HDR_GSO_TCPV4;
+      v.gsoType = src >= IPV6_HANDLE_BASE ? VIRTIO_NET_HDR_GSO_TCPV6 : VIRTIO_NET_HDR_GSO_TCPV4;
       v.gsoSize = gsoSize;
     } else {
       v.gsoType = VIRTIO_NET_HDR_GSO_NONE;
@@ -501,8 +527,7 @@ export class TcpNat {
   }
 
   /** RFC 9293 reset generation for a segment that has no connection (or is refused). */
-  private sendRstFor(pkt: Ipv4Input, now: number): void {
-    const ip = pkt.ip;
+  private sendRstFor(pkt: IpPacket, now: number): void {
     const tcp = this.view;
     const flags = tcp.flags;
     const r = this.rst;
@@ -521,13 +546,14 @@ export class TcpNat {
       r.flags = TCP_RST | TCP_ACK;
     }
     const tcpLen = TCP_HEADER_LEN;
-    const ipLen = IPV4_HEADER_LEN + tcpLen;
+    const ipHeaderLen = this.addrs.headerLength(pkt.src);
+    const ipLen = ipHeaderLen + tcpLen;
     const out = this.out;
-    const ipOff = out.begin(pkt.eth.src, ipLen, now);
+    const ipOff = out.begin(pkt.srcMac, ipLen, now, pkt.etherType);
     const buf = out.arena;
-    emitIpv4Header(buf, ipOff, ip.dst, ip.src, IP_PROTO_TCP, tcpLen, 64, this.nextIdent(), true);
-    writeTcpHeader(buf, ipOff + IPV4_HEADER_LEN, r, null as TcpOptions | null);
-    this.finishTcp(buf, ipOff, ip.dst, ip.src, TCP_HEADER_LEN, tcpLen, 0);
+    this.addrs.emitHeader(buf, ipOff, pkt.dst, pkt.src, IP_PROTO_TCP, tcpLen, this.nextIdent(), true);
+    writeTcpHeader(buf, ipOff + ipHeaderLen, r, null as TcpOptions | null);
+    this.finishTcp(buf, ipOff, pkt.dst, pkt.src, TCP_HEADER_LEN, tcpLen, 0);
     out.send(ipLen, now);
   }
 
@@ -535,9 +561,17 @@ export class TcpNat {
     const q = flow.synQuote;
     if (q === null) return;
     const s = this.icmpScratch;
-    const len = writeIcmpError(s, 0, s.length, ICMP_DEST_UNREACHABLE, code, this.opts.addressMap.gateway, this.nextIdent(), q, 0, q.length);
+    const v6 = flow.guestIp >= IPV6_HANDLE_BASE;
+    let len: number;
+    if (v6) {
+      // Address unreachable: Linux reports it to the application as EHOSTUNREACH, like ICMP host unreachable.
+      const a = this.addrs;
+      len = writeIcmpv6Error(s, 0, s.length, ICMPV6_DEST_UNREACHABLE, ICMPV6_UNREACH_ADDRESS, a.bytes, a.offsetOf(this.opts.addressMap.gateway6), q, 0, q.length);
+    } else {
+      len = writeIcmpError(s, 0, s.length, ICMP_DEST_UNREACHABLE, code, this.opts.addressMap.gateway, this.nextIdent(), q, 0, q.length);
+    }
     if (len === 0) return;
-    const ipOff = this.out.begin(flow.guestMac, len, now);
+    const ipOff = this.out.begin(flow.guestMac, len, now, v6 ? ETHERTYPE_IPV6 : ETHERTYPE_IPV4);
     s.copy(this.out.arena, ipOff, 0, len);
     this.out.send(len, now);
   }

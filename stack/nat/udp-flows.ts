@@ -16,6 +16,8 @@
  *   Traffic either way keeps a flow alive. `poll(now)` at `pollAt()` expires
  *   idle flows and reports each through `onClose` so the runtime closes the
  *   socket.
+ * - Addresses are handles of either IP version (ip-addresses.ts); a flow
+ *   holds a reference on its three addresses while it is in the table.
  * - At most maxFlows (4096) flows. When full, a new flow evicts the least
  *   recently active flow that is already past its timeout; if there is none
  *   the new flow is refused ('flow-table-full') rather than breaking a live
@@ -23,6 +25,7 @@
  */
 import { DNS_PORT } from './address-map.js';
 import { endpointKey, FlowIndex, FlowTableCore, NatFlow, type FlowCloseReason, type FlowTableStats } from './flow-key.js';
+import type { IpAddresses } from './ip-addresses.js';
 
 export const UDP_MAX_FLOWS = 4096;
 export const UDP_IDLE_TIMEOUT_MS = 60_000;
@@ -51,13 +54,18 @@ export interface UdpFlowTableOptions {
   dnsIdleTimeoutMs?: number;
   /** A flow left the table by expiry or eviction; close its socket. The flow object is reused later. */
   onClose?: (id: number, flow: UdpFlow, reason: FlowCloseReason) => void;
+  /** Where IPv6 handles live; without it only IPv4 addresses may be used. */
+  addrs?: IpAddresses;
 }
 
 export class UdpFlowTable {
   private readonly core: FlowTableCore<UdpFlow>;
   private readonly index = new FlowIndex<UdpFlow>();
+  private readonly addrs: IpAddresses | null;
 
   constructor(opts: UdpFlowTableOptions = {}) {
+    const addrs = opts.addrs ?? null;
+    this.addrs = addrs;
     this.core = new FlowTableCore<UdpFlow>(
       opts.maxFlows ?? UDP_MAX_FLOWS,
       [opts.idleTimeoutMs ?? UDP_IDLE_TIMEOUT_MS, opts.dnsIdleTimeoutMs ?? UDP_DNS_IDLE_TIMEOUT_MS],
@@ -65,8 +73,21 @@ export class UdpFlowTable {
       (f) => {
         this.index.remove(f);
       },
-      opts.onClose ?? null,
+      opts.onClose === undefined && addrs === null
+        ? null
+        : (id, f, reason) => {
+            opts.onClose?.(id, f, reason);
+            this.releaseAddresses(f);
+          },
     );
+  }
+
+  private releaseAddresses(f: UdpFlow): void {
+    const a = this.addrs;
+    if (a === null) return;
+    a.release(f.guestIp);
+    a.release(f.dstIp);
+    a.release(f.hostIp);
   }
 
   get maxFlows(): number {
@@ -110,11 +131,12 @@ export class UdpFlowTable {
     }
     const f = this.core.allocate((dstPort & 0xffff) === DNS_PORT ? CLASS_DNS : CLASS_DEFAULT, now);
     if (f === null) return null;
-    f.guestIp = guestIp >>> 0;
+    const a = this.addrs;
+    f.guestIp = a === null ? guestIp >>> 0 : a.retain(guestIp);
     f.guestPort = guestPort & 0xffff;
-    f.dstIp = dstIp >>> 0;
+    f.dstIp = a === null ? dstIp >>> 0 : a.retain(dstIp);
     f.dstPort = dstPort & 0xffff;
-    f.hostIp = hostIp >>> 0;
+    f.hostIp = a === null ? hostIp >>> 0 : a.retain(hostIp);
     f.hostPort = hostPort & 0xffff;
     this.index.add(f, g, d);
     return f;
@@ -143,6 +165,7 @@ export class UdpFlowTable {
     const f = this.core.byId(id);
     if (f === null) return false;
     this.core.release(f, null);
+    this.releaseAddresses(f);
     return true;
   }
 

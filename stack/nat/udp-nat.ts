@@ -19,18 +19,23 @@
  *   before any address mapping (they must pass with --disable-host-loopback
  *   too). Such a flow's hostIp/hostPort is the client; `inboundForward[id]`
  *   names its forward (0: an outbound flow). Same idle timeout as outbound.
+ * - IPv6 takes the same paths (addresses are handles, ip-addresses.ts): no
+ *   DHCP, the checksum is mandatory, errors are ICMPv6, DNS answers come
+ *   from prefix::3. A pending IPv6 DNS query holds a reference on the
+ *   guest's address until its one reply (answer or SERVFAIL) leaves.
  */
-import type { Ipv4Input } from '../gateway.js';
 import { DhcpServer } from '../dhcp-server.js';
 import { DnsForwarder } from '../dns-forwarder.js';
-import { emitIpv4Header, IPV4_HEADER_LEN, IP_PROTO_UDP } from '../wire/ipv4.js';
+import { IP_PROTO_UDP } from '../wire/ipv4.js';
 import { ICMP_DEST_UNREACHABLE } from '../wire/icmpv4.js';
+import { ICMPV6_DEST_UNREACHABLE, ICMPV6_UNREACH_ADMIN_PROHIBITED, ICMPV6_UNREACH_PORT, writeIcmpv6Error } from '../wire/icmpv6.js';
 import { UdpView, writeUdpHeader } from '../wire/udp.js';
 import { writeIcmpError } from '../icmp-errors.js';
 import { DNS_PORT, type AddressMap } from './address-map.js';
 import { endpointKey } from './flow-key.js';
 import { INBOUND_PORT_FIRST, INBOUND_PORT_LAST } from './tcp-nat.js';
-import type { Ipv4Output } from './ipv4-output.js';
+import type { IpOutput } from './ip-output.js';
+import type { IpPacket } from './ip-packet.js';
 import type { Neighbors } from './neighbors.js';
 import { UdpFlowTable, type UdpFlow } from './udp-flows.js';
 
@@ -38,9 +43,12 @@ const DHCP_SERVER_PORT = 67;
 const DHCP_CLIENT_PORT = 68;
 const ICMP_UNREACH_PORT = 3;
 const ICMP_UNREACH_ADMIN = 13;
+/** Which unreachable to send; the code depends on the IP version. */
+const UNREACH_PORT = 0;
+const UNREACH_ADMIN = 1;
 
 export interface UdpHostEnv {
-  /** Opens the host socket of a new flow (towards flow.hostIp:flow.hostPort). */
+  /** Opens the host socket of a new flow (towards flow.hostIp:flow.hostPort; handles, see UdpNat.output.addrs). */
   open(flow: UdpFlow): void;
   /** Sends a datagram on the flow's socket; buf is only valid during the call. */
   send(flow: UdpFlow, buf: Buffer, off: number, len: number): void;
@@ -68,8 +76,9 @@ export class UdpNat {
   readonly dns: DnsForwarder | null;
   private readonly view = new UdpView();
   private readonly dhcpOut = Buffer.alloc(1500);
-  private readonly quote = Buffer.alloc(IPV4_HEADER_LEN + 8);
-  private readonly icmpScratch = Buffer.alloc(576);
+  /** An IPv4 or IPv6 header and a UDP header, rebuilt for an ICMP quote. */
+  private readonly quote = Buffer.alloc(40 + 8);
+  private readonly icmpScratch = Buffer.alloc(1280);
   readonly drops: Record<string, number> = Object.create(null);
   private now = 0;
   dhcpReplies = 0;
@@ -84,10 +93,11 @@ export class UdpNat {
 
   constructor(
     private readonly opts: UdpNatOptions,
-    private readonly output: Ipv4Output,
+    readonly output: IpOutput,
     private readonly neighbors: Neighbors,
   ) {
     this.flows = new UdpFlowTable({
+      addrs: output.addrs,
       maxFlows: opts.maxFlows,
       idleTimeoutMs: opts.idleTimeoutMs,
       dnsIdleTimeoutMs: opts.dnsIdleTimeoutMs,
@@ -107,39 +117,45 @@ export class UdpNat {
           );
   }
 
-  handleIpv4(pkt: Ipv4Input, now: number): string | null {
+  /** One guest datagram (either IP version). Returns a drop reason or null. */
+  handle(pkt: IpPacket, now: number): string | null {
     this.now = now;
-    const ip = pkt.ip;
     const udp = this.view;
-    const bad = udp.reset(pkt.frame.buf, ip.payloadOffset, ip.payloadLength);
+    const bad = udp.reset(pkt.frame.buf, pkt.l4Off, pkt.l4Len);
     if (bad !== null) return bad;
-    if (!pkt.l4ChecksumPartial && !pkt.l4ChecksumValid && udp.checksum !== 0 && !udp.checksumOk(ip.src, ip.dst)) {
-      return 'udp-bad-checksum';
-    }
+    // RFC 8200 8.1: a zero checksum is invalid over IPv6.
+    if (pkt.v6 && udp.checksum === 0 && !pkt.l4ChecksumPartial && !pkt.l4ChecksumValid) return 'udp6-zero-checksum';
+    if (udp.checksum !== 0 && !pkt.l4ChecksumOk()) return 'udp-bad-checksum';
     const dstPort = udp.dstPort;
-    if (dstPort === DHCP_SERVER_PORT && (pkt.toBroadcast || pkt.toGateway)) return this.dhcp(pkt, now);
+    if (!pkt.v6 && dstPort === DHCP_SERVER_PORT && (pkt.toBroadcast || pkt.toGateway)) return this.dhcp(pkt.frame.buf, now);
     if (pkt.toBroadcast) return 'udp-broadcast';
-    if (this.inboundFlows > 0 && ip.dst === this.opts.addressMap.gateway) {
-      const f = this.flows.lookup(ip.src, udp.srcPort, ip.dst, dstPort);
+    const src = pkt.src;
+    const dst = pkt.dst;
+    if (this.inboundFlows > 0 && dst === this.opts.addressMap.gatewayFor(dst)) {
+      const f = this.flows.lookup(src, udp.srcPort, dst, dstPort);
       if (f !== null && this.inboundForward[f.id] > 0) {
         this.flows.recordOutbound(f, udp.payloadLength, now);
         this.host.sendToClient(this.inboundForward[f.id], f.hostIp, f.hostPort, pkt.frame.buf, udp.payloadOffset, udp.payloadLength);
         return null;
       }
     }
-    const target = this.opts.addressMap.mapOutbound(ip.dst, dstPort, IP_PROTO_UDP);
+    const target = this.opts.addressMap.mapOutbound(dst, dstPort, IP_PROTO_UDP);
     if (target.kind === 'blocked') {
-      this.sendUnreachable(pkt.eth.src, ip.buf, ip.off, ip.totalLength, ICMP_UNREACH_ADMIN, now);
+      this.sendUnreachable(pkt.srcMac, pkt.frame.buf, pkt.ipOff, pkt.ipLen, UNREACH_ADMIN, now);
       return target.reason ?? 'blocked';
     }
     if (target.kind === 'dns') {
       if (this.dns === null) {
-        this.sendUnreachable(pkt.eth.src, ip.buf, ip.off, ip.totalLength, ICMP_UNREACH_PORT, now);
+        this.sendUnreachable(pkt.srcMac, pkt.frame.buf, pkt.ipOff, pkt.ipLen, UNREACH_PORT, now);
         return 'dns-disabled';
       }
-      return this.dns.query(endpointKey(ip.src, udp.srcPort), pkt.frame.buf, udp.payloadOffset, udp.payloadLength, now);
+      // The reply finds the guest by this key: keep its IPv6 address interned until then.
+      this.output.addrs.retain(src);
+      const r = this.dns.query(endpointKey(src, udp.srcPort), pkt.frame.buf, udp.payloadOffset, udp.payloadLength, now);
+      if (r !== null) this.output.addrs.release(src);
+      return r;
     }
-    const flow = this.flows.lookupOrCreate(ip.src, udp.srcPort, ip.dst, dstPort, target.ip, target.port, now);
+    const flow = this.flows.lookupOrCreate(src, udp.srcPort, dst, dstPort, target.ip, target.port, now);
     if (flow === null) return 'udp-flow-table-full';
     if (flow.packetsOut === 0 && flow.packetsIn === 0) this.host.open(flow);
     this.flows.recordOutbound(flow, udp.payloadLength, now);
@@ -160,8 +176,8 @@ export class UdpNat {
 
   /**
    * A datagram from host client clientIp:clientPort of UDP forward
-   * `forwardId` for guestIp:guestPort, whose MAC is guestMac. Returns a drop
-   * reason or null.
+   * `forwardId` for guestIp:guestPort, whose MAC is guestMac (addresses are
+   * handles of one IP version). Returns a drop reason or null.
    */
   fromForward(
     forwardId: number,
@@ -185,7 +201,8 @@ export class UdpNat {
     let flow = clients.get(clientKey) ?? null;
     if (flow !== null && (!flow.active || this.inboundForward[flow.id] !== forwardId)) flow = null;
     if (flow === null) {
-      const gw = this.opts.addressMap.gateway;
+      const gw = this.opts.addressMap.gatewayFor(guestIp);
+      if (gw < 0) return 'udp-inbound-no-ipv6';
       const port = this.pickInboundPort(guestIp, guestPort, gw);
       if (port < 0) return 'udp-inbound-no-port';
       flow = this.flows.lookupOrCreate(guestIp, guestPort, gw, port, clientIp, clientPort, now);
@@ -239,9 +256,9 @@ export class UdpNat {
     if (mac < 0) return this.bump('udp-no-neighbor');
     // Rebuild the start of the guest's datagram for the ICMP quote: IP header + UDP header.
     const q = this.quote;
-    emitIpv4Header(q, 0, flow.guestIp, flow.dstIp, IP_PROTO_UDP, 8, 64, 0, false);
-    writeUdpHeader(q, IPV4_HEADER_LEN, flow.guestPort, flow.dstPort, 0);
-    this.sendUnreachable(mac, q, 0, q.length, ICMP_UNREACH_PORT, now);
+    const hl = this.output.addrs.emitHeader(q, 0, flow.guestIp, flow.dstIp, IP_PROTO_UDP, 8, 0, false);
+    writeUdpHeader(q, hl, flow.guestPort, flow.dstPort, 0);
+    this.sendUnreachable(mac, q, 0, hl + 8, UNREACH_PORT, now);
   }
 
   /** A DNS answer from upstream i. */
@@ -266,16 +283,19 @@ export class UdpNat {
     const guestIp = Math.floor(clientKey / 0x10000);
     const guestPort = clientKey % 0x10000;
     const mac = this.neighbors.lookup(guestIp);
-    if (mac < 0) return this.bump('dns-no-neighbor');
-    const bad = this.output.sendUdp(mac, this.opts.addressMap.dns, DNS_PORT, guestIp, guestPort, buf, off, len, this.now);
-    if (bad !== null) this.bump(bad);
+    if (mac < 0) this.bump('dns-no-neighbor');
+    else {
+      const bad = this.output.sendUdp(mac, this.opts.addressMap.dnsFor(guestIp), DNS_PORT, guestIp, guestPort, buf, off, len, this.now);
+      if (bad !== null) this.bump(bad);
+    }
+    this.output.addrs.release(guestIp);
   }
 
-  private dhcp(pkt: Ipv4Input, now: number): string | null {
+  private dhcp(buf: Buffer, now: number): string | null {
     const server = this.opts.dhcp;
     if (server === null) return 'dhcp-disabled';
     const udp = this.view;
-    const r = server.handlePayload(pkt.frame.buf, udp.payloadOffset, udp.payloadLength, now);
+    const r = server.handlePayload(buf, udp.payloadOffset, udp.payloadLength, now);
     if (r === null) return null;
     const len = r.reply.emitInto(this.dhcpOut, 0);
     const dstMac = r.broadcast ? 0xffff_ffff_ffff : r.dstMac;
@@ -283,9 +303,18 @@ export class UdpNat {
     return this.output.sendUdp(dstMac, r.srcIp, DHCP_SERVER_PORT, r.dstIp, DHCP_CLIENT_PORT, this.dhcpOut, 0, len, now);
   }
 
-  private sendUnreachable(mac: number, orig: Uint8Array, off: number, len: number, code: number, now: number): void {
+  /** ICMP(v6) destination unreachable about the guest packet orig[off, off+len); `kind` is UNREACH_PORT or UNREACH_ADMIN. */
+  private sendUnreachable(mac: number, orig: Uint8Array, off: number, len: number, kind: number, now: number): void {
     const s = this.icmpScratch;
-    const n = writeIcmpError(s, 0, s.length, ICMP_DEST_UNREACHABLE, code, this.opts.addressMap.gateway, this.output.nextIdent(), orig, off, len);
+    let n: number;
+    if (orig[off] >>> 4 === 6) {
+      const a = this.output.addrs;
+      const code = kind === UNREACH_PORT ? ICMPV6_UNREACH_PORT : ICMPV6_UNREACH_ADMIN_PROHIBITED;
+      n = writeIcmpv6Error(s, 0, s.length, ICMPV6_DEST_UNREACHABLE, code, a.bytes, a.offsetOf(this.opts.addressMap.gateway6), orig, off, len);
+    } else {
+      const code = kind === UNREACH_PORT ? ICMP_UNREACH_PORT : ICMP_UNREACH_ADMIN;
+      n = writeIcmpError(s, 0, s.length, ICMP_DEST_UNREACHABLE, code, this.opts.addressMap.gateway, this.output.nextIdent(), orig, off, len);
+    }
     if (n === 0) return;
     this.portUnreachables++;
     this.output.sendPacket(mac, s, 0, n, now);

@@ -1,20 +1,28 @@
 /**
- * IPv4 datagrams (UDP, ICMP) from the gateway to guests, over GuestOutput.
- * A datagram that fits the MTU leaves as one frame; a larger one is built
- * once in a scratch buffer and cut into fragments (IPv4 lets routers
- * fragment UDP and ICMP; a 60 KB UDP answer at MTU 1500 needs it).
+ * Datagrams (UDP, ICMP) from the gateway to guests, over GuestOutput, for
+ * either IP version (addresses are handles, see ip-addresses.ts).
+ *
+ * A datagram that fits the MTU leaves as one frame with a partial UDP
+ * checksum for the tap (or the bridge) to complete. A larger IPv4 one is
+ * built once in a scratch buffer and cut into fragments (IPv4 lets routers
+ * fragment UDP and ICMP; a 60 KB UDP answer at MTU 1500 needs it). IPv6
+ * routers never fragment: a larger IPv6 datagram is dropped and counted
+ * (the host's sender learns nothing of it, as behind any IPv6 router that
+ * cannot send packet-too-big back to an off-link host).
  */
-import { emitIpv4Header, IPV4_HEADER_LEN, IP_PROTO_UDP } from '../wire/ipv4.js';
-import { ETH_HEADER_LEN } from '../wire/ethernet.js';
+import { IP_PROTO_UDP } from '../wire/ipv4.js';
+import { ETH_HEADER_LEN, ETHERTYPE_IPV4, ETHERTYPE_IPV6 } from '../wire/ethernet.js';
+import { fold, sumBytes } from '../wire/checksum.js';
 import { VIRTIO_NET_HDR_F_NEEDS_CSUM } from '../wire/vnet.js';
-import { fillUdpChecksum, fillUdpPseudoChecksum, writeUdpHeader } from '../wire/udp.js';
+import { writeUdpHeader } from '../wire/udp.js';
 import { Ipv4Fragmenter, type Ipv4HeaderTemplate } from '../ipv4-fragmenter.js';
 import type { GuestOutput } from './guest-output.js';
+import { IPV6_HANDLE_BASE, type IpAddresses } from './ip-addresses.js';
 
 const UDP_HEADER_LEN = 8;
 const MAX_DATAGRAM = 65_535;
 
-export class Ipv4Output {
+export class IpOutput {
   private ident = 1;
   private readonly scratch = Buffer.alloc(MAX_DATAGRAM);
   private readonly fragmenter: Ipv4Fragmenter;
@@ -31,6 +39,7 @@ export class Ipv4Output {
   constructor(
     readonly out: GuestOutput,
     readonly mtu: number,
+    readonly addrs: IpAddresses,
   ) {
     this.fragmenter = new Ipv4Fragmenter(mtu);
   }
@@ -55,50 +64,61 @@ export class Ipv4Output {
     len: number,
     now: number,
   ): string | null {
+    const a = this.addrs;
+    const v6 = src >= IPV6_HANDLE_BASE;
+    const hl = a.headerLength(src);
     const udpLen = UDP_HEADER_LEN + len;
-    const ipLen = IPV4_HEADER_LEN + udpLen;
-    if (ipLen > MAX_DATAGRAM) return 'udp-too-big';
+    const ipLen = hl + udpLen;
+    if (udpLen > MAX_DATAGRAM || (!v6 && ipLen > MAX_DATAGRAM)) return 'udp-too-big';
     if (ipLen <= this.mtu) {
-      const ipOff = this.out.begin(mac, ipLen, now);
+      const ipOff = this.out.begin(mac, ipLen, now, v6 ? ETHERTYPE_IPV6 : ETHERTYPE_IPV4);
       const buf = this.out.arena;
-      emitIpv4Header(buf, ipOff, src, dst, IP_PROTO_UDP, udpLen, 64, this.nextIdent(), false);
-      const u = ipOff + IPV4_HEADER_LEN;
+      a.emitHeader(buf, ipOff, src, dst, IP_PROTO_UDP, udpLen, this.nextIdent(), false);
+      const u = ipOff + hl;
       writeUdpHeader(buf, u, srcPort, dstPort, len);
       buf.set(payload.subarray(off, off + len), u + UDP_HEADER_LEN);
       // Checksum offload: the field holds the pseudo-header sum; the tap (or the bridge) adds the rest.
-      fillUdpPseudoChecksum(buf, u, udpLen, src, dst);
+      const partial = fold(a.pseudoSum(src, dst, IP_PROTO_UDP, udpLen));
+      buf[u + 6] = partial >>> 8;
+      buf[u + 7] = partial & 0xff;
       const v = this.out.header();
       v.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
-      v.csumStart = ETH_HEADER_LEN + IPV4_HEADER_LEN;
+      v.csumStart = ETH_HEADER_LEN + hl;
       v.csumOffset = 6;
       this.out.send(ipLen, now);
       return null;
     }
+    if (v6) return 'udp6-too-big';
     // Fragments cannot carry a partial checksum: compute it in full.
     const s = this.scratch;
     writeUdpHeader(s, 0, srcPort, dstPort, len);
     s.set(payload.subarray(off, off + len), UDP_HEADER_LEN);
-    fillUdpChecksum(s, 0, udpLen, src, dst);
+    const c = ~fold(sumBytes(s, 0, udpLen, a.pseudoSum(src, dst, IP_PROTO_UDP, udpLen))) & 0xffff;
+    s[6] = c === 0 ? 0xff : c >>> 8;
+    s[7] = c === 0 ? 0xff : c & 0xff;
     return this.sendFragmented(mac, src, dst, IP_PROTO_UDP, s, 0, udpLen, now);
   }
 
-  /** Sends a complete IPv4 payload (already with its L4 checksum) to a guest, fragmenting when needed. */
+  /** Sends a complete IP payload (already with its L4 checksum) to a guest, fragmenting IPv4 when needed. */
   sendRaw(mac: number, src: number, dst: number, protocol: number, payload: Uint8Array, off: number, len: number, now: number): string | null {
-    const ipLen = IPV4_HEADER_LEN + len;
-    if (ipLen > MAX_DATAGRAM) return 'ip-too-big';
+    const v6 = src >= IPV6_HANDLE_BASE;
+    const hl = this.addrs.headerLength(src);
+    const ipLen = hl + len;
+    if ((v6 ? len : ipLen) > MAX_DATAGRAM) return 'ip-too-big';
     if (ipLen <= this.mtu) {
-      const ipOff = this.out.begin(mac, ipLen, now);
-      emitIpv4Header(this.out.arena, ipOff, src, dst, protocol, len, 64, this.nextIdent(), false);
-      this.out.arena.set(payload.subarray(off, off + len), ipOff + IPV4_HEADER_LEN);
+      const ipOff = this.out.begin(mac, ipLen, now, v6 ? ETHERTYPE_IPV6 : ETHERTYPE_IPV4);
+      this.addrs.emitHeader(this.out.arena, ipOff, src, dst, protocol, len, this.nextIdent(), false);
+      this.out.arena.set(payload.subarray(off, off + len), ipOff + hl);
       this.out.send(ipLen, now);
       return null;
     }
+    if (v6) return 'ip6-too-big';
     return this.sendFragmented(mac, src, dst, protocol, payload, off, len, now);
   }
 
-  /** Sends a complete IPv4 packet as it is. */
+  /** Sends a complete IP packet (either version) as it is. */
   sendPacket(mac: number, packet: Uint8Array, off: number, len: number, now: number): void {
-    const ipOff = this.out.begin(mac, len, now);
+    const ipOff = this.out.begin(mac, len, now, packet[off] >>> 4 === 6 ? ETHERTYPE_IPV6 : ETHERTYPE_IPV4);
     this.out.arena.set(packet.subarray(off, off + len), ipOff);
     this.out.send(len, now);
   }
