@@ -8,6 +8,7 @@
         "native/ifconfig.cc",
         "native/netns.cc",
         "native/ping.cc",
+        "native/sandbox.cc",
         "native/tap.cc"
       ],
       "include_dirs": [

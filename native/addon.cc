@@ -48,6 +48,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitNetns(env, exports);
   InitFrameIo(env, exports);
   InitPing(env, exports);
+  InitSandbox(env, exports);
   return exports;
 }
 

@@ -84,5 +84,6 @@ void InitIfconfig(Napi::Env env, Napi::Object exports);
 void InitNetns(Napi::Env env, Napi::Object exports);
 void InitFrameIo(Napi::Env env, Napi::Object exports);
 void InitPing(Napi::Env env, Napi::Object exports);
+void InitSandbox(Napi::Env env, Napi::Object exports);
 
 }  // namespace usernet

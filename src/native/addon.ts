@@ -25,6 +25,10 @@ import type {
   NativeAddon,
   PingSocket,
   PingSocketOptions,
+  PidWatch,
+  SandboxOptions,
+  SandboxResult,
+  SeccompResult,
   TapHandle,
   TapOpenOptions,
 } from './types.js';
@@ -37,6 +41,10 @@ interface RawAddon {
   closeFd(fd: number): void;
   FrameIo: new (opts: FrameIoOptions) => FrameIo;
   PingSocket: new (opts: PingSocketOptions) => PingSocket;
+  installSeccompFilter(): SeccompResult;
+  enterSandbox(opts: SandboxOptions): SandboxResult;
+  unlinkAt(dirFd: number, name: string): void;
+  PidWatch: new (pid: number, onExit: () => void) => PidWatch;
 }
 
 /** IFNAMSIZ - 1. */
@@ -231,6 +239,21 @@ class CheckedPingSocket implements PingSocket {
   }
 }
 
+/** A top-level directory: "/etc", not "/", "etc", "/a/b" or "/..". */
+function isTopLevelDir(v: unknown): v is string {
+  return typeof v === 'string' && /^\/[^/\0]+$/.test(v) && v !== '/.' && v !== '/..' && Buffer.byteLength(v) <= 255;
+}
+
+export function validateSandboxOptions(o: SandboxOptions): void {
+  if (typeof o !== 'object' || o === null) throw new ConfigError('sandbox options must be an object', 'sandbox');
+  validatePath(o.scratch, 'sandbox.scratch');
+  if (!o.scratch.startsWith('/') || o.scratch.split('/').includes('..'))
+    throw new ConfigError('sandbox.scratch must be an absolute path without ".."', 'sandbox.scratch');
+  if (!Array.isArray(o.keep) || o.keep.length > 16 || !o.keep.every(isTopLevelDir))
+    throw new ConfigError('sandbox.keep must list top-level directories such as "/etc"', 'sandbox.keep');
+  if (new Set(o.keep).size !== o.keep.length) throw new ConfigError('sandbox.keep has duplicates', 'sandbox.keep');
+}
+
 // ---- the addon --------------------------------------------------------------
 
 function nativeCall<T>(fn: () => T): T {
@@ -298,5 +321,31 @@ export const native: NativeAddon = {
     if (!isInt(fd, 0, 0x7fff_ffff)) throw new TypeError('fd must be a non-negative integer');
     const addon = raw();
     nativeCall(() => addon.closeFd(fd));
+  },
+
+  installSeccompFilter(): SeccompResult {
+    const addon = raw();
+    return nativeCall(() => addon.installSeccompFilter());
+  },
+
+  enterSandbox(opts: SandboxOptions): SandboxResult {
+    validateSandboxOptions(opts);
+    const addon = raw();
+    return nativeCall(() => addon.enterSandbox({ scratch: opts.scratch, keep: [...opts.keep] }));
+  },
+
+  unlinkAt(dirFd: number, name: string): void {
+    if (!isInt(dirFd, 0, 0x7fff_ffff)) throw new TypeError('dirFd must be a non-negative integer');
+    if (typeof name !== 'string' || name.length === 0 || name.includes('/') || name.includes('\0') || name === '.' || name === '..')
+      throw new TypeError('name must be a single path component');
+    const addon = raw();
+    nativeCall(() => addon.unlinkAt(dirFd, name));
+  },
+
+  watchProcessExit(pid: number, onExit: () => void): PidWatch {
+    if (!isInt(pid, 1, 0x7fff_ffff)) throw new ConfigError('pid must be a positive integer', 'pid');
+    if (typeof onExit !== 'function') throw new TypeError('onExit must be a function');
+    const addon = raw();
+    return nativeCall(() => new addon.PidWatch(pid, onExit));
   },
 };

@@ -223,6 +223,37 @@ export const PING_TRUNCATED = 0x100;
  */
 export const PING_MAX_BATCH = 64;
 
+/** What installSeccompFilter reports. */
+export interface SeccompResult {
+  /** BPF instructions in the filter. */
+  instructions: number;
+  /** Syscalls on the EPERM denylist. */
+  denied: number;
+}
+
+export interface SandboxOptions {
+  /**
+   * An existing directory to mount the new root's tmpfs on (inside the new
+   * mount namespace only; the host keeps its own). slirp4netns uses /tmp.
+   */
+  scratch: string;
+  /** Top-level directories bind-mounted read-only into the new root, e.g. ['/etc', '/run']. */
+  keep: string[];
+}
+
+export interface SandboxResult {
+  /** Threads moved into the sandbox, this one included. */
+  threads: number;
+  /** The signal that carried the request to the other threads. */
+  signal: number;
+}
+
+/** Watches one process (by pidfd); onExit runs once when it exits. Does not keep Node alive. */
+export interface PidWatch {
+  /** Stops watching. Idempotent. */
+  close(): void;
+}
+
 export interface NativeAddon {
   openTap(opts: TapOpenOptions): TapHandle;
   openTapInNamespace(req: NamespaceTapRequest): NamespaceTapResult;
@@ -231,4 +262,20 @@ export interface NativeAddon {
   /** Throws PingError (with a hint) when the group is outside net.ipv4.ping_group_range. */
   createPingSocket(opts: PingSocketOptions): PingSocket;
   closeFd(fd: number): void;
+  /**
+   * Installs usernet's seccomp filter on every thread of this process
+   * (PR_SET_NO_NEW_PRIVS, then SECCOMP_FILTER_FLAG_TSYNC). Irreversible.
+   */
+  installSeccompFilter(): SeccompResult;
+  /**
+   * Moves every thread of this process into a new mount namespace whose root
+   * is a tmpfs holding read-only binds of `keep`, and drops all capabilities
+   * (bounding, ambient, effective, permitted, inheritable) of every thread.
+   * Irreversible; on failure the process is half-confined and must exit.
+   */
+  enterSandbox(opts: SandboxOptions): SandboxResult;
+  /** unlinkat(dirFd, name, 0). */
+  unlinkAt(dirFd: number, name: string): void;
+  /** Calls onExit once when process `pid` exits (pidfd_open + poll). */
+  watchProcessExit(pid: number, onExit: () => void): PidWatch;
 }

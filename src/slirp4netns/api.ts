@@ -16,7 +16,9 @@
  *   request/reply shapes are unit-tested without sockets.
  */
 import { createServer, type Server } from 'node:net';
-import { unlinkSync } from 'node:fs';
+import { closeSync, constants as fsConstants, openSync, unlinkSync } from 'node:fs';
+import { basename, dirname } from 'node:path';
+import { native } from '../native/addon.js';
 import { isIPv4 } from 'node:net';
 import type { ForwardEntry, ForwardSpec } from '../nat/port-forward.js';
 import type { Logger } from '../log.js';
@@ -105,9 +107,15 @@ export interface ApiServer {
   close(): void;
 }
 
+/** O_PATH (Linux, the same value on x86-64 and arm64): a directory handle for *at() calls, no read permission needed. */
+const O_PATH = 0o10000000;
+
 /**
  * Removes whatever is at `path`, listens there, and answers requests until
- * close(), which also unlinks the path.
+ * close(), which also unlinks the path. The unlink goes through an fd of the
+ * socket's directory opened right after bind: after --enable-sandbox the path
+ * may not exist in our root any more (a socket under /tmp) or sit on a
+ * read-only bind (/run), while the directory fd still reaches the original.
  */
 export function startApiServer(path: string, forwards: ForwardTable, defaultGuest: string, log: Logger): Promise<ApiServer> {
   try {
@@ -157,14 +165,25 @@ export function startApiServer(path: string, forwards: ForwardTable, defaultGues
     server.listen(path, () => {
       server.off('error', reject);
       server.on('error', (err) => log.warn(`api socket: ${err.message}`));
+      let dirFd = -1;
+      try {
+        dirFd = openSync(dirname(path), O_PATH | fsConstants.O_DIRECTORY);
+      } catch (err) {
+        log.debug(`api socket: cannot open its directory (${(err as Error).message}); unlinking by path at exit`);
+      }
+      let closed = false;
       resolve({
         close: () => {
+          if (closed) return;
+          closed = true;
           server.close();
           try {
-            unlinkSync(path);
+            if (dirFd >= 0) native.unlinkAt(dirFd, basename(path));
+            else unlinkSync(path);
           } catch {
             // already gone
           }
+          if (dirFd >= 0) closeSync(dirFd);
         },
       });
     });

@@ -21,6 +21,10 @@ User-mode networking for unprivileged network namespaces (usernet's slirp4netns-
 --outbound-addr=IPv4|IFNAME
                          bind outbound sockets to this address (or the interface's)
 --disable-dns            no DNS at N+3
+--enable-sandbox         after start-up: a new mount namespace whose root holds only
+                         /etc and /run (read-only), all capabilities dropped
+--enable-seccomp         after start-up: a syscall filter on every thread (mount,
+                         namespaces, exec, ptrace, modules, bpf, ... fail with EPERM)
 --macaddress=MAC         MAC address of TAPNAME (with --configure)
 --target-type=netns      what the first argument names (only netns)
 -h, --help               show this help and exit
@@ -30,7 +34,5 @@ Addresses: gateway and host N+2 (10.0.2.2), DNS N+3, DHCP N+15..N+30, guest N+10
 
 Not supported by usernet (refused with exit status 1 when given):
   -6 / enable-ipv6, outbound-addr6   IPv6 is not implemented yet
-  enable-sandbox                     Node cannot pivot_root itself after start
-  enable-seccomp                     no seccomp filter for Node yet
 `;
 }

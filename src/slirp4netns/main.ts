@@ -4,19 +4,29 @@
  * front of the ordinary usernet runtime (same bridge, gateway and NAT).
  *
  * How it works (the order clients rely on)
- * 1. Parse; refuse what usernet cannot do (IPv6, sandbox, seccomp) with
- *    exit status 1 before touching anything.
+ * 1. Parse; refuse what usernet cannot do with exit status 1 before
+ *    touching anything.
  * 2. Open the tap inside the target namespace with the native helper: it
  *    forks, joins the user namespace (PID mode: /proc/PID/ns/user, failure
  *    ignored; --userns-path: required) and the network namespace, attaches
  *    to TAPNAME or creates it, applies --configure with ioctls, and passes
  *    the fd back; it is reaped before the call returns, so no helper
  *    process outlives this one or holds its stdout/stderr.
- * 3. Start the runtime on that tap; with --api-socket, listen.
- * 4. Only then write "1" to the ready fd and close it.
- * 5. Run until SIGTERM/SIGINT or hang-up on the exit fd; then reset guest
- *    connections, close sockets, unlink the API socket, exit 0.
- * Any failure before step 4 exits 1 without writing to the ready fd.
+ * 3. Start the runtime on that tap; with --api-socket, listen (the API
+ *    server keeps an fd of the socket's directory to unlink it at exit).
+ * 4. --enable-sandbox, then --enable-seccomp (slirp4netns' order): a new
+ *    mount namespace whose root holds only /etc and /run, every thread's
+ *    capabilities dropped; then the syscall filter on every thread. Nothing
+ *    after this point opens files outside /etc and /run: every module is
+ *    loaded (static imports), the pcap file and resolv.conf were opened by
+ *    the runtime, the API socket is bound.
+ * 5. Only then write "1" to the ready fd and close it.
+ * 6. Run until SIGTERM/SIGINT, hang-up on the exit fd, the tap failing (its
+ *    device deleted: exit 1, as slirp4netns exits when a tap read fails) or,
+ *    in PID mode, the target process exiting (our tap fd keeps its network
+ *    namespace alive, so the tap would never fail by itself); then reset
+ *    guest connections, close sockets, unlink the API socket, and exit.
+ * Any failure before step 5 exits 1 without writing to the ready fd.
  */
 import { closeSync, writeSync } from 'node:fs';
 import { Socket } from 'node:net';
@@ -28,7 +38,7 @@ import { macToBytes, parseMac } from '../../stack/wire/mac.js';
 import { createLogger, isLogLevel, type Logger } from '../log.js';
 import type { RuntimeOptions } from '../options.js';
 import { native } from '../native/addon.js';
-import type { NamespaceTapRequest } from '../native/types.js';
+import type { NamespaceTapRequest, PidWatch } from '../native/types.js';
 import { OFFLOADS } from '../run.js';
 import { Runtime } from '../runtime.js';
 import { startApiServer, type ApiServer } from './api.js';
@@ -39,6 +49,13 @@ import { parseSlirpArgs, SlirpUsageError, unsupportedOption, type SlirpOptions }
 export const SLIRP4NETNS_COMPAT_VERSION = '1.2.0';
 const GUEST_HOST = 100;
 const GATEWAY_HOST = 2;
+/**
+ * What --enable-sandbox keeps, as slirp4netns does: /etc for resolv.conf and
+ * hosts, /run because clients put the API socket under it. The new root's
+ * tmpfs is mounted on /tmp, inside the new mount namespace only.
+ */
+export const SANDBOX_KEEP: readonly string[] = ['/etc', '/run'];
+export const SANDBOX_SCRATCH = '/tmp';
 
 export async function runSlirp4netns(argv: string[], prog: string, usernetVersion: string): Promise<number> {
   let cmd;
@@ -139,12 +156,22 @@ async function serve(o: SlirpOptions, log: Logger): Promise<number> {
   const runtime = new Runtime(runtimeOptionsFor(o, log, outbound), log);
   let api: ApiServer | null = null;
   let exitWatch: Socket | null = null;
+  let targetWatch: PidWatch | null = null;
+  // Until the run loop below takes over, an early end is remembered: it then exits at once, without ready.
+  let early: { why: string; code: number } | null = null;
+  let end = (why: string, code: number): void => {
+    early ??= { why, code };
+  };
   try {
+    runtime.onTapLost = (port, err) => end(`tap ${port.name} failed (${err.message})`, 1);
     runtime.addTap(handle);
     if (o.apiSocket !== null) {
       api = await startApiServer(o.apiSocket, runtime.forwards, formatIpv4((o.network + GUEST_HOST) >>> 0), log);
     }
+    if (o.netnsType === 'pid') targetWatch = native.watchProcessExit(o.pid, () => end(`target process ${o.pid} exited`, 0));
+    confine(o, log);
   } catch (err) {
+    targetWatch?.close();
     api?.close();
     runtime.close();
     throw err;
@@ -158,11 +185,17 @@ async function serve(o: SlirpOptions, log: Logger): Promise<number> {
       process.off('SIGTERM', onSignal);
       process.off('SIGINT', onSignal);
       exitWatch?.destroy();
+      targetWatch?.close();
       api?.close();
       runtime.close();
       resolve(code);
     };
     const onSignal = (sig: NodeJS.Signals) => stop(sig, 0);
+    end = stop;
+    if (early !== null) {
+      stop(early.why, early.code === 0 ? 1 : early.code);
+      return;
+    }
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
     if (o.exitFd >= 0) {
@@ -184,6 +217,31 @@ async function serve(o: SlirpOptions, log: Logger): Promise<number> {
       }
     }
   });
+}
+
+/** --enable-sandbox, then --enable-seccomp; a failure throws (the caller exits 1, before the ready fd). */
+function confine(o: SlirpOptions, log: Logger): void {
+  if (o.enableSandbox) {
+    try {
+      const r = native.enterSandbox({ scratch: SANDBOX_SCRATCH, keep: [...SANDBOX_KEEP] });
+      log.info(`sandbox: ${r.threads} threads in a new mount namespace (root: ${SANDBOX_KEEP.join(', ')}), capabilities dropped`);
+    } catch (err) {
+      const e = err as Error & { code?: string };
+      const hint =
+        e.code === 'EPERM'
+          ? ' (needs CAP_SYS_ADMIN: run as root or inside a user namespace; a multithreaded Node process cannot join one itself)'
+          : '';
+      throw new Error(`enable-sandbox: ${e.message}${hint}`, { cause: err });
+    }
+  }
+  if (o.enableSeccomp) {
+    try {
+      const r = native.installSeccompFilter();
+      log.info(`seccomp: filter with ${r.denied} denied syscalls installed on every thread`);
+    } catch (err) {
+      throw new Error(`enable-seccomp: ${(err as Error).message}`, { cause: err });
+    }
+  }
 }
 
 /**

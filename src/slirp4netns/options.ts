@@ -271,9 +271,5 @@ export function unsupportedOption(o: SlirpOptions): string | null {
     return 'enable-ipv6: IPv6 is not supported yet by usernet; run without it (podman: --network slirp4netns:enable_ipv6=false)';
   }
   if (o.outboundAddr6 !== null) return 'outbound-addr6: IPv6 is not supported yet by usernet';
-  if (o.enableSandbox) {
-    return 'enable-sandbox: not supported by usernet (Node is multithreaded and cannot pivot_root itself after start); run without it';
-  }
-  if (o.enableSeccomp) return 'enable-seccomp: not supported by usernet (no seccomp filter for Node yet); run without it';
   return null;
 }
