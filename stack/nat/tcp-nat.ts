@@ -69,6 +69,7 @@ import type { GuestOutput } from './guest-output.js';
 import { IPV6_HANDLE_BASE, type IpAddresses } from './ip-addresses.js';
 import type { IpPacket } from './ip-packet.js';
 import { seqAdd } from '../tcp/seq.js';
+import { copyBytes } from '../tcp/byte-copy.js';
 
 /** ICMP destination unreachable code for "host unreachable". */
 const ICMP_UNREACH_HOST = 1;
@@ -495,7 +496,7 @@ export class TcpNat {
     this.addrs.emitHeader(buf, ipOff, src, flow.guestIp, IP_PROTO_TCP, tcpLen, this.nextIdent(), true);
     const tcpOff = ipOff + ipHeaderLen;
     writeTcpHeader(buf, tcpOff, seg, seg.options);
-    if (seg.len > 0) buf.set(seg.buf.subarray(seg.off, seg.off + seg.len), tcpOff + tcpHeaderLen);
+    if (seg.len > 0) copyBytes(buf, tcpOff + tcpHeaderLen, seg.buf, seg.off, seg.len);
     // flow.conn is still unset while TcpConnection.connect emits an inbound flow's SYN (no payload).
     const gsoSize = seg.len > 0 && seg.len > flow.conn.sendMss ? flow.conn.sendMss : 0;
     this.finishTcp(buf, ipOff, src, flow.guestIp, tcpHeaderLen, tcpLen, gsoSize);

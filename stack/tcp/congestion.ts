@@ -12,7 +12,8 @@
 import { seqGe } from './seq.js';
 
 export class NewReno {
-  cwnd: number;
+  /** Starts as a small integer (not undefined) so V8 keeps the field a number that is updated in place. */
+  cwnd = 0;
   ssthresh = Number.POSITIVE_INFINITY;
   inRecovery = false;
   /** SND.MAX when recovery started (RFC 6582 "recover"). */

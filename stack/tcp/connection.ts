@@ -90,7 +90,7 @@ import { ReceiveBuffer } from './receive-buffer.js';
 import { RtoEstimator } from './rto.js';
 import { SackScoreboard } from './sack-scoreboard.js';
 import { SendBuffer, type ByteRegion } from './send-buffer.js';
-import { seqAdd, seqDiff, seqGe, seqGt, seqLe, seqLt, seqMax } from './seq.js';
+import { seqAdd, seqDiff, seqGe, seqGt, seqLe, seqLt } from './seq.js';
 
 export type TcpState =
   | 'DIALING'
@@ -190,35 +190,40 @@ export function windowShiftFor(bytes: number): number {
 }
 
 export class TcpConnection {
+  // Every numeric field starts as 0 even when the constructor sets it: with
+  // ES2022 class fields a bare declaration starts as undefined, V8 then gives
+  // the field a tagged representation, and every later store of a sequence
+  // number above 2^30 (not a small integer) allocates a heap number. Starting
+  // from a small integer gives a double field that is updated in place.
   state: TcpState;
   closeReason: TcpCloseReason | null = null;
   readonly counters = new TcpCounters();
   /** Time of the last segment from the peer or call from the owner. */
-  lastActivity: number;
+  lastActivity = 0;
   /** The container's FIN arrived; all data before it is in the receive buffer. */
   peerFinished = false;
   /** MSS announced by the peer (536 if it sent none). */
   peerMss = DEFAULT_PEER_MSS;
   /** Payload bytes per packet we send: min(peerMss, our mss) minus timestamp option bytes. Use as gso_size. */
-  sendMss: number;
+  sendMss = 0;
 
-  readonly localPort: number;
-  readonly remotePort: number;
+  readonly localPort: number = 0;
+  readonly remotePort: number = 0;
 
   // Send sequence space.
-  readonly iss: number;
-  sndUna: number;
-  sndNxt: number;
-  sndMax: number;
+  readonly iss: number = 0;
+  sndUna = 0;
+  sndNxt = 0;
+  sndMax = 0;
   /** Peer's window in bytes (scaled). */
   sndWnd = 0;
   private sndWl1 = 0;
   private sndWl2 = 0;
   private maxSndWnd = 0;
-  private sndBufSeq: number;
+  private sndBufSeq = 0;
   /** Shift applied to the peer's window field; ours applied to our field. */
   private sndShift = 0;
-  private rcvShift: number;
+  private rcvShift = 0;
 
   // Receive sequence space.
   irs = 0;
@@ -233,7 +238,7 @@ export class TcpConnection {
   private sackOk = false;
   private tsOk = false;
   private tsRecent = 0;
-  private readonly tsOffset: number;
+  private readonly tsOffset: number = 0;
 
   // Close.
   private finQueued = false;
@@ -243,7 +248,7 @@ export class TcpConnection {
   private persistAt = INF;
   private ackAt = INF;
   private timeWaitAt = INF;
-  private lastPeerSegment: number;
+  private lastPeerSegment = 0;
 
   private retries = 0;
   private persistBackoff = 0;
@@ -256,6 +261,15 @@ export class TcpConnection {
   private outputPending = false;
   private unackedBytes = 0;
   private events = 0;
+  /**
+   * SEG.SEQ and SEG.ACK of the segment being processed. Sequence numbers are
+   * uint32: above 2^30 they are not small integers, and V8 boxes such a
+   * number (a heap allocation) whenever it crosses a call that is not inlined
+   * or comes back from a getter that is not. Read once in input() and kept in
+   * fields (updated in place), they cost nothing per segment.
+   */
+  private segSeq = 0;
+  private segAck = 0;
 
   private readonly sendBuf: SendBuffer;
   private readonly recvBuf: ReceiveBuffer;
@@ -527,7 +541,7 @@ export class TcpConnection {
   }
   /** Current RTO (backoff included), SRTT and RTTVAR in ms. */
   get rtoMs(): number {
-    return this.rto.current();
+    return this.rto.timeout;
   }
   get srtt(): number {
     return this.rto.srtt;
@@ -567,6 +581,8 @@ export class TcpConnection {
   /** A segment from the container. See the API summary at the top. */
   input(seg: TcpSegmentIn, now: number): 'reopen' | null {
     this.counters.segmentsIn++;
+    this.segSeq = seg.seq >>> 0;
+    this.segAck = seg.ack >>> 0;
     let result: 'reopen' | null = null;
     switch (this.state) {
       case 'CLOSED':
@@ -632,7 +648,7 @@ export class TcpConnection {
     if (hasAck) {
       // SYN-ACK: the handshake completes; our ACK (and any queued data) goes out on flush.
       this.updateTsRecent(seg);
-      if (this.tsOk && seg.options.tsPresent && seg.options.tsEcr !== 0) this.rttFromTs(seg.options.tsEcr, now);
+      if (this.tsOk && seg.options.tsPresent && seg.options.tsEcr !== 0) this.rttFromTs(seg.options, now);
       else if (this.retries === 0) this.rto.sample(now - this.synSentAt);
       this.sndUna = seg.ack;
       this.sndWnd = seg.window;
@@ -658,19 +674,22 @@ export class TcpConnection {
   /** RFC 9293 §3.10.7.4, in its order; one arm per check. */
   private inputSynchronized(seg: TcpSegmentIn, now: number): 'reopen' | null {
     const f = seg.flags;
-    const seq = seg.seq >>> 0;
+    // SEG.SEQ and SEG.ACK are read from their fields at each use, never held in
+    // locals: a local that reaches a call TurboFan did not inline (a cold
+    // branch without feedback is enough) gets boxed where it is defined, i.e.
+    // on every segment, once it lies above 2^30.
     let dataOff = seg.payloadOffset;
     let dataLen = seg.payloadLength;
     const segLen = dataLen + ((f & TCP_SYN) !== 0 ? 1 : 0) + ((f & TCP_FIN) !== 0 ? 1 : 0);
     const wnd = this.recvBuf.free();
 
     // TIME-WAIT and a new SYN beyond everything of this incarnation: the 4-tuple is reused (RFC 9293 §3.6.1).
-    if (this.state === 'TIME-WAIT' && (f & (TCP_SYN | TCP_ACK | TCP_RST)) === TCP_SYN && seqGt(seq, this.rcvNxt)) {
+    if (this.state === 'TIME-WAIT' && (f & (TCP_SYN | TCP_ACK | TCP_RST)) === TCP_SYN && seqGt(this.segSeq, this.rcvNxt)) {
       this.close('normal');
       return 'reopen';
     }
     // SYN-RECEIVED and the peer retransmits its SYN: our SYN-ACK was lost.
-    if (this.state === 'SYN-RECEIVED' && (f & (TCP_SYN | TCP_ACK | TCP_RST)) === TCP_SYN && seq === this.irs) {
+    if (this.state === 'SYN-RECEIVED' && (f & (TCP_SYN | TCP_ACK | TCP_RST)) === TCP_SYN && this.segSeq === this.irs) {
       this.counters.retransmits++;
       this.sendSyn(now, true, true);
       return null;
@@ -680,9 +699,9 @@ export class TcpConnection {
     // acceptable, and so is a segment exactly at RCV.NXT when the window is
     // zero: its ACK, window and RST are valid even though its data is not.
     let acceptable: boolean;
-    if (segLen === 0) acceptable = wnd === 0 ? seq === this.rcvNxt : this.inWindow(seq, wnd);
-    else if (wnd === 0) acceptable = seq === this.rcvNxt;
-    else acceptable = this.inWindow(seq, wnd) || this.inWindow(seqAdd(seq, segLen - 1), wnd);
+    if (segLen === 0) acceptable = wnd === 0 ? this.segSeq === this.rcvNxt : this.inWindow(this.segSeq, wnd);
+    else if (wnd === 0) acceptable = this.segSeq === this.rcvNxt;
+    else acceptable = this.inWindow(this.segSeq, wnd) || this.inWindow(seqAdd(this.segSeq, segLen - 1), wnd);
     if (!acceptable) {
       if ((f & TCP_RST) !== 0) {
         drop('rst-out-of-window');
@@ -699,7 +718,7 @@ export class TcpConnection {
     // Second: RST. Only an exact match resets (RFC 5961 §3.2); an in-window
     // one gets a challenge ACK so a blind attacker must guess RCV.NXT.
     if ((f & TCP_RST) !== 0) {
-      if (seq !== this.rcvNxt) {
+      if (this.segSeq !== this.rcvNxt) {
         this.counters.challengeAcks++;
         drop('rst-challenged');
         this.ackNow = true;
@@ -726,25 +745,25 @@ export class TcpConnection {
     this.updateTsRecent(seg);
     if (this.state === 'SYN-RECEIVED') {
       // The ACK of our SYN-ACK completes the passive open.
-      if (seqLe(seg.ack, this.sndUna) || seqGt(seg.ack, this.sndNxt)) {
-        this.emitRst(seg.ack, 0, false);
+      if (seqLe(this.segAck, this.sndUna) || seqGt(this.segAck, this.sndNxt)) {
+        this.emitRst(this.segAck, 0, false);
         drop('bad-ack');
         return null;
       }
-      if (this.tsOk && seg.options.tsPresent && seg.options.tsEcr !== 0) this.rttFromTs(seg.options.tsEcr, now);
+      if (this.tsOk && seg.options.tsPresent && seg.options.tsEcr !== 0) this.rttFromTs(seg.options, now);
       else if (this.retries === 0) this.rto.sample(now - this.synSentAt);
       this.sndUna = seqAdd(this.iss, 1);
       this.retries = 0;
       this.rtoAt = INF;
       this.sndWnd = seg.window << this.sndShift;
       this.maxSndWnd = Math.max(this.maxSndWnd, this.sndWnd);
-      this.sndWl1 = seq;
-      this.sndWl2 = seg.ack;
+      this.sndWl1 = this.segSeq;
+      this.sndWl2 = this.segAck;
       this.state = this.finQueued ? 'FIN-WAIT-1' : 'ESTABLISHED';
       this.events |= EV_ESTABLISHED;
       this.outputPending = true;
     }
-    if (seqGt(seg.ack, this.sndMax)) {
+    if (seqGt(this.segAck, this.sndMax)) {
       // Acknowledges something never sent: ACK back and drop.
       drop('bad-ack');
       this.ackNow = true;
@@ -755,10 +774,10 @@ export class TcpConnection {
       for (let i = 0; i < o.sackCount; i++) this.sacked.add(o.sack[2 * i], o.sack[2 * i + 1], this.sndUna, this.sndMax);
     }
     const wndField = seg.window << this.sndShift;
-    if (seqGt(seg.ack, this.sndUna)) {
+    if (seqGt(this.segAck, this.sndUna)) {
       this.onNewAck(seg, now);
     } else if (
-      seg.ack === this.sndUna &&
+      this.segAck === this.sndUna &&
       dataLen === 0 &&
       (f & TCP_FIN) === 0 &&
       this.sndMax !== this.sndUna &&
@@ -768,16 +787,16 @@ export class TcpConnection {
     }
     // Window update, guarded by SND.WL1/WL2 so an old segment cannot shrink it.
     if (
-      seqGe(seg.ack, this.sndUna) &&
-      (seqLt(this.sndWl1, seq) || (this.sndWl1 === seq && seqLe(this.sndWl2, seg.ack)))
+      seqGe(this.segAck, this.sndUna) &&
+      (seqLt(this.sndWl1, this.segSeq) || (this.sndWl1 === this.segSeq && seqLe(this.sndWl2, this.segAck)))
     ) {
       if (wndField !== this.sndWnd) {
         if (wndField > this.sndWnd) this.outputPending = true;
         this.sndWnd = wndField;
         if (wndField > this.maxSndWnd) this.maxSndWnd = wndField;
       }
-      this.sndWl1 = seq;
-      this.sndWl2 = seg.ack;
+      this.sndWl1 = this.segSeq;
+      this.sndWl2 = this.segAck;
       if (this.sndWnd > 0 && this.persistAt !== INF) {
         this.persistAt = INF;
         this.persistBackoff = 0;
@@ -809,7 +828,7 @@ export class TcpConnection {
     const finFlag = (f & TCP_FIN) !== 0;
     let finOk = finFlag;
     if (!this.peerFinished && (this.state === 'ESTABLISHED' || this.state === 'FIN-WAIT-1' || this.state === 'FIN-WAIT-2')) {
-      let start = seq;
+      let start = this.segSeq;
       if (seqLt(start, this.rcvNxt)) {
         const cut = Math.min(seqDiff(this.rcvNxt, start), dataLen);
         dataOff += cut;
@@ -841,17 +860,17 @@ export class TcpConnection {
         // A zero-window probe or trimmed retransmission: the ACK tells the window.
         this.ackNow = true;
       }
-      if (finOk && offset > 0 && !seqLe(seqAdd(seq, seg.payloadLength), this.rcvNxt)) {
+      if (finOk && offset > 0 && !seqLe(seqAdd(this.segSeq, seg.payloadLength), this.rcvNxt)) {
         // A FIN beyond a hole: remember it until the hole fills.
         this.oooFin = true;
-        this.oooFinSeq = seqAdd(seq, seg.payloadLength);
+        this.oooFinSeq = seqAdd(this.segSeq, seg.payloadLength);
         finOk = false;
       }
     }
 
     // Eighth: FIN, once everything before it has arrived.
-    if (finOk && seqAdd(seq, seg.payloadLength) === this.rcvNxt) this.receiveFin(now);
-    else if (finOk && this.peerFinished && seqAdd(seq, seg.payloadLength + 1) === this.rcvNxt) {
+    if (finOk && seqAdd(this.segSeq, seg.payloadLength) === this.rcvNxt) this.receiveFin(now);
+    else if (finOk && this.peerFinished && seqAdd(this.segSeq, seg.payloadLength + 1) === this.rcvNxt) {
       // A retransmitted FIN we already have: re-ACK it.
       this.ackNow = true;
       if (this.state === 'TIME-WAIT') this.timeWaitAt = now + this.config.timeWaitMs;
@@ -912,29 +931,29 @@ export class TcpConnection {
 
   /** SEG.ACK advanced SND.UNA. */
   private onNewAck(seg: TcpSegmentIn, now: number): void {
-    const ack = seg.ack >>> 0;
-    const acked = seqDiff(ack, this.sndUna);
-    const dataAcked = Math.max(0, Math.min(seqDiff(ack, this.sndBufSeq), this.sendBuf.length));
+    // SEG.ACK from its field at each use, not a local (see inputSynchronized).
+    const acked = seqDiff(this.segAck, this.sndUna);
+    const dataAcked = Math.max(0, Math.min(seqDiff(this.segAck, this.sndBufSeq), this.sendBuf.length));
     if (dataAcked > 0) {
       this.sendBuf.ack(dataAcked);
       this.sndBufSeq = seqAdd(this.sndBufSeq, dataAcked);
       this.events |= EV_SEND_SPACE;
     }
     const flightBefore = seqDiff(this.sndMax, this.sndUna);
-    this.sndUna = ack;
-    if (seqLt(this.sndNxt, ack)) this.sndNxt = ack;
-    this.sacked.advance(ack);
+    this.sndUna = this.segAck;
+    if (seqLt(this.sndNxt, this.segAck)) this.sndNxt = this.segAck;
+    if (this.sacked.count > 0) this.sacked.advance(this.segAck);
     // RTT: timestamps echo the transmission that is acknowledged; otherwise
     // only the one timed, never-retransmitted segment counts (Karn).
-    if (this.tsOk && seg.options.tsPresent && seg.options.tsEcr !== 0) this.rttFromTs(seg.options.tsEcr, now);
-    else if (this.rttTime >= 0 && seqGe(ack, this.rttSeq)) {
+    if (this.tsOk && seg.options.tsPresent && seg.options.tsEcr !== 0) this.rttFromTs(seg.options, now);
+    else if (this.rttTime >= 0 && seqGe(this.segAck, this.rttSeq)) {
       this.rto.sample(now - this.rttTime);
       this.rttTime = -1;
     }
     this.retries = 0;
     this.dupAcks = 0;
     if (this.cc.inRecovery) {
-      if (this.cc.onAckInRecovery(ack, acked, seqDiff(this.sndMax, ack))) {
+      if (this.cc.onAckInRecovery(this.segAck, acked, seqDiff(this.sndMax, this.segAck))) {
         // Partial ACK: the next hole is lost too; resend it now (RFC 6582 §3.2 step 5).
         this.retransmitFirst(now);
       }
@@ -942,7 +961,7 @@ export class TcpConnection {
       this.cc.onAck(Math.min(acked, flightBefore));
     }
     // RFC 6298 §5.2/5.3: stop the timer when all is acknowledged, else restart it.
-    this.rtoAt = this.sndUna === this.sndMax ? INF : now + this.rto.current();
+    this.rtoAt = this.sndUna === this.sndMax ? INF : now + this.rto.timeout;
     this.outputPending = true;
   }
 
@@ -960,8 +979,9 @@ export class TcpConnection {
     }
   }
 
-  private rttFromTs(ecr: number, now: number): void {
-    const rtt = ((this.tsClock(now) - ecr) | 0);
+  /** Takes the options, not TSecr itself: a uint32 argument would be boxed. */
+  private rttFromTs(o: TcpOptions, now: number): void {
+    const rtt = ((this.tsClock(now) - o.tsEcr) | 0);
     if (rtt >= 0 && rtt < this.config.rtoMaxMs * 4) this.rto.sample(rtt);
   }
 
@@ -969,7 +989,7 @@ export class TcpConnection {
   private updateTsRecent(seg: TcpSegmentIn): void {
     const o = seg.options;
     if (!this.tsOk || !o.tsPresent) return;
-    if (seqLe(seg.seq, this.lastAckSent) && seqGe(o.tsVal, this.tsRecent)) this.tsRecent = o.tsVal;
+    if (seqLe(this.segSeq, this.lastAckSent) && seqGe(o.tsVal, this.tsRecent)) this.tsRecent = o.tsVal;
   }
 
   private tsClock(now: number): number {
@@ -1019,7 +1039,7 @@ export class TcpConnection {
     if (this.retries > 1) this.sacked.clear();
     // Go back to SND.UNA; output() resends as the (now one-segment) cwnd allows.
     this.sndNxt = this.sndUna;
-    this.rtoAt = now + this.rto.current();
+    this.rtoAt = now + this.rto.timeout;
     this.outputPending = true;
   }
 
@@ -1031,13 +1051,14 @@ export class TcpConnection {
     this.persistUnanswered++;
     this.counters.windowProbes++;
     // An already acknowledged sequence number: the peer must answer with an ACK carrying its window.
-    this.emitSegment(TCP_ACK, seqAdd(this.sndUna, -1), null, 0, now);
+    this.out.seq = seqAdd(this.sndUna, -1);
+    this.emitSegment(TCP_ACK, null, 0, now);
     this.persistBackoff++;
     this.persistAt = now + this.persistInterval();
   }
 
   private persistInterval(): number {
-    return Math.min(this.config.rtoMaxMs, this.rto.current() * 2 ** this.persistBackoff);
+    return Math.min(this.config.rtoMaxMs, this.rto.timeout * 2 ** this.persistBackoff);
   }
 
   private giveUp(): void {
@@ -1085,7 +1106,10 @@ export class TcpConnection {
       this.ackAt = INF;
       return;
     }
-    if (!sent && (this.ackNow || this.ackAt !== INF)) this.emitSegment(TCP_ACK, this.sndNxt, null, 0, now);
+    if (!sent && (this.ackNow || this.ackAt !== INF)) {
+      this.out.seq = this.sndNxt;
+      this.emitSegment(TCP_ACK, null, 0, now);
+    }
   }
 
   private sendData(now: number): boolean {
@@ -1130,10 +1154,11 @@ export class TcpConnection {
           this.rttTime = now;
         }
       }
-      this.emitSegment(flags, this.sndNxt, chunk, len, now);
+      this.out.seq = this.sndNxt;
+      this.emitSegment(flags, chunk, len, now);
       this.sndNxt = seqAdd(this.sndNxt, len + (fin ? 1 : 0));
-      this.sndMax = seqMax(this.sndMax, this.sndNxt);
-      if (this.rtoAt === INF) this.rtoAt = now + this.rto.current();
+      if (seqGt(this.sndNxt, this.sndMax)) this.sndMax = this.sndNxt;
+      if (this.rtoAt === INF) this.rtoAt = now + this.rto.timeout;
       sent = true;
       if (fin) break;
     }
@@ -1160,8 +1185,9 @@ export class TcpConnection {
     const fin = this.finQueued && seqAdd(this.sndUna, len) === dataEnd && seqGt(this.sndMax, dataEnd);
     if (len === 0 && !fin) return;
     this.counters.retransmits++;
-    this.emitSegment(TCP_ACK | (fin ? TCP_FIN : 0), this.sndUna, chunk, len, now);
-    this.rtoAt = now + this.rto.current();
+    this.out.seq = this.sndUna;
+    this.emitSegment(TCP_ACK | (fin ? TCP_FIN : 0), chunk, len, now);
+    this.rtoAt = now + this.rto.timeout;
   }
 
   /** SYN (active) or SYN-ACK (passive); retransmit marks a resend. */
@@ -1189,7 +1215,7 @@ export class TcpConnection {
     out.len = 0;
     this.sndNxt = seqAdd(this.iss, 1);
     this.sndMax = this.sndNxt;
-    this.rtoAt = now + this.rto.current();
+    this.rtoAt = now + this.rto.timeout;
     if (withAck) {
       this.lastAckSent = this.rcvNxt;
       this.lastAdvEdge = seqAdd(this.rcvNxt, out.window);
@@ -1198,7 +1224,8 @@ export class TcpConnection {
     this.env.emit(out);
   }
 
-  private emitSegment(flags: number, seq: number, chunk: ByteRegion | null, len: number, now: number): void {
+  /** The caller sets out.seq first: as an argument the uint32 would be boxed per segment. */
+  private emitSegment(flags: number, chunk: ByteRegion | null, len: number, now: number): void {
     const out = this.out;
     const o = out.options;
     o.clear();
@@ -1211,7 +1238,6 @@ export class TcpConnection {
     const free = this.recvBuf.free();
     const field = Math.min(free >>> this.rcvShift, 0xffff);
     out.flags = flags;
-    out.seq = seq;
     out.ack = this.rcvNxt;
     out.window = field;
     if (chunk !== null && len > 0) {

@@ -10,6 +10,7 @@
  * `release()` returns it when nothing is stored.
  */
 import { Assembler } from './assembler.js';
+import { copyBytes } from './byte-copy.js';
 import type { ByteRegion } from './send-buffer.js';
 
 const EMPTY = Buffer.alloc(0);
@@ -54,8 +55,8 @@ export class ReceiveBuffer {
     let pos = this.head + this.readable + offset;
     if (pos >= cap) pos -= cap;
     const first = Math.min(len, cap - pos);
-    this.buf.set(src.subarray(srcOff, srcOff + first), pos);
-    if (first < len) this.buf.set(src.subarray(srcOff + first, srcOff + len), 0);
+    copyBytes(this.buf, pos, src, srcOff, first);
+    if (first < len) copyBytes(this.buf, 0, src, srcOff + first, len - first);
     const n = this.ooo.takeFront();
     this.readable += n;
     return n;
@@ -76,6 +77,7 @@ export class ReceiveBuffer {
     while (done < len && this.readable > 0) {
       const r = this.peek();
       const n = Math.min(r.len, len - done);
+      // Not copyBytes: read() starts anywhere in the ring, so views would not repeat.
       dst.set(r.buf.subarray(r.off, r.off + n), off + done);
       this.consume(n);
       done += n;

@@ -15,9 +15,15 @@ export class RtoEstimator {
   srtt = -1;
   rttvar = 0;
   /** Timeout before backoff. */
-  base: number;
+  base = 0;
   /** Expiries since the last sample (exponent of the backoff). */
   backoff = 0;
+  /**
+   * The timeout to arm now (what current() returns), kept up to date so the
+   * connection reads a field per segment instead of calling for a fractional
+   * number, which V8 would box.
+   */
+  timeout = 0;
 
   constructor(
     private readonly initialMs: number,
@@ -25,6 +31,7 @@ export class RtoEstimator {
     private readonly maxMs: number,
   ) {
     this.base = initialMs;
+    this.timeout = this.compute();
   }
 
   /** Feeds one RTT measurement (ms). */
@@ -40,16 +47,18 @@ export class RtoEstimator {
     }
     this.base = Math.min(this.maxMs, Math.max(this.minMs, this.srtt + Math.max(GRANULARITY_MS, 4 * this.rttvar)));
     this.backoff = 0;
+    this.timeout = this.compute();
   }
 
   /** The timeout to arm now, backoff included. */
   current(): number {
-    return Math.min(this.maxMs, this.base * 2 ** this.backoff);
+    return this.timeout;
   }
 
   /** An expiry: the next timeout doubles (capped at max). */
   expired(): void {
     if (this.base * 2 ** this.backoff < this.maxMs) this.backoff++;
+    this.timeout = this.compute();
   }
 
   reset(): void {
@@ -57,5 +66,10 @@ export class RtoEstimator {
     this.rttvar = 0;
     this.base = this.initialMs;
     this.backoff = 0;
+    this.timeout = this.compute();
+  }
+
+  private compute(): number {
+    return Math.min(this.maxMs, this.base * 2 ** this.backoff);
   }
 }

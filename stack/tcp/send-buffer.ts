@@ -16,6 +16,8 @@
  * spans the wrap point.
  */
 
+import { copyBytes } from './byte-copy.js';
+
 const EMPTY = Buffer.alloc(0);
 
 /** A contiguous region of a buffer; reused, valid until the next call. */
@@ -81,7 +83,7 @@ export class SendBuffer {
       const r = this.writable();
       if (r.len === 0) break;
       const n = Math.min(r.len, len - done);
-      r.buf.set(src.subarray(off + done, off + done + n), r.off);
+      copyBytes(r.buf, r.off, src, off + done, n);
       this.commit(n);
       done += n;
     }
