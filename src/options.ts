@@ -111,7 +111,13 @@ export function parseCommandLine(argv: string[]): Command {
   }
   for (const t of taps) checkIfName(t, '--tap');
   if (new Set(taps).size !== taps.length) throw new ConfigError('the same tap is given twice');
-  return { kind: 'main', taps, options: runtimeOptions(values, 'info') };
+  const options = runtimeOptions(values, 'info');
+  for (const f of options.forwards ?? []) {
+    if (f.guestAddr === GUEST_IPV6_AUTO) {
+      throw new ConfigError(`-p ${f.hostAddr}:${f.hostPort}: give the guest's IPv6 address with --tap, e.g. -p [::1]:8080:[fd00::5054:ff:fe12:3456]:80`);
+    }
+  }
+  return { kind: 'main', taps, options };
 }
 
 function parseRun(argv: string[]): Command {
@@ -187,6 +193,9 @@ function runtimeOptions(v: CommonValues, defaultLogLevel: LogLevel): RuntimeOpti
   const statsS = intOption('--stats-interval', v['stats-interval'], 0, 0, 86_400);
   const logLevel = v['log-level'] ?? defaultLogLevel;
   if (!isLogLevel(logLevel)) throw new ConfigError(`--log-level ${logLevel}: use one of error, warn, info, debug`);
+  const ipv6Prefix = ipv6PrefixOption(v, mtu);
+  const forwards = (v.publish ?? []).map((p) => parsePublish(p, cidr.network, cidr.prefix));
+  checkForwardFamilies(forwards, ipv6Prefix !== null);
   return {
     network: cidr.network,
     prefix: cidr.prefix,
@@ -206,9 +215,18 @@ function runtimeOptions(v: CommonValues, defaultLogLevel: LogLevel): RuntimeOpti
     dns: !v['disable-dns'],
     dhcp: !v['no-dhcp'],
     outboundAddress: null,
-    forwards: (v.publish ?? []).map((p) => parsePublish(p, cidr.network, cidr.prefix)),
-    ipv6Prefix: ipv6PrefixOption(v, mtu),
+    forwards,
+    ipv6Prefix,
   };
+}
+
+function checkForwardFamilies(forwards: ForwardSpec[], ipv6: boolean): void {
+  if (ipv6) return;
+  for (const f of forwards) {
+    if (f.guestAddr === GUEST_IPV6_AUTO || isIP(f.guestAddr) === 6) {
+      throw new ConfigError(`-p to an IPv6 guest address needs IPv6, which is off (--disable-ipv6, or an MTU below 1280)`);
+    }
+  }
 }
 
 /** --ipv6-prefix / --disable-ipv6; IPv6 is on by default (fd00::/64) when the MTU allows it. */
@@ -232,14 +250,20 @@ function ipv6PrefixOption(v: CommonValues, mtu: number): string | null {
   return `${formatIpv6(a)}/64`;
 }
 
+/** The guest address of a -p without one whose host address is IPv6: the namespace's SLAAC address (`usernet run` fills it in). */
+export const GUEST_IPV6_AUTO = 'auto6';
+
 /**
- * -p [HOST_ADDR:]HOST_PORT:[GUEST_ADDR:]GUEST_PORT[/tcp|/udp]. The host
- * address defaults to 0.0.0.0 (as in the slirp4netns API), the guest address
- * to N+100 (the guest of `usernet run`), the protocol to tcp.
+ * -p [HOST_ADDR:]HOST_PORT:[GUEST_ADDR:]GUEST_PORT[/tcp|/udp]. IPv6
+ * addresses go in brackets ([::1]:8080:80). The host address defaults to
+ * 0.0.0.0 (as in the slirp4netns API), the protocol to tcp, and the guest
+ * address to N+100 (the guest of `usernet run`), or, for an IPv6 host
+ * address, to the guest's IPv6 address (GUEST_IPV6_AUTO; `usernet run`
+ * learns it from SLAAC).
  */
 export function parsePublish(text: string, network: number, prefix: number): ForwardSpec {
   const bad = (why: string) =>
-    new ConfigError(`-p ${text}: ${why} (expected [HOST_ADDR:]HOST_PORT:[GUEST_ADDR:]GUEST_PORT[/tcp|udp], e.g. 127.0.0.1:8080:80/tcp)`);
+    new ConfigError(`-p ${text}: ${why} (expected [HOST_ADDR:]HOST_PORT:[GUEST_ADDR:]GUEST_PORT[/tcp|udp], e.g. 127.0.0.1:8080:80/tcp or [::1]:8080:80)`);
   let body = text;
   let proto: 'tcp' | 'udp' = 'tcp';
   const slash = text.lastIndexOf('/');
@@ -249,20 +273,44 @@ export function parsePublish(text: string, network: number, prefix: number): For
     proto = p;
     body = text.slice(0, slash);
   }
-  const parts = body.split(':');
+  // Fields are separated by ':' outside brackets.
+  const parts: string[] = [];
+  let cur = '';
+  let depth = 0;
+  for (const c of body) {
+    if (c === '[') depth++;
+    else if (c === ']') depth--;
+    if (c === ':' && depth === 0) {
+      parts.push(cur);
+      cur = '';
+    } else cur += c;
+  }
+  parts.push(cur);
+  if (depth !== 0) throw bad('unbalanced brackets');
+  const unbracket = (a: string) => (a.startsWith('[') && a.endsWith(']') ? a.slice(1, -1) : a);
   let hostAddr = '0.0.0.0';
-  let guestAddr = formatIpv4((network + GUEST_HOST_NUMBER) >>> 0);
+  let guestAddr: string | null = null;
   let hostPortText: string;
   let guestPortText: string;
   if (parts.length === 2) [hostPortText, guestPortText] = parts;
   else if (parts.length === 3) [hostAddr, hostPortText, guestPortText] = parts;
   else if (parts.length === 4) [hostAddr, hostPortText, guestAddr, guestPortText] = parts;
-  else throw bad('wrong number of fields');
-  if (parseIpv4(hostAddr) < 0) throw bad(`host address "${hostAddr}" is not an IPv4 address`);
-  const guestIp = parseIpv4(guestAddr);
-  if (guestIp < 0) throw bad(`guest address "${guestAddr}" is not an IPv4 address`);
-  const mask = prefix === 0 ? 0 : (0xffff_ffff << (32 - prefix)) >>> 0;
-  if (((guestIp & mask) >>> 0) !== network) throw bad(`guest address ${guestAddr} is outside the network`);
+  else throw bad('wrong number of fields (IPv6 addresses go in brackets)');
+  hostAddr = unbracket(hostAddr);
+  const hostFamily = isIP(hostAddr);
+  if (hostFamily === 0) throw bad(`host address "${hostAddr}" is not an IP address`);
+  if (guestAddr === null) {
+    guestAddr = hostFamily === 6 ? GUEST_IPV6_AUTO : formatIpv4((network + GUEST_HOST_NUMBER) >>> 0);
+  } else {
+    guestAddr = unbracket(guestAddr);
+    const fam = isIP(guestAddr);
+    if (fam === 0) throw bad(`guest address "${guestAddr}" is not an IP address`);
+    if (fam === 4) {
+      const guestIp = parseIpv4(guestAddr);
+      const mask = prefix === 0 ? 0 : (0xffff_ffff << (32 - prefix)) >>> 0;
+      if (((guestIp & mask) >>> 0) !== network) throw bad(`guest address ${guestAddr} is outside the network`);
+    }
+  }
   const port = (t: string, what: string): number => {
     if (!/^\d{1,5}$/.test(t) || Number(t) < 1 || Number(t) > 65535) throw bad(`${what} "${t}" is not a port (1..65535)`);
     return Number(t);
