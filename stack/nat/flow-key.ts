@@ -3,8 +3,8 @@
  * share.
  *
  * How it works
- * - Keys: an IPv4 address and a 16-bit port or echo id make one exact number
- *   below 2^48 (`endpointKey`); a flow's key is a pair of such numbers,
+ * - Keys: an address handle and a 16-bit port or echo id make one exact
+ *   number (`endpointKey`); a flow's key is a pair of such numbers,
  *   found through a hash Map with chaining through the flows themselves
  *   (`FlowIndex`). No string keys, nothing allocated per lookup or insert.
  * - Ids: flows get small integer ids 1..maxFlows. Never-used ids go first,
@@ -31,9 +31,13 @@
 
 const TWO_16 = 0x10000;
 
-/** ip (u32) and a 16-bit port or id as one exact number below 2^48. */
+/**
+ * An address handle (an IPv4 u32, or an IPv6 handle below 2^37, see
+ * ip-addresses.ts) and a 16-bit port or id as one exact number below 2^53.
+ * A negative int32 (an IPv4 address out of bit operations) counts as its u32.
+ */
 export function endpointKey(ip: number, port: number): number {
-  return (ip >>> 0) * TWO_16 + (port & 0xffff);
+  return (ip < 0 ? ip >>> 0 : ip) * TWO_16 + (port & 0xffff);
 }
 
 function fmix32(h: number): number {
@@ -45,7 +49,7 @@ function fmix32(h: number): number {
   return h >>> 0;
 }
 
-/** Mixes two keys below 2^48 into one number below 2^53: a Map key, not an identity. */
+/** Mixes two endpoint keys into one number below 2^53: a Map key, not an identity. */
 export function pairHash(a: number, b: number): number {
   const aHi = Math.floor(a / 0x1_0000_0000);
   const bHi = Math.floor(b / 0x1_0000_0000);
