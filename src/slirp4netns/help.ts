@@ -1,8 +1,7 @@
 /**
  * `usernet slirp4netns --help`. Clients (rootlesskit, podman) search this
  * text for option names to decide what they may pass, so an option is
- * spelled with its leading dashes only when it really works. Options that
- * usernet refuses are listed without dashes, with the reason.
+ * spelled with its leading dashes only when it really works.
  */
 export function slirpUsage(prog: string): string {
   return `Usage: ${prog} [OPTION]... PID|PATH TAPNAME
@@ -20,6 +19,10 @@ User-mode networking for unprivileged network namespaces (usernet's slirp4netns-
 --userns-path=PATH       join this user namespace before the network namespace
 --outbound-addr=IPv4|IFNAME
                          bind outbound sockets to this address (or the interface's)
+--outbound-addr6=IPv6|IFNAME
+                         the same for IPv6 destinations
+-6, --enable-ipv6        IPv6: router advertisements for fd00::/64 (the guest takes
+                         an address by SLAAC), host ::1 at fd00::2, DNS at fd00::3
 --disable-dns            no DNS at N+3
 --enable-sandbox         after start-up: a new mount namespace whose root holds only
                          /etc and /run (read-only), all capabilities dropped
@@ -31,8 +34,5 @@ User-mode networking for unprivileged network namespaces (usernet's slirp4netns-
 -v, --version            show the version and exit
 
 Addresses: gateway and host N+2 (10.0.2.2), DNS N+3, DHCP N+15..N+30, guest N+100.
-
-Not supported by usernet (refused with exit status 1 when given):
-  -6 / enable-ipv6, outbound-addr6   IPv6 is not implemented yet
 `;
 }

@@ -31,7 +31,7 @@
 import { closeSync, writeSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { networkInterfaces } from 'node:os';
-import { isIPv4 } from 'node:net';
+import { isIPv4, isIPv6 } from 'node:net';
 import { defaults } from '../../stack/config.js';
 import { formatIpv4 } from '../../stack/wire/ipv4-address.js';
 import { macToBytes, parseMac } from '../../stack/wire/mac.js';
@@ -92,17 +92,23 @@ export async function runSlirp4netns(argv: string[], prog: string, usernetVersio
   }
 }
 
-/** --outbound-addr: an IPv4 address as it is, or the first IPv4 address of the named interface. */
-export function resolveOutboundAddress(value: string): string {
-  if (isIPv4(value)) return value;
+/**
+ * --outbound-addr (family 4) / --outbound-addr6 (family 6): an address of
+ * that family as it is, or the first such address of the named interface
+ * (for IPv6 a global one before a link-local one, which would need a scope).
+ */
+export function resolveOutboundAddress(value: string, family: 4 | 6 = 4): string {
+  const flag = family === 4 ? 'outbound-addr' : 'outbound-addr6';
+  if (family === 4 ? isIPv4(value) : isIPv6(value)) return value;
   const addrs = networkInterfaces()[value];
-  if (addrs === undefined) throw new Error(`outbound-addr: no interface named "${value}"`);
-  const v4 = addrs.find((a) => a.family === 'IPv4');
-  if (v4 === undefined) throw new Error(`outbound-addr: interface "${value}" has no IPv4 address`);
-  return v4.address;
+  if (addrs === undefined) throw new Error(`${flag}: no interface named "${value}"`);
+  const want = family === 4 ? 'IPv4' : 'IPv6';
+  const found = addrs.filter((a) => a.family === want).sort((a, b) => Number(a.address.startsWith('fe80')) - Number(b.address.startsWith('fe80')))[0];
+  if (found === undefined || found.address.startsWith('fe80')) throw new Error(`${flag}: interface "${value}" has no ${want} address usable for outbound connections`);
+  return found.address;
 }
 
-export function runtimeOptionsFor(o: SlirpOptions, log: Logger, outboundAddress: string | null): RuntimeOptions {
+export function runtimeOptionsFor(o: SlirpOptions, log: Logger, outboundAddress: string | null, outboundAddress6: string | null = null): RuntimeOptions {
   return {
     network: o.network,
     prefix: o.prefix,
@@ -121,7 +127,10 @@ export function runtimeOptionsFor(o: SlirpOptions, log: Logger, outboundAddress:
     dns: !o.disableDns,
     dhcp: true,
     outboundAddress,
+    outboundAddress6,
     forwards: [],
+    // -6: router advertisements with fd00::/64 (the kernel configures itself by SLAAC), IPv6 NAT to the host.
+    ipv6Prefix: o.enableIpv6 ? defaults.ipv6Prefix : null,
   };
 }
 
@@ -152,8 +161,9 @@ export function namespaceRequest(o: SlirpOptions): NamespaceTapRequest {
 
 async function serve(o: SlirpOptions, log: Logger): Promise<number> {
   const outbound = o.outboundAddr === null ? null : resolveOutboundAddress(o.outboundAddr);
+  const outbound6 = o.outboundAddr6 === null ? null : resolveOutboundAddress(o.outboundAddr6, 6);
   const handle = native.openTapInNamespace(namespaceRequest(o));
-  const runtime = new Runtime(runtimeOptionsFor(o, log, outbound), log);
+  const runtime = new Runtime(runtimeOptionsFor(o, log, outbound, outbound6), log);
   let api: ApiServer | null = null;
   let exitWatch: Socket | null = null;
   let targetWatch: PidWatch | null = null;
@@ -169,6 +179,8 @@ async function serve(o: SlirpOptions, log: Logger): Promise<number> {
       api = await startApiServer(o.apiSocket, runtime.forwards, formatIpv4((o.network + GUEST_HOST) >>> 0), log);
     }
     if (o.netnsType === 'pid') targetWatch = native.watchProcessExit(o.pid, () => end(`target process ${o.pid} exited`, 0));
+    // The sandbox takes /proc away: ping sockets must be allowed before it, not on the first echo.
+    if (o.enableSandbox) runtime.icmpProxy.prepare();
     confine(o, log);
   } catch (err) {
     targetWatch?.close();

@@ -6,6 +6,7 @@
  * throws SlirpUsageError; the front end prints and exits.
  */
 import { isIPv4, isIPv6 } from 'node:net';
+import { IPV6_MIN_MTU } from '../../stack/wire/ipv6.js';
 import { parseCidr } from '../../stack/wire/ipv4-address.js';
 import { isMulticastMac, parseMac } from '../../stack/wire/mac.js';
 import { UsernetError } from '../errors.js';
@@ -263,13 +264,10 @@ function isIfName(s: string): boolean {
 }
 
 /**
- * Options that slirp4netns has and usernet refuses, with the reason printed
- * when they are given; null when everything asked for is supported.
+ * Combinations usernet cannot serve, with the reason printed when they are
+ * given; null when everything asked for is supported.
  */
 export function unsupportedOption(o: SlirpOptions): string | null {
-  if (o.enableIpv6) {
-    return 'enable-ipv6: IPv6 is not supported yet by usernet; run without it (podman: --network slirp4netns:enable_ipv6=false)';
-  }
-  if (o.outboundAddr6 !== null) return 'outbound-addr6: IPv6 is not supported yet by usernet';
+  if (o.enableIpv6 && o.mtu < IPV6_MIN_MTU) return `enable-ipv6: IPv6 needs an MTU of at least ${IPV6_MIN_MTU}, got ${o.mtu}`;
   return null;
 }

@@ -32,12 +32,12 @@ export function runAsync(cmd: string, args: string[], timeoutMs = 30_000): Promi
 }
 
 /** A TCP server on 127.0.0.1 that answers every connection with `body` (HTTP/1.0 style) and closes. */
-export async function httpServer(body: string): Promise<{ server: Server; port: number }> {
+export async function httpServer(body: string, host = '127.0.0.1'): Promise<{ server: Server; port: number }> {
   const server = createServer((s) => {
     s.once('data', () => s.end(`HTTP/1.0 200 OK\r\nContent-Length: ${body.length}\r\n\r\n${body}`));
     s.on('error', () => undefined);
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  await new Promise<void>((r) => server.listen(0, host, r));
   const addr = server.address();
   if (addr === null || typeof addr === 'string') throw new Error('no port');
   return { server, port: addr.port };

@@ -19,8 +19,8 @@ afterEach(async () => {
   await sandbox.cleanup();
 });
 
-async function serve(body: string): Promise<number> {
-  const { server, port } = await httpServer(body);
+async function serve(body: string, host = '127.0.0.1'): Promise<number> {
+  const { server, port } = await httpServer(body, host);
   servers.push(server);
   return port;
 }
@@ -45,9 +45,11 @@ describe('usernet slirp4netns', () => {
     expect(bad.status).toBe(1);
     expect(bad.stderr).toMatch(/unrecognized option '--frobnicate'/);
     expect(bad.stdout).toMatch(/^Usage: /);
-    const six = run(SLIRP_BIN, ['--enable-ipv6', '1', 'tap0']);
+    expect(h.stdout).toContain('--enable-ipv6');
+    expect(h.stdout).toContain('--outbound-addr6');
+    const six = run(SLIRP_BIN, ['--enable-ipv6', '--mtu=1000', '1', 'tap0']);
     expect(six.status).toBe(1);
-    expect(six.stderr).toMatch(/IPv6 is not supported yet/);
+    expect(six.stderr).toMatch(/IPv6 needs an MTU of at least 1280/);
   });
 
   it('PID mode with --configure --mtu=65520: curl inside reaches a host-loopback server via 10.0.2.2', async () => {
@@ -82,6 +84,27 @@ describe('usernet slirp4netns', () => {
     const r = await runAsync('ip', ['netns', 'exec', ns, 'curl', '-s', '-m', '5', `http://10.7.0.2:${port}/`]);
     expect(r.status).not.toBe(0);
     expect(r.stdout).toBe('');
+  });
+
+  it('-6 (--enable-ipv6): the namespace takes a SLAAC address and reaches host ::1 via [fd00::2]', async () => {
+    const port = await serve('hello-v6', '::1');
+    const ns = sandbox.netns('s46');
+    const s = spawnSlirp(['-c', '-6', '-r', '4', '--netns-type=path', `/run/netns/${ns}`, 'tap0'], tracker.track);
+    expect(await s.ready).toBe('1');
+    let addr = '';
+    for (let i = 0; i < 100 && !/inet6 fd00:.*scope global(?!.*tentative)/.test(addr); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      addr = must('ip', ['-n', ns, '-o', '-6', 'addr', 'show', 'dev', 'tap0', 'scope', 'global']);
+    }
+    expect(addr).toMatch(/inet6 fd00::[0-9a-f:]+\/64 scope global/);
+    const r = await runAsync('ip', ['netns', 'exec', ns, 'curl', '-s', '-m', '10', `http://[fd00::2]:${port}/`]);
+    expect(r.stdout).toBe('hello-v6');
+    // Without -6 there is no IPv6 router on the link.
+    const ns2 = sandbox.netns('s4n');
+    const s2 = spawnSlirp(['-c', '-r', '4', '--netns-type=path', `/run/netns/${ns2}`, 'tap0'], tracker.track);
+    expect(await s2.ready).toBe('1');
+    await new Promise((r) => setTimeout(r, 3000));
+    expect(must('ip', ['-n', ns2, '-o', '-6', 'addr', 'show', 'dev', 'tap0', 'scope', 'global'])).toBe('');
   });
 
   it('attaches to an existing tap (as rootlesskit creates it) without --configure', async () => {
