@@ -3,12 +3,26 @@ import { defaults } from '../../stack/config.js';
 const commonOptions = `
 Network:
   --cidr CIDR            network the gateway serves (default ${defaults.cidr});
-                         gateway N+2 (maps to host loopback later), DNS N+3, guest N+100
+                         gateway N+2 (host 127.0.0.1), DNS N+3, guest N+100
+  --disable-host-loopback
+                         N+2 (and P::2) no longer reach the host's loopback
+  --dns HOST[:PORT]      upstream resolver for N+3 (repeatable, tried in order;
+                         [::1]:53 for IPv6); default: /etc/resolv.conf
+  --disable-dns          no DNS forwarder
+  --no-dhcp              no DHCP server
   --mtu N                interface MTU, 68..65521 (default ${defaults.mtu})
   --no-offload           open taps without a virtio-net header (no TSO/checksum offload)
   -p, --publish [HOST_ADDR:]HOST_PORT:[GUEST_ADDR:]GUEST_PORT[/tcp|udp]
                          forward a host port to the guest (repeatable); host address
-                         default 0.0.0.0, guest default N+100; the guest sees N+2
+                         default 0.0.0.0, guest default N+100; the guest sees N+2.
+                         IPv6 in brackets: -p [::1]:8080:80 (run: to the guest's SLAAC
+                         address; --tap: give it, -p [::1]:8080:[fd00::5054:ff:fe12:3456]:80)
+
+IPv6 (on by default when the MTU is at least 1280):
+  --ipv6-prefix P        the /64 on the link (default ${defaults.ipv6Prefix}); router
+                         advertisements (SLAAC, MTU, RDNSS), gateway P::2 (host ::1),
+                         DNS P::3; usernet run waits for the guest's SLAAC address
+  --disable-ipv6         no IPv6: no router advertisements, no IPv6 NAT
 
 Bridge:
   --mac-table-size N     MAC addresses remembered; the least recently seen is evicted
