@@ -6,11 +6,16 @@
  * checksum for the tap (or the bridge) to complete. A larger IPv4 one is
  * built once in a scratch buffer and cut into fragments (IPv4 lets routers
  * fragment UDP and ICMP; a 60 KB UDP answer at MTU 1500 needs it). IPv6
- * routers never fragment: a larger IPv6 datagram is dropped and counted
- * (the host's sender learns nothing of it, as behind any IPv6 router that
- * cannot send packet-too-big back to an off-link host).
+ * routers never fragment, but the gateway is the source of what it sends
+ * the guest (the host's datagram arrived on a socket), and sources may: a
+ * larger IPv6 datagram leaves as fragments with a Fragment header (RFC 8200
+ * 4.5), each but the last carrying a multiple of 8 bytes.
  */
 import { IP_PROTO_UDP } from '../wire/ipv4.js';
+import { IPV6_HEADER_LEN, IPV6_NH_FRAGMENT } from '../wire/ipv6.js';
+
+/** RFC 8200 4.5: next header, reserved, offset and M flag, identification. */
+const IPV6_FRAG_HEADER_LEN = 8;
 import { ETH_HEADER_LEN, ETHERTYPE_IPV4, ETHERTYPE_IPV6 } from '../wire/ethernet.js';
 import { fold, sumBytes } from '../wire/checksum.js';
 import { VIRTIO_NET_HDR_F_NEEDS_CSUM } from '../wire/vnet.js';
@@ -34,7 +39,9 @@ export class IpOutput {
     buf.copy(this.out.arena, ipOff, off, off + len);
     this.out.send(len, this.now);
   };
+  /** Datagrams sent as fragments (either version). */
   fragmentsOut = 0;
+  private fragId6 = 0;
 
   constructor(
     readonly out: GuestOutput,
@@ -88,7 +95,6 @@ export class IpOutput {
       this.out.send(ipLen, now);
       return null;
     }
-    if (v6) return 'udp6-too-big';
     // Fragments cannot carry a partial checksum: compute it in full.
     const s = this.scratch;
     writeUdpHeader(s, 0, srcPort, dstPort, len);
@@ -96,7 +102,38 @@ export class IpOutput {
     const c = ~fold(sumBytes(s, 0, udpLen, a.pseudoSum(src, dst, IP_PROTO_UDP, udpLen))) & 0xffff;
     s[6] = c === 0 ? 0xff : c >>> 8;
     s[7] = c === 0 ? 0xff : c & 0xff;
+    if (v6) return this.sendFragmented6(mac, src, dst, IP_PROTO_UDP, s, 0, udpLen, now);
     return this.sendFragmented(mac, src, dst, IP_PROTO_UDP, s, 0, udpLen, now);
+  }
+
+  /** IPv6 source fragmentation of payload[off, off+len) (an upper-layer packet with its checksum). */
+  private sendFragmented6(mac: number, src: number, dst: number, protocol: number, payload: Uint8Array, off: number, len: number, now: number): string | null {
+    const chunk = (this.mtu - IPV6_HEADER_LEN - IPV6_FRAG_HEADER_LEN) & ~7;
+    if (chunk < 8) return 'ip6-mtu-too-small';
+    this.fragId6 = (this.fragId6 + 1) >>> 0;
+    const id = this.fragId6;
+    for (let at = 0; at < len; at += chunk) {
+      const n = Math.min(chunk, len - at);
+      const more = at + n < len;
+      const ipLen = IPV6_HEADER_LEN + IPV6_FRAG_HEADER_LEN + n;
+      const ipOff = this.out.begin(mac, ipLen, now, ETHERTYPE_IPV6);
+      const buf = this.out.arena;
+      this.addrs.emitHeader(buf, ipOff, src, dst, IPV6_NH_FRAGMENT, IPV6_FRAG_HEADER_LEN + n, 0, false);
+      const f = ipOff + IPV6_HEADER_LEN;
+      buf[f] = protocol;
+      buf[f + 1] = 0;
+      const w = at | (more ? 1 : 0);
+      buf[f + 2] = w >>> 8;
+      buf[f + 3] = w & 0xff;
+      buf[f + 4] = id >>> 24;
+      buf[f + 5] = (id >>> 16) & 0xff;
+      buf[f + 6] = (id >>> 8) & 0xff;
+      buf[f + 7] = id & 0xff;
+      buf.set(payload.subarray(off + at, off + at + n), f + IPV6_FRAG_HEADER_LEN);
+      this.out.send(ipLen, now);
+    }
+    this.fragmentsOut++;
+    return null;
   }
 
   /** Sends a complete IP payload (already with its L4 checksum) to a guest, fragmenting IPv4 when needed. */
@@ -112,7 +149,7 @@ export class IpOutput {
       this.out.send(ipLen, now);
       return null;
     }
-    if (v6) return 'ip6-too-big';
+    if (v6) return this.sendFragmented6(mac, src, dst, protocol, payload, off, len, now);
     return this.sendFragmented(mac, src, dst, protocol, payload, off, len, now);
   }
 

@@ -166,6 +166,24 @@ describe('UDP and DNS over IPv6', () => {
     expect(r.stdout).toBe('8 echo:one fd00::2\n1205 echo:xxx fd00::2\n');
   });
 
+  it('sends a 20,000-byte UDP answer from host ::1 to the guest as IPv6 fragments', async () => {
+    const big = createSocket({ type: 'udp6', ipv6Only: true });
+    big.on('message', (msg, rinfo) => big.send(Buffer.alloc(Number(msg.toString()), 0x61), rinfo.port, rinfo.address));
+    await new Promise<void>((r) => big.bind(0, '::1', r));
+    const port = big.address().port;
+    const py = [
+      'import socket',
+      's = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)',
+      's.settimeout(5)',
+      `s.sendto(b"20000", ("fd00::2", ${port}))`,
+      'd, a = s.recvfrom(70000)',
+      'print(len(d), d == b"a" * 20000)',
+    ].join('\n');
+    const r = await usernetAsync(['run', '--', 'python3', '-c', py]);
+    big.close();
+    expect(r.stdout).toBe('20000 True\n');
+  });
+
   it('answers dig -6 @fd00::3 over UDP and TCP from a resolver on loopback', async () => {
     const port = 20_000 + Math.floor(Math.random() * 20_000);
     const d = sandbox.tmpdir();
