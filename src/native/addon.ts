@@ -14,7 +14,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { ConfigError, UsernetError, toNativeError, translatePingError, translateTapError } from '../errors.js';
-import { PING_ENTRY_WORDS, PING_MAX_BATCH } from './types.js';
+import { PING_ADDR6_STRIDE, PING_ENTRY_WORDS, PING_MAX_BATCH } from './types.js';
 import type {
   FrameIo,
   FrameIoOptions,
@@ -206,6 +206,13 @@ function validatePingSocketOptions(o: PingSocketOptions): void {
     throw new TypeError(`entries must be a Uint32Array with at least slotCount * ${PING_ENTRY_WORDS} words`);
   if (o.ttl !== undefined && !isInt(o.ttl, 1, 255)) throw new RangeError('ttl must be an integer from 1 to 255');
   if (o.tos !== undefined && !isInt(o.tos, 0, 255)) throw new RangeError('tos must be an integer from 0 to 255');
+  if (o.family !== undefined && o.family !== 4 && o.family !== 6) throw new TypeError('family must be 4 or 6');
+  if (o.family === 6) {
+    if (!(o.addrs instanceof Uint8Array) || o.addrs.length < o.slotCount * PING_ADDR6_STRIDE)
+      throw new TypeError(`family 6 needs addrs, a Uint8Array with at least slotCount * ${PING_ADDR6_STRIDE} bytes`);
+  } else if (o.addrs !== undefined) {
+    throw new TypeError('addrs is for family 6 only');
+  }
   if (typeof o.onBatch !== 'function' || typeof o.onError !== 'function')
     throw new TypeError('onBatch and onError must be functions');
 }
@@ -217,11 +224,13 @@ function validatePingSocketOptions(o: PingSocketOptions): void {
  */
 class CheckedPingSocket implements PingSocket {
   readonly localId: number;
+  readonly family: 4 | 6;
   readonly #socket: PingSocket;
 
   constructor(socket: PingSocket) {
     this.#socket = socket;
     this.localId = socket.localId;
+    this.family = socket.family;
   }
 
   send(buf: Uint8Array, off: number, len: number, dst: number, ttl?: number, tos?: number): number {
@@ -231,7 +240,20 @@ class CheckedPingSocket implements PingSocket {
     if (!isInt(dst, 0, 0xffff_ffff)) throw new TypeError('dst must be an IPv4 address as a u32 in host order');
     if (ttl !== undefined && !isInt(ttl, 1, 255)) throw new RangeError('ttl must be an integer from 1 to 255');
     if (tos !== undefined && !isInt(tos, 0, 255)) throw new RangeError('tos must be an integer from 0 to 255');
+    if (this.family !== 4) throw new TypeError('send is for family 4 sockets; use send6');
     return this.#socket.send(buf, off, len, dst, ttl, tos);
+  }
+
+  send6(buf: Uint8Array, off: number, len: number, addr: Uint8Array, addrOff: number, hopLimit?: number, tclass?: number): number {
+    if (this.family !== 6) throw new TypeError('send6 is for family 6 sockets; use send');
+    if (!(buf instanceof Uint8Array)) throw new TypeError('buf must be a Uint8Array');
+    if (!isInt(off, 0, buf.length) || !isInt(len, 0, buf.length - off))
+      throw new RangeError('off and len must describe bytes inside buf');
+    if (!(addr instanceof Uint8Array)) throw new TypeError('addr must be a Uint8Array');
+    if (!isInt(addrOff, 0, addr.length - 16)) throw new RangeError('addrOff + 16 must be inside addr');
+    if (hopLimit !== undefined && !isInt(hopLimit, 1, 255)) throw new RangeError('hopLimit must be an integer from 1 to 255');
+    if (tclass !== undefined && !isInt(tclass, 0, 255)) throw new RangeError('tclass must be an integer from 0 to 255');
+    return this.#socket.send6(buf, off, len, addr, addrOff, hopLimit, tclass);
   }
 
   close(): void {

@@ -162,6 +162,14 @@ export interface FrameIoOptions {
  *   EHOSTUNREACH for TTL exceeded); 0 for replies.
  * Addresses are IPv4 as u32 in host order (10.0.0.1 = 0x0a000001).
  *
+ * IPv6 (`family: 6`; AF_INET6, IPPROTO_ICMPV6): the same, with ICMPv6 types
+ * (echo request 128, reply 129; errors such as 3/0 hop limit exceeded) and
+ * the hop limit in PING_TTL. The addresses live in `addrs`, PING_ADDR6_STRIDE
+ * bytes per entry: entry i's peer at addrs[i*32, +16) (PING_ADDR6_PEER) and
+ * its offender at addrs[i*32+16, +16) (PING_ADDR6_OFFENDER), zero when
+ * unknown; the words PING_ADDR and PING_OFFENDER then hold 1 when that
+ * address is present, else 0.
+ *
  * Send: `send(buf, off, len, dst, ttl?, tos?)` sends buf[off, off+len), an
  * ICMP echo request (type 8, code 0, header + payload; the identifier and
  * checksum are the kernel's to fill) to `dst` (u32 host order) without
@@ -169,11 +177,21 @@ export interface FrameIoOptions {
  * absent, the socket's values are used. Returns the bytes sent or a negative
  * errno (-EAGAIN when the socket buffer is full, -ENETUNREACH when there is no
  * route, -EBADF after close); never throws for a network condition.
+ *
+ * IPv6 send: `send6(buf, off, len, addr, addrOff, hopLimit?, tclass?)` sends
+ * an ICMPv6 echo request (type 128) to the address at addr[addrOff, +16),
+ * read in place. The hop limit and traffic class become socket options
+ * (IPV6_UNICAST_HOPS, IPV6_TCLASS) set only when they differ from the last
+ * send's, so a flow with one hop limit costs one setsockopt. `send` belongs to
+ * family 4 sockets and `send6` to family 6 ones; the wrong one throws.
  */
 export interface PingSocket {
   /** The echo identifier the kernel assigned (the socket's bound port), known from creation. */
   readonly localId: number;
+  /** 4 or 6, as created. */
+  readonly family: 4 | 6;
   send(buf: Uint8Array, off: number, len: number, dst: number, ttl?: number, tos?: number): number;
+  send6(buf: Uint8Array, off: number, len: number, addr: Uint8Array, addrOff: number, hopLimit?: number, tclass?: number): number;
   /** Stops polling and closes the socket; no callback runs afterwards. Idempotent. */
   close(): void;
 }
@@ -190,10 +208,14 @@ export interface PingSocketOptions {
   slotCount: number;
   /** At least slotCount * PING_ENTRY_WORDS words. */
   entries: Uint32Array;
-  /** Socket-wide IP TTL (1..255); the system default when absent. */
+  /** Socket-wide IP TTL or IPv6 hop limit (1..255); the system default when absent. */
   ttl?: number;
-  /** Socket-wide IP TOS byte (0..255); 0 when absent. */
+  /** Socket-wide IP TOS byte or IPv6 traffic class (0..255); 0 when absent. */
   tos?: number;
+  /** 4 (default) or 6. */
+  family?: 4 | 6;
+  /** Family 6 only, then required: at least slotCount * PING_ADDR6_STRIDE bytes, may be shared like `entries`. */
+  addrs?: Uint8Array;
   onBatch: (count: number) => void;
   /** Called once if the socket fails while polling (not for ICMP errors: those are batch entries); polling stops. */
   onError: (err: Error) => void;
@@ -209,6 +231,11 @@ export const PING_TTL = 4;
 export const PING_TYPE_CODE = 5;
 export const PING_INFO = 6;
 export const PING_ERRNO = 7;
+
+/** IPv6 sockets: bytes per entry in `addrs`, and where each address sits in them. */
+export const PING_ADDR6_STRIDE = 32;
+export const PING_ADDR6_PEER = 0;
+export const PING_ADDR6_OFFENDER = 16;
 
 export const PING_KIND_REPLY = 0;
 export const PING_KIND_ICMP_ERROR = 1;

@@ -10,7 +10,9 @@
  *   The host's identifier is kept on the flow (`hostIdent`, -1 until the
  *   runtime knows it) for logs and for matching errors.
  * - Key: guest ip * 2^16 + guest identifier, then destination ip, in a
- *   hashed index (FlowIndex); ids, pooled flow objects and activity order
+ *   hashed index (FlowIndex); addresses are handles of either IP version
+ *   (ip-addresses.ts), and a flow holds a reference on its three addresses
+ *   while it is in the table (given `addrs`); ids, pooled flow objects and activity order
  *   come from flow-key.ts, so steady-state echo traffic allocates nothing.
  * - Idle timeout 30 s (Linux conntrack's ICMP timeout); poll(now) at
  *   pollAt() expires flows and reports each through onClose so the runtime
@@ -20,6 +22,7 @@
  *   already past its timeout, else it is refused ('flow-table-full').
  */
 import { endpointKey, FlowIndex, FlowTableCore, NatFlow, type FlowCloseReason, type FlowTableStats } from './flow-key.js';
+import type { IpAddresses } from './ip-addresses.js';
 
 export const ICMP_MAX_FLOWS = 1024;
 export const ICMP_IDLE_TIMEOUT_MS = 30_000;
@@ -40,13 +43,18 @@ export interface IcmpFlowTableOptions {
   idleTimeoutMs?: number;
   /** A flow left the table by expiry or eviction; close its socket. The flow object is reused later. */
   onClose?: (id: number, flow: IcmpFlow, reason: FlowCloseReason) => void;
+  /** Where IPv6 handles live; without it only IPv4 addresses may be used. */
+  addrs?: IpAddresses;
 }
 
 export class IcmpFlowTable {
   private readonly core: FlowTableCore<IcmpFlow>;
   private readonly index = new FlowIndex<IcmpFlow>();
+  private readonly addrs: IpAddresses | null;
 
   constructor(opts: IcmpFlowTableOptions = {}) {
+    const addrs = opts.addrs ?? null;
+    this.addrs = addrs;
     this.core = new FlowTableCore<IcmpFlow>(
       opts.maxFlows ?? ICMP_MAX_FLOWS,
       [opts.idleTimeoutMs ?? ICMP_IDLE_TIMEOUT_MS],
@@ -54,8 +62,21 @@ export class IcmpFlowTable {
       (f) => {
         this.index.remove(f);
       },
-      opts.onClose ?? null,
+      opts.onClose === undefined && addrs === null
+        ? null
+        : (id, f, reason) => {
+            opts.onClose?.(id, f, reason);
+            this.releaseAddresses(f);
+          },
     );
+  }
+
+  private releaseAddresses(f: IcmpFlow): void {
+    const a = this.addrs;
+    if (a === null) return;
+    a.release(f.guestIp);
+    a.release(f.dstIp);
+    a.release(f.hostIp);
   }
 
   get maxFlows(): number {
@@ -71,7 +92,7 @@ export class IcmpFlowTable {
   }
 
   lookup(guestIp: number, guestIdent: number, dstIp: number): IcmpFlow | null {
-    return this.index.get(endpointKey(guestIp, guestIdent), dstIp >>> 0);
+    return this.index.get(endpointKey(guestIp, guestIdent), dstIp);
   }
 
   /**
@@ -81,20 +102,20 @@ export class IcmpFlowTable {
    */
   lookupOrCreate(guestIp: number, guestIdent: number, dstIp: number, hostIp: number, now: number): IcmpFlow | null {
     const g = endpointKey(guestIp, guestIdent);
-    const d = dstIp >>> 0;
-    const found = this.index.get(g, d);
+    const found = this.index.get(g, dstIp);
     if (found !== null) {
       this.core.touch(found, now);
       return found;
     }
     const f = this.core.allocate(0, now);
     if (f === null) return null;
-    f.guestIp = guestIp >>> 0;
+    const a = this.addrs;
+    f.guestIp = a === null ? guestIp : a.retain(guestIp);
     f.guestIdent = guestIdent & 0xffff;
-    f.dstIp = d;
-    f.hostIp = hostIp >>> 0;
+    f.dstIp = a === null ? dstIp : a.retain(dstIp);
+    f.hostIp = a === null ? hostIp : a.retain(hostIp);
     f.hostIdent = -1;
-    this.index.add(f, g, d);
+    this.index.add(f, g, dstIp);
     return f;
   }
 
@@ -124,6 +145,7 @@ export class IcmpFlowTable {
     const f = this.core.byId(id);
     if (f === null) return false;
     this.core.release(f, null);
+    this.releaseAddresses(f);
     return true;
   }
 
