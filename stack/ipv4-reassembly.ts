@@ -1,6 +1,7 @@
 /**
- * IPv4 fragment reassembly (RFC 791 section 3.2, with the stricter rules
- * modern stacks apply against overlap attacks).
+ * IP fragment reassembly (RFC 791 section 3.2, RFC 8200 4.5, with the
+ * stricter rules modern stacks apply against overlap attacks: RFC 5722
+ * forbids overlapping IPv6 fragments outright).
  *
  * How it works
  * - A datagram in progress is a Slot keyed by (src, dst, protocol, id). The
@@ -36,7 +37,13 @@
  *
  * A completed datagram is returned as a window onto the slot's buffer; it
  * stays valid until the next `input` call.
+ *
+ * IPv6: the NAT keeps a second instance whose addresses are handles
+ * (stack/nat/ip-addresses.ts) and ids 32 bits; given `addrs`, a slot holds a
+ * reference on its two addresses until it is released, so a handle cannot be
+ * reused for another address while fragments wait.
  */
+import type { IpAddresses } from './nat/ip-addresses.js';
 
 export const REASSEMBLY_MAX_DATAGRAMS = 64;
 export const REASSEMBLY_MAX_BYTES = 4 * 1024 * 1024;
@@ -55,6 +62,8 @@ export interface Ipv4ReassemblerOptions {
   maxDatagrams?: number;
   maxBytes?: number;
   timeoutMs?: number;
+  /** Addresses are handles of this table (IPv6); slots keep a reference on theirs. */
+  addrs?: IpAddresses;
 }
 
 /** A completed datagram's payload; reused, valid until the next input call. */
@@ -93,8 +102,9 @@ class Slot {
   sameKey: Slot | null = null;
 }
 
+/** Exact for IPv4 (u32 src, 16-bit id); for IPv6 handles the chain also compares the full 32-bit id. */
 function indexKey(src: number, id: number): number {
-  return (src >>> 0) * 0x10000 + (id & 0xffff);
+  return src * 0x10000 + (id & 0xffff);
 }
 
 export class Ipv4Reassembler {
@@ -114,8 +124,10 @@ export class Ipv4Reassembler {
   private count = 0;
   private held = 0;
   private readonly result: ReassembledDatagram = { buf: Buffer.alloc(0), off: 0, len: 0 };
+  private readonly addrs: IpAddresses | null;
 
   constructor(opts: Ipv4ReassemblerOptions = {}) {
+    this.addrs = opts.addrs ?? null;
     this.maxDatagrams = Math.max(1, opts.maxDatagrams ?? REASSEMBLY_MAX_DATAGRAMS);
     this.maxBytes = Math.max(0, opts.maxBytes ?? REASSEMBLY_MAX_BYTES);
     this.timeoutMs = opts.timeoutMs ?? REASSEMBLY_TIMEOUT_MS;
@@ -170,10 +182,11 @@ export class Ipv4Reassembler {
     }
     if (moreFragments && (len === 0 || (len & 7) !== 0)) return this.drop('frag-bad-length');
 
-    src >>>= 0;
-    dst >>>= 0;
+    if (src < 0) src >>>= 0;
+    if (dst < 0) dst >>>= 0;
     protocol &= 0xff;
-    id &= 0xffff;
+    // IPv4 ids are 16 bits, IPv6 ones 32.
+    id = this.addrs === null ? id & 0xffff : id >>> 0;
     const end = fragOffsetBytes + len;
 
     let slot = this.find(src, dst, protocol, id);
@@ -286,7 +299,7 @@ export class Ipv4Reassembler {
 
   private find(src: number, dst: number, protocol: number, id: number): Slot | null {
     let s = this.index.get(indexKey(src, id)) ?? null;
-    while (s !== null && (s.dst !== dst || s.protocol !== protocol)) s = s.sameKey;
+    while (s !== null && (s.src !== src || s.dst !== dst || s.protocol !== protocol || s.id !== id)) s = s.sameKey;
     return s;
   }
 
@@ -294,8 +307,8 @@ export class Ipv4Reassembler {
     let s = this.free.pop();
     if (s === undefined) s = new Slot();
     s.inUse = true;
-    s.src = src;
-    s.dst = dst;
+    s.src = this.addrs === null ? src : this.addrs.retain(src);
+    s.dst = this.addrs === null ? dst : this.addrs.retain(dst);
     s.protocol = protocol;
     s.id = id;
     s.createdAt = now;
@@ -338,6 +351,10 @@ export class Ipv4Reassembler {
     this.held -= s.received;
     this.count--;
     this.free.push(s);
+    if (this.addrs !== null) {
+      this.addrs.release(s.src);
+      this.addrs.release(s.dst);
+    }
   }
 
   private grow(s: Slot, end: number): void {

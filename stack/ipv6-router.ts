@@ -576,7 +576,7 @@ export class Ipv6Router {
     }
     if (srcUnspecified) return this.drop('ipv6-bad-src');
     if (dstMulticast) return this.drop('ipv6-multicast-ignored');
-    if (ext.hasFragment) return this.drop('ipv6-fragment-unhandled');
+    // Fragments go to the NAT, which reassembles them.
     // Link-local destinations other than ours have no route through the gateway.
     if (b[dof] === 0xfe && (b[dof + 1] & 0xc0) === 0x80 && !ipv6Equal(b, dof, this.own, OWN_LL)) {
       return this.drop('ipv6-link-local-not-ours');

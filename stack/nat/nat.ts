@@ -18,7 +18,9 @@ import type { FrameSink } from '../frame.js';
 import type { Frame } from '../frame.js';
 import type { Gateway, Ipv4Handler, Ipv4Input, Ipv6Handler } from '../gateway.js';
 import { Ipv6Router } from '../ipv6-router.js';
-import { IPV6_NH_ICMPV6, IPV6_NH_TCP, IPV6_NH_UDP } from '../wire/ipv6.js';
+import { IPV6_HEADER_LEN, IPV6_NH_ICMPV6, IPV6_NH_TCP, IPV6_NH_UDP } from '../wire/ipv6.js';
+import { VIRTIO_NET_HDR_GSO_NONE } from '../wire/vnet.js';
+import { ICMPV6_ECHO_REQUEST } from '../wire/icmpv6.js';
 import { parsePrefix, prefixHost } from '../wire/ipv6-address.js';
 import { DhcpServer } from '../dhcp-server.js';
 import { Ipv4Reassembler } from '../ipv4-reassembly.js';
@@ -74,6 +76,11 @@ export class Nat implements Ipv4Handler, Ipv6Handler {
   private ipv6AddressFull = 0;
   readonly neighbors = new Neighbors();
   readonly reassembler = new Ipv4Reassembler();
+  /** IPv6 fragments (addresses are handles; slots hold references). */
+  readonly reassembler6: Ipv4Reassembler;
+  /** A reassembled IPv6 datagram, rebuilt: header + payload (the payload of an IPv6 packet is at most 65535 bytes). */
+  private readonly reassembled6 = Buffer.alloc(IPV6_HEADER_LEN + 65_535);
+  private readonly reassembledFrame6: Frame = { buf: this.reassembled6, off: 0, len: 0, vnet: false };
   readonly tcp: TcpNat;
   readonly udp: UdpNat;
   readonly icmp: IcmpNat;
@@ -85,6 +92,7 @@ export class Nat implements Ipv4Handler, Ipv6Handler {
     // Every flow holds at most three IPv6 addresses, mostly shared (the guest's, ::1); this bounds the table by the flow tables.
     this.addrs = new IpAddresses(Math.min(IPV6_MAX_SLOTS, opts.tcpMaxFlows + opts.udpMaxFlows + opts.icmpMaxFlows + 1024));
     this.pkt = new IpPacket(this.addrs);
+    this.reassembler6 = new Ipv4Reassembler({ addrs: this.addrs });
     const prefix6 = opts.ipv6Prefix ?? null;
     if (prefix6 !== null && opts.mtu < 1280) throw new RangeError(`IPv6 needs an MTU of at least 1280, got ${opts.mtu}`);
     this.router6 =
@@ -208,9 +216,12 @@ export class Nat implements Ipv4Handler, Ipv6Handler {
   handleIpv6(router: Ipv6Router, frame: Frame, now: number): string | null {
     const ext = router.ext;
     const proto = ext.protocol;
-    if (proto !== IPV6_NH_TCP && proto !== IPV6_NH_UDP) {
-      // Echo to our own addresses was answered by the router; echo to others needs ICMPv6 ping sockets.
-      return proto === IPV6_NH_ICMPV6 ? 'icmpv6-echo-nat-unsupported' : 'unhandled-ip-proto';
+    if (proto === IPV6_NH_ICMPV6) {
+      // The router answered echo to our own addresses and took NDP; echo to others goes out through ping
+      // sockets, and nothing else a guest sends (errors, MLD, unknown types) has anywhere to go.
+      if (ext.length < 1 || frame.buf[ext.offset] !== ICMPV6_ECHO_REQUEST) return 'icmpv6-not-echo';
+    } else if (proto !== IPV6_NH_TCP && proto !== IPV6_NH_UDP) {
+      return 'unhandled-ip-proto';
     }
     const ip = router.ip;
     const b = frame.buf;
@@ -228,25 +239,66 @@ export class Nat implements Ipv4Handler, Ipv6Handler {
     }
     const p = this.pkt;
     p.frame = frame;
-    p.srcMac = router.eth.src;
-    p.v6 = true;
-    p.src = src;
-    p.dst = dst;
-    p.protocol = proto;
     p.ipOff = ip.off;
     p.ipLen = ip.packetLength;
     p.l4Off = ext.offset;
     p.l4Len = ext.length;
     p.l4ChecksumPartial = router.l4ChecksumPartial;
     p.l4ChecksumValid = router.l4ChecksumValid;
+    if (ext.hasFragment) {
+      const bad = this.reassemble6(router, frame, src, dst, now);
+      if (bad !== 'complete') {
+        a.release(dst);
+        a.release(src);
+        return bad;
+      }
+    }
+    p.srcMac = router.eth.src;
+    p.v6 = true;
+    p.src = src;
+    p.dst = dst;
+    p.protocol = proto;
     p.gsoType = router.gsoType;
     p.gsoSize = router.gsoSize;
     p.toGateway = dst === this.addressMap.gateway6 || dst === this.addressMap.dns6;
     p.toBroadcast = false;
-    const r = proto === IPV6_NH_TCP ? this.tcp.handle(p, now) : this.udp.handle(p, now);
+    const r = proto === IPV6_NH_TCP ? this.tcp.handle(p, now) : proto === IPV6_NH_UDP ? this.udp.handle(p, now) : this.icmp.handle(p, now);
     a.release(dst);
     a.release(src);
     return r;
+  }
+
+  /**
+   * Feeds an IPv6 fragment to the reassembler. When it completes a
+   * datagram, the packet is rebuilt unfragmented (the IPv6 header without
+   * extension headers, then the payload) and `this.pkt` is pointed at it:
+   * 'complete'. Otherwise null (waiting, or dropped and counted by the
+   * reassembler) or a drop reason.
+   */
+  private reassemble6(router: Ipv6Router, frame: Frame, src: number, dst: number, now: number): string | null {
+    const ext = router.ext;
+    if (router.gsoType !== VIRTIO_NET_HDR_GSO_NONE) return 'fragment-gso';
+    const d = this.reassembler6.input(src, dst, ext.protocol, ext.fragmentId, ext.fragmentOffset, ext.moreFragments, frame.buf, ext.offset, ext.length, now);
+    if (d === null) return null;
+    const out = this.reassembled6;
+    const ipOff = router.ip.off;
+    frame.buf.copy(out, 0, ipOff, ipOff + IPV6_HEADER_LEN);
+    out[4] = d.len >>> 8;
+    out[5] = d.len & 0xff;
+    out[6] = ext.protocol;
+    d.buf.copy(out, IPV6_HEADER_LEN, d.off, d.off + d.len);
+    const f = this.reassembledFrame6;
+    f.len = IPV6_HEADER_LEN + d.len;
+    const p = this.pkt;
+    p.frame = f;
+    p.ipOff = 0;
+    p.ipLen = IPV6_HEADER_LEN + d.len;
+    p.l4Off = IPV6_HEADER_LEN;
+    p.l4Len = d.len;
+    // Offload flags described only the last fragment.
+    p.l4ChecksumPartial = false;
+    p.l4ChecksumValid = false;
+    return 'complete';
   }
 
   /** End of an input batch. */
@@ -260,6 +312,7 @@ export class Nat implements Ipv4Handler, Ipv6Handler {
       this.udp.pollAt(),
       this.icmp.pollAt(),
       this.reassembler.pollAt(),
+      this.reassembler6.pollAt(),
       this.neighbors.pollAt(),
       this.router6?.pollAt() ?? Infinity,
     );
@@ -270,6 +323,7 @@ export class Nat implements Ipv4Handler, Ipv6Handler {
     this.udp.poll(now);
     this.icmp.poll(now);
     this.reassembler.poll(now);
+    this.reassembler6.poll(now);
     this.neighbors.poll(now);
     this.router6?.poll(now);
   }
@@ -280,6 +334,7 @@ export class Nat implements Ipv4Handler, Ipv6Handler {
       udp: { ...this.udp.flows.stats(), dhcpReplies: this.udp.dhcpReplies, portUnreachables: this.udp.portUnreachables, drops: this.udp.drops, dns: this.udp.dns?.counters },
       icmp: { ...this.icmp.flows.stats(), echoesOut: this.icmp.echoesOut, repliesIn: this.icmp.repliesIn, errorsIn: this.icmp.errorsIn, drops: this.icmp.drops },
       reassembly: this.reassembler.stats(),
+      reassembly6: this.reassembler6.stats(),
       neighbors: this.neighbors.stats(),
       ipv6: this.router6 === null ? null : { ...this.router6.stats(), addresses: this.addrs.size, addressTableFull: this.ipv6AddressFull },
       portForward: this.inbound.stats(),

@@ -166,9 +166,13 @@ describe('UDP and DNS over IPv6', () => {
     expect(r.stdout).toBe('8 echo:one fd00::2\n1205 echo:xxx fd00::2\n');
   });
 
-  it('sends a 20,000-byte UDP answer from host ::1 to the guest as IPv6 fragments', async () => {
+  it('carries 20,000-byte UDP datagrams both ways as IPv6 fragments (reassembled at the gateway, fragmented to the guest)', async () => {
     const big = createSocket({ type: 'udp6', ipv6Only: true });
-    big.on('message', (msg, rinfo) => big.send(Buffer.alloc(Number(msg.toString()), 0x61), rinfo.port, rinfo.address));
+    // A short request asks for that many bytes; a long one is answered with its length and whether it is intact.
+    big.on('message', (msg, rinfo) => {
+      const reply = msg.length < 10 ? Buffer.alloc(Number(msg.toString()), 0x61) : Buffer.from(`got ${msg.length} ${msg.every((c) => c === 0x62)}`);
+      big.send(reply, rinfo.port, rinfo.address);
+    });
     await new Promise<void>((r) => big.bind(0, '::1', r));
     const port = big.address().port;
     const py = [
@@ -178,10 +182,13 @@ describe('UDP and DNS over IPv6', () => {
       `s.sendto(b"20000", ("fd00::2", ${port}))`,
       'd, a = s.recvfrom(70000)',
       'print(len(d), d == b"a" * 20000)',
+      `s.sendto(b"b" * 20000, ("fd00::2", ${port}))`,
+      'd, a = s.recvfrom(70000)',
+      'print(d.decode())',
     ].join('\n');
     const r = await usernetAsync(['run', '--', 'python3', '-c', py]);
     big.close();
-    expect(r.stdout).toBe('20000 True\n');
+    expect(r.stdout).toBe('20000 True\ngot 20000 true\n');
   });
 
   it('answers dig -6 @fd00::3 over UDP and TCP from a resolver on loopback', async () => {
