@@ -245,3 +245,29 @@ describe('Ipv4Reassembler', () => {
     expect(r.capacityBytes).toBeLessThanOrEqual(16384);
   });
 });
+
+describe('IPv6 use (address handles, 32-bit ids)', () => {
+  it('keeps datagrams apart by their full 32-bit id and holds address references while waiting', async () => {
+    const { IpAddresses } = await import('../../stack/nat/ip-addresses.js');
+    const addrs = new IpAddresses(8);
+    const src = addrs.parse('fd00::100');
+    const dst = addrs.parse('fd00::2');
+    const r = new Ipv4Reassembler({ addrs });
+    const a = Buffer.alloc(16, 0x61);
+    const b = Buffer.alloc(16, 0x62);
+    // Same low 16 bits of the id, different high bits: two datagrams.
+    expect(r.input(src, dst, 17, 0x0001_0007, 0, true, a, 0, 16, 0)).toBeNull();
+    expect(r.input(src, dst, 17, 0x0002_0007, 0, true, b, 0, 16, 0)).toBeNull();
+    expect(r.inProgress).toBe(2);
+    addrs.release(src);
+    addrs.release(dst);
+    // The waiting slots keep both addresses interned.
+    expect(addrs.size).toBe(2);
+    const done = r.input(src, dst, 17, 0x0002_0007, 16, false, a, 0, 8, 1)!;
+    expect(done.len).toBe(24);
+    expect(done.buf.subarray(done.off, done.off + 16).every((c) => c === 0x62)).toBe(true);
+    expect(r.poll(REASSEMBLY_TIMEOUT_MS + 10)).toBe(1);
+    expect(r.inProgress).toBe(0);
+    expect(addrs.size).toBe(0);
+  });
+});
