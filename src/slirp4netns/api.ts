@@ -42,7 +42,7 @@ function isPort(v: unknown): v is number {
 }
 
 /** Answers one request (its raw bytes) with the reply object. */
-export async function handleApiRequest(raw: Buffer, forwards: ForwardTable, defaultGuest: string): Promise<Reply> {
+export async function handleApiRequest(raw: Buffer, forwards: ForwardTable, defaultGuest: string, log?: Logger): Promise<Reply> {
   if (raw.length >= API_REQUEST_MAX) return badRequest('too large message');
   let req: unknown;
   try {
@@ -56,7 +56,7 @@ export async function handleApiRequest(raw: Buffer, forwards: ForwardTable, defa
   const args = typeof o.arguments === 'object' && o.arguments !== null ? (o.arguments as Record<string, unknown>) : {};
   switch (o.execute) {
     case 'add_hostfwd':
-      return addHostfwd(args, forwards, defaultGuest);
+      return addHostfwd(args, forwards, defaultGuest, log);
     case 'list_hostfwd':
       return listHostfwd(forwards);
     case 'remove_hostfwd': {
@@ -71,7 +71,7 @@ export async function handleApiRequest(raw: Buffer, forwards: ForwardTable, defa
   }
 }
 
-async function addHostfwd(a: Record<string, unknown>, forwards: ForwardTable, defaultGuest: string): Promise<Reply> {
+async function addHostfwd(a: Record<string, unknown>, forwards: ForwardTable, defaultGuest: string, log?: Logger): Promise<Reply> {
   const bad = (field: string) => badRequest(`add_hostfwd: bad arguments.${field}`);
   if (a.proto !== 'tcp' && a.proto !== 'udp') return bad('proto');
   const hostAddr = a.host_addr === undefined || a.host_addr === '' ? '0.0.0.0' : a.host_addr;
@@ -83,7 +83,9 @@ async function addHostfwd(a: Record<string, unknown>, forwards: ForwardTable, de
   try {
     const e = await forwards.add({ proto: a.proto, hostAddr, hostPort: a.host_port, guestAddr, guestPort: a.guest_port });
     return { return: { id: e.id } };
-  } catch {
+  } catch (err) {
+    // The reply must be slirp4netns' own words; the cause goes to the log.
+    log?.warn(`add_hostfwd ${a.proto} ${hostAddr}:${String(a.host_port)}: ${(err as Error).message}`);
     return badRequest('add_hostfwd: slirp_add_hostfwd failed');
   }
 }
@@ -131,7 +133,7 @@ export function startApiServer(path: string, forwards: ForwardTable, defaultGues
       if (answered) return;
       answered = true;
       const raw = Buffer.concat(chunks, size);
-      handleApiRequest(raw, forwards, defaultGuest).then(
+      handleApiRequest(raw, forwards, defaultGuest, log).then(
         (reply) => {
           if (!conn.destroyed) conn.end(JSON.stringify(reply));
         },

@@ -11,7 +11,7 @@ import { rmSync } from 'node:fs';
 import { connect, type Server } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { run, Sandbox } from './harness.js';
-import { busyboxRootfs, httpServer, publicTmpdir, runAsync, SLIRP_BIN } from './slirp-harness.js';
+import { busyboxRootfs, freeTcpPort, httpServer, publicTmpdir, runAsync, SLIRP_BIN } from './slirp-harness.js';
 
 const sandbox = new Sandbox();
 const servers: Server[] = [];
@@ -84,7 +84,7 @@ describe('podman --network slirp4netns with usernet', () => {
   });
 
   it('port_handler=slirp4netns -p: a host client reaches a server in the container', async () => {
-    const port = 20000 + Math.floor(Math.random() * 20000);
+    const port = await freeTcpPort();
     const c = name();
     const p = sandbox.spawn('podman', [
       ...RUN, '--name', c, '--network', 'slirp4netns:port_handler=slirp4netns', '-p', `127.0.0.1:${port}:8000/tcp`,

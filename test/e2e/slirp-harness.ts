@@ -32,6 +32,16 @@ export function runAsync(cmd: string, args: string[], timeoutMs = 30_000): Promi
 }
 
 /** A TCP server on 127.0.0.1 that answers every connection with `body` (HTTP/1.0 style) and closes. */
+/** A TCP port on 127.0.0.1 that nothing listened on a moment ago (the kernel's pick). */
+export async function freeTcpPort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const addr = s.address();
+  await new Promise<void>((r) => s.close(() => r()));
+  if (addr === null || typeof addr === 'string') throw new Error('no port');
+  return addr.port;
+}
+
 export async function httpServer(body: string, host = '127.0.0.1'): Promise<{ server: Server; port: number }> {
   const server = createServer((s) => {
     s.once('data', () => s.end(`HTTP/1.0 200 OK\r\nContent-Length: ${body.length}\r\n\r\n${body}`));
