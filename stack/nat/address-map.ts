@@ -37,8 +37,7 @@
  * returns it (valid until the next call), so per-packet mapping allocates
  * nothing; kinds and reasons are string literals.
  */
-import { IP_PROTO_ICMP, IP_PROTO_TCP, IP_PROTO_UDP } from '../wire/ipv4.js';
-import { IPV6_NH_ICMPV6 } from '../wire/ipv6.js';
+import { IP_PROTO_TCP, IP_PROTO_UDP } from '../wire/ipv4.js';
 import { ipv6PrefixMatch } from '../wire/ipv6-address.js';
 import { IPV6_HANDLE_BASE, type IpAddresses } from './ip-addresses.js';
 
@@ -159,29 +158,38 @@ export class AddressMap {
     if (top === 0) return this.block('blocked-reserved');
     if (top === 127) return this.block('blocked-loopback');
     if (top >= 224) return this.block(top < 240 ? 'blocked-multicast' : ip === 0xffff_ffff ? 'blocked-broadcast' : 'blocked-reserved');
-    const ported = proto === IP_PROTO_UDP || proto === IP_PROTO_TCP;
     if (((ip & this.mask) >>> 0) === this.network) {
-      if (ip === this.gateway) {
-        if (!this.hostLoopback) return this.block('blocked-host-loopback');
-        if (ported && dstPort === 0) return this.block('blocked-port-zero');
-        return this.host(HOST_LOOPBACK_IP, proto === IP_PROTO_ICMP ? 0 : dstPort);
-      }
-      if (ip === this.dns) {
-        if (ported && dstPort === DNS_PORT) {
-          const t = this.target;
-          t.kind = 'dns';
-          t.ip = 0;
-          t.port = DNS_PORT;
-          t.reason = null;
-          return t;
-        }
-        return this.block('blocked-dns-port');
-      }
+      const service = this.mapService(ip, this.gateway, this.dns, HOST_LOOPBACK_IP, dstPort, proto);
+      if (service !== null) return service;
       if (ip === this.network || ip === this.broadcast) return this.block('blocked-broadcast');
       return this.block('blocked-local');
     }
+    return this.mapRemote(ip, dstPort, proto);
+  }
+
+  /** The gateway (host loopback) and DNS addresses of one family; null for any other address. */
+  private mapService(dst: number, gateway: number, dns: number, loopback: number, dstPort: number, proto: number): OutboundTarget | null {
+    const ported = proto === IP_PROTO_UDP || proto === IP_PROTO_TCP;
+    if (dst === gateway) {
+      if (!this.hostLoopback) return this.block('blocked-host-loopback');
+      if (ported && dstPort === 0) return this.block('blocked-port-zero');
+      return this.host(loopback, ported ? dstPort : 0);
+    }
+    if (dst !== dns) return null;
+    if (!ported || dstPort !== DNS_PORT) return this.block('blocked-dns-port');
+    const t = this.target;
+    t.kind = 'dns';
+    t.ip = 0;
+    t.port = DNS_PORT;
+    t.reason = null;
+    return t;
+  }
+
+  /** A destination beyond the guest network: out as it is (echo has no port). */
+  private mapRemote(dst: number, dstPort: number, proto: number): OutboundTarget {
+    const ported = proto === IP_PROTO_UDP || proto === IP_PROTO_TCP;
     if (ported && dstPort === 0) return this.block('blocked-port-zero');
-    return this.host(ip, proto === IP_PROTO_ICMP ? 0 : dstPort);
+    return this.host(dst, ported ? dstPort : 0);
   }
 
   private mapOutbound6(h: number, dstPort: number, proto: number): OutboundTarget {
@@ -203,28 +211,10 @@ export class AddressMap {
       }
       if (b[o + 10] === 0xff && b[o + 11] === 0xff) return this.block('blocked-reserved');
     }
-    const ported = proto === IP_PROTO_UDP || proto === IP_PROTO_TCP;
     if (ipv6PrefixMatch(b, o, v6.prefix, 0, 64)) {
-      if (h === this.gateway6) {
-        if (!this.hostLoopback) return this.block('blocked-host-loopback');
-        if (ported && dstPort === 0) return this.block('blocked-port-zero');
-        return this.host(this.hostLoopback6, proto === IPV6_NH_ICMPV6 ? 0 : dstPort);
-      }
-      if (h === this.dns6) {
-        if (ported && dstPort === DNS_PORT) {
-          const t = this.target;
-          t.kind = 'dns';
-          t.ip = 0;
-          t.port = DNS_PORT;
-          t.reason = null;
-          return t;
-        }
-        return this.block('blocked-dns-port');
-      }
-      return this.block('blocked-local');
+      return this.mapService(h, this.gateway6, this.dns6, this.hostLoopback6, dstPort, proto) ?? this.block('blocked-local');
     }
-    if (ported && dstPort === 0) return this.block('blocked-port-zero');
-    return this.host(h, proto === IPV6_NH_ICMPV6 ? 0 : dstPort);
+    return this.mapRemote(h, dstPort, proto);
   }
 
   /** The address the guest sees for a packet from hostIp (either family). */

@@ -3,13 +3,12 @@
  * udhcpc) in a namespace behind `usernet run`, servers this test starts on
  * host loopback. Nothing goes anywhere but loopback and test namespaces.
  */
-import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, createReadStream, openSync, writeFileSync, writeSync } from 'node:fs';
-import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import { writeFileSync } from 'node:fs';
 import { createServer as createTcpServer, type AddressInfo, type Server as TcpServer } from 'node:net';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { startBlobServer, type BlobServer } from './blob-server.js';
 import { must, Sandbox, sleep, usernetAsync } from './harness.js';
 
 const sandbox = new Sandbox();
@@ -21,42 +20,18 @@ const BLOB_BYTES = 200 * 1024 * 1024;
 let dir = '';
 let blob = '';
 let blobSha = '';
-let http: HttpServer;
+let server: BlobServer | null = null;
 let httpPort = 0;
 
 beforeAll(async () => {
   dir = files.tmpdir();
-  blob = join(dir, 'blob');
-  const fd = openSync(blob, 'w');
-  const hash = createHash('sha256');
-  for (let done = 0; done < BLOB_BYTES; done += 1 << 20) {
-    const chunk = randomBytes(1 << 20);
-    hash.update(chunk);
-    writeSync(fd, chunk);
-  }
-  closeSync(fd);
-  blobSha = hash.digest('hex');
-  http = createHttpServer((req, res) => {
-    if (req.method === 'GET' && req.url === '/blob') {
-      res.writeHead(200, { 'content-length': BLOB_BYTES });
-      createReadStream(blob).pipe(res);
-    } else if (req.method === 'PUT') {
-      const h = createHash('sha256');
-      let n = 0;
-      req.on('data', (d: Buffer) => {
-        h.update(d);
-        n += d.length;
-      });
-      req.on('end', () => res.end(`${h.digest('hex')} ${n}\n`));
-    } else {
-      res.writeHead(404).end();
-    }
-  });
-  await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
-  httpPort = (http.address() as AddressInfo).port;
+  server = await startBlobServer(dir, BLOB_BYTES, '127.0.0.1');
+  blob = server.path;
+  blobSha = server.sha256;
+  httpPort = server.port;
 }, 120_000);
 
-afterAll(() => new Promise<void>((r) => (http ? http.close(() => r()) : r())));
+afterAll(() => server?.close());
 
 function listenTcp(handler: Parameters<typeof createTcpServer>[1]): Promise<{ server: TcpServer; port: number }> {
   const server = createTcpServer({ allowHalfOpen: true }, handler);
