@@ -22,6 +22,14 @@
  *   into the send buffer; what does not fit waits in `remainder` with the
  *   socket paused until onSendSpace. The socket stays paused until the
  *   guest completes the handshake (onEstablished).
+ * - Per connection we make the socket, its state and one closure (the onread
+ *   buffer generator, which Node calls without a receiver); every event
+ *   handler is shared and finds its state through the socket (`this`). The
+ *   dial timeout is a deadline in the NAT's queue (TcpNat.dialTimeoutMs),
+ *   not a timer per dial.
+ * - A closed flow's rings go back to the pool (recycleBuffers) once both the
+ *   flow and its socket are closed: until 'close', the socket may still read
+ *   into the send ring.
  */
 import { connect, type Socket } from 'node:net';
 import type { TcpCloseReason } from '../../stack/tcp/connection.js';
@@ -43,6 +51,8 @@ export interface TcpProxyOptions {
 }
 
 interface HostState {
+  proxy: TcpProxy;
+  flow: TcpFlow;
   socket: Socket;
   /** Waiting in `pending` for the end-of-batch drain. */
   pumpQueued: boolean;
@@ -51,12 +61,53 @@ interface HostState {
   ended: boolean;
   /** The host sent EOF. */
   hostEof: boolean;
-  timer: NodeJS.Timeout | null;
   dnsAttempt: number;
   /** An accepted socket (port forward): reads are copied from 'data' chunks. */
   accepted: boolean;
   /** Bytes of the last chunk the send buffer had no room for (accepted sockets only). */
   remainder: Buffer | null;
+}
+
+/** Where a socket keeps its HostState for the shared handlers. */
+const STATE = Symbol('usernet.tcpHostState');
+type HostSocket = Socket & { [STATE]: HostState };
+
+function stateOf(socket: Socket): HostState {
+  return (socket as HostSocket)[STATE];
+}
+
+// The socket events, shared by all connections (`this` is the socket).
+function onConnect(this: Socket): void {
+  const s = stateOf(this);
+  s.proxy.connected(s);
+}
+function onDialError(this: Socket, err: NodeJS.ErrnoException): void {
+  const s = stateOf(this);
+  s.proxy.socketError(s, err);
+}
+function onAcceptedError(this: Socket, err: NodeJS.ErrnoException): void {
+  const s = stateOf(this);
+  s.proxy.hostError(s.flow, err);
+}
+function onEnd(this: Socket): void {
+  const s = stateOf(this);
+  s.proxy.hostEnded(s);
+}
+function onClose(this: Socket): void {
+  const s = stateOf(this);
+  s.proxy.socketClosed(s);
+}
+function onDrain(this: Socket): void {
+  const s = stateOf(this);
+  s.proxy.pumpState(s);
+}
+function onHostRead(this: Socket, n: number, buf: Uint8Array): boolean {
+  const s = stateOf(this);
+  return s.proxy.onHostData(s.flow, n, buf);
+}
+function onChunk(this: Socket, chunk: Buffer): void {
+  const s = stateOf(this);
+  s.proxy.onHostChunk(s.flow, s, chunk);
 }
 
 export class TcpProxy implements TcpHostEnv {
@@ -72,7 +123,9 @@ export class TcpProxy implements TcpHostEnv {
     private readonly flushPorts: (now: number) => void,
     private readonly opts: TcpProxyOptions,
     private readonly log: Logger,
-  ) {}
+  ) {
+    nat.dialTimeoutMs = opts.dialTimeoutMs;
+  }
 
   dial(flow: TcpFlow): void {
     this.connect(flow, 0);
@@ -95,10 +148,13 @@ export class TcpProxy implements TcpHostEnv {
     }
     const local = isIpv6Handle(flow.hostIp) && !flow.toDns ? (this.opts.outboundAddress6 ?? null) : this.opts.outboundAddress;
     // onread is only honoured when the socket is made by connect(): read straight into the send buffer.
+    const spare = this.spare;
     const socket = connect({
       host,
       port,
       allowHalfOpen: true,
+      // Set on the handle before 'connect' is emitted, so the SYN-ACK's answer is never held back.
+      noDelay: true,
       ...(local !== null && !isLoopback(host) ? { localAddress: local } : {}),
       onread: {
         // Node asks for the next buffer right after each read, even one after which we stop
@@ -106,47 +162,44 @@ export class TcpProxy implements TcpHostEnv {
         // buffer is full, a one-byte spare takes the first read after resuming.
         buffer: () => {
           const r = flow.conn.sendWritable();
-          return r.len === 0 ? this.spare : r.buf.subarray(r.off, r.off + r.len);
+          return r.len === 0 ? spare : r.buf.subarray(r.off, r.off + r.len);
         },
-        callback: (n: number, buf: Uint8Array) => this.onHostData(flow, n, buf),
+        callback: onHostRead,
       },
-    });
-    const state: HostState = { socket, pumpQueued: false, connected: false, ended: false, hostEof: false, timer: null, dnsAttempt, accepted: false, remainder: null };
+    }) as HostSocket;
+    const state: HostState = { proxy: this, flow, socket, pumpQueued: false, connected: false, ended: false, hostEof: false, dnsAttempt, accepted: false, remainder: null };
+    socket[STATE] = state;
     flow.host = state;
     this.sockets++;
-    state.timer = setTimeout(() => {
-      state.timer = null;
-      if (!state.connected) {
-        socket.destroy();
-        this.failed(flow, 'ETIMEDOUT');
-      }
-    }, this.opts.dialTimeoutMs);
-    socket.once('connect', () => {
-      if (state.timer !== null) clearTimeout(state.timer);
-      state.timer = null;
-      state.connected = true;
-      socket.setNoDelay(true);
-      const now = this.clock();
-      this.nat.dialSucceeded(flow, now);
-      this.flushPorts(now);
-    });
-    socket.on('error', (err: NodeJS.ErrnoException) => {
-      if (state.timer !== null) clearTimeout(state.timer);
-      state.timer = null;
-      if (!state.connected) {
-        if (flow.toDns && state.dnsAttempt + 1 < this.opts.dnsUpstreams.length && !flow.closed) {
-          // Fail over to the next upstream resolver.
-          this.sockets--;
-          socket.destroy();
-          this.connect(flow, state.dnsAttempt + 1);
-          return;
-        }
-        this.failed(flow, err.code ?? 'EHOSTUNREACH');
+    socket.once('connect', onConnect);
+    socket.on('error', onDialError);
+    this.watch(socket);
+  }
+
+  /** The dial succeeded: answer the guest's SYN. */
+  connected(state: HostState): void {
+    state.connected = true;
+    if (state.flow.host !== state) return;
+    const now = this.clock();
+    this.nat.dialSucceeded(state.flow, now);
+    this.flushPorts(now);
+  }
+
+  /** An error on a socket we dialed: before 'connect' the dial failed, after it the host aborted. */
+  socketError(state: HostState, err: NodeJS.ErrnoException): void {
+    const flow = state.flow;
+    if (flow.host !== state) return;
+    if (!state.connected) {
+      if (flow.toDns && state.dnsAttempt + 1 < this.opts.dnsUpstreams.length && !flow.closed) {
+        // Fail over to the next upstream resolver; the old socket's 'close' still counts it.
+        state.socket.destroy();
+        this.connect(flow, state.dnsAttempt + 1);
         return;
       }
-      this.hostError(flow, err);
-    });
-    this.watch(flow, state);
+      this.failed(flow, err.code ?? 'EHOSTUNREACH');
+      return;
+    }
+    this.hostError(flow, err);
   }
 
   /**
@@ -154,15 +207,16 @@ export class TcpProxy implements TcpHostEnv {
    * (TcpNat.openInbound) whose SYN is on its way to the guest.
    */
   attach(flow: TcpFlow, socket: Socket): void {
-    const state: HostState = { socket, pumpQueued: false, connected: true, ended: false, hostEof: false, timer: null, dnsAttempt: 0, accepted: true, remainder: null };
+    const state: HostState = { proxy: this, flow, socket, pumpQueued: false, connected: true, ended: false, hostEof: false, dnsAttempt: 0, accepted: true, remainder: null };
+    (socket as HostSocket)[STATE] = state;
     flow.host = state;
     this.sockets++;
     socket.setNoDelay(true);
-    socket.on('data', (chunk: Buffer) => this.onHostChunk(flow, state, chunk));
+    socket.on('data', onChunk);
     // No reading before the guest accepted the connection.
     socket.pause();
-    socket.on('error', (err: NodeJS.ErrnoException) => this.hostError(flow, err));
-    this.watch(flow, state);
+    socket.on('error', onAcceptedError);
+    this.watch(socket);
   }
 
   onEstablished(flow: TcpFlow): void {
@@ -171,33 +225,49 @@ export class TcpProxy implements TcpHostEnv {
   }
 
   /** The events both kinds of sockets handle alike. */
-  private watch(flow: TcpFlow, state: HostState): void {
-    const socket = state.socket;
-    socket.on('end', () => {
-      state.hostEof = true;
-      const now = this.clock();
-      if (!flow.closed) {
-        flow.conn.shutdownSend(now);
-        this.nat.hostActivity(flow, now);
-        this.flushPorts(now);
-      }
-      this.maybeDestroy(flow, state);
-    });
-    socket.on('close', () => {
-      if (state.timer !== null) clearTimeout(state.timer);
-      state.timer = null;
-      this.sockets--;
-      flow.host = null;
-      if (!flow.closed && state.connected && !(state.hostEof && state.ended)) {
-        const now = this.clock();
-        this.nat.hostAborted(flow, now);
-        this.flushPorts(now);
-      }
-    });
-    socket.on('drain', () => this.pump(flow));
+  private watch(socket: Socket): void {
+    socket.on('end', onEnd);
+    socket.on('close', onClose);
+    socket.on('drain', onDrain);
   }
 
-  private hostError(flow: TcpFlow, err: NodeJS.ErrnoException): void {
+  /** The host sent EOF: our FIN follows the queued data. */
+  hostEnded(state: HostState): void {
+    const flow = state.flow;
+    state.hostEof = true;
+    if (flow.host !== state) return;
+    const now = this.clock();
+    if (!flow.closed) {
+      flow.conn.shutdownSend(now);
+      this.nat.hostActivity(flow, now);
+      this.flushPorts(now);
+    }
+    this.maybeDestroy(flow, state);
+  }
+
+  socketClosed(state: HostState): void {
+    const flow = state.flow;
+    this.sockets--;
+    // A DNS failover's old socket: the flow has moved on to the next one.
+    if (flow.host !== state) return;
+    flow.host = null;
+    if (flow.closed) {
+      // Nothing reads into the rings any more.
+      flow.conn.recycleBuffers();
+      return;
+    }
+    if (state.connected && !(state.hostEof && state.ended)) {
+      const now = this.clock();
+      this.nat.hostAborted(flow, now);
+      this.flushPorts(now);
+    }
+  }
+
+  pumpState(state: HostState): void {
+    if (state.flow.host === state) this.pump(state.flow);
+  }
+
+  hostError(flow: TcpFlow, err: NodeJS.ErrnoException): void {
     this.log.debug(`tcp ${this.describe(flow)}: host socket error ${err.code ?? err.message}`);
     const now = this.clock();
     this.nat.hostAborted(flow, now);
@@ -205,7 +275,7 @@ export class TcpProxy implements TcpHostEnv {
   }
 
   /** A chunk read from an accepted socket: copy what fits, keep the rest until the guest makes room. */
-  private onHostChunk(flow: TcpFlow, state: HostState, chunk: Buffer): void {
+  onHostChunk(flow: TcpFlow, state: HostState, chunk: Buffer): void {
     if (flow.closed) return;
     const now = this.clock();
     const n = flow.conn.send(chunk, 0, chunk.length, now);
@@ -236,7 +306,7 @@ export class TcpProxy implements TcpHostEnv {
     this.flushPorts(now);
   }
 
-  private onHostData(flow: TcpFlow, n: number, buf: Uint8Array): boolean {
+  onHostData(flow: TcpFlow, n: number, buf: Uint8Array): boolean {
     if (flow.closed) return false;
     const now = this.clock();
     if (buf === this.spare) flow.conn.send(this.spare, 0, n, now);
@@ -316,9 +386,11 @@ export class TcpProxy implements TcpHostEnv {
 
   onClosed(flow: TcpFlow, reason: TcpCloseReason): void {
     const state = flow.host as HostState | null;
-    if (state === null) return;
-    if (state.timer !== null) clearTimeout(state.timer);
-    state.timer = null;
+    if (state === null) {
+      // The socket is gone already (or there never was one).
+      flow.conn.recycleBuffers();
+      return;
+    }
     if (reason === 'normal') {
       // Everything the guest sent before its FIN is still readable: write it, then end.
       const conn = flow.conn;
@@ -352,10 +424,7 @@ export class TcpProxy implements TcpHostEnv {
   closeAll(): void {
     for (const flow of this.nat.liveFlows()) {
       const state = flow.host as HostState | null;
-      if (state !== null) {
-        if (state.timer !== null) clearTimeout(state.timer);
-        state.socket.destroy();
-      }
+      if (state !== null) state.socket.destroy();
     }
   }
 

@@ -12,7 +12,9 @@
  *   meanwhile hit the same flow and are absorbed by the connection.
  * - Segments for a known flow go to its connection; at the end of each input
  *   batch `flush` lets each touched connection send one ACK and whatever data
- *   the batch made room for.
+ *   the batch made room for. An ACK that may be delayed (under two segments
+ *   of new data, the guest's FIN) is left to the delayed-ACK timer so the
+ *   host's answer (reply data, our FIN) carries it.
  * - Output: every segment leaves with a virtio-net header and a partial
  *   checksum. Segments longer than the MSS are GSO frames (gso_size = the
  *   connection's sendMss): a vnet tap takes them as they are, and the bridge
@@ -21,7 +23,8 @@
  *   earlier of its connection's pollAt and its idle deadline.
  * - Limits: at most `maxFlows` flows (a SYN beyond gets a RST and a count);
  *   flows idle for `idleTimeoutMs` are reset; a dial that takes longer than
- *   `dialTimeoutMs` is given up by the runtime.
+ *   `dialTimeoutMs` (set by the runtime) ends in ICMP host unreachable, from
+ *   the same deadline queue.
  * - A flow leaves the table when its connection closes (onClosed); the
  *   runtime hears of it through `host.onClosed` and releases its socket.
  * - Both IP versions take this one path: addresses are handles
@@ -168,6 +171,12 @@ export interface TcpNatStats {
 
 export class TcpNat {
   host!: TcpHostEnv;
+  /**
+   * How long a dial may take before the guest gets ICMP host unreachable
+   * (dialFailed 'ETIMEDOUT'). The host side sets it: it knows its sockets. A
+   * deadline in the shared queue, not a timer per dial.
+   */
+  dialTimeoutMs = Infinity;
   private readonly index = new FlowIndex<TcpFlow>();
   private readonly flows: (TcpFlow | null)[] = [null];
   private readonly freeIds: number[] = [];
@@ -384,7 +393,14 @@ export class TcpNat {
     this.schedule(flow);
   }
 
-  /** End of an input batch: one ACK (and the data it freed) per touched flow. */
+  /**
+   * End of an input batch: one ACK (and the data it freed) per touched flow.
+   * The ACK leaves now even when it could wait for its timer to ride on the
+   * host's answer (`flush(now, true)`): that saves one frame per request but
+   * measured worse on this machine (transactions A/B, bench/RESULTS.md: conn/s
+   * 2,124-2,252 lazy vs 2,177-2,291 eager, p99 220-239 µs vs 174-212 µs):
+   * the thread then sleeps until the answer, and waking it costs more.
+   */
   flush(now: number): void {
     this.now = now;
     for (let i = 0; i < this.dirtyCount; i++) {
@@ -407,7 +423,12 @@ export class TcpNat {
     for (let id = this.deadlines.popDue(now); id >= 0; id = this.deadlines.popDue(now)) {
       const flow = this.flows[id];
       if (flow === null || flow === undefined || flow.closed) continue;
-      if (now - flow.conn.lastActivity >= this.opts.idleTimeoutMs && flow.conn.state !== 'DIALING') {
+      if (flow.conn.state === 'DIALING') {
+        if (now - flow.createdAt >= this.dialTimeoutMs) this.dialFailed(flow, 'ETIMEDOUT', now);
+        else this.schedule(flow);
+        continue;
+      }
+      if (now - flow.conn.lastActivity >= this.opts.idleTimeoutMs) {
         this.idleResets++;
         flow.conn.abort(now);
         continue;
@@ -477,7 +498,7 @@ export class TcpNat {
   private schedule(flow: TcpFlow): void {
     if (flow.closed) return;
     const c = flow.conn;
-    const idle = c.state === 'DIALING' ? Infinity : c.lastActivity + this.opts.idleTimeoutMs;
+    const idle = c.state === 'DIALING' ? flow.createdAt + this.dialTimeoutMs : c.lastActivity + this.opts.idleTimeoutMs;
     this.deadlines.schedule(flow.id, Math.min(c.pollAt(), idle));
   }
 

@@ -11,6 +11,7 @@
  */
 import { Assembler } from './assembler.js';
 import { copyBytes } from './byte-copy.js';
+import { ringPool } from './ring-pool.js';
 import type { ByteRegion } from './send-buffer.js';
 
 const EMPTY = Buffer.alloc(0);
@@ -101,11 +102,20 @@ export class ReceiveBuffer {
     }
   }
 
+  /** Gives the storage to the ring pool whatever it holds (a closed connection whose data was taken). */
+  recycle(): void {
+    if (this.buf !== EMPTY) ringPool.give(this.buf);
+    this.buf = EMPTY;
+    this.head = 0;
+    this.readable = 0;
+    this.ooo.clear();
+  }
+
   private grow(need: number): void {
     let cap = Math.max(this.buf.length * 2, this.initial, 1);
     while (cap < need) cap *= 2;
     cap = Math.min(cap, this.max);
-    const nb = Buffer.allocUnsafe(cap);
+    const nb = (this.buf.length === 0 ? ringPool.take(cap) : null) ?? Buffer.allocUnsafe(cap);
     const old = this.buf;
     // Everything from head to the end of the old ring (readable and out-of-order parts).
     old.copy(nb, 0, this.head, old.length);

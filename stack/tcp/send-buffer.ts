@@ -17,6 +17,7 @@
  */
 
 import { copyBytes } from './byte-copy.js';
+import { ringPool } from './ring-pool.js';
 
 const EMPTY = Buffer.alloc(0);
 
@@ -126,11 +127,23 @@ export class SendBuffer {
     }
   }
 
+  /**
+   * Gives the storage to the ring pool whatever it holds (a closed
+   * connection). Only when nothing reads into a region from writable() any
+   * more: the pool hands the memory to another connection.
+   */
+  recycle(): void {
+    if (this.buf !== EMPTY) ringPool.give(this.buf);
+    this.buf = EMPTY;
+    this.head = 0;
+    this.length = 0;
+  }
+
   private grow(need: number): void {
     let cap = Math.max(this.buf.length * 2, this.initial, 1);
     while (cap < need) cap *= 2;
     cap = Math.min(cap, this.max);
-    const nb = Buffer.allocUnsafe(cap);
+    const nb = (this.buf.length === 0 ? ringPool.take(cap) : null) ?? Buffer.allocUnsafe(cap);
     const old = this.buf;
     const first = Math.min(this.length, old.length - this.head);
     old.copy(nb, 0, this.head, this.head + first);

@@ -230,3 +230,77 @@ describe('TcpNat: dial before SYN-ACK', () => {
     expect(nat.tcp.flowCount).toBe(0);
   });
 });
+
+describe('TcpNat: transactions', () => {
+  /** A flow past the handshake: SYN at 0, dial done at 1, the guest's ACK at 2. Returns our ISS. */
+  function established(over: Partial<NatOptions> = {}) {
+    const s = setup(over);
+    s.gw.deliver(segment({ flags: TCP_SYN }), 0);
+    const flow = s.host.dials[0];
+    s.nat.tcp.dialSucceeded(flow, 1);
+    s.nat.flush(1);
+    const iss = tcpOf(s.sink.sent[0]).seq;
+    s.gw.deliver(segment({ flags: TCP_ACK, seq: 1001, ack: (iss + 1) >>> 0 }), 2);
+    s.nat.flush(2);
+    s.sink.sent.length = 0;
+    return { ...s, flow, iss };
+  }
+
+  it('gives up a dial at dialTimeoutMs from the shared deadline queue: ICMP host unreachable, flow closed', () => {
+    const { sink, gw, nat, host } = setup();
+    nat.tcp.dialTimeoutMs = 500;
+    gw.deliver(segment({ flags: TCP_SYN }), 0);
+    expect(nat.tcp.pollAt()).toBe(500);
+    nat.tcp.poll(499);
+    expect(sink.sent).toHaveLength(0);
+    nat.tcp.poll(500);
+    expect(sink.sent).toHaveLength(1);
+    expect(sink.sent[0].bytes[34]).toBe(3); // ICMP destination unreachable
+    expect(sink.sent[0].bytes[35]).toBe(1); // host
+    expect(host.closed.map(([, r]) => r)).toEqual(['reset']);
+    expect(nat.tcp.flowCount).toBe(0);
+    expect(nat.tcp.stats().drops['dial-etimedout']).toBe(1);
+  });
+
+  it('a dial that succeeds in time leaves no dial deadline behind', () => {
+    const { nat, flow } = established();
+    nat.tcp.dialTimeoutMs = 500;
+    nat.tcp.poll(10_000);
+    expect(flow.closed).toBe(false);
+  });
+
+  it('a small request is ACKed at the end of its batch (eager: see TcpNat.flush), the reply follows', () => {
+    const { sink, gw, nat, flow, iss } = established();
+    gw.deliver(segment({ flags: TCP_ACK, seq: 1001, ack: (iss + 1) >>> 0, payload: 100 }), 3);
+    nat.flush(3);
+    expect(sink.sent).toHaveLength(1);
+    const ack = tcpOf(sink.sent[0]);
+    expect(ack.ack).toBe(1101);
+    expect(ack.payloadLength).toBe(0);
+    expect(flow.conn.recvAvailable()).toBe(100);
+    flow.conn.send(Buffer.alloc(100, 7), 0, 100, 4);
+    nat.tcp.hostActivity(flow, 4);
+    expect(sink.sent).toHaveLength(2);
+    const reply = tcpOf(sink.sent[1]);
+    expect(reply.ack).toBe(1101);
+    expect(reply.payloadLength).toBe(100);
+  });
+
+  it("the guest's FIN is ACKed at the end of its batch, and our FIN follows when the host closes", () => {
+    const { sink, gw, nat, flow, iss } = established();
+    gw.deliver(segment({ flags: TCP_ACK | 0x01, seq: 1001, ack: (iss + 1) >>> 0 }), 3);
+    nat.flush(3);
+    expect(sink.sent).toHaveLength(1);
+    expect(tcpOf(sink.sent[0]).ack).toBe(1002);
+    expect(flow.conn.state).toBe('CLOSE-WAIT');
+    flow.conn.shutdownSend(4);
+    nat.tcp.hostActivity(flow, 4);
+    expect(sink.sent).toHaveLength(2);
+    const fin = tcpOf(sink.sent[1]);
+    expect(fin.flags & 0x01).toBeTruthy();
+    expect(fin.ack).toBe(1002);
+    gw.deliver(segment({ flags: TCP_ACK, seq: 1002, ack: (iss + 2) >>> 0 }), 5);
+    nat.flush(5);
+    expect(flow.closed).toBe(true);
+  });
+});
