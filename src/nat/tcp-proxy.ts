@@ -9,11 +9,13 @@
  *   send buffer, the memory the segments are cut from. When the guest's
  *   window and our send buffer are full the read callback returns false,
  *   which stops reading; onSendSpace resumes it.
- * - guest -> host: in-order bytes are copied out of the receive buffer into
- *   socket.write, but only while the socket holds less than
- *   HOST_WRITE_HIGH_WATER unsent bytes; beyond that the receive buffer fills
- *   and the window we advertise closes. So buffering is bounded by the
- *   receive buffer plus the high-water mark, and nothing is ever dropped.
+ * - guest -> host: in-order bytes go to socket.write as a view of the
+ *   receive ring, without a copy, and only while the socket has nothing
+ *   queued. Bytes the kernel took at once are consumed at once; bytes the
+ *   socket had to queue stay in the ring (`inflight`) until the write
+ *   completes. Meanwhile the receive buffer fills and the window we
+ *   advertise closes: buffering is bounded by the receive buffer, and
+ *   nothing is ever dropped. One write per batch of guest segments (drain).
  * - Half-close both ways: the guest's FIN ends our writing side once its
  *   data is written; the host's EOF becomes our FIN after the queued data.
  * - Port forwards (`attach`): a socket a forward's server accepted shares
@@ -37,8 +39,6 @@ import type { TcpFlow, TcpHostEnv, TcpNat } from '../../stack/nat/tcp-nat.js';
 import { isIpv6Handle } from '../../stack/nat/ip-addresses.js';
 import type { Logger } from '../log.js';
 
-/** Unsent bytes a host socket may hold before we stop draining the guest's data into it. */
-export const HOST_WRITE_HIGH_WATER = 1024 * 1024;
 
 export interface TcpProxyOptions {
   dialTimeoutMs: number;
@@ -66,7 +66,19 @@ interface HostState {
   accepted: boolean;
   /** Bytes of the last chunk the send buffer had no room for (accepted sockets only). */
   remainder: Buffer | null;
+  /**
+   * Guest bytes at the head of the receive ring that the socket was handed
+   * as a view and has not finished writing: consumed (and the window
+   * reopened) only when the write completes, so the ring keeps them intact.
+   */
+  inflight: number;
+  /** Callbacks still to come for writes that completed at once (Node calls them a tick later): ignored. */
+  skipCallbacks: number;
+  /** The write callback of this connection (one closure per connection). */
+  written: (err?: Error | null) => void;
 }
+
+function noWrite(): void {}
 
 /** Where a socket keeps its HostState for the shared handlers. */
 const STATE = Symbol('usernet.tcpHostState');
@@ -167,7 +179,8 @@ export class TcpProxy implements TcpHostEnv {
         callback: onHostRead,
       },
     }) as HostSocket;
-    const state: HostState = { proxy: this, flow, socket, pumpQueued: false, connected: false, ended: false, hostEof: false, dnsAttempt, accepted: false, remainder: null };
+    const state: HostState = { proxy: this, flow, socket, pumpQueued: false, connected: false, ended: false, hostEof: false, dnsAttempt, accepted: false, remainder: null, inflight: 0, skipCallbacks: 0, written: noWrite };
+    state.written = (err) => this.written(state, err);
     socket[STATE] = state;
     flow.host = state;
     this.sockets++;
@@ -207,7 +220,8 @@ export class TcpProxy implements TcpHostEnv {
    * (TcpNat.openInbound) whose SYN is on its way to the guest.
    */
   attach(flow: TcpFlow, socket: Socket): void {
-    const state: HostState = { proxy: this, flow, socket, pumpQueued: false, connected: true, ended: false, hostEof: false, dnsAttempt: 0, accepted: true, remainder: null };
+    const state: HostState = { proxy: this, flow, socket, pumpQueued: false, connected: true, ended: false, hostEof: false, dnsAttempt: 0, accepted: true, remainder: null, inflight: 0, skipCallbacks: 0, written: noWrite };
+    state.written = (err) => this.written(state, err);
     (socket as HostSocket)[STATE] = state;
     flow.host = state;
     this.sockets++;
@@ -355,21 +369,32 @@ export class TcpProxy implements TcpHostEnv {
     this.spareList = flows;
   }
 
-  /** Moves the guest's bytes into the host socket while it is below the high-water mark. */
-  private pump(flow: TcpFlow, flushPorts = true, now = this.clock()): void {
+  /**
+   * Moves the guest's bytes into the host socket while it is below the
+   * high-water mark. Without a copy: the socket gets a view of the receive
+   * ring. A write the kernel takes at once (the usual case: Node tries the
+   * write(2) before queueing) leaves nothing queued in the socket, and the
+   * bytes are consumed right away (its callback, a tick later, is skipped);
+   * otherwise they stay in the ring, counted in `inflight`, until the write's
+   * callback (`written`), and nothing more is handed over meanwhile, so the
+   * bytes leave in order.
+   */
+  private pump(flow: TcpFlow, flushPorts = true, now = this.clock(), opened = false): void {
     const state = flow.host as HostState | null;
-    if (state === null || !state.connected || state.ended) return;
+    if (state === null || !state.connected || state.ended || state.inflight > 0) return;
     const socket = state.socket;
     const conn = flow.conn;
-    let moved = false;
-    while (conn.recvAvailable() > 0 && socket.writableLength < HOST_WRITE_HIGH_WATER) {
+    let moved = opened;
+    while (conn.recvAvailable() > 0 && socket.writableLength === 0) {
       const r = conn.recvPeek();
-      const n = Math.min(r.len, HOST_WRITE_HIGH_WATER);
-      // socket.write keeps the buffer until it is written: hand it a copy, not the ring.
-      const chunk = Buffer.allocUnsafe(n);
-      r.buf.copy(chunk, 0, r.off, r.off + n);
+      const n = r.len;
+      socket.write(r.buf.subarray(r.off, r.off + n), state.written);
+      if (socket.writableLength > 0) {
+        state.inflight = n;
+        break;
+      }
+      state.skipCallbacks++;
       conn.recvConsume(n, now);
-      socket.write(chunk);
       moved = true;
     }
     if (conn.peerFinished && conn.recvAvailable() === 0 && !state.ended) {
@@ -384,12 +409,33 @@ export class TcpProxy implements TcpHostEnv {
     }
   }
 
+  /** A write of a ring view finished (or failed: the socket's error handler deals with that). */
+  private written(state: HostState, err?: Error | null): void {
+    if (state.skipCallbacks > 0) {
+      state.skipCallbacks--;
+      return;
+    }
+    const n = state.inflight;
+    if (n === 0) return;
+    state.inflight = 0;
+    const flow = state.flow;
+    if (err || flow.closed || flow.host !== state) return;
+    const now = this.clock();
+    flow.conn.recvConsume(n, now);
+    this.pump(flow, true, now, true);
+  }
+
   onClosed(flow: TcpFlow, reason: TcpCloseReason): void {
     const state = flow.host as HostState | null;
     if (state === null) {
       // The socket is gone already (or there never was one).
       flow.conn.recycleBuffers();
       return;
+    }
+    if (state.inflight > 0) {
+      // Already queued in the socket; the ring stays ours until the socket closes (buffers are recycled only then).
+      flow.conn.recvConsume(state.inflight, this.clock());
+      state.inflight = 0;
     }
     if (reason === 'normal') {
       // Everything the guest sent before its FIN is still readable: write it, then end.
