@@ -4,6 +4,7 @@
       "target_name": "usernet_native",
       "sources": [
         "native/addon.cc",
+        "native/exec.cc",
         "native/frame_io.cc",
         "native/ifconfig.cc",
         "native/netns.cc",

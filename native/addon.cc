@@ -49,6 +49,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitFrameIo(env, exports);
   InitPing(env, exports);
   InitSandbox(env, exports);
+  InitExec(env, exports);
   return exports;
 }
 

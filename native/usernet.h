@@ -85,5 +85,6 @@ void InitNetns(Napi::Env env, Napi::Object exports);
 void InitFrameIo(Napi::Env env, Napi::Object exports);
 void InitPing(Napi::Env env, Napi::Object exports);
 void InitSandbox(Napi::Env env, Napi::Object exports);
+void InitExec(Napi::Env env, Napi::Object exports);
 
 }  // namespace usernet

@@ -45,6 +45,7 @@ interface RawAddon {
   enterSandbox(opts: SandboxOptions): SandboxResult;
   unlinkAt(dirFd: number, name: string): void;
   PidWatch: new (pid: number, onExit: () => void) => PidWatch;
+  execve(file: string, argv: string[], env: string[], keepFds: number[]): void;
 }
 
 /** IFNAMSIZ - 1. */
@@ -369,5 +370,21 @@ export const native: NativeAddon = {
     if (typeof onExit !== 'function') throw new TypeError('onExit must be a function');
     const addon = raw();
     return nativeCall(() => new addon.PidWatch(pid, onExit));
+  },
+
+  execve(file: string, argv: string[], env: string[], keepFds: number[] = []): never {
+    validatePath(file, 'file');
+    if (!file.startsWith('/')) throw new ConfigError('file must be an absolute path', 'file');
+    const strings = (v: unknown): v is string[] => Array.isArray(v) && v.every((a) => typeof a === 'string' && !a.includes('\0'));
+    if (!strings(argv) || argv.length === 0) throw new ConfigError('argv must be a non-empty array of strings without NUL', 'argv');
+    if (!strings(env) || env.some((e) => !e.includes('='))) throw new ConfigError('env must be an array of NAME=value strings', 'env');
+    if (!Array.isArray(keepFds) || !keepFds.every((fd) => isInt(fd, 0, 0x7fff_ffff)))
+      throw new ConfigError('keepFds must be an array of non-negative integers', 'keepFds');
+    const addon = raw();
+    // stdio always: libuv re-opens a tty on its fd number close-on-exec, and the new image expects 0-2.
+    const keep = [...new Set([0, 1, 2, ...keepFds])];
+    nativeCall(() => addon.execve(file, [...argv], [...env], keep));
+    // A native execve that returns has failed, and the addon has thrown already.
+    throw new UsernetError('ERR_EXECVE', `execve ${file} returned`);
   },
 };

@@ -305,4 +305,13 @@ export interface NativeAddon {
   unlinkAt(dirFd: number, name: string): void;
   /** Calls onExit once when process `pid` exits (pidfd_open + poll). */
   watchProcessExit(pid: number, onExit: () => void): PidWatch;
+  /**
+   * execve(2) of this whole process (same PID; fds without FD_CLOEXEC stay
+   * open, and stdio and `keepFds` lose FD_CLOEXEC first: Node sets it on
+   * inherited fds 3+ at start-up, and libuv on a tty it re-opened; the
+   * calling thread's signal mask is emptied first).
+   * Returns only by throwing (the execve failed, flags are put back, and this
+   * process goes on).
+   */
+  execve(file: string, argv: string[], env: string[], keepFds?: number[]): never;
 }

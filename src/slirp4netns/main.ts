@@ -5,7 +5,11 @@
  *
  * How it works (the order clients rely on)
  * 1. Parse; refuse what usernet cannot do with exit status 1 before
- *    touching anything.
+ *    touching anything. With --enable-sandbox but no CAP_SYS_ADMIN (an
+ *    ordinary user, as rootlesskit runs us), re-execute this same process
+ *    (same PID, same fds) inside the target's user namespace first, where we
+ *    are uid 0 with every capability (userns-reexec.ts); refuse when there
+ *    is none to join.
  * 2. Open the tap inside the target namespace with the native helper: it
  *    forks, joins the user namespace (PID mode: /proc/PID/ns/user, failure
  *    ignored; --userns-path: required) and the network namespace, attaches
@@ -44,6 +48,7 @@ import { Runtime } from '../runtime.js';
 import { startApiServer, type ApiServer } from './api.js';
 import { slirpUsage } from './help.js';
 import { parseSlirpArgs, SlirpUsageError, unsupportedOption, type SlirpOptions } from './options.js';
+import { decideUserns, reexecInUserns, usernsFacts } from './userns-reexec.js';
 
 /** The slirp4netns release whose interface this front end speaks. */
 export const SLIRP4NETNS_COMPAT_VERSION = '1.2.0';
@@ -83,8 +88,15 @@ export async function runSlirp4netns(argv: string[], prog: string, usernetVersio
   }
   const envLevel = process.env.USERNET_LOG_LEVEL ?? 'warn';
   const log = createLogger(isLogLevel(envLevel) ? envLevel : 'warn', (line) => process.stderr.write(line));
+  const facts = usernsFacts(o);
+  const userns = decideUserns(o, facts);
   try {
-    return await serve(o, log);
+    if (userns.kind === 'refuse') throw new Error(userns.message);
+    if (userns.kind === 'reexec') {
+      log.info(`enable-sandbox: no CAP_SYS_ADMIN here; re-executing inside ${userns.userns}`);
+      reexecInUserns(userns.userns, [o.readyFd, o.exitFd]);
+    }
+    return await serve(o, log, facts.joined);
   } catch (err) {
     process.stderr.write(`${prog}: ${(err as Error).message}\n`);
     if (process.env.USERNET_DEBUG) process.stderr.write(`${(err as Error).stack}\n`);
@@ -134,11 +146,17 @@ export function runtimeOptionsFor(o: SlirpOptions, log: Logger, outboundAddress:
   };
 }
 
-export function namespaceRequest(o: SlirpOptions): NamespaceTapRequest {
+/**
+ * inTargetUserns: this process already runs in the target's user namespace
+ * (re-executed there); the helper's setns into it would fail with EINVAL, so
+ * joining becomes optional.
+ */
+export function namespaceRequest(o: SlirpOptions, inTargetUserns = false): NamespaceTapRequest {
+  const joined = inTargetUserns ? { usernsOptional: true } : {};
   const target =
     o.netnsType === 'pid'
-      ? { pid: o.pid, ...(o.usernsPath !== null ? { usernsPath: o.usernsPath } : { usernsOptional: true }) }
-      : { netnsPath: o.target, ...(o.usernsPath !== null ? { usernsPath: o.usernsPath } : {}) };
+      ? { pid: o.pid, ...(o.usernsPath !== null ? { usernsPath: o.usernsPath, ...joined } : { usernsOptional: true }) }
+      : { netnsPath: o.target, ...(o.usernsPath !== null ? { usernsPath: o.usernsPath, ...joined } : {}) };
   return {
     target,
     tap: { name: o.tapName, vnetHdr: true, offloads: OFFLOADS },
@@ -159,10 +177,10 @@ export function namespaceRequest(o: SlirpOptions): NamespaceTapRequest {
   };
 }
 
-async function serve(o: SlirpOptions, log: Logger): Promise<number> {
+async function serve(o: SlirpOptions, log: Logger, inTargetUserns: boolean): Promise<number> {
   const outbound = o.outboundAddr === null ? null : resolveOutboundAddress(o.outboundAddr);
   const outbound6 = o.outboundAddr6 === null ? null : resolveOutboundAddress(o.outboundAddr6, 6);
-  const handle = native.openTapInNamespace(namespaceRequest(o));
+  const handle = native.openTapInNamespace(namespaceRequest(o, inTargetUserns));
   const runtime = new Runtime(runtimeOptionsFor(o, log, outbound, outbound6), log);
   let api: ApiServer | null = null;
   let exitWatch: Socket | null = null;
@@ -241,7 +259,7 @@ function confine(o: SlirpOptions, log: Logger): void {
       const e = err as Error & { code?: string };
       const hint =
         e.code === 'EPERM'
-          ? ' (needs CAP_SYS_ADMIN: run as root or inside a user namespace; a multithreaded Node process cannot join one itself)'
+          ? ' (needs CAP_SYS_ADMIN: run as root, inside a user namespace, or with a target user namespace to join)'
           : '';
       throw new Error(`enable-sandbox: ${e.message}${hint}`, { cause: err });
     }

@@ -3,12 +3,22 @@
  * bin/slirp4netns and run as an ordinary user with /etc/subuid entries, as
  * rootless Docker and friends run it.
  */
-import { rmSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, type Server } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { run, Sandbox } from './harness.js';
-import { ensureRootlessUser, httpServer, openTunForUsers, publicTmpdir, restoreTunMode, ROOTLESS_USER, runAsync, SLIRP_BIN } from './slirp-harness.js';
+import { run, Sandbox, sleep } from './harness.js';
+import {
+  ensureRootlessUser,
+  httpServer,
+  openTunForUsers,
+  publicTmpdir,
+  restoreTunMode,
+  ROOTLESS_USER,
+  runAsync,
+  SLIRP_BIN,
+  waitExit,
+} from './slirp-harness.js';
 
 const sandbox = new Sandbox();
 const servers: Server[] = [];
@@ -42,6 +52,69 @@ function asUser(cmd: string): [string, string[]] {
     'setpriv',
     [`--reuid=${uid}`, `--regid=${gid}`, '--init-groups', 'env', `HOME=/home/${ROOTLESS_USER}`, `USER=${ROOTLESS_USER}`, 'sh', '-c', `cd /tmp && exec ${cmd}`],
   ];
+}
+
+interface ProcEntry {
+  pid: number;
+  ppid: number;
+  state: string;
+  /** Start time in clock ticks (field 22 of stat): tells a process from a later one with its PID. */
+  start: string;
+  cmdline: string[];
+}
+
+/** One process from /proc, or null when it is gone. */
+function procEntry(pid: number): ProcEntry | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // comm (field 2) may hold spaces and parentheses: the fields after it follow the last ')'.
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter((a) => a.length > 0);
+    return { pid, ppid: Number(rest[1]), state: rest[0], start: rest[19], cmdline };
+  } catch {
+    return null;
+  }
+}
+
+/** Every live descendant of root, read from /proc (nothing is signalled). */
+function descendants(root: number): ProcEntry[] {
+  const all = readdirSync('/proc')
+    .filter((n) => /^\d+$/.test(n))
+    .map((n) => procEntry(Number(n)))
+    .filter((p): p is ProcEntry => p !== null);
+  const out: ProcEntry[] = [];
+  const parents = new Set([root]);
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const p of all) {
+      if (!parents.has(p.pid) && parents.has(p.ppid)) {
+        parents.add(p.pid);
+        out.push(p);
+        grew = true;
+      }
+    }
+  }
+  return out;
+}
+
+/** A namespace link of pid, or null when the process is gone meanwhile. */
+function nsOf(pid: number, kind: string): string | null {
+  try {
+    return readlinkSync(`/proc/${pid}/ns/${kind}`);
+  } catch {
+    return null;
+  }
+}
+
+/** Waits until process pid (the one that started at `start`) has ended (a zombie has). */
+async function gone(pid: number, start: string, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const p = procEntry(pid);
+    if (p === null || p.start !== start || p.state === 'Z') return true;
+    if (Date.now() > deadline) return false;
+    await sleep(50);
+  }
 }
 
 const RK = `rootlesskit --net=slirp4netns --slirp4netns-binary=${SLIRP_BIN} --copy-up=/etc`;
@@ -103,12 +176,51 @@ describe('rootlesskit --net=slirp4netns with usernet', () => {
     expect(r.status).toBe(0);
   });
 
-  it('--slirp4netns-sandbox=true as an ordinary user fails at start-up (no CAP_SYS_ADMIN for a mount namespace)', async () => {
-    const [cmd, args] = asUser(`timeout 60 ${RK} --slirp4netns-sandbox=true true`);
-    const r = await runAsync(cmd, args, 90_000);
-    expect(r.status).not.toBe(0);
-    // rootlesskit keeps our stderr to itself; it reports that the ready fd never came (the message
-    // usernet prints in this case is checked in slirp4netns-sandbox.test.ts).
-    expect(r.stderr).toMatch(/--enable-sandbox .*tap0\): slirp4netns failed/);
+  it('--slirp4netns-sandbox=true --slirp4netns-seccomp=true: usernet joins the namespace, is confined, and the command reaches the host', async () => {
+    const { server, port } = await httpServer('hello-sandbox');
+    servers.push(server);
+    // The command holds rootlesskit (and so usernet) up until the test has looked at /proc.
+    const done = join(dir, `done-${process.pid}-${Date.now()}`);
+    const inner = `curl -s -m 10 http://10.0.2.2:${port}/; echo; echo probe-now; i=0; while [ ! -e ${done} ] && [ $i -lt 400 ]; do sleep 0.1; i=$((i+1)); done`;
+    const [cmd, args] = asUser(`${RK} --slirp4netns-sandbox=true --slirp4netns-seccomp=true sh -c '${inner}'`);
+    const rk = sandbox.spawn(cmd, args);
+    try {
+      await rk.waitFor(/probe-now/, 60_000);
+      expect(rk.stdout).toMatch(/^hello-sandbox$/m);
+      const tree = descendants(rk.pid);
+      const usernet = tree.filter((p) => p.cmdline.includes('slirp4netns') && p.cmdline.some((a) => a.endsWith('main.js')));
+      expect(usernet.map((p) => p.cmdline.join(' '))).toHaveLength(1);
+      const u = usernet[0];
+      // Re-executed in place: still rootlesskit's own child (the PID it tracks and signals), no wrapper.
+      expect(u.ppid).toBe(rk.pid);
+      expect(u.cmdline).toEqual(expect.arrayContaining(['--enable-sandbox', '--enable-seccomp', 'tap0']));
+      const hostUserns = readlinkSync('/proc/self/ns/user');
+      const hostMnt = readlinkSync('/proc/self/ns/mnt');
+      const hostNet = readlinkSync('/proc/self/ns/net');
+      // The user namespace is rootlesskit's child's (the one whose network namespace is tap0's)...
+      const child = tree.find((p) => p.pid !== u.pid && nsOf(p.pid, 'user') !== null && ![null, hostNet].includes(nsOf(p.pid, 'net')));
+      expect(child).toBeDefined();
+      const userns = readlinkSync(`/proc/${u.pid}/ns/user`);
+      expect(userns).not.toBe(hostUserns);
+      expect(userns).toBe(nsOf(child!.pid, 'user'));
+      // ...while the sockets stay in the host's network namespace (NAT to the host works).
+      expect(readlinkSync(`/proc/${u.pid}/ns/net`)).toBe(hostNet);
+      const threads = readdirSync(`/proc/${u.pid}/task`);
+      expect(threads.length).toBeGreaterThan(1);
+      for (const tid of threads) {
+        const status = readFileSync(`/proc/${u.pid}/task/${tid}/status`, 'utf8');
+        expect(status).toMatch(/^CapEff:\s+0{16}$/m);
+        expect(status).toMatch(/^CapPrm:\s+0{16}$/m);
+        expect(status).toMatch(/^Seccomp:\s+2$/m);
+        expect(readlinkSync(`/proc/${u.pid}/task/${tid}/ns/mnt`)).not.toBe(hostMnt);
+      }
+      writeFileSync(done, '');
+      const e = await waitExit(rk, 30_000);
+      expect(e).toEqual({ code: 0, signal: null });
+      // Nothing of ours outlives rootlesskit.
+      expect(await gone(u.pid, u.start, 10_000)).toBe(true);
+    } finally {
+      rmSync(done, { force: true });
+    }
   });
 });

@@ -200,26 +200,46 @@ describe('usernet slirp4netns --enable-sandbox --enable-seccomp', () => {
     expect(r.stdout).toBe('seccomp-only');
   });
 
-  it('an unprivileged --enable-sandbox fails clearly with exit status 1 and nothing on the ready fd', async () => {
-    // As rootlesskit runs it: an ordinary user, a namespace in that user's own user namespace. The tap
-    // opens (the helper joins that user namespace), but a multithreaded process cannot join it itself,
-    // and in the initial one it has no CAP_SYS_ADMIN for a mount namespace.
+  /** As rootlesskit runs it: an ordinary user, the target in that user's own user namespace. */
+  async function rootlessTarget(): Promise<{ asUser: string[]; pid: number }> {
     ensureRootlessUser();
     const asUser = ['setpriv', `--reuid=${ROOTLESS_USER}`, `--regid=${ROOTLESS_USER}`, '--init-groups'];
     const target = sandbox.spawn(asUser[0], [...asUser.slice(1), 'unshare', '--user', '--map-root-user', '--net', 'sleep', '600']);
     const ours = readlinkSync('/proc/self/ns/net');
     for (let i = 0; i < 200 && readlinkSync(`/proc/${target.pid}/ns/net`) === ours; i++) await sleep(10);
+    return { asUser, pid: target.pid };
+  }
+
+  it("an unprivileged --enable-sandbox re-executes itself in the target's user namespace (same PID) and sandboxes there", async () => {
+    const { asUser, pid } = await rootlessTarget();
     const tunMode = openTunForUsers();
     let s;
     try {
-      s = spawnSlirp(['-c', '--enable-sandbox', '-r', '4', String(target.pid), 'tap0'], tracker.track, asUser);
-      expect(await s.ready).toBe('');
+      s = spawnSlirp(['-c', '--enable-sandbox', '-r', '4', String(pid), 'tap0'], tracker.track, asUser);
+      expect(await s.ready).toBe('1');
     } finally {
       restoreTunMode(tunMode);
     }
+    const upid = s.bg.pid;
+    expect(readlinkSync(`/proc/${upid}/ns/user`)).toBe(readlinkSync(`/proc/${pid}/ns/user`));
+    const ourMnt = readlinkSync('/proc/self/ns/mnt');
+    for (const tid of readdirSync(`/proc/${upid}/task`)) {
+      const st = readFileSync(`/proc/${upid}/task/${tid}/status`, 'utf8');
+      for (const f of ['CapEff', 'CapPrm', 'CapBnd']) expect(st).toMatch(new RegExp(`^${f}:\\s*0{16}$`, 'm'));
+      expect(readlinkSync(`/proc/${upid}/task/${tid}/ns/mnt`)).not.toBe(ourMnt);
+    }
+    s.bg.proc.kill('SIGTERM');
+    const e = await waitExit(s.bg, 10_000);
+    expect(e?.code).toBe(0);
+  });
+
+  it('an unprivileged --enable-sandbox with no user namespace to join fails clearly, nothing on the ready fd', async () => {
+    const { asUser, pid } = await rootlessTarget();
+    const s = spawnSlirp(['--enable-sandbox', '-r', '4', '--netns-type=path', `/proc/${pid}/ns/net`, 'tap0'], tracker.track, asUser);
+    expect(await s.ready).toBe('');
     const e = await waitExit(s.bg, 10_000);
     expect(e?.code).toBe(1);
-    expect(s.bg.stderr).toMatch(/enable-sandbox: .*EPERM.*CAP_SYS_ADMIN/);
+    expect(s.bg.stderr).toMatch(/enable-sandbox: needs CAP_SYS_ADMIN.*--userns-path/);
   });
 });
 
