@@ -13,15 +13,21 @@ import { yieldNow } from './gc-counter.js';
 class CountingPort implements Port {
   id = -1;
   readonly counters = new PortCounters();
-  delivered = 0;
-  bytes = 0;
+  /** Delivered frames and bytes; typed storage, so counts beyond 2^30 are not boxed on every store. */
+  private readonly count = new Float64Array(2);
+  get delivered(): number {
+    return this.count[0];
+  }
+  get bytes(): number {
+    return this.count[1];
+  }
   constructor(
     readonly name: string,
     readonly vnet: boolean,
   ) {}
   deliver(frame: Frame, _now: number): void {
-    this.delivered++;
-    this.bytes += frame.len;
+    this.count[0]++;
+    this.count[1] += frame.len;
   }
   flush(_now: number): void {}
 }
@@ -73,16 +79,21 @@ export async function bridgeThroughput(len: number, vnet: boolean, seconds: numb
   writeFrame(fromB, VIRTIO_NET_HDR_LEN, 60, MAC_B, MAC_A);
   bridge.input(b, { buf: fromB, off: VIRTIO_NET_HDR_LEN, len: 60, vnet }, 0);
 
+  // The clock is read once per 256 batches: performance.now() allocates a
+  // little per call (the heap profile shows it), which would show up in the GC
+  // count as if it were the bridge's.
   const run = (until: number): number => {
     let n = 0;
     const now = performance.now();
     while (performance.now() < until) {
-      for (let i = 0; i < BATCH; i++) {
-        frame.off = i * slot + VIRTIO_NET_HDR_LEN;
-        bridge.input(a, frame, now);
+      for (let k = 0; k < 256; k++) {
+        for (let i = 0; i < BATCH; i++) {
+          frame.off = i * slot + VIRTIO_NET_HDR_LEN;
+          bridge.input(a, frame, now);
+        }
+        bridge.flush(now);
+        n += BATCH;
       }
-      bridge.flush(now);
-      n += BATCH;
     }
     return n;
   };
