@@ -32,7 +32,9 @@ import * as fs from 'node:fs';
 import * as cp from 'node:child_process';
 import { Worker } from 'node:worker_threads';
 const report = (v) => process.stdout.write(JSON.stringify(v) + '\\n');
-const threads = () => fs.readdirSync('/proc/self/task').map((t) => fs.readFileSync('/proc/self/task/' + t + '/status', 'utf8').match(/^Seccomp:\\s*(\\d)/m)[1]);
+// A thread may exit between the listing and the read (a finished worker): skip it.
+const statusOf = (t) => { try { return fs.readFileSync('/proc/self/task/' + t + '/status', 'utf8'); } catch { return null; } };
+const threads = () => fs.readdirSync('/proc/self/task').map(statusOf).filter((s) => s !== null).map((s) => s.match(/^Seccomp:\\s*(\\d)/m)[1]);
 process.stdin.resume();
 process.stdin.on('end', () => process.exit(0));
 ${body}
