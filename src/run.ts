@@ -18,8 +18,8 @@
  */
 import { spawn } from 'node:child_process';
 import { constants as osConstants } from 'node:os';
-import { accessSync, constants, readFileSync, readlinkSync } from 'node:fs';
-import { delimiter, join } from 'node:path';
+import { readFileSync, readlinkSync } from 'node:fs';
+import { findInPath } from './find-in-path.js';
 import type { Logger } from './log.js';
 import type { RunCommand } from './options.js';
 import { Runtime } from './runtime.js';
@@ -187,16 +187,3 @@ function runChild(file: string, args: string[], log: Logger): Promise<number> {
   });
 }
 
-function findInPath(name: string): string | null {
-  const dirs = (process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(delimiter);
-  for (const d of [...dirs, '/usr/bin', '/bin', '/usr/sbin', '/sbin']) {
-    const p = join(d, name);
-    try {
-      accessSync(p, constants.X_OK);
-      return p;
-    } catch {
-      // not here
-    }
-  }
-  return null;
-}

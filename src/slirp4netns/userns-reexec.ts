@@ -19,8 +19,8 @@
  * rather than looping. Without a user namespace to join (path mode without
  * --userns-path) the front end refuses before touching anything.
  */
-import { accessSync, constants, readFileSync, statSync } from 'node:fs';
-import { delimiter, join } from 'node:path';
+import { readFileSync, statSync } from 'node:fs';
+import { findInPath } from '../find-in-path.js';
 import { native } from '../native/addon.js';
 import type { SlirpOptions } from './options.js';
 
@@ -97,20 +97,6 @@ export function usernsFacts(o: SlirpOptions): UsernsFacts {
     }
   }
   return { capSysAdmin, joined, target };
-}
-
-function findInPath(name: string): string | null {
-  const dirs = (process.env.PATH ?? '').split(delimiter).filter((d) => d.startsWith('/'));
-  for (const d of [...dirs, '/usr/bin', '/bin', '/usr/sbin', '/sbin']) {
-    const p = join(d, name);
-    try {
-      accessSync(p, constants.X_OK);
-      return p;
-    } catch {
-      // not here
-    }
-  }
-  return null;
 }
 
 /** The nsenter command line that re-runs this very process inside `userns`. */
