@@ -460,11 +460,26 @@ class PingSocket : public Napi::ObjectWrap<PingSocket> {
 
   static uint8_t* AddrAt(uint8_t* adata, uint32_t i) { return adata == nullptr ? nullptr : adata + i * kAddr6Stride; }
 
+  // Stores a peer or offender address: an IPv4 one as the u32 in entry[word],
+  // an IPv6 one as 16 bytes at addr6 + off with entry[word] = 1 ("present").
+  static void StoreAddress(const struct sockaddr_storage& a, socklen_t len, uint32_t* entry, size_t word, uint8_t* addr6, size_t off) {
+    if (a.ss_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
+      entry[word] = ntohl(reinterpret_cast<const struct sockaddr_in*>(&a)->sin_addr.s_addr);
+    } else if (a.ss_family == AF_INET6 && len >= sizeof(struct sockaddr_in6) && addr6 != nullptr) {
+      memcpy(addr6 + off, &reinterpret_cast<const struct sockaddr_in6*>(&a)->sin6_addr, 16);
+      entry[word] = 1;
+    }
+  }
+
   // Reads one datagram (or one queued error) into a slot and its entry (and
-  // for IPv6 its 32 address bytes). Returns 0 or the errno.
+  // for IPv6 its 32 address bytes). Returns 0 or the errno. The two families
+  // differ only in the cmsg level and types and in how addresses are stored.
   int RecvOne(uint8_t* slot, uint32_t* entry, uint8_t* addr6, bool errqueue) {
-    if (v6_) return RecvOne6(slot, entry, addr6, errqueue);
-    struct sockaddr_in from;
+    const int level = v6_ ? SOL_IPV6 : SOL_IP;
+    const int hops_type = v6_ ? IPV6_HOPLIMIT : IP_TTL;
+    const int err_type = v6_ ? IPV6_RECVERR : IP_RECVERR;
+    const uint8_t icmp_origin = v6_ ? SO_EE_ORIGIN_ICMP6 : SO_EE_ORIGIN_ICMP;
+    struct sockaddr_storage from;
     memset(&from, 0, sizeof from);
     struct iovec iov = {slot, slot_size_};
     alignas(struct cmsghdr) char control[kControlLen];
@@ -479,78 +494,31 @@ class PingSocket : public Napi::ObjectWrap<PingSocket> {
     ssize_t n = recvmsg(fd_, &msg, MSG_DONTWAIT | (errqueue ? MSG_ERRQUEUE : 0));
     if (n < 0) return errno;
     for (size_t w = 0; w < kWords; w++) entry[w] = 0;
+    if (addr6 != nullptr) memset(addr6, 0, kAddr6Stride);
     entry[kLen] = static_cast<uint32_t>(n);
-    entry[kAddr] = ntohl(from.sin_addr.s_addr);
+    StoreAddress(from, msg.msg_namelen, entry, kAddr, addr6, 0);
     uint32_t kind = errqueue ? kLocalError : kReply;
     for (struct cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-      if (c->cmsg_level != SOL_IP) continue;
-      if (c->cmsg_type == IP_TTL && c->cmsg_len >= CMSG_LEN(sizeof(int))) {
-        int ttl;
-        memcpy(&ttl, CMSG_DATA(c), sizeof ttl);
-        entry[kTtl] = static_cast<uint32_t>(ttl);
-      } else if (c->cmsg_type == IP_RECVERR && c->cmsg_len >= CMSG_LEN(sizeof(struct sock_extended_err))) {
+      if (c->cmsg_level != level) continue;
+      if (c->cmsg_type == hops_type && c->cmsg_len >= CMSG_LEN(sizeof(int))) {
+        int hops;
+        memcpy(&hops, CMSG_DATA(c), sizeof hops);
+        entry[kTtl] = static_cast<uint32_t>(hops);
+      } else if (c->cmsg_type == err_type && c->cmsg_len >= CMSG_LEN(sizeof(struct sock_extended_err))) {
         struct sock_extended_err ee;
         memcpy(&ee, CMSG_DATA(c), sizeof ee);
-        if (ee.ee_origin == SO_EE_ORIGIN_ICMP) kind = kIcmpError;
+        if (ee.ee_origin == icmp_origin) kind = kIcmpError;
         entry[kTypeCode] = (static_cast<uint32_t>(ee.ee_type) << 8) | ee.ee_code;
         entry[kInfo] = ee.ee_info;
         entry[kErrno] = ee.ee_errno;
         // The offender's address follows the struct in the same cmsg.
-        if (c->cmsg_len >= CMSG_LEN(sizeof ee + sizeof(struct sockaddr_in))) {
-          struct sockaddr_in off;
-          memcpy(&off, CMSG_DATA(c) + sizeof ee, sizeof off);
-          if (off.sin_family == AF_INET) entry[kOffender] = ntohl(off.sin_addr.s_addr);
-        }
-      }
-    }
-    if ((msg.msg_flags & MSG_TRUNC) != 0) kind |= kTruncated;
-    entry[kKind] = kind;
-    return 0;
-  }
-
-  int RecvOne6(uint8_t* slot, uint32_t* entry, uint8_t* addr6, bool errqueue) {
-    struct sockaddr_in6 from;
-    memset(&from, 0, sizeof from);
-    struct iovec iov = {slot, slot_size_};
-    alignas(struct cmsghdr) char control[kControlLen];
-    struct msghdr msg;
-    memset(&msg, 0, sizeof msg);
-    msg.msg_name = &from;
-    msg.msg_namelen = sizeof from;
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    ssize_t n = recvmsg(fd_, &msg, MSG_DONTWAIT | (errqueue ? MSG_ERRQUEUE : 0));
-    if (n < 0) return errno;
-    for (size_t w = 0; w < kWords; w++) entry[w] = 0;
-    memset(addr6, 0, kAddr6Stride);
-    entry[kLen] = static_cast<uint32_t>(n);
-    if (msg.msg_namelen >= sizeof from && from.sin6_family == AF_INET6) {
-      memcpy(addr6, &from.sin6_addr, 16);
-      entry[kAddr] = 1;
-    }
-    uint32_t kind = errqueue ? kLocalError : kReply;
-    for (struct cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-      if (c->cmsg_level != SOL_IPV6) continue;
-      if (c->cmsg_type == IPV6_HOPLIMIT && c->cmsg_len >= CMSG_LEN(sizeof(int))) {
-        int hops;
-        memcpy(&hops, CMSG_DATA(c), sizeof hops);
-        entry[kTtl] = static_cast<uint32_t>(hops);
-      } else if (c->cmsg_type == IPV6_RECVERR && c->cmsg_len >= CMSG_LEN(sizeof(struct sock_extended_err))) {
-        struct sock_extended_err ee;
-        memcpy(&ee, CMSG_DATA(c), sizeof ee);
-        if (ee.ee_origin == SO_EE_ORIGIN_ICMP6) kind = kIcmpError;
-        entry[kTypeCode] = (static_cast<uint32_t>(ee.ee_type) << 8) | ee.ee_code;
-        entry[kInfo] = ee.ee_info;
-        entry[kErrno] = ee.ee_errno;
-        if (c->cmsg_len >= CMSG_LEN(sizeof ee + sizeof(struct sockaddr_in6))) {
-          struct sockaddr_in6 off;
-          memcpy(&off, CMSG_DATA(c) + sizeof ee, sizeof off);
-          if (off.sin6_family == AF_INET6) {
-            memcpy(addr6 + kAddr6Offender, &off.sin6_addr, 16);
-            entry[kOffender] = 1;
-          }
+        size_t room = c->cmsg_len - CMSG_LEN(sizeof ee);
+        if (room > 0) {
+          struct sockaddr_storage off;
+          memset(&off, 0, sizeof off);
+          size_t take = room < sizeof off ? room : sizeof off;
+          memcpy(&off, CMSG_DATA(c) + sizeof ee, take);
+          StoreAddress(off, static_cast<socklen_t>(take), entry, kOffender, addr6, kAddr6Offender);
         }
       }
     }
