@@ -4,10 +4,10 @@
 // the guest's request, and address references released when flows expire.
 import { describe, expect, it } from 'vitest';
 import type { Frame, FrameSink, Port } from '../../../stack/frame.js';
-import { Gateway } from '../../../stack/gateway.js';
 import type { IcmpHostEnv } from '../../../stack/nat/icmp-nat.js';
 import type { IcmpFlow } from '../../../stack/nat/icmp-flows.js';
-import { Nat, type NatOptions } from '../../../stack/nat/nat.js';
+import type { NatOptions } from '../../../stack/nat/nat.js';
+import { GW_MAC, makeNat, NET } from './nat-fixture.js';
 import { checksum, fold, sumBytes } from '../../../stack/wire/checksum.js';
 import { emitEthernetHeader, ETHERTYPE_IPV4, ETHERTYPE_IPV6 } from '../../../stack/wire/ethernet.js';
 import { emitIpv4Header, IP_PROTO_ICMP } from '../../../stack/wire/ipv4.js';
@@ -15,10 +15,8 @@ import { emitIpv6Header, IPV6_NH_ICMPV6 } from '../../../stack/wire/ipv6.js';
 import { formatIpv6, parseIpv6 } from '../../../stack/wire/ipv6-address.js';
 import { fillIcmpv6Checksum, Icmpv6View } from '../../../stack/wire/icmpv6.js';
 
-const NET = 0x0a00_0200;
 const GUEST4 = NET + 100;
 const GUEST_MAC = 0x0200_0000_0064;
-const GW_MAC = 0x5255_0a00_0202;
 const GUEST = parseIpv6('fd00::100')!;
 const FAR = parseIpv6('fd99:1::5')!;
 const FAR2 = parseIpv6('fd99:1::6')!;
@@ -52,30 +50,7 @@ class FakeIcmpHost implements IcmpHostEnv {
 
 function setup(over: Partial<NatOptions> = {}) {
   const sink = new Capture();
-  const gw = new Gateway({ network: NET, prefix: 24, mac: GW_MAC, mtu: 1500 }, sink);
-  const nat = new Nat(
-    {
-      network: NET,
-      prefix: 24,
-      mtu: 1500,
-      hostLoopback: true,
-      dhcp: false,
-      dnsUpstreams: [],
-      dnsTimeoutMs: 1000,
-      tcpMaxFlows: 16,
-      tcpIdleTimeoutMs: 60_000,
-      udpMaxFlows: 16,
-      udpIdleTimeoutMs: 60_000,
-      udpDnsIdleTimeoutMs: 10_000,
-      icmpMaxFlows: 16,
-      icmpIdleTimeoutMs: 30_000,
-      ipv6Prefix: 'fd00::/64',
-      ...over,
-    },
-    gw,
-    sink,
-    () => undefined,
-  );
+  const { gw, nat } = makeNat(sink, { ipv6Prefix: 'fd00::/64', ...over });
   const host = new FakeIcmpHost();
   nat.icmp.host = host;
   return { sink, gw, nat, host };

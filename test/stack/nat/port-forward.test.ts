@@ -5,8 +5,9 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { Frame, FrameSink, Port } from '../../../stack/frame.js';
-import { Gateway } from '../../../stack/gateway.js';
-import { Nat, type NatOptions } from '../../../stack/nat/nat.js';
+import type { Gateway } from '../../../stack/gateway.js';
+import type { NatOptions } from '../../../stack/nat/nat.js';
+import { GW_MAC, makeNat, NET } from './nat-fixture.js';
 import { ARP_ATTEMPTS, ARP_RETRY_MS } from '../../../stack/nat/neighbors.js';
 import { INBOUND_PORT_FIRST, type TcpFlow, type TcpHostEnv } from '../../../stack/nat/tcp-nat.js';
 import type { UdpHostEnv } from '../../../stack/nat/udp-nat.js';
@@ -19,11 +20,9 @@ import { emitIpv4Header, IP_PROTO_TCP, IP_PROTO_UDP } from '../../../stack/wire/
 import { TCP_ACK, TCP_RST, TCP_SYN, TcpOptions, TcpView, tcpChecksum, writeTcpHeader } from '../../../stack/wire/tcp.js';
 import { fillUdpChecksum, writeUdpHeader } from '../../../stack/wire/udp.js';
 
-const NET = 0x0a00_0200;
 const GW = NET + 2;
 const GUEST = NET + 100;
 const GUEST_MAC = 0x0200_0000_0064;
-const GW_MAC = 0x5255_0a00_0202;
 const CLIENT = 0x7f00_0001;
 
 class Capture implements FrameSink {
@@ -63,29 +62,7 @@ class FakeUdpHost implements UdpHostEnv {
 
 function setup(over: Partial<NatOptions> = {}) {
   const sink = new Capture();
-  const gw = new Gateway({ network: NET, prefix: 24, mac: GW_MAC, mtu: 1500 }, sink);
-  const nat = new Nat(
-    {
-      network: NET,
-      prefix: 24,
-      mtu: 1500,
-      hostLoopback: true,
-      dhcp: false,
-      dnsUpstreams: [],
-      dnsTimeoutMs: 1000,
-      tcpMaxFlows: 16,
-      tcpIdleTimeoutMs: 60_000,
-      udpMaxFlows: 16,
-      udpIdleTimeoutMs: 60_000,
-      udpDnsIdleTimeoutMs: 10_000,
-      icmpMaxFlows: 16,
-      icmpIdleTimeoutMs: 30_000,
-      ...over,
-    },
-    gw,
-    sink,
-    () => undefined,
-  );
+  const { gw, nat } = makeNat(sink, over);
   const tcpHost = new FakeTcpHost();
   const udpHost = new FakeUdpHost();
   nat.tcp.host = tcpHost;

@@ -5,8 +5,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { Frame, FrameSink, Port } from '../../../stack/frame.js';
-import { Gateway } from '../../../stack/gateway.js';
-import { Nat, type NatOptions } from '../../../stack/nat/nat.js';
+import type { NatOptions } from '../../../stack/nat/nat.js';
+import { GW_MAC, makeNat, NET } from './nat-fixture.js';
 import type { TcpFlow, TcpHostEnv } from '../../../stack/nat/tcp-nat.js';
 import { checksum, pseudoHeaderSum4 } from '../../../stack/wire/checksum.js';
 import { emitEthernetHeader, ETHERTYPE_IPV4 } from '../../../stack/wire/ethernet.js';
@@ -15,11 +15,9 @@ import { TCP_ACK, TCP_RST, TCP_SYN, TcpOptions, TcpView, tcpChecksum, writeTcpHe
 import { VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_LEN } from '../../../stack/wire/vnet.js';
 import type { TcpCloseReason } from '../../../stack/tcp/connection.js';
 
-const NET = 0x0a00_0200; // 10.0.2.0
 const GW = NET + 2;
 const GUEST = NET + 100;
 const GUEST_MAC = 0x0200_0000_0064;
-const GW_MAC = 0x5255_0a00_0202;
 
 interface Sent {
   bytes: Buffer;
@@ -51,29 +49,7 @@ class FakeHost implements TcpHostEnv {
 
 function setup(over: Partial<NatOptions> = {}) {
   const sink = new Capture();
-  const gw = new Gateway({ network: NET, prefix: 24, mac: GW_MAC, mtu: 1500 }, sink);
-  const nat = new Nat(
-    {
-      network: NET,
-      prefix: 24,
-      mtu: 1500,
-      hostLoopback: true,
-      dhcp: false,
-      dnsUpstreams: [],
-      dnsTimeoutMs: 1000,
-      tcpMaxFlows: 16,
-      tcpIdleTimeoutMs: 60_000,
-      udpMaxFlows: 16,
-      udpIdleTimeoutMs: 60_000,
-      udpDnsIdleTimeoutMs: 10_000,
-      icmpMaxFlows: 16,
-      icmpIdleTimeoutMs: 30_000,
-      ...over,
-    },
-    gw,
-    sink,
-    () => undefined,
-  );
+  const { gw, nat } = makeNat(sink, over);
   const host = new FakeHost();
   nat.tcp.host = host;
   return { sink, gw, nat, host };
