@@ -10,7 +10,8 @@
         "native/netns.cc",
         "native/ping.cc",
         "native/sandbox.cc",
-        "native/tap.cc"
+        "native/tap.cc",
+        "native/tcp_sockets.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")"

@@ -50,6 +50,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitPing(env, exports);
   InitSandbox(env, exports);
   InitExec(env, exports);
+  InitTcpSockets(env, exports);
   return exports;
 }
 

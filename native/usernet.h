@@ -86,5 +86,6 @@ void InitFrameIo(Napi::Env env, Napi::Object exports);
 void InitPing(Napi::Env env, Napi::Object exports);
 void InitSandbox(Napi::Env env, Napi::Object exports);
 void InitExec(Napi::Env env, Napi::Object exports);
+void InitTcpSockets(Napi::Env env, Napi::Object exports);
 
 }  // namespace usernet

@@ -30,6 +30,8 @@ export interface RuntimeOptions {
   pcapPath: string | null;
   logLevel: LogLevel;
   statsIntervalMs: number;
+  /** See defaults.busyPollMicros. */
+  busyPollMicros: number;
   gatewayMac: number;
   /** Connections to N+2 reach host 127.0.0.1 (slirp's default). */
   hostLoopback: boolean;
@@ -81,6 +83,7 @@ const common = {
   'no-offload': { type: 'boolean' },
   'log-level': { type: 'string' },
   'stats-interval': { type: 'string' },
+  'busy-poll': { type: 'string' },
   'disable-host-loopback': { type: 'boolean' },
   dns: { type: 'string', multiple: true },
   'disable-dns': { type: 'boolean' },
@@ -191,6 +194,7 @@ function runtimeOptions(v: CommonValues, defaultLogLevel: LogLevel): RuntimeOpti
   const macTableSize = intOption('--mac-table-size', v['mac-table-size'], defaults.macTableSize, 16, 1 << 20);
   const macAgingS = intOption('--mac-aging', v['mac-aging'], defaults.macAgingMs / 1000, 1, 1_000_000);
   const statsS = intOption('--stats-interval', v['stats-interval'], 0, 0, 86_400);
+  const busyPoll = intOption('--busy-poll', v['busy-poll'], defaults.busyPollMicros, 0, 10_000);
   const logLevel = v['log-level'] ?? defaultLogLevel;
   if (!isLogLevel(logLevel)) throw new ConfigError(`--log-level ${logLevel}: use one of error, warn, info, debug`);
   const ipv6Prefix = ipv6PrefixOption(v, mtu);
@@ -209,6 +213,7 @@ function runtimeOptions(v: CommonValues, defaultLogLevel: LogLevel): RuntimeOpti
     pcapPath: v.pcap ?? null,
     logLevel,
     statsIntervalMs: statsS * 1000,
+    busyPollMicros: busyPoll,
     gatewayMac: parseMac(defaults.gatewayMac),
     hostLoopback: !v['disable-host-loopback'],
     dnsServers: v.dns === undefined ? null : v.dns.map(parseDnsServer),

@@ -13,6 +13,7 @@ import { Scheduler } from './scheduler.js';
 import { TapPort } from './tap-port.js';
 import type { TapHandle } from './native/types.js';
 import { formatMac } from '../stack/wire/mac.js';
+import type { Frame, Port } from '../stack/frame.js';
 import { defaults } from '../stack/config.js';
 import { Nat } from '../stack/nat/nat.js';
 import { TcpProxy } from './nat/tcp-proxy.js';
@@ -126,8 +127,12 @@ export class Runtime {
   }
 
   addTap(handle: TapHandle): TapPort {
+    const bridge = this.bridge;
     const sink = {
-      input: this.bridge.input.bind(this.bridge),
+      input: (from: Port, frame: Frame, now: number) => {
+        this.batchFrames++;
+        bridge.input(from, frame, now);
+      },
       flush: (now: number) => this.flush(now),
     };
     const port = new TapPort(handle, sink, this.now, {
@@ -174,7 +179,20 @@ export class Runtime {
     this.nat.flush(now);
     this.bridge.flush(now);
     this.scheduler.kick();
+    // Busy polling (--busy-poll) after a small batch: its answer is likely microseconds away.
+    const work = this.batchFrames + this.tcpProxy.takeEventCount();
+    this.batchFrames = 0;
+    if (work > 0 && work <= defaults.busyPollBatchMax && this.options.busyPollMicros > 0) {
+      let n = 0;
+      for (const p of this.ports) if (n < this.spinFds.length) this.spinFds[n++] = p.handle.fd;
+      this.tcpProxy.spin(this.spinFds, n, this.options.busyPollMicros);
+    }
   }
+
+  /** The taps' fds, for busy polling (at most 15 are watched). */
+  private readonly spinFds = new Int32Array(15);
+  /** Frames received since the last flush. */
+  private batchFrames = 0;
 
   stats(): object {
     return {

@@ -34,6 +34,10 @@ ICMP: pings to hosts beyond the gateway use unprivileged ping sockets, which nee
   its own group when the kernel refuses (and logs it); otherwise run
   sysctl -w net.ipv4.ping_group_range='0 2147483647'.
 
+Latency:
+  --busy-poll MICROS     after a small batch, poll for the answer this long before
+                         sleeping (default ${defaults.busyPollMicros}; 0: never)
+
 Diagnostics:
   --pcap FILE            write every frame crossing the bridge to FILE (pcap; tcpdump -r FILE)
   --stats-interval S     log counters every S seconds (SIGUSR1 logs them once)

@@ -3,11 +3,12 @@
  * per forward, from host addr:port to guest addr:port.
  *
  * How it works
- * - TCP: the server accepts with pauseOnConnect; each socket goes to the
- *   engine (Nat.inbound.connectTcp), which ARPs for the guest if needed and
- *   opens a connection from N+2; the socket is then attached to the flow
- *   (TcpProxy.attach) and proxied like any other. If the guest cannot be
- *   reached (ARP gave up, table full) the socket is reset.
+ * - TCP: the listener is one of TcpProxy's native sockets; each accepted
+ *   socket goes to the engine (Nat.inbound.connectTcp), which ARPs for the
+ *   guest if needed and opens a connection from N+2; the socket is then
+ *   attached to the flow (TcpProxy.attach) and proxied like any other, read
+ *   only once the guest answered. If the guest cannot be reached (ARP gave
+ *   up, table full) the socket is reset.
  * - UDP: every datagram on the bound socket goes to Nat.inbound.sendUdp with
  *   its client address; the guest's replies come back through UdpProxy's
  *   sendToClient on the same socket.
@@ -19,12 +20,12 @@
  *   guest address is interned for the forward's lifetime (a handle, see
  *   stack/nat/ip-addresses.ts); an IPv6 guest needs IPv6 enabled.
  */
-import { createServer, isIP, type Server, type Socket as TcpSocket } from 'node:net';
+import { isIP } from 'node:net';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import type { Nat } from '../../stack/nat/nat.js';
 import { isIpv6Handle } from '../../stack/nat/ip-addresses.js';
 import type { Logger } from '../log.js';
-import type { TcpProxy } from './tcp-proxy.js';
+import type { AcceptedSocket, TcpProxy } from './tcp-proxy.js';
 import type { UdpProxy } from './udp-proxy.js';
 import { UsernetError } from '../errors.js';
 
@@ -47,7 +48,8 @@ export interface ForwardEntry extends ForwardSpec {
 interface Forward {
   entry: ForwardEntry;
   guestIp: number;
-  server: Server | null;
+  /** TcpProxy's id of the TCP listener. */
+  listener: number | null;
   udp: UdpSocket | null;
 }
 
@@ -85,9 +87,9 @@ export class PortForwards {
     }
     const id = this.nextId++;
     const entry: ForwardEntry = { id, ...spec };
-    const fw: Forward = { entry, guestIp, server: null, udp: null };
+    const fw: Forward = { entry, guestIp, listener: null, udp: null };
     try {
-      if (spec.proto === 'tcp') fw.server = await this.listenTcp(fw);
+      if (spec.proto === 'tcp') fw.listener = this.listenTcp(fw);
       else fw.udp = await this.bindUdp(fw);
     } catch (err) {
       addrs.release(guestIp);
@@ -117,7 +119,7 @@ export class PortForwards {
   }
 
   private close(fw: Forward): void {
-    fw.server?.close();
+    if (fw.listener !== null) this.tcpProxy.closeListener(fw.listener);
     if (fw.udp !== null) {
       this.udpProxy.removeForwardSocket(fw.entry.id);
       this.nat.udp.forwardRemoved(fw.entry.id);
@@ -127,42 +129,26 @@ export class PortForwards {
     this.nat.addrs.release(fw.guestIp);
   }
 
-  private listenTcp(fw: Forward): Promise<Server> {
+  private listenTcp(fw: Forward): number {
     const { hostAddr, hostPort } = fw.entry;
-    const server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => this.accepted(fw, socket));
-    return new Promise((resolve, reject) => {
-      server.once('error', (err: NodeJS.ErrnoException) =>
-        reject(new ForwardError(err.code ?? 'ERR_FORWARD_LISTEN', `listen on ${hostPortText(hostAddr, hostPort)}: ${err.message}`, { cause: err })),
-      );
-      server.listen({ host: hostAddr, port: hostPort, exclusive: true }, () => {
-        server.removeAllListeners('error');
-        server.on('error', (err) => this.log.warn(`forward ${fw.entry.id}: ${err.message}`));
-        resolve(server);
-      });
-    });
+    try {
+      return this.tcpProxy.listen(hostAddr, hostPort, (socket) => this.accepted(fw, socket)).id;
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      throw new ForwardError(e.code ?? 'ERR_FORWARD_LISTEN', `listen on ${hostPortText(hostAddr, hostPort)}: ${e.message}`, { cause: err });
+    }
   }
 
-  private accepted(fw: Forward, socket: TcpSocket): void {
-    // Until the engine has a flow for it, errors only need to be swallowed.
-    const early = (): void => undefined;
-    socket.on('error', early);
+  private accepted(fw: Forward, socket: AcceptedSocket): void {
     const now = this.clock();
     this.nat.inbound.connectTcp(
       fw.guestIp,
       fw.entry.guestPort,
       null,
       (flow, reason, at) => {
-        socket.off('error', early);
         if (flow === null) {
           this.log.debug(`forward ${fw.entry.id}: cannot reach ${fw.entry.guestAddr}:${fw.entry.guestPort}: ${reason}`);
-          socket.on('error', early);
-          socket.resetAndDestroy();
-          return;
-        }
-        if (socket.destroyed) {
-          // The client left while ARP ran.
-          this.nat.tcp.hostAborted(flow, at);
-          this.flushPorts(at);
+          this.tcpProxy.reject(socket);
           return;
         }
         this.tcpProxy.attach(flow, socket);
@@ -170,7 +156,6 @@ export class PortForwards {
       },
       now,
     );
-    this.flushPorts(now);
   }
 
   private bindUdp(fw: Forward): Promise<UdpSocket> {

@@ -1,44 +1,47 @@
 /**
- * The host side of the TCP NAT: one net.Socket per guest connection.
+ * The host side of the TCP NAT: one host socket per guest connection, in
+ * native code (native/tcp_sockets.cc), not Node's net.Socket.
  *
  * How it works
- * - dial: connect to the flow's host address (127.0.0.1 for the gateway, the
- *   address itself otherwise, a DNS upstream for N+3:53). The guest's SYN is
- *   answered only once this succeeds.
- * - host -> guest: the socket reads (onread) straight into the connection's
- *   send buffer, the memory the segments are cut from. When the guest's
- *   window and our send buffer are full the read callback returns false,
- *   which stops reading; onSendSpace resumes it.
- * - guest -> host: in-order bytes go to socket.write as a view of the
- *   receive ring, without a copy, and only while the socket has nothing
- *   queued. Bytes the kernel took at once are consumed at once; bytes the
- *   socket had to queue stay in the ring (`inflight`) until the write
- *   completes. Meanwhile the receive buffer fills and the window we
- *   advertise closes: buffering is bounded by the receive buffer, and
- *   nothing is ever dropped. One write per batch of guest segments (drain).
- * - Half-close both ways: the guest's FIN ends our writing side once its
+ * - Every host TCP socket (dialed, accepted by a port forward, and the
+ *   forwards' listeners) sits in one edge-triggered epoll set, registered
+ *   once with a token: a slot in `slots` plus a generation, so an event for a
+ *   socket closed earlier in the same batch never reaches its slot's next
+ *   owner. A wake-up hands over every ready socket in one call (onEvents);
+ *   the frames the batch produced are written once at its end.
+ * - dial: a non-blocking connect to the flow's host address (127.0.0.1 for
+ *   the gateway, the address itself otherwise, a DNS upstream for N+3:53).
+ *   At the end of the batch that dialed (drain) we ask whether the connect is
+ *   done already, which it usually is on loopback, so the guest's SYN-ACK
+ *   leaves in that batch instead of a loop turn later; otherwise the socket's
+ *   first event settles it. The guest's SYN is answered only once the
+ *   connect succeeded.
+ * - host -> guest: reads go straight into the connection's send buffer (the
+ *   ring the segments are cut from), until EAGAIN, EOF, or the ring is full;
+ *   a full ring marks the socket `readBlocked` and onSendSpace queues a read
+ *   for the end of the batch.
+ * - guest -> host: in-order bytes are written from the receive ring (no
+ *   copy) and consumed as the kernel takes them; EAGAIN marks the socket
+ *   `writeBlocked` until its next EPOLLOUT. Meanwhile the ring fills and the
+ *   window we advertise closes: buffering is bounded, nothing is dropped.
+ *   One write per flow per batch (drain).
+ * - Half-close both ways: the guest's FIN becomes shutdown(SHUT_WR) once its
  *   data is written; the host's EOF becomes our FIN after the queued data.
- * - Port forwards (`attach`): a socket a forward's server accepted shares
- *   everything above except the read path: a server cannot hand its
- *   sockets an onread buffer, so their reads arrive as 'data' chunks copied
- *   into the send buffer; what does not fit waits in `remainder` with the
- *   socket paused until onSendSpace. The socket stays paused until the
- *   guest completes the handshake (onEstablished).
- * - Per connection we make the socket, its state and one closure (the onread
- *   buffer generator, which Node calls without a receiver); every event
- *   handler is shared and finds its state through the socket (`this`). The
- *   dial timeout is a deadline in the NAT's queue (TcpNat.dialTimeoutMs),
- *   not a timer per dial.
- * - A closed flow's rings go back to the pool (recycleBuffers) once both the
- *   flow and its socket are closed: until 'close', the socket may still read
- *   into the send ring.
+ * - A connection that ended normally while the host still owes us its EOF
+ *   keeps the socket (what the guest sent last is written from a copy) until
+ *   the EOF comes or `lingerMs` pass.
+ * - Port forwards: `listen` opens a listener; accepted sockets are registered
+ *   but not read until the guest completes the handshake (onEstablished).
+ * - Closing a socket is synchronous, so a closed flow's rings go back to the
+ *   pool at once: nothing can read into them any more.
  */
-import { connect, type Socket } from 'node:net';
+import { getSystemErrorMap, getSystemErrorName } from 'node:util';
 import type { TcpCloseReason } from '../../stack/tcp/connection.js';
 import type { TcpFlow, TcpHostEnv, TcpNat } from '../../stack/nat/tcp-nat.js';
-import { isIpv6Handle } from '../../stack/nat/ip-addresses.js';
+import type { TcpSockets } from '../native/types.js';
+import { TCP_EVENTS_MAX } from '../native/types.js';
+import { native } from '../native/addon.js';
 import type { Logger } from '../log.js';
-
 
 export interface TcpProxyOptions {
   dialTimeoutMs: number;
@@ -48,85 +51,105 @@ export interface TcpProxyOptions {
   outboundAddress: string | null;
   /** The same for connections to IPv6 destinations (slirp4netns --outbound-addr6). */
   outboundAddress6?: string | null;
+  /** How long a socket whose guest connection ended waits for the host's EOF (default 10 s). */
+  lingerMs?: number;
 }
 
-interface HostState {
-  proxy: TcpProxy;
-  flow: TcpFlow;
-  socket: Socket;
-  /** Waiting in `pending` for the end-of-batch drain. */
-  pumpQueued: boolean;
+const EAGAIN = -11;
+const EINPROGRESS = -115;
+const EPOLLIN = 0x1;
+const EPOLLOUT = 0x4;
+const EPOLLERR = 0x8;
+const EPOLLHUP = 0x10;
+const EPOLLRDHUP = 0x2000;
+/** Tokens stay below 2^30 (small integers for V8): 20 bits of slot, 10 of generation. */
+const SLOT_BITS = 20;
+const SLOT_MASK = (1 << SLOT_BITS) - 1;
+const GEN_MASK = (1 << 10) - 1;
+const LISTEN_BACKLOG = 511;
+
+/** One host connection (dialed or accepted). */
+interface HostConn {
+  kind: 'conn';
+  token: number;
+  fd: number;
+  /** Null for an accepted socket until the NAT has a flow for it. */
+  flow: TcpFlow | null;
+  /** connect() in progress. */
+  connecting: boolean;
+  /** The connect failed at once: -errno, reported at the end of the batch. */
+  dialError: number;
   connected: boolean;
-  /** We called end() on the socket. */
+  /** We shut down our sending side. */
   ended: boolean;
   /** The host sent EOF. */
   hostEof: boolean;
-  dnsAttempt: number;
-  /** An accepted socket (port forward): reads are copied from 'data' chunks. */
-  accepted: boolean;
-  /** Bytes of the last chunk the send buffer had no room for (accepted sockets only). */
-  remainder: Buffer | null;
+  /** Reading stopped because the send ring was full. */
+  readBlocked: boolean;
+  /** A write hit EAGAIN: wait for EPOLLOUT. */
+  writeBlocked: boolean;
   /**
-   * Guest bytes at the head of the receive ring that the socket was handed
-   * as a view and has not finished writing: consumed (and the window
-   * reopened) only when the write completes, so the ring keeps them intact.
+   * An event reported the peer's shutdown or an error (RDHUP, HUP, ERR): read
+   * on to the EOF or the error even after a short read, since no new edge
+   * will announce them.
    */
-  inflight: number;
-  /** Callbacks still to come for writes that completed at once (Node calls them a tick later): ignored. */
-  skipCallbacks: number;
-  /** The write callback of this connection (one closure per connection). */
-  written: (err?: Error | null) => void;
+  peerShut: boolean;
+  /** Accepted socket: no reading before the guest completes its handshake. */
+  paused: boolean;
+  /** Queued for the end-of-batch drain. */
+  queued: boolean;
+  wantRead: boolean;
+  dnsAttempt: number;
+  /** What the guest sent before a normal close, still to write (a copy: the flow's rings are gone). */
+  tail: Buffer | null;
+  lingerTimer: NodeJS.Timeout | null;
 }
 
-function noWrite(): void {}
-
-/** Where a socket keeps its HostState for the shared handlers. */
-const STATE = Symbol('usernet.tcpHostState');
-type HostSocket = Socket & { [STATE]: HostState };
-
-function stateOf(socket: Socket): HostState {
-  return (socket as HostSocket)[STATE];
+/** A port forward's listening socket. */
+interface HostListener {
+  kind: 'listener';
+  token: number;
+  fd: number;
+  onAccept: (accepted: AcceptedSocket) => void;
 }
 
-// The socket events, shared by all connections (`this` is the socket).
-function onConnect(this: Socket): void {
-  const s = stateOf(this);
-  s.proxy.connected(s);
+/** An accepted connection waiting for its flow (PortForwards -> TcpProxy.attach / reject). */
+export type AcceptedSocket = HostConn;
+
+type Entry = HostConn | HostListener;
+
+const errorMap = getSystemErrorMap();
+
+/** 'ECONNREFUSED' for -111. */
+export function errnoName(negErrno: number): string {
+  try {
+    return getSystemErrorName(negErrno);
+  } catch {
+    return `E${-negErrno}`;
+  }
 }
-function onDialError(this: Socket, err: NodeJS.ErrnoException): void {
-  const s = stateOf(this);
-  s.proxy.socketError(s, err);
-}
-function onAcceptedError(this: Socket, err: NodeJS.ErrnoException): void {
-  const s = stateOf(this);
-  s.proxy.hostError(s.flow, err);
-}
-function onEnd(this: Socket): void {
-  const s = stateOf(this);
-  s.proxy.hostEnded(s);
-}
-function onClose(this: Socket): void {
-  const s = stateOf(this);
-  s.proxy.socketClosed(s);
-}
-function onDrain(this: Socket): void {
-  const s = stateOf(this);
-  s.proxy.pumpState(s);
-}
-function onHostRead(this: Socket, n: number, buf: Uint8Array): boolean {
-  const s = stateOf(this);
-  return s.proxy.onHostData(s.flow, n, buf);
-}
-function onChunk(this: Socket, chunk: Buffer): void {
-  const s = stateOf(this);
-  s.proxy.onHostChunk(s.flow, s, chunk);
+
+/** "connection refused (ECONNREFUSED)". */
+export function errnoText(negErrno: number): string {
+  const e = errorMap.get(negErrno);
+  return e === undefined ? errnoName(negErrno) : `${e[1]} (${e[0]})`;
 }
 
 export class TcpProxy implements TcpHostEnv {
+  /** Open host TCP connections (listeners not counted). */
   sockets = 0;
-  private readonly spare = Buffer.alloc(1);
-  private pending: TcpFlow[] = [];
-  private spareList: TcpFlow[] = [];
+  private readonly io: TcpSockets;
+  private readonly events = new Uint32Array(2 * TCP_EVENTS_MAX);
+  private readonly slots: (Entry | null)[] = [];
+  private readonly gens: number[] = [];
+  private readonly freeSlots: number[] = [];
+  private queue: HostConn[] = [];
+  private spareQueue: HostConn[] = [];
+  /** Reads into here only to see a host's EOF after its guest connection is gone. */
+  private readonly scratch = Buffer.allocUnsafe(16_384);
+  private readonly lingerMs: number;
+  private closed = false;
+  private eventCount = 0;
 
   constructor(
     private readonly nat: TcpNat,
@@ -137,7 +160,52 @@ export class TcpProxy implements TcpHostEnv {
     private readonly log: Logger,
   ) {
     nat.dialTimeoutMs = opts.dialTimeoutMs;
+    this.lingerMs = opts.lingerMs ?? 10_000;
+    this.io = native.createTcpSockets({ events: this.events, onEvents: (n) => this.onEvents(n) });
+    this.io.start();
   }
+
+  // ---- the slot table ----
+
+  private allocSlot(): number {
+    const free = this.freeSlots.pop();
+    if (free !== undefined) return free;
+    const slot = this.slots.length;
+    if (slot > SLOT_MASK) throw new Error('tcp proxy: too many host sockets');
+    this.slots.push(null);
+    this.gens.push(0);
+    return slot;
+  }
+
+  private tokenOf(slot: number): number {
+    return (this.gens[slot] << SLOT_BITS) | slot;
+  }
+
+  private freeSlot(token: number): void {
+    const slot = token & SLOT_MASK;
+    this.slots[slot] = null;
+    this.gens[slot] = (this.gens[slot] + 1) & GEN_MASK;
+    this.freeSlots.push(slot);
+  }
+
+  private lookup(token: number): Entry | null {
+    const slot = token & SLOT_MASK;
+    const e = this.slots[slot];
+    return e !== null && e !== undefined && e.token === token ? e : null;
+  }
+
+  private newConn(flow: TcpFlow | null, dnsAttempt: number): HostConn {
+    const slot = this.allocSlot();
+    const c: HostConn = {
+      kind: 'conn', token: this.tokenOf(slot), fd: -1, flow, connecting: false, dialError: 0, connected: false,
+      ended: false, hostEof: false, peerShut: false, readBlocked: false, writeBlocked: false, paused: false, queued: false,
+      wantRead: false, dnsAttempt, tail: null, lingerTimer: null,
+    };
+    this.slots[slot] = c;
+    return c;
+  }
+
+  // ---- dialing ----
 
   dial(flow: TcpFlow): void {
     this.connect(flow, 0);
@@ -158,189 +226,227 @@ export class TcpProxy implements TcpHostEnv {
       host = this.nat.addrs.format(flow.hostIp);
       port = flow.hostPort;
     }
-    const local = isIpv6Handle(flow.hostIp) && !flow.toDns ? (this.opts.outboundAddress6 ?? null) : this.opts.outboundAddress;
-    // onread is only honoured when the socket is made by connect(): read straight into the send buffer.
-    const spare = this.spare;
-    const socket = connect({
-      host,
-      port,
-      allowHalfOpen: true,
-      // Set on the handle before 'connect' is emitted, so the SYN-ACK's answer is never held back.
-      noDelay: true,
-      ...(local !== null && !isLoopback(host) ? { localAddress: local } : {}),
-      onread: {
-        // Node asks for the next buffer right after each read, even one after which we stop
-        // reading; it must never be empty (that fails the socket with ENOBUFS). When the send
-        // buffer is full, a one-byte spare takes the first read after resuming.
-        buffer: () => {
-          const r = flow.conn.sendWritable();
-          return r.len === 0 ? spare : r.buf.subarray(r.off, r.off + r.len);
-        },
-        callback: onHostRead,
-      },
-    }) as HostSocket;
-    const state: HostState = { proxy: this, flow, socket, pumpQueued: false, connected: false, ended: false, hostEof: false, dnsAttempt, accepted: false, remainder: null, inflight: 0, skipCallbacks: 0, written: noWrite };
-    state.written = (err) => this.written(state, err);
-    socket[STATE] = state;
-    flow.host = state;
-    this.sockets++;
-    socket.once('connect', onConnect);
-    socket.on('error', onDialError);
-    this.watch(socket);
+    const v6 = host.includes(':');
+    const local = isLoopback(host) ? null : v6 ? (flow.toDns ? null : (this.opts.outboundAddress6 ?? null)) : this.opts.outboundAddress;
+    const c = this.newConn(flow, dnsAttempt);
+    flow.host = c;
+    c.connecting = true;
+    const fd = this.io.connect(c.token, v6 ? 6 : 4, host, port, local);
+    if (fd < 0) c.dialError = fd;
+    else {
+      c.fd = fd;
+      this.sockets++;
+    }
+    // Settled at the end of this batch (the NAT is in the middle of the SYN now).
+    this.enqueue(c);
   }
 
-  /** The dial succeeded: answer the guest's SYN. */
-  connected(state: HostState): void {
-    state.connected = true;
-    if (state.flow.host !== state) return;
-    const now = this.clock();
-    this.nat.dialSucceeded(state.flow, now);
-    this.flushPorts(now);
-  }
-
-  /** An error on a socket we dialed: before 'connect' the dial failed, after it the host aborted. */
-  socketError(state: HostState, err: NodeJS.ErrnoException): void {
-    const flow = state.flow;
-    if (flow.host !== state) return;
-    if (!state.connected) {
-      if (flow.toDns && state.dnsAttempt + 1 < this.opts.dnsUpstreams.length && !flow.closed) {
-        // Fail over to the next upstream resolver; the old socket's 'close' still counts it.
-        state.socket.destroy();
-        this.connect(flow, state.dnsAttempt + 1);
+  /** Is the connect done? Called at the end of the dialing batch and on the socket's events. */
+  private settle(c: HostConn, now: number): void {
+    const flow = c.flow as TcpFlow;
+    const st = c.dialError !== 0 ? c.dialError : this.io.status(c.fd);
+    if (st === EINPROGRESS) return;
+    c.connecting = false;
+    if (st < 0) {
+      this.closeConn(c, false);
+      if (flow.host !== c) return;
+      flow.host = null;
+      if (flow.toDns && c.dnsAttempt + 1 < this.opts.dnsUpstreams.length && !flow.closed) {
+        // Fail over to the next upstream resolver.
+        this.connect(flow, c.dnsAttempt + 1);
         return;
       }
-      this.failed(flow, err.code ?? 'EHOSTUNREACH');
+      this.failed(flow, errnoName(st));
       return;
     }
-    this.hostError(flow, err);
+    c.connected = true;
+    this.nat.dialSucceeded(flow, now);
+    // A server that speaks first may have sent already.
+    this.readHost(c, now);
   }
-
-  /**
-   * Takes over a socket a port forward accepted, for an inbound flow
-   * (TcpNat.openInbound) whose SYN is on its way to the guest.
-   */
-  attach(flow: TcpFlow, socket: Socket): void {
-    const state: HostState = { proxy: this, flow, socket, pumpQueued: false, connected: true, ended: false, hostEof: false, dnsAttempt: 0, accepted: true, remainder: null, inflight: 0, skipCallbacks: 0, written: noWrite };
-    state.written = (err) => this.written(state, err);
-    (socket as HostSocket)[STATE] = state;
-    flow.host = state;
-    this.sockets++;
-    socket.setNoDelay(true);
-    socket.on('data', onChunk);
-    // No reading before the guest accepted the connection.
-    socket.pause();
-    socket.on('error', onAcceptedError);
-    this.watch(socket);
-  }
-
-  onEstablished(flow: TcpFlow): void {
-    const state = flow.host as HostState | null;
-    if (state !== null && state.accepted && state.remainder === null) state.socket.resume();
-  }
-
-  /** The events both kinds of sockets handle alike. */
-  private watch(socket: Socket): void {
-    socket.on('end', onEnd);
-    socket.on('close', onClose);
-    socket.on('drain', onDrain);
-  }
-
-  /** The host sent EOF: our FIN follows the queued data. */
-  hostEnded(state: HostState): void {
-    const flow = state.flow;
-    state.hostEof = true;
-    if (flow.host !== state) return;
-    const now = this.clock();
-    if (!flow.closed) {
-      flow.conn.shutdownSend(now);
-      this.nat.hostActivity(flow, now);
-      this.flushPorts(now);
-    }
-    this.maybeDestroy(flow, state);
-  }
-
-  socketClosed(state: HostState): void {
-    const flow = state.flow;
-    this.sockets--;
-    // A DNS failover's old socket: the flow has moved on to the next one.
-    if (flow.host !== state) return;
-    flow.host = null;
-    if (flow.closed) {
-      // Nothing reads into the rings any more.
-      flow.conn.recycleBuffers();
-      return;
-    }
-    if (state.connected && !(state.hostEof && state.ended)) {
-      const now = this.clock();
-      this.nat.hostAborted(flow, now);
-      this.flushPorts(now);
-    }
-  }
-
-  pumpState(state: HostState): void {
-    if (state.flow.host === state) this.pump(state.flow);
-  }
-
-  hostError(flow: TcpFlow, err: NodeJS.ErrnoException): void {
-    this.log.debug(`tcp ${this.describe(flow)}: host socket error ${err.code ?? err.message}`);
-    const now = this.clock();
-    this.nat.hostAborted(flow, now);
-    this.flushPorts(now);
-  }
-
-  /** A chunk read from an accepted socket: copy what fits, keep the rest until the guest makes room. */
-  onHostChunk(flow: TcpFlow, state: HostState, chunk: Buffer): void {
-    if (flow.closed) return;
-    const now = this.clock();
-    const n = flow.conn.send(chunk, 0, chunk.length, now);
-    if (n < chunk.length) {
-      state.remainder = chunk.subarray(n);
-      state.socket.pause();
-    }
-    this.nat.hostActivity(flow, now);
-    this.flushPorts(now);
-  }
-
-  /** Runs after onSendSpace returned: the connection must not be re-entered from its own event. */
-  private readonly drainRemainder = (flow: TcpFlow, state: HostState): void => {
-    const r = state.remainder;
-    if (r === null || flow.closed || flow.host !== state) return;
-    const now = this.clock();
-    const n = flow.conn.send(r, 0, r.length, now);
-    state.remainder = n < r.length ? r.subarray(n) : null;
-    if (state.remainder === null) state.socket.resume();
-    this.nat.hostActivity(flow, now);
-    this.flushPorts(now);
-  };
 
   private failed(flow: TcpFlow, code: string): void {
     const now = this.clock();
     this.log.debug(`tcp ${this.describe(flow)}: connect failed: ${code}`);
     this.nat.dialFailed(flow, code, now);
+  }
+
+  // ---- port forwards ----
+
+  /**
+   * Listens on host:port for a port forward; each accepted connection goes to
+   * onAccept (which attaches or rejects it). Returns the listener's id (for
+   * closeListener) and the bound port, or throws a system-style error.
+   */
+  listen(host: string, port: number, onAccept: (accepted: AcceptedSocket) => void): { id: number; port: number } {
+    const slot = this.allocSlot();
+    const l: HostListener = { kind: 'listener', token: this.tokenOf(slot), fd: -1, onAccept };
+    const fd = this.io.listen(l.token, host.includes(':') ? 6 : 4, host, port, LISTEN_BACKLOG);
+    if (fd < 0) {
+      this.freeSlot(l.token);
+      throw Object.assign(new Error(errnoText(fd)), { code: errnoName(fd), errno: fd, syscall: 'listen' });
+    }
+    l.fd = fd;
+    this.slots[slot] = l;
+    return { id: l.token, port: this.io.localPort(fd) };
+  }
+
+  closeListener(id: number): void {
+    const l = this.lookup(id);
+    if (l === null || l.kind !== 'listener') return;
+    this.io.closeSocket(l.fd, false);
+    this.freeSlot(l.token);
+  }
+
+  private acceptAll(l: HostListener): void {
+    for (;;) {
+      const c = this.newConn(null, 0);
+      const fd = this.io.accept(l.fd, c.token);
+      if (fd < 0) {
+        this.freeSlot(c.token);
+        if (fd !== EAGAIN) this.log.warn(`tcp listener: accept: ${errnoText(fd)}`);
+        return;
+      }
+      c.fd = fd;
+      c.connected = true;
+      c.paused = true;
+      this.sockets++;
+      l.onAccept(c);
+    }
+  }
+
+  /** Gives an accepted socket its flow (TcpNat.openInbound); reading starts when the guest answers. */
+  attach(flow: TcpFlow, c: AcceptedSocket): void {
+    // A client that left meanwhile is seen by the first read, once the guest answered.
+    c.flow = flow;
+    flow.host = c;
+  }
+
+  /** The guest cannot be reached: reset the client. */
+  reject(c: AcceptedSocket): void {
+    this.closeConn(c, true);
+  }
+
+  onEstablished(flow: TcpFlow): void {
+    const c = flow.host as HostConn | null;
+    if (c === null || !c.paused) return;
+    c.paused = false;
+    c.wantRead = true;
+    this.enqueue(c);
+  }
+
+  // ---- events ----
+
+  private onEvents(count: number): void {
+    this.eventCount += count;
+    const now = this.clock();
+    const ev = this.events;
+    for (let i = 0; i < count; i++) {
+      const e = this.lookup(ev[2 * i]);
+      if (e === null) continue;
+      const bits = ev[2 * i + 1];
+      if (e.kind === 'listener') {
+        this.acceptAll(e);
+        continue;
+      }
+      this.onSocketEvent(e, bits, now);
+    }
     this.flushPorts(now);
   }
 
-  onHostData(flow: TcpFlow, n: number, buf: Uint8Array): boolean {
-    if (flow.closed) return false;
-    const now = this.clock();
-    if (buf === this.spare) flow.conn.send(this.spare, 0, n, now);
-    else flow.conn.sendCommit(n, now);
-    this.nat.hostActivity(flow, now);
-    this.flushPorts(now);
-    // false stops reading until onSendSpace.
-    return flow.conn.sendSpace() > 0;
+  private onSocketEvent(c: HostConn, bits: number, now: number): void {
+    if ((bits & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) !== 0) c.peerShut = true;
+    const flow = c.flow;
+    if (flow === null) {
+      // Accepted, no flow yet: a client that left is seen when the flow reads.
+      return;
+    }
+    if (c.connecting) {
+      this.settle(c, now);
+      return;
+    }
+    if ((bits & (EPOLLOUT | EPOLLERR)) !== 0 && c.writeBlocked) {
+      c.writeBlocked = false;
+      if (c.tail !== null) this.writeTail(c);
+      else this.pump(c, now);
+    }
+    if (c.fd >= 0 && (bits & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) !== 0) this.readHost(c, now);
+  }
+
+  /** Host -> guest: reads into the send ring until EAGAIN, EOF or a full ring. */
+  private readHost(c: HostConn, now: number): void {
+    const flow = c.flow as TcpFlow;
+    if (c.paused || c.hostEof || c.fd < 0) return;
+    if (flow.closed || flow.host !== c) {
+      this.drainClosed(c);
+      return;
+    }
+    const conn = flow.conn;
+    let moved = false;
+    for (;;) {
+      const r = conn.sendWritable();
+      if (r.len === 0) {
+        c.readBlocked = true;
+        break;
+      }
+      // The region object is the ring's and sendCommit reuses it (segments are cut through it).
+      const room = r.len;
+      const n = this.io.read(c.fd, r.buf, r.off, room);
+      if (n > 0) {
+        conn.sendCommit(n, now);
+        moved = true;
+        // A short read emptied the socket: the next data brings a new edge (an EOF or error
+        // already announced does not, so then read on).
+        if (n < room && !c.peerShut) break;
+        continue;
+      }
+      if (n === 0) {
+        this.hostEnded(c, now);
+        return;
+      }
+      if (n !== EAGAIN) this.hostError(c, n, now);
+      break;
+    }
+    if (moved) this.nat.hostActivity(flow, now);
+  }
+
+  /** After the guest's side closed: read and drop until the host's EOF, then close. */
+  private drainClosed(c: HostConn): void {
+    for (;;) {
+      const n = this.io.read(c.fd, this.scratch, 0, this.scratch.length);
+      if (n > 0) continue;
+      if (n === 0) {
+        c.hostEof = true;
+        this.maybeClose(c);
+      } else if (n !== EAGAIN) this.closeConn(c, false);
+      return;
+    }
+  }
+
+  /** The host sent EOF: our FIN follows the queued data. */
+  private hostEnded(c: HostConn, now: number): void {
+    const flow = c.flow as TcpFlow;
+    c.hostEof = true;
+    if (!flow.closed) {
+      flow.conn.shutdownSend(now);
+      this.nat.hostActivity(flow, now);
+    }
+    this.maybeClose(c);
+  }
+
+  private hostError(c: HostConn, err: number, now: number): void {
+    const flow = c.flow as TcpFlow;
+    this.log.debug(`tcp ${this.describe(flow)}: host socket error ${errnoName(err)}`);
+    this.closeConn(c, false);
+    this.nat.hostAborted(flow, now);
   }
 
   onSendSpace(flow: TcpFlow): void {
-    const state = flow.host as HostState | null;
-    if (state === null || !state.connected) return;
-    if (state.accepted) {
-      if (state.remainder !== null) process.nextTick(this.drainRemainder, flow, state);
-      else if (flow.conn.state !== 'SYN-SENT') state.socket.resume();
-      return;
-    }
-    // For sockets with onread, resume() restarts reading that a false return stopped.
-    state.socket.resume();
+    const c = flow.host as HostConn | null;
+    if (c === null || !c.readBlocked) return;
+    c.readBlocked = false;
+    c.wantRead = true;
+    this.enqueue(c);
   }
 
   /**
@@ -349,129 +455,174 @@ export class TcpProxy implements TcpHostEnv {
    * segment.
    */
   onReadable(flow: TcpFlow): void {
-    const state = flow.host as HostState | null;
-    if (state === null || state.pumpQueued) return;
-    state.pumpQueued = true;
-    this.pending.push(flow);
+    const c = flow.host as HostConn | null;
+    if (c !== null) this.enqueue(c);
   }
 
-  /** End of a batch (the runtime's flush): writes what each readable flow has, once. */
+  private enqueue(c: HostConn): void {
+    if (c.queued) return;
+    c.queued = true;
+    this.queue.push(c);
+  }
+
+  /** End of a batch (the runtime's flush): settles dials, writes and reads what each queued flow has. */
   drain(now: number): void {
-    if (this.pending.length === 0) return;
-    const flows = this.pending;
-    this.pending = this.spareList;
-    for (const flow of flows) {
-      const state = flow.host as HostState | null;
-      if (state !== null) state.pumpQueued = false;
-      this.pump(flow, false, now);
-    }
-    flows.length = 0;
-    this.spareList = flows;
-  }
-
-  /**
-   * Moves the guest's bytes into the host socket while it is below the
-   * high-water mark. Without a copy: the socket gets a view of the receive
-   * ring. A write the kernel takes at once (the usual case: Node tries the
-   * write(2) before queueing) leaves nothing queued in the socket, and the
-   * bytes are consumed right away (its callback, a tick later, is skipped);
-   * otherwise they stay in the ring, counted in `inflight`, until the write's
-   * callback (`written`), and nothing more is handed over meanwhile, so the
-   * bytes leave in order.
-   */
-  private pump(flow: TcpFlow, flushPorts = true, now = this.clock(), opened = false): void {
-    const state = flow.host as HostState | null;
-    if (state === null || !state.connected || state.ended || state.inflight > 0) return;
-    const socket = state.socket;
-    const conn = flow.conn;
-    let moved = opened;
-    while (conn.recvAvailable() > 0 && socket.writableLength === 0) {
-      const r = conn.recvPeek();
-      const n = r.len;
-      socket.write(r.buf.subarray(r.off, r.off + n), state.written);
-      if (socket.writableLength > 0) {
-        state.inflight = n;
-        break;
+    while (this.queue.length > 0) {
+      const list = this.queue;
+      this.queue = this.spareQueue;
+      for (const c of list) {
+        c.queued = false;
+        if (c.fd < 0 && c.dialError === 0) continue;
+        if (c.connecting) {
+          this.settle(c, now);
+          continue;
+        }
+        this.pump(c, now);
+        if (c.wantRead) {
+          c.wantRead = false;
+          this.readHost(c, now);
+        }
       }
-      state.skipCallbacks++;
-      conn.recvConsume(n, now);
-      moved = true;
-    }
-    if (conn.peerFinished && conn.recvAvailable() === 0 && !state.ended) {
-      state.ended = true;
-      socket.end();
-      this.maybeDestroy(flow, state);
-    }
-    if (moved && !flow.closed) {
-      // The window opened: let the connection tell the guest.
-      this.nat.hostActivity(flow, now);
-      if (flushPorts) this.flushPorts(now);
+      list.length = 0;
+      this.spareQueue = list;
     }
   }
 
-  /** A write of a ring view finished (or failed: the socket's error handler deals with that). */
-  private written(state: HostState, err?: Error | null): void {
-    if (state.skipCallbacks > 0) {
-      state.skipCallbacks--;
-      return;
+  /** Guest -> host: writes the receive ring's readable bytes from where they are. */
+  private pump(c: HostConn, now: number): void {
+    const flow = c.flow;
+    if (flow === null || flow.closed || flow.host !== c || !c.connected || c.ended || c.writeBlocked || c.fd < 0) return;
+    const conn = flow.conn;
+    let moved = false;
+    while (conn.recvAvailable() > 0) {
+      const r = conn.recvPeek();
+      const len = r.len;
+      const n = this.io.write(c.fd, r.buf, r.off, len);
+      if (n > 0) {
+        conn.recvConsume(n, now);
+        moved = true;
+        if (n < len) {
+          c.writeBlocked = true;
+          break;
+        }
+        continue;
+      }
+      if (n === EAGAIN) c.writeBlocked = true;
+      else this.hostError(c, n, now);
+      break;
     }
-    const n = state.inflight;
-    if (n === 0) return;
-    state.inflight = 0;
-    const flow = state.flow;
-    if (err || flow.closed || flow.host !== state) return;
-    const now = this.clock();
-    flow.conn.recvConsume(n, now);
-    this.pump(flow, true, now, true);
+    if (c.fd >= 0 && !c.writeBlocked && conn.peerFinished && conn.recvAvailable() === 0) this.endHost(c);
+    // The window opened: let the connection tell the guest.
+    if (moved && !flow.closed) this.nat.hostActivity(flow, now);
+  }
+
+  /** shutdown(SHUT_WR) once everything the guest sent is written. */
+  private endHost(c: HostConn): void {
+    if (c.ended) return;
+    c.ended = true;
+    this.io.shutdown(c.fd);
+    this.maybeClose(c);
+  }
+
+  /** The rest of a normally closed connection's data, from its copy. */
+  private writeTail(c: HostConn): void {
+    const t = c.tail as Buffer;
+    const n = this.io.write(c.fd, t, 0, t.length);
+    if (n === t.length) {
+      c.tail = null;
+      this.endHost(c);
+    } else if (n > 0 || n === EAGAIN) {
+      if (n > 0) c.tail = t.subarray(n);
+      c.writeBlocked = true;
+    } else {
+      this.closeConn(c, false);
+    }
   }
 
   onClosed(flow: TcpFlow, reason: TcpCloseReason): void {
-    const state = flow.host as HostState | null;
-    if (state === null) {
+    const c = flow.host as HostConn | null;
+    // Nothing reads into the rings after this, whatever happens to the socket.
+    flow.host = null;
+    if (c === null || c.fd < 0) {
       // The socket is gone already (or there never was one).
       flow.conn.recycleBuffers();
       return;
     }
-    if (state.inflight > 0) {
-      // Already queued in the socket; the ring stays ours until the socket closes (buffers are recycled only then).
-      flow.conn.recvConsume(state.inflight, this.clock());
-      state.inflight = 0;
+    if (reason !== 'normal') {
+      // A connected socket is reset, so the host sees the guest's abort as one.
+      this.closeConn(c, (reason === 'reset' || reason === 'timeout') && c.connected);
+      flow.conn.recycleBuffers();
+      return;
     }
-    if (reason === 'normal') {
-      // Everything the guest sent before its FIN is still readable: write it, then end.
-      const conn = flow.conn;
+    // Everything the guest sent before its FIN is still to be written, then our FIN.
+    const conn = flow.conn;
+    const left = c.ended ? 0 : conn.recvAvailable();
+    if (left > 0) {
+      const tail = Buffer.allocUnsafe(left);
+      let at = 0;
       while (conn.recvAvailable() > 0) {
         const r = conn.recvPeek();
-        const chunk = Buffer.allocUnsafe(r.len);
-        r.buf.copy(chunk, 0, r.off, r.off + r.len);
+        r.buf.copy(tail, at, r.off, r.off + r.len);
+        at += r.len;
         conn.recvConsume(r.len, this.clock());
-        if (state.connected) state.socket.write(chunk);
       }
-      if (!state.ended) {
-        state.ended = true;
-        state.socket.end();
-      }
-      this.maybeDestroy(flow, state);
+      c.tail = tail;
+    }
+    flow.conn.recycleBuffers();
+    if (c.connected && !c.writeBlocked) {
+      if (c.tail !== null) this.writeTail(c);
+      else this.endHost(c);
+    }
+    if (c.fd < 0) return;
+    this.maybeClose(c);
+    if (c.fd >= 0) {
       // A host that never closes its side must not keep the socket forever.
-      if (!state.socket.destroyed) setTimeout(() => state.socket.destroy(), 10_000).unref();
-    } else if (reason === 'reset' || reason === 'timeout') {
-      if (state.connected) state.socket.resetAndDestroy();
-      else state.socket.destroy();
-    } else {
-      state.socket.destroy();
+      c.lingerTimer = setTimeout(() => this.closeConn(c, false), this.lingerMs);
+      c.lingerTimer.unref();
     }
   }
 
-  private maybeDestroy(flow: TcpFlow, state: HostState): void {
-    if (state.ended && state.hostEof && flow.closed && !state.socket.destroyed) state.socket.destroy();
+  private maybeClose(c: HostConn): void {
+    const flow = c.flow;
+    if (c.ended && c.hostEof && flow !== null && flow.closed) this.closeConn(c, false);
   }
 
-  /** Closes every host socket (shutdown). */
+  /** Closes the socket (abort: with a RST) and frees its slot; safe to call twice. */
+  private closeConn(c: HostConn, abort: boolean): void {
+    if (c.lingerTimer !== null) {
+      clearTimeout(c.lingerTimer);
+      c.lingerTimer = null;
+    }
+    if (c.fd >= 0) {
+      this.io.closeSocket(c.fd, abort);
+      c.fd = -1;
+      this.sockets--;
+    }
+    if (this.lookup(c.token) === c) this.freeSlot(c.token);
+  }
+
+  /** Socket events since the last call (the runtime's batch size, for busy polling). */
+  takeEventCount(): number {
+    const n = this.eventCount;
+    this.eventCount = 0;
+    return n;
+  }
+
+  /** Busy-polls our sockets and `fds` (tap fds) for up to maxMicros; true once one is readable. */
+  spin(fds: Int32Array, count: number, maxMicros: number): boolean {
+    return !this.closed && this.io.spin(fds, count, maxMicros) === 1;
+  }
+
+  /** Closes every host socket and listener (shutdown). */
   closeAll(): void {
-    for (const flow of this.nat.liveFlows()) {
-      const state = flow.host as HostState | null;
-      if (state !== null) state.socket.destroy();
+    if (this.closed) return;
+    this.closed = true;
+    for (const e of this.slots) {
+      if (e === null) continue;
+      if (e.kind === 'listener') this.closeListener(e.token);
+      else this.closeConn(e, false);
     }
+    this.io.close();
   }
 
   private describe(flow: TcpFlow): string {

@@ -27,6 +27,8 @@ import type {
   PingSocketOptions,
   PidWatch,
   SandboxOptions,
+  TcpSockets,
+  TcpSocketsOptions,
   SandboxResult,
   SeccompResult,
   TapHandle,
@@ -40,6 +42,7 @@ interface RawAddon {
   configureInterface(cfg: InterfaceConfig): void;
   closeFd(fd: number): void;
   FrameIo: new (opts: FrameIoOptions) => FrameIo;
+  TcpSockets: new (opts: TcpSocketsOptions) => TcpSockets;
   PingSocket: new (opts: PingSocketOptions) => PingSocket;
   installSeccompFilter(): SeccompResult;
   enterSandbox(opts: SandboxOptions): SandboxResult;
@@ -325,6 +328,12 @@ export const native: NativeAddon = {
     return nativeCall(
       () => new addon.FrameIo({ ...opts, onError: (e: Error) => onError(toNativeError(e) as Error) }),
     );
+  },
+
+  createTcpSockets(opts: TcpSocketsOptions): TcpSockets {
+    const addon = raw();
+    // Called per socket operation on the data path: the raw object, no wrapper.
+    return nativeCall(() => new addon.TcpSockets(opts));
   },
 
   createPingSocket(opts: PingSocketOptions): PingSocket {

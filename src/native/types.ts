@@ -281,7 +281,47 @@ export interface PidWatch {
   close(): void;
 }
 
+/**
+ * The NAT's host TCP sockets in one edge-triggered epoll set (native/tcp_sockets.cc).
+ * Every call returns a count or -errno (never throws for a socket failure).
+ * Ready sockets are reported as [token, epoll events] pairs in `events`, with
+ * one onEvents(count) call per wake-up.
+ */
+export interface TcpSockets {
+  start(): void;
+  /** Non-blocking connect; the fd (in progress or done: see status) or -errno. */
+  connect(token: number, family: 4 | 6, host: string, port: number, local: string | null): number;
+  /** 0 when the connect completed, -EINPROGRESS while it runs, -errno when it failed. */
+  status(fd: number): number;
+  listen(token: number, family: 4 | 6, host: string, port: number, backlog: number): number;
+  /** A waiting connection's fd (registered with `token`), or -EAGAIN. */
+  accept(listenFd: number, token: number): number;
+  localPort(fd: number): number;
+  /** Bytes read into bytes[offset, offset + length), 0 at EOF, or -errno (-EAGAIN: nothing now). */
+  read(fd: number, bytes: Uint8Array, offset: number, length: number): number;
+  /** Bytes the kernel took, or -errno (-EAGAIN: no room now). */
+  write(fd: number, bytes: Uint8Array, offset: number, length: number): number;
+  /** shutdown(SHUT_WR): a FIN after what is queued. */
+  shutdown(fd: number): number;
+  /** close(2); abort: a RST instead (SO_LINGER 0). */
+  closeSocket(fd: number, abort: boolean): number;
+  /** Busy-polls the set and fds[0..count) (at most 15) for up to maxMicros: 1 once one is readable, else 0. */
+  spin(fds: Int32Array, count: number, maxMicros: number): number;
+  /** Stops polling and closes the epoll set (not the sockets). Idempotent. */
+  close(): void;
+}
+
+export interface TcpSocketsOptions {
+  /** At least TCP_EVENTS_MAX pairs. */
+  events: Uint32Array;
+  onEvents: (count: number) => void;
+}
+
+/** Ready sockets reported per onEvents call at most. */
+export const TCP_EVENTS_MAX = 256;
+
 export interface NativeAddon {
+  createTcpSockets(opts: TcpSocketsOptions): TcpSockets;
   openTap(opts: TapOpenOptions): TapHandle;
   openTapInNamespace(req: NamespaceTapRequest): NamespaceTapResult;
   configureInterface(cfg: InterfaceConfig): void;

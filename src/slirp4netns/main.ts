@@ -133,6 +133,7 @@ export function runtimeOptionsFor(o: SlirpOptions, log: Logger, outboundAddress:
     pcapPath: process.env.USERNET_PCAP ?? null,
     logLevel: log.level,
     statsIntervalMs: 0,
+    busyPollMicros: defaults.busyPollMicros,
     gatewayMac: parseMac(defaults.gatewayMac),
     hostLoopback: !o.disableHostLoopback,
     dnsServers: null,

@@ -7,6 +7,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
@@ -77,6 +78,19 @@ export class Background {
     clearTimeout(timer);
     return r;
   }
+}
+
+/**
+ * A port the kernel just handed out on `host` and nobody listens on now: for a
+ * server a test starts (dnsmasq, iperf3) or a port that must be closed. A
+ * random pick could be some other test's ephemeral port.
+ */
+export async function freePort(host = '127.0.0.1'): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, host, r));
+  const p = (s.address() as AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return p;
 }
 
 export function sleep(ms: number): Promise<void> {

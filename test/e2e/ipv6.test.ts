@@ -6,11 +6,11 @@
  * server inside through a port forward from [::1]. Nothing goes anywhere but
  * loopback and the test's own namespaces.
  */
-import { connect, createServer as createTcpServer, type AddressInfo, type Socket } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { createSocket } from 'node:dgram';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startBlobServer, type BlobServer } from './blob-server.js';
-import { must, Sandbox, sleep, usernetArgs, usernetAsync } from './harness.js';
+import { freePort, must, Sandbox, sleep, usernetArgs, usernetAsync } from './harness.js';
 
 const sandbox = new Sandbox();
 const files = new Sandbox();
@@ -33,14 +33,6 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(() => server?.close());
-
-async function freePort(host: string): Promise<number> {
-  const s = createTcpServer();
-  await new Promise<void>((r) => s.listen(0, host, r));
-  const p = (s.address() as AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return p;
-}
 
 describe('SLAAC and the router', () => {
   it('usernet run starts the command with a SLAAC address past DAD and a default route via the gateway link-local', async () => {
@@ -84,7 +76,7 @@ describe('TCP over IPv6 through the NAT', () => {
   }
 
   it('runs iperf3 -6 both ways against a server on host ::1', async () => {
-    const port = 20_000 + Math.floor(Math.random() * 20_000);
+    const port = await freePort();
     const server = sandbox.spawn('iperf3', ['-s', '-B', '::1', '-p', String(port), '--forceflush']);
     await server.waitFor(/Server listening/);
     const c = `iperf3 -6 -c fd00::2 -p ${port} -t 3 -J`;
@@ -163,7 +155,7 @@ describe('UDP and DNS over IPv6', () => {
   });
 
   it('answers dig -6 @fd00::3 over UDP and TCP from a resolver on loopback', async () => {
-    const port = 20_000 + Math.floor(Math.random() * 20_000);
+    const port = await freePort();
     const d = sandbox.tmpdir();
     const dns = sandbox.spawn('dnsmasq', [
       '-k', '--port', String(port), '--listen-address=127.0.0.1', '--bind-interfaces', '--no-resolv', '--no-hosts',

@@ -9,7 +9,7 @@ import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startBlobServer, type BlobServer } from './blob-server.js';
-import { must, Sandbox, sleep, usernetAsync } from './harness.js';
+import { freePort, must, Sandbox, sleep, usernetAsync } from './harness.js';
 
 const sandbox = new Sandbox();
 const files = new Sandbox();
@@ -58,7 +58,7 @@ describe('TCP through the NAT', () => {
   }
 
   it('runs iperf3 both ways without error', async () => {
-    const port = 20_000 + Math.floor(Math.random() * 20_000);
+    const port = await freePort();
     const server = sandbox.spawn('iperf3', ['-s', '-B', '127.0.0.1', '-p', String(port), '--forceflush']);
     await server.waitFor(/Server listening/);
     const c = `iperf3 -c 10.0.2.2 -p ${port} -t 3 -J`;
@@ -111,6 +111,33 @@ describe('TCP through the NAT', () => {
     expect(r.stdout.trim()).toBe('got 100000 bytes');
     expect(r.status).toBe(0);
   });
+
+  it("delivers a server's EOF that arrived while the guest was not reading (10 rounds)", async () => {
+    // The server writes 24 MB and closes at once; the guest sleeps before reading, so
+    // usernet's buffers fill and the server's FIN reaches usernet while it cannot read.
+    const BYTES = 24 * 1024 * 1024;
+    const { server, port } = await listenTcp((s) => {
+      s.on('error', () => undefined);
+      s.end(Buffer.alloc(BYTES, 7));
+    });
+    const py = [
+      'import socket, time',
+      'for i in range(10):',
+      `    s = socket.create_connection(("10.0.2.2", ${port}), timeout=20)`,
+      '    time.sleep(0.3)',
+      '    n = 0',
+      '    while True:',
+      '        d = s.recv(1 << 20)',
+      '        if not d: break',
+      '        n += len(d)',
+      '    s.close()',
+      '    print(n)',
+    ].join('\n');
+    const r = await usernetAsync(['run', '--', 'python3', '-c', py], 90_000);
+    server.close();
+    expect(r.stdout.trim().split('\n')).toEqual(Array(10).fill(String(BYTES)));
+    expect(r.status).toBe(0);
+  }, 100_000);
 
   it('handles 2000 sequential and 500 concurrent connections and leaves no flows or fds behind', async () => {
     const { server, port } = await listenTcp((s) => {
@@ -229,7 +256,7 @@ describe('UDP through the NAT', () => {
 
 describe('DNS forwarder', () => {
   it('answers dig @10.0.2.3 over UDP and TCP from a resolver on loopback', async () => {
-    const port = 20_000 + Math.floor(Math.random() * 20_000);
+    const port = await freePort();
     const d = sandbox.tmpdir();
     const dns = sandbox.spawn('dnsmasq', [
       '-k', '--port', String(port), '--listen-address=127.0.0.1', '--bind-interfaces', '--no-resolv', '--no-hosts',
@@ -245,7 +272,7 @@ describe('DNS forwarder', () => {
   });
 
   it('fails over to the next upstream when the first does not answer', async () => {
-    const port = 20_000 + Math.floor(Math.random() * 20_000);
+    const port = await freePort();
     const silent = createSocket('udp4'); // takes queries, never answers
     await new Promise<void>((r) => silent.bind(0, '127.0.0.1', r));
     const d = sandbox.tmpdir();

@@ -8,7 +8,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSyn
 import { join } from 'node:path';
 import type { Server } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { must, run, Sandbox, sleep } from './harness.js';
+import { freePort, must, run, Sandbox, sleep } from './harness.js';
 import {
   apiCall,
   ensureRootlessUser,
@@ -105,13 +105,6 @@ function expectSandboxed(pid: number): TaskView[] {
     expect(t.root).toEqual(['etc', 'run']);
   }
   return all;
-}
-
-/** A loopback TCP port nobody listens on right now. */
-async function freePort(): Promise<number> {
-  const { server, port } = await httpServer('');
-  await new Promise<void>((r) => server.close(() => r()));
-  return port;
 }
 
 /** A directory under /run, for an API socket that lives on the read-only /run bind. */

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { GUEST_IPV6_AUTO, parseCommandLine, parsePublish } from '../../src/options.js';
 import { ConfigError } from '../../src/errors.js';
+import { defaults } from '../../stack/config.js';
 
 const NET = 0x0a000200;
 
@@ -52,5 +53,19 @@ describe('IPv6 options', () => {
     expect(() => opts(['--ipv6-prefix', 'fd00::/64', '--mtu', '1000'])).toThrow(/at least 1280/);
     expect(() => opts(['--disable-ipv6', '-p', '[::1]:8080:80'])).toThrow(/needs IPv6/);
     expect(() => parseCommandLine(['--tap', 'tap0', '-p', '[::1]:8080:80'])).toThrow(/give the guest's IPv6 address/);
+  });
+});
+
+describe('--busy-poll MICROS', () => {
+  it('defaults to the engine default, takes 0 to turn it off, and rejects what is not a whole number in range', () => {
+    const d = parseCommandLine(['--tap', 'tap0']);
+    if (d.kind !== 'main') throw new Error('expected main');
+    expect(d.options.busyPollMicros).toBe(defaults.busyPollMicros);
+    const off = parseCommandLine(['run', '--busy-poll', '0', '--', 'true']);
+    if (off.kind !== 'run') throw new Error('expected run');
+    expect(off.options.busyPollMicros).toBe(0);
+    for (const bad of ['-1', '1.5', 'x', '10001']) {
+      expect(() => parseCommandLine(['--tap', 'tap0', '--busy-poll', bad]), bad).toThrow(/--busy-poll/);
+    }
   });
 });
