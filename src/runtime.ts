@@ -131,6 +131,7 @@ export class Runtime {
     const sink = {
       input: (from: Port, frame: Frame, now: number) => {
         this.batchFrames++;
+        this.batchBytes += frame.len;
         bridge.input(from, frame, now);
       },
       flush: (now: number) => this.flush(now),
@@ -180,9 +181,13 @@ export class Runtime {
     this.bridge.flush(now);
     this.scheduler.kick();
     // Busy polling (--busy-poll) after a small batch: its answer is likely microseconds away.
-    const work = this.batchFrames + this.tcpProxy.takeEventCount();
+    // Bulk traffic (big batches, or many bytes: TSO frames) has its next batch coming anyway.
+    const host = this.tcpProxy.takeBatchWork();
+    const items = this.batchFrames + host.events;
+    const bytes = this.batchBytes + host.bytes;
     this.batchFrames = 0;
-    if (work > 0 && work <= defaults.busyPollBatchMax && this.options.busyPollMicros > 0) {
+    this.batchBytes = 0;
+    if (items > 0 && items <= defaults.busyPollBatchMax && bytes <= defaults.busyPollBytesMax && this.options.busyPollMicros > 0) {
       let n = 0;
       for (const p of this.ports) if (n < this.spinFds.length) this.spinFds[n++] = p.handle.fd;
       this.tcpProxy.spin(this.spinFds, n, this.options.busyPollMicros);
@@ -193,6 +198,7 @@ export class Runtime {
   private readonly spinFds = new Int32Array(15);
   /** Frames received since the last flush. */
   private batchFrames = 0;
+  private batchBytes = 0;
 
   stats(): object {
     return {

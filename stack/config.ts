@@ -45,6 +45,8 @@ export const defaults = {
   busyPollMicros: 50,
   /** A batch of more frames and host events than this is bulk traffic: no busy polling after it. */
   busyPollBatchMax: 8,
+  /** ... or more bytes than this (frames received plus host bytes read and written). */
+  busyPollBytesMax: 16_384,
 } as const;
 
 export type Defaults = typeof defaults;

@@ -150,6 +150,8 @@ export class TcpProxy implements TcpHostEnv {
   private readonly lingerMs: number;
   private closed = false;
   private eventCount = 0;
+  /** Bytes read from and written to host sockets since takeBatchWork. */
+  private movedBytes = 0;
 
   constructor(
     private readonly nat: TcpNat,
@@ -393,6 +395,7 @@ export class TcpProxy implements TcpHostEnv {
       const room = r.len;
       const n = this.io.read(c.fd, r.buf, r.off, room);
       if (n > 0) {
+        this.movedBytes += n;
         conn.sendCommit(n, now);
         moved = true;
         // A short read emptied the socket: the next data brings a new edge (an EOF or error
@@ -499,6 +502,7 @@ export class TcpProxy implements TcpHostEnv {
       const len = r.len;
       const n = this.io.write(c.fd, r.buf, r.off, len);
       if (n > 0) {
+        this.movedBytes += n;
         conn.recvConsume(n, now);
         moved = true;
         if (n < len) {
@@ -601,12 +605,17 @@ export class TcpProxy implements TcpHostEnv {
     if (this.lookup(c.token) === c) this.freeSlot(c.token);
   }
 
-  /** Socket events since the last call (the runtime's batch size, for busy polling). */
-  takeEventCount(): number {
-    const n = this.eventCount;
+  /** Socket events and bytes moved since the last call (the runtime's batch size, for busy polling). */
+  takeBatchWork(): { events: number; bytes: number } {
+    const w = this.work;
+    w.events = this.eventCount;
+    w.bytes = this.movedBytes;
     this.eventCount = 0;
-    return n;
+    this.movedBytes = 0;
+    return w;
   }
+
+  private readonly work = { events: 0, bytes: 0 };
 
   /** Busy-polls our sockets and `fds` (tap fds) for up to maxMicros; true once one is readable. */
   spin(fds: Int32Array, count: number, maxMicros: number): boolean {
