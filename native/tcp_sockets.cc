@@ -190,26 +190,37 @@ class TcpSockets : public Napi::ObjectWrap<TcpSockets> {
     return -err;
   }
 
+  // The (token, family, host, port) every socket-making call starts with; false with a
+  // pending JS exception when they are malformed (`usage` names the call).
+  bool ReadEndpoint(const Napi::CallbackInfo& info, const char* usage, uint32_t* token, int* family, SockAddr* addr,
+                    socklen_t* len) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsNumber() || !info[1].IsNumber() || !info[3].IsNumber()) {
+      Napi::TypeError::New(env, usage).ThrowAsJavaScriptException();
+      return false;
+    }
+    *token = info[0].As<Napi::Number>().Uint32Value();
+    *family = info[1].As<Napi::Number>().Int32Value();
+    int port = info[3].As<Napi::Number>().Int32Value();
+    if (port < 0 || port > 65535) {
+      Napi::RangeError::New(env, "port out of range").ThrowAsJavaScriptException();
+      return false;
+    }
+    return ParseAddr(env, info[2], *family, port, addr, len);
+  }
+
   // connect(token, family, host, port, localHost | null) -> fd | -errno
   Napi::Value Connect(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (!info[0].IsNumber() || !info[1].IsNumber() || !info[3].IsNumber()) {
-      Napi::TypeError::New(env, "connect(token, family, host, port, local)").ThrowAsJavaScriptException();
-      return env.Undefined();
-    }
-    if (closed_) return Napi::Number::New(env, -EBADF);
-    uint32_t token = info[0].As<Napi::Number>().Uint32Value();
-    int family = info[1].As<Napi::Number>().Int32Value();
-    int port = info[3].As<Napi::Number>().Int32Value();
+    uint32_t token = 0;
+    int family = 0;
     SockAddr to, from;
     socklen_t to_len = 0, from_len = 0;
-    if (port < 0 || port > 65535) {
-      Napi::RangeError::New(env, "port out of range").ThrowAsJavaScriptException();
+    if (!ReadEndpoint(info, "connect(token, family, host, port, local)", &token, &family, &to, &to_len))
       return env.Undefined();
-    }
-    if (!ParseAddr(env, info[2], family, port, &to, &to_len)) return env.Undefined();
     bool bind_local = !info[4].IsNull() && !info[4].IsUndefined();
     if (bind_local && !ParseAddr(env, info[4], family, 0, &from, &from_len)) return env.Undefined();
+    if (closed_) return Napi::Number::New(env, -EBADF);
     int fd = NewSocket(family, token);
     if (fd < 0) return Napi::Number::New(env, fd);
     if (bind_local && bind(fd, &from.sa, from_len) < 0) return Napi::Number::New(env, CloseWith(fd, errno));
@@ -235,26 +246,21 @@ class TcpSockets : public Napi::ObjectWrap<TcpSockets> {
   // listen(token, family, host, port, backlog) -> fd | -errno
   Napi::Value Listen(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (!info[0].IsNumber() || !info[1].IsNumber() || !info[3].IsNumber() || !info[4].IsNumber()) {
-      Napi::TypeError::New(env, "listen(token, family, host, port, backlog)").ThrowAsJavaScriptException();
+    uint32_t token = 0;
+    int family = 0;
+    SockAddr at;
+    socklen_t at_len = 0;
+    const char* usage = "listen(token, family, host, port, backlog)";
+    if (!ReadEndpoint(info, usage, &token, &family, &at, &at_len)) return env.Undefined();
+    if (!info[4].IsNumber()) {
+      Napi::TypeError::New(env, usage).ThrowAsJavaScriptException();
       return env.Undefined();
     }
     if (closed_) return Napi::Number::New(env, -EBADF);
-    uint32_t token = info[0].As<Napi::Number>().Uint32Value();
-    int family = info[1].As<Napi::Number>().Int32Value();
-    int port = info[3].As<Napi::Number>().Int32Value();
-    if (port < 0 || port > 65535) {
-      Napi::RangeError::New(env, "port out of range").ThrowAsJavaScriptException();
-      return env.Undefined();
-    }
-    SockAddr at;
-    socklen_t at_len = 0;
-    if (!ParseAddr(env, info[2], family, port, &at, &at_len)) return env.Undefined();
     int fd = socket(family == 6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return Napi::Number::New(env, -errno);
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (family == 6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
     if (bind(fd, &at.sa, at_len) < 0 || listen(fd, info[4].As<Napi::Number>().Int32Value()) < 0 ||
         Watch(fd, token, EPOLLIN | EPOLLET) < 0)
       return Napi::Number::New(env, CloseWith(fd, errno));

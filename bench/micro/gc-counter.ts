@@ -3,9 +3,11 @@
  * 'gc' entries. Entries are delivered asynchronously, so a steady run must
  * yield to the event loop now and then (the micro-benchmarks run in slices of
  * a few milliseconds with a setImmediate between them) and take() waits one
- * more turn before reading.
+ * more turn before reading. Because of that delay, a collection from before
+ * reset() (the set-up's buffers) can arrive after it: only entries that
+ * started after the reset count.
  */
-import { PerformanceObserver, constants } from 'node:perf_hooks';
+import { PerformanceObserver, constants, performance } from 'node:perf_hooks';
 
 export interface GcCounts {
   minor: number;
@@ -18,10 +20,12 @@ export interface GcCounts {
 export class GcCounter {
   private counts: GcCounts = { minor: 0, major: 0, other: 0, pauseMs: 0 };
   private readonly obs: PerformanceObserver;
+  private since = 0;
 
   constructor() {
     this.obs = new PerformanceObserver((list) => {
       for (const e of list.getEntries()) {
+        if (e.startTime < this.since) continue;
         const kind = (e as unknown as { detail?: { kind?: number } }).detail?.kind;
         if (kind === constants.NODE_PERFORMANCE_GC_MINOR) this.counts.minor++;
         else if (kind === constants.NODE_PERFORMANCE_GC_MAJOR) this.counts.major++;
@@ -33,6 +37,7 @@ export class GcCounter {
   }
 
   reset(): void {
+    this.since = performance.now();
     this.counts = { minor: 0, major: 0, other: 0, pauseMs: 0 };
   }
 
