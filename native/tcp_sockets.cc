@@ -292,25 +292,19 @@ class TcpSockets : public Napi::ObjectWrap<TcpSockets> {
   }
 
   // read(fd, bytes, offset, length) -> n | 0 at EOF | -errno
-  Napi::Value Read(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    size_t len = 0;
-    uint8_t* p = Span(env, info, 1, &len);
-    if (p == nullptr) return env.Undefined();
-    ssize_t n;
-    do n = read(FdArg(info), p, len);
-    while (n < 0 && errno == EINTR);
-    return Napi::Number::New(env, n < 0 ? -errno : static_cast<double>(n));
-  }
+  Napi::Value Read(const Napi::CallbackInfo& info) { return Transfer(info, false); }
 
   // write(fd, bytes, offset, length) -> n | -errno
-  Napi::Value Write(const Napi::CallbackInfo& info) {
+  Napi::Value Write(const Napi::CallbackInfo& info) { return Transfer(info, true); }
+
+  Napi::Value Transfer(const Napi::CallbackInfo& info, bool writing) {
     Napi::Env env = info.Env();
     size_t len = 0;
     uint8_t* p = Span(env, info, 1, &len);
     if (p == nullptr) return env.Undefined();
+    int fd = FdArg(info);
     ssize_t n;
-    do n = send(FdArg(info), p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    do n = writing ? send(fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT) : read(fd, p, len);
     while (n < 0 && errno == EINTR);
     return Napi::Number::New(env, n < 0 ? -errno : static_cast<double>(n));
   }
