@@ -166,12 +166,20 @@ export function usernetAsync(args: string[], timeoutMs = 120_000, prefix: string
   const [cmd, a] = usernetArgs(args);
   const [file, argv] = prefix.length > 0 ? [prefix[0], [...prefix.slice(1), cmd, ...a]] : [cmd, a];
   return new Promise((resolve, reject) => {
-    const child = spawn(file, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+    // Its own process group, so a timeout also stops the command usernet runs (and what that
+    // started): killing usernet alone would leave them running in the namespace, holding our pipes.
+    const child = spawn(file, argv, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
     child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    const timer = setTimeout(() => {
+      try {
+        if (child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        child.kill('SIGKILL');
+      }
+    }, timeoutMs);
     child.on('error', reject);
     child.on('close', (status, signal) => {
       clearTimeout(timer);
