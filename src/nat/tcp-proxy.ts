@@ -333,8 +333,7 @@ export class TcpProxy implements TcpHostEnv {
     const c = flow.host as HostConn | null;
     if (c === null || !c.paused) return;
     c.paused = false;
-    c.wantRead = true;
-    this.enqueue(c);
+    this.queueRead(c);
   }
 
   // ---- events ----
@@ -448,6 +447,11 @@ export class TcpProxy implements TcpHostEnv {
     const c = flow.host as HostConn | null;
     if (c === null || !c.readBlocked) return;
     c.readBlocked = false;
+    this.queueRead(c);
+  }
+
+  /** Reads at the end of the batch (from the engine's own events the connection must not be re-entered). */
+  private queueRead(c: HostConn): void {
     c.wantRead = true;
     this.enqueue(c);
   }
