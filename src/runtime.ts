@@ -177,9 +177,6 @@ export class Runtime {
     // Guest bytes go to the host sockets once per batch (and open the windows), the NAT
     // answers the batch (one ACK per connection), then every port writes.
     this.tcpProxy.drain(now);
-    this.nat.flush(now);
-    this.bridge.flush(now);
-    this.scheduler.kick();
     // Busy polling (--busy-poll) after a small batch: its answer is likely microseconds away.
     // Bulk traffic (big batches, or many bytes: TSO frames) has its next batch coming anyway.
     const host = this.tcpProxy.takeBatchWork();
@@ -187,11 +184,20 @@ export class Runtime {
     const bytes = this.batchBytes + host.bytes;
     this.batchFrames = 0;
     this.batchBytes = 0;
-    if (items > 0 && items <= defaults.busyPollBatchMax && bytes <= defaults.busyPollBytesMax && this.options.busyPollMicros > 0) {
-      let n = 0;
-      for (const p of this.ports) if (n < this.spinFds.length) this.spinFds[n++] = p.handle.fd;
-      this.tcpProxy.spin(this.spinFds, n, this.options.busyPollMicros);
-    }
+    const spin =
+      this.options.busyPollMicros > 0 && items > 0 && items <= defaults.busyPollBatchMax && bytes <= defaults.busyPollBytesMax;
+    // While we spin, a delayable ACK waits for the host's answer to carry it.
+    this.nat.flush(now, spin);
+    this.bridge.flush(now);
+    this.scheduler.kick();
+    if (!spin) return;
+    let n = 0;
+    for (const p of this.ports) if (n < this.spinFds.length) this.spinFds[n++] = p.handle.fd;
+    if (this.tcpProxy.spin(this.spinFds, n, this.options.busyPollMicros)) return;
+    // Nothing came: the held ACKs go now, before the thread sleeps.
+    const later = this.now();
+    this.nat.flushHeldAcks(later);
+    this.bridge.flush(later);
   }
 
   /** The taps' fds, for busy polling (at most 15 are watched). */

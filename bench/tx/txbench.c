@@ -172,8 +172,10 @@ static int rr(const char *host, int port, double seconds) {
   qsort(lat, n, sizeof *lat, cmp_double);
   double sum = 0;
   for (size_t i = 0; i < n; i++) sum += lat[i];
-  printf("{\"mode\":\"rr\",\"count\":%zu,\"p50us\":%.2f,\"p99us\":%.2f,\"meanUs\":%.2f}\n", n, lat[n / 2] * 1e6,
-         lat[(size_t)(n * 0.99)] * 1e6, sum / n * 1e6);
+  printf("{\"mode\":\"rr\",\"count\":%zu,\"p50us\":%.2f,\"p90us\":%.2f,\"p99us\":%.2f,\"p999us\":%.2f,"
+         "\"meanUs\":%.2f}\n",
+         n, lat[n / 2] * 1e6, lat[(size_t)(n * 0.9)] * 1e6, lat[(size_t)(n * 0.99)] * 1e6,
+         lat[(size_t)(n * 0.999)] * 1e6, sum / n * 1e6);
   return 0;
 }
 

@@ -520,8 +520,8 @@ export class TcpProxy implements TcpHostEnv {
       break;
     }
     if (c.fd >= 0 && !c.writeBlocked && conn.peerFinished && conn.recvAvailable() === 0) this.endHost(c);
-    // The window opened: let the connection tell the guest.
-    if (moved && !flow.closed) this.nat.hostActivity(flow, now);
+    // The window opened: the end-of-batch flush tells the guest (pump runs inside a batch).
+    if (moved) this.nat.hostTookData(flow);
   }
 
   /** shutdown(SHUT_WR) once everything the guest sent is written. */

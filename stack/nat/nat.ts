@@ -301,9 +301,14 @@ export class Nat implements Ipv4Handler, Ipv6Handler {
     return 'complete';
   }
 
-  /** End of an input batch. */
-  flush(now: number): void {
-    this.tcp.flush(now);
+  /** End of an input batch (`holdAcks`: see TcpNat.flush). */
+  flush(now: number, holdAcks = false): void {
+    this.tcp.flush(now, holdAcks);
+  }
+
+  /** Sends the TCP ACKs the last flush held back. */
+  flushHeldAcks(now: number): void {
+    this.tcp.flushHeldAcks(now);
   }
 
   pollAt(): number {

@@ -129,6 +129,8 @@ export class TcpFlow extends NatFlow implements TcpEnv {
   /** The guest's SYN (IP header + 8 bytes), kept until the dial ends, for an ICMP error. */
   synQuote: Buffer | null = null;
   dirty = false;
+  /** Its ACK is held back by flush(now, true). */
+  held = false;
   /** Set while closing without telling the guest (after an ICMP error). */
   silent = false;
   closed = false;
@@ -183,6 +185,8 @@ export class TcpNat {
   private readonly deadlines = new DeadlineQueue();
   private dirty: TcpFlow[] = [];
   private dirtyCount = 0;
+  private readonly held: TcpFlow[] = [];
+  private heldCount = 0;
   private readonly view = new TcpView();
   private readonly rst: TcpHeaderFields = { srcPort: 0, dstPort: 0, seq: 0, ack: 0, flags: 0, window: 0, urgent: 0 };
   private ipIdent = 1;
@@ -377,6 +381,14 @@ export class TcpNat {
     this.touch(flow);
   }
 
+  /**
+   * The runtime moved guest data to the host socket (the receive window opened). An
+   * urgent window update has left already; the ACK is the end-of-batch flush's to send.
+   */
+  hostTookData(flow: TcpFlow): void {
+    this.touch(flow);
+  }
+
   /** The host side reset or failed after connecting: reset the guest's side. */
   hostAborted(flow: TcpFlow, now: number): void {
     if (flow.closed) return;
@@ -395,23 +407,52 @@ export class TcpNat {
 
   /**
    * End of an input batch: one ACK (and the data it freed) per touched flow.
-   * The ACK leaves now even when it could wait for its timer to ride on the
-   * host's answer (`flush(now, true)`): that saves one frame per request but
-   * measured worse on this machine (transactions A/B, bench/RESULTS.md: conn/s
-   * 2,124-2,252 lazy vs 2,177-2,291 eager, p99 220-239 µs vs 174-212 µs):
-   * the thread then sleeps until the answer, and waking it costs more.
+   *
+   * `holdAcks`: an ACK that may be delayed (under two segments of new data, the guest's
+   * FIN) is held back so that the host's answer, if it comes within microseconds, carries
+   * it: a request/response then costs the guest one segment instead of two. The runtime
+   * holds ACKs only when it is about to busy-poll (the answer is likely on its way and the
+   * thread stays awake), and calls `flushHeldAcks` when the poll ends with nothing; the
+   * next flush sends whatever is still held in any case, so an ACK for data waits at most
+   * one round of the event loop. The ACK of the guest's FIN (CLOSE-WAIT) is left to its
+   * delayed-ACK timer instead (`delayedAckMs`, as Linux does after a FIN): nothing on the
+   * guest waits for it, and the host's close, which takes the server a wake-up, usually
+   * comes first and our FIN carries it. Without busy polling ACKs leave at once: sleeping
+   * until the answer and waking up cost more than the frame (transactions A/B,
+   * bench/PROFILE.md).
    */
-  flush(now: number): void {
+  flush(now: number, holdAcks = false): void {
     this.now = now;
+    this.flushHeldAcks(now);
     for (let i = 0; i < this.dirtyCount; i++) {
       const flow = this.dirty[i];
       this.dirty[i] = null as unknown as TcpFlow;
       flow.dirty = false;
       if (flow.closed) continue;
-      flow.conn.flush(now);
+      flow.conn.flush(now, holdAcks);
+      if (holdAcks && !flow.held && flow.conn.ackDelayed && flow.conn.state !== 'CLOSE-WAIT') {
+        flow.held = true;
+        if (this.heldCount === this.held.length) this.held.push(flow);
+        else this.held[this.heldCount] = flow;
+        this.heldCount++;
+      }
       this.schedule(flow);
     }
     this.dirtyCount = 0;
+  }
+
+  /** Sends the ACKs the last flush held back that no answer has carried yet. */
+  flushHeldAcks(now: number): void {
+    this.now = now;
+    for (let i = 0; i < this.heldCount; i++) {
+      const flow = this.held[i];
+      this.held[i] = null as unknown as TcpFlow;
+      flow.held = false;
+      if (flow.closed) continue;
+      flow.conn.flush(now);
+      this.schedule(flow);
+    }
+    this.heldCount = 0;
   }
 
   pollAt(): number {

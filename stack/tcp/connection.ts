@@ -564,6 +564,11 @@ export class TcpConnection {
     return this.state === 'CLOSED';
   }
 
+  /** An ACK is owed but may still wait for its timer (left by `flush(now, true)`). */
+  get ackDelayed(): boolean {
+    return this.ackAt !== INF && this.state !== 'CLOSED';
+  }
+
   /** Bytes sent and not yet acknowledged (SYN/FIN count one). */
   get bytesInFlight(): number {
     return seqDiff(this.sndNxt, this.sndUna);
@@ -1297,7 +1302,7 @@ export class TcpConnection {
       out.len = 0;
     }
     this.lastAckSent = this.rcvNxt;
-    const edge = seqAdd(this.rcvNxt, field * 2 ** this.rcvShift);
+    const edge = seqAdd(this.rcvNxt, field << this.rcvShift);
     if (seqGt(edge, this.lastAdvEdge)) this.lastAdvEdge = edge;
     this.ackNow = false;
     this.ackAt = INF;
@@ -1353,7 +1358,7 @@ export class TcpConnection {
     if (this.peerFinished) return;
     const advertised = Math.max(0, seqDiff(this.lastAdvEdge, this.rcvNxt));
     const free = this.recvBuf.free();
-    const usable = Math.floor(free / 2 ** this.rcvShift) * 2 ** this.rcvShift;
+    const usable = (free >>> this.rcvShift) * (1 << this.rcvShift);
     if (2 * advertised <= this.recvBuf.max && usable >= 2 * advertised && usable >= Math.min(this.config.mss, this.recvBuf.max)) {
       if (advertised >= LAZY_WINDOW_UPDATE_SEGMENTS * this.config.mss) {
         // The peer is far from blocked (typically the first bytes after the unscaled SYN-ACK

@@ -57,7 +57,7 @@ export class RtoEstimator {
 
   /** An expiry: the next timeout doubles (capped at max). */
   expired(): void {
-    if (this.base * 2 ** this.backoff < this.maxMs) this.backoff++;
+    if (this.base * (1 << this.backoff) < this.maxMs) this.backoff++;
     this.timeout = this.compute();
   }
 
@@ -70,6 +70,6 @@ export class RtoEstimator {
   }
 
   private compute(): number {
-    return Math.min(this.maxMs, this.base * 2 ** this.backoff);
+    return Math.min(this.maxMs, this.base * (1 << this.backoff));
   }
 }

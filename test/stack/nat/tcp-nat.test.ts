@@ -262,6 +262,94 @@ describe('TcpNat: transactions', () => {
     expect(reply.payloadLength).toBe(100);
   });
 
+  it('with ACKs held (busy polling), the reply carries the ACK of the request: one segment', () => {
+    const { sink, gw, nat, flow, iss } = established();
+    gw.deliver(segment({ flags: TCP_ACK, seq: 1001, ack: (iss + 1) >>> 0, payload: 100 }), 3);
+    nat.flush(3, true);
+    expect(sink.sent).toHaveLength(0);
+    flow.conn.send(Buffer.alloc(100, 7), 0, 100, 3.02);
+    nat.tcp.hostActivity(flow, 3.02);
+    expect(sink.sent).toHaveLength(1);
+    const reply = tcpOf(sink.sent[0]);
+    expect(reply.ack).toBe(1101);
+    expect(reply.payloadLength).toBe(100);
+    // Nothing is left to send: neither at the end of the poll nor at the next flush.
+    nat.flushHeldAcks(3.05);
+    nat.flush(3.1);
+    nat.tcp.poll(10);
+    expect(sink.sent).toHaveLength(1);
+  });
+
+  it('a held ACK leaves when the busy poll ends with nothing, or with the next flush', () => {
+    const { sink, gw, nat, iss } = established();
+    gw.deliver(segment({ flags: TCP_ACK, seq: 1001, ack: (iss + 1) >>> 0, payload: 100 }), 3);
+    nat.flush(3, true);
+    expect(sink.sent).toHaveLength(0);
+    nat.flushHeldAcks(3.05);
+    expect(sink.sent).toHaveLength(1);
+    expect(tcpOf(sink.sent[0]).ack).toBe(1101);
+    expect(tcpOf(sink.sent[0]).payloadLength).toBe(0);
+
+    // Held again; another event's flush (this flow untouched) sends it.
+    gw.deliver(segment({ flags: TCP_ACK, seq: 1101, ack: (iss + 1) >>> 0, payload: 100 }), 4);
+    nat.flush(4, true);
+    expect(sink.sent).toHaveLength(1);
+    nat.flush(4.01, true);
+    expect(sink.sent).toHaveLength(2);
+    expect(tcpOf(sink.sent[1]).ack).toBe(1201);
+  });
+
+  it('a bulk batch (two full segments) is ACKed at once even when ACKs are held', () => {
+    const { sink, gw, nat, iss } = established();
+    gw.deliver(segment({ flags: TCP_ACK, seq: 1001, ack: (iss + 1) >>> 0, payload: 1460 }), 3);
+    gw.deliver(segment({ flags: TCP_ACK, seq: 2461, ack: (iss + 1) >>> 0, payload: 1460 }), 3);
+    nat.flush(3, true);
+    expect(sink.sent).toHaveLength(1);
+    expect(tcpOf(sink.sent[0]).ack).toBe(1001 + 2 * 1460);
+  });
+
+  it("with ACKs held, the guest's FIN is ACKed by our FIN when the host closes, or by its timer", () => {
+    const { sink, gw, nat, flow, iss } = established();
+    gw.deliver(segment({ flags: TCP_ACK | 0x01, seq: 1001, ack: (iss + 1) >>> 0 }), 3);
+    nat.flush(3, true);
+    nat.flushHeldAcks(3.05);
+    expect(sink.sent).toHaveLength(0);
+    expect(flow.conn.state).toBe('CLOSE-WAIT');
+    flow.conn.shutdownSend(3.2);
+    nat.tcp.hostActivity(flow, 3.2);
+    expect(sink.sent).toHaveLength(1);
+    const fin = tcpOf(sink.sent[0]);
+    expect(fin.flags & 0x01).toBeTruthy();
+    expect(fin.ack).toBe(1002);
+
+    // A host that does not close: the ACK leaves at the delayed-ACK deadline.
+    const b = established();
+    b.gw.deliver(segment({ flags: TCP_ACK | 0x01, seq: 1001, ack: (b.iss + 1) >>> 0 }), 3);
+    b.nat.flush(3, true);
+    b.nat.flushHeldAcks(3.05);
+    expect(b.sink.sent).toHaveLength(0);
+    const at = b.nat.tcp.pollAt();
+    expect(at).toBeGreaterThan(3);
+    expect(at).toBeLessThanOrEqual(3 + 1);
+    b.nat.tcp.poll(at);
+    expect(b.sink.sent).toHaveLength(1);
+    expect(tcpOf(b.sink.sent[0]).ack).toBe(1002);
+    expect(tcpOf(b.sink.sent[0]).flags & 0x01).toBe(0);
+  });
+
+  it('data the host side took is answered by the end-of-batch flush (hostTookData), not at once', () => {
+    const { sink, gw, nat, flow, iss } = established();
+    gw.deliver(segment({ flags: TCP_ACK, seq: 1001, ack: (iss + 1) >>> 0, payload: 100 }), 3);
+    const r = flow.conn.recvPeek();
+    expect(r.len).toBe(100);
+    flow.conn.recvConsume(100, 3);
+    nat.tcp.hostTookData(flow);
+    expect(sink.sent).toHaveLength(0);
+    nat.flush(3);
+    expect(sink.sent).toHaveLength(1);
+    expect(tcpOf(sink.sent[0]).ack).toBe(1101);
+  });
+
   it("the guest's FIN is ACKed at the end of its batch, and our FIN follows when the host closes", () => {
     const { sink, gw, nat, flow, iss } = established();
     gw.deliver(segment({ flags: TCP_ACK | 0x01, seq: 1001, ack: (iss + 1) >>> 0 }), 3);
