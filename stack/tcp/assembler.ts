@@ -9,18 +9,19 @@
  * many tiny disjoint pieces cannot make the bookkeeping expensive. In-order
  * data (offset 0) is always accepted, even at the cap.
  */
+/** Shared by every assembler that never held a range out of order (most never do). */
+const NONE = new Float64Array(0);
+
 export class Assembler {
-  private readonly starts: Float64Array;
-  private readonly ends: Float64Array;
+  // Allocated on the first out-of-order range: in-order data needs no bookkeeping.
+  private starts = NONE;
+  private ends = NONE;
   count = 0;
   /** Start and end of the range touched by the latest add (for the first SACK block), -1 if none. */
   lastStart = -1;
   lastEnd = -1;
 
-  constructor(readonly maxRanges: number) {
-    this.starts = new Float64Array(maxRanges + 1);
-    this.ends = new Float64Array(maxRanges + 1);
-  }
+  constructor(readonly maxRanges: number) {}
 
   start(i: number): number {
     return this.starts[i];
@@ -32,6 +33,10 @@ export class Assembler {
   /** Records [start, start+len). Returns false (and changes nothing) when it would need a range beyond the cap. */
   add(start: number, len: number): boolean {
     const end = start + len;
+    if (this.starts === NONE) {
+      this.starts = new Float64Array(this.maxRanges + 1);
+      this.ends = new Float64Array(this.maxRanges + 1);
+    }
     const s = this.starts;
     const e = this.ends;
     let i = 0;

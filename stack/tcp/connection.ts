@@ -207,7 +207,7 @@ function randomU32(): number {
 /** Smallest shift that makes `bytes` fit the 16-bit window field (RFC 7323, at most 14). */
 export function windowShiftFor(bytes: number): number {
   let s = 0;
-  while (s < 14 && bytes / 2 ** s > 0xffff) s++;
+  while (s < 14 && bytes / (1 << s) > 0xffff) s++;
   return s;
 }
 
@@ -1107,7 +1107,7 @@ export class TcpConnection {
   }
 
   private persistInterval(): number {
-    return Math.min(this.config.rtoMaxMs, this.rto.timeout * 2 ** this.persistBackoff);
+    return Math.min(this.config.rtoMaxMs, this.rto.timeout * (1 << Math.min(this.persistBackoff, 30)));
   }
 
   private giveUp(): void {

@@ -49,7 +49,10 @@ export class ReceiveBuffer {
    */
   write(offset: number, src: Uint8Array, srcOff: number, len: number): number {
     if (len <= 0) return 0;
-    if (!this.ooo.add(offset, len)) return -1;
+    // In order with nothing held out of order: no bookkeeping (what add + takeFront would leave).
+    const inOrder = offset === 0 && this.ooo.count === 0;
+    if (inOrder) this.ooo.clear();
+    else if (!this.ooo.add(offset, len)) return -1;
     const need = this.readable + offset + len;
     if (need > this.buf.length) this.grow(need);
     const cap = this.buf.length;
@@ -58,7 +61,7 @@ export class ReceiveBuffer {
     const first = Math.min(len, cap - pos);
     copyBytes(this.buf, pos, src, srcOff, first);
     if (first < len) copyBytes(this.buf, 0, src, srcOff + first, len - first);
-    const n = this.ooo.takeFront();
+    const n = inOrder ? len : this.ooo.takeFront();
     this.readable += n;
     return n;
   }

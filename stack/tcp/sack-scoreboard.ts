@@ -11,15 +11,16 @@
  */
 import { seqGe, seqGt, seqLe, seqLt, seqMax, seqMin } from './seq.js';
 
+/** Shared by every board that never saw a block (most connections never do). */
+const NONE = new Float64Array(0);
+
 export class SackScoreboard {
-  private readonly lefts: Float64Array;
-  private readonly rights: Float64Array;
+  // Allocated on the first block: a connection costs no typed arrays until it sees loss.
+  private lefts = NONE;
+  private rights = NONE;
   count = 0;
 
-  constructor(readonly max = 16) {
-    this.lefts = new Float64Array(max);
-    this.rights = new Float64Array(max);
-  }
+  constructor(readonly max = 16) {}
 
   left(i: number): number {
     return this.lefts[i];
@@ -33,6 +34,10 @@ export class SackScoreboard {
     let l = seqMax(left, una);
     let r = seqMin(right, sndMax);
     if (!seqLt(l, r)) return;
+    if (this.lefts === NONE) {
+      this.lefts = new Float64Array(this.max);
+      this.rights = new Float64Array(this.max);
+    }
     const L = this.lefts;
     const R = this.rights;
     let i = 0;

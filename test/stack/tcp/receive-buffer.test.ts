@@ -28,6 +28,22 @@ describe('ReceiveBuffer', () => {
     expect(out.toString()).toBe('56789abcdXYZW');
   });
 
+  it('in-order data with nothing held out of order skips the bookkeeping and leaves no SACK block behind', () => {
+    const b = new ReceiveBuffer(64, 8, 4);
+    expect(b.write(3, Buffer.from('def'), 0, 3)).toBe(0);
+    expect([b.ooo.lastStart, b.ooo.lastEnd]).toEqual([3, 6]);
+    expect(b.write(0, Buffer.from('abc'), 0, 3)).toBe(6);
+    expect([b.ooo.count, b.ooo.lastStart, b.ooo.lastEnd]).toEqual([0, -1, -1]);
+    expect(b.write(0, Buffer.from('gh'), 0, 2)).toBe(2);
+    expect([b.ooo.count, b.ooo.lastStart, b.ooo.lastEnd]).toEqual([0, -1, -1]);
+    expect(b.write(2, Buffer.from('k'), 0, 1)).toBe(0);
+    expect([b.ooo.count, b.ooo.lastStart, b.ooo.lastEnd]).toEqual([1, 2, 3]);
+    expect(b.write(0, Buffer.from('ij'), 0, 2)).toBe(3);
+    const out = Buffer.alloc(11);
+    expect(b.read(out, 0, 11)).toBe(11);
+    expect(out.toString()).toBe('abcdefghijk');
+  });
+
   it('refuses beyond the range cap with -1 and keeps the window as free space', () => {
     const b = new ReceiveBuffer(100, 16, 1);
     expect(b.write(10, Buffer.from('x'), 0, 1)).toBe(0);
