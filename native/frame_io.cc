@@ -55,6 +55,7 @@ class FrameIo : public Napi::ObjectWrap<FrameIo> {
                            InstanceMethod<&FrameIo::Pause>("pause"),
                            InstanceMethod<&FrameIo::Resume>("resume"),
                            InstanceMethod<&FrameIo::Send>("send"),
+                           InstanceMethod<&FrameIo::ReadNow>("readNow"),
                            InstanceMethod<&FrameIo::Close>("close"),
                            InstanceAccessor<&FrameIo::LastError>("lastError"),
                        });
@@ -271,10 +272,21 @@ class FrameIo : public Napi::ObjectWrap<FrameIo> {
       self->Fail(-status, "uv_poll");
       return;
     }
-    if ((events & UV_READABLE) != 0) self->ReadBatch();
+    if ((events & UV_READABLE) != 0) self->ReadBatch(false);
   }
 
-  void ReadBatch() {
+  /**
+   * JS asks (after a busy poll saw the tap readable): reads a batch now and returns its
+   * frame count without calling onBatch; JS handles it as it would the callback's.
+   */
+  Napi::Value ReadNow(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (closed_ || failed_ || !polling_) return Napi::Number::New(env, 0);
+    return Napi::Number::New(env, static_cast<double>(ReadBatch(true)));
+  }
+
+  /** Reads up to slot_count_ frames; `direct`: return the count instead of calling onBatch. */
+  size_t ReadBatch(bool direct) {
     Registered& rx = bufs_[0];
     Refresh(rx);
     void* ldata = nullptr;
@@ -286,7 +298,7 @@ class FrameIo : public Napi::ObjectWrap<FrameIo> {
     if (rx.data == nullptr || rx.len / slot_size_ < slot_count_ || ldata == nullptr || llen < slot_count_) {
       // JS transferred the memory it promised us: stop rather than write into freed memory.
       Fail(EFAULT, "read");
-      return;
+      return 0;
     }
     uint32_t* lengths = static_cast<uint32_t*>(ldata);
     size_t count = 0;
@@ -306,12 +318,17 @@ class FrameIo : public Napi::ObjectWrap<FrameIo> {
       }
       lengths[count++] = static_cast<uint32_t>(n);
     }
+    if (direct) {
+      // The frames read are JS's to handle first; a read error comes back on the next wake-up.
+      return count;
+    }
     if (count > 0) {
       Napi::Value arg = Napi::Number::New(env_, static_cast<double>(count));
       on_batch_.MakeCallback(Value(), {arg}, *ctx_);
       ReportPendingException();
     }
     if (err != 0) Fail(err, "read");
+    return count;
   }
 
   void Fail(int err, const char* syscall) {

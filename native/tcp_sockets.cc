@@ -107,6 +107,7 @@ class TcpSockets : public Napi::ObjectWrap<TcpSockets> {
                            InstanceMethod<&TcpSockets::CloseSocket>("closeSocket"),
                            InstanceMethod<&TcpSockets::Close>("close"),
                            InstanceMethod<&TcpSockets::Spin>("spin"),
+                           InstanceMethod<&TcpSockets::PollNow>("pollNow"),
                        });
   }
 
@@ -349,7 +350,13 @@ class TcpSockets : public Napi::ObjectWrap<TcpSockets> {
     int64_t max_ns = static_cast<int64_t>(info[2].As<Napi::Number>().DoubleValue() * 1000);
     uint64_t start = uv_hrtime();
     do {
-      if (poll(p, count + 1, 0) > 0) return Napi::Number::New(env, 1);
+      if (poll(p, count + 1, 0) > 0) {
+        // Bit 0: our sockets; bit i + 1: fds[i].
+        uint32_t ready = 0;
+        for (size_t i = 0; i <= count; i++)
+          if ((p[i].revents & (POLLIN | POLLERR | POLLHUP)) != 0) ready |= 1u << i;
+        return Napi::Number::New(env, ready);
+      }
     } while (static_cast<int64_t>(uv_hrtime() - start) < max_ns);
     return Napi::Number::New(env, 0);
   }
@@ -378,22 +385,35 @@ class TcpSockets : public Napi::ObjectWrap<TcpSockets> {
     self->Teardown();
   }
 
+  /** Takes the ready sockets into the events array; returns how many. */
+  int Collect() {
+    struct epoll_event evs[kMaxEvents];
+    int n;
+    do n = epoll_wait(epfd_, evs, kMaxEvents, 0);
+    while (n < 0 && errno == EINTR);
+    if (n <= 0) return 0;
+    uint32_t* d = events_.Value().Data();
+    for (int i = 0; i < n; i++) {
+      d[2 * i] = static_cast<uint32_t>(evs[i].data.u64);
+      d[2 * i + 1] = evs[i].events;
+    }
+    return n;
+  }
+
+  /** JS asks (after a busy poll saw our sockets ready): the ready sockets now, as the event loop would hand them. */
+  Napi::Value PollNow(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (closed_) return Napi::Number::New(env, 0);
+    return Napi::Number::New(env, Collect());
+  }
+
   static void OnPoll(uv_poll_t* h, int status, int events) {
     TcpSockets* self = static_cast<TcpSockets*>(h->data);
     Napi::Env env(self->env_);
     Napi::HandleScope scope(env);
     if (status < 0 || self->closed_) return;
-    struct epoll_event evs[kMaxEvents];
-    int n;
-    do n = epoll_wait(self->epfd_, evs, kMaxEvents, 0);
-    while (n < 0 && errno == EINTR);
+    int n = self->Collect();
     if (n <= 0) return;
-    Napi::Uint32Array out = self->events_.Value();
-    uint32_t* d = out.Data();
-    for (int i = 0; i < n; i++) {
-      d[2 * i] = static_cast<uint32_t>(evs[i].data.u64);
-      d[2 * i + 1] = evs[i].events;
-    }
     self->on_events_.MakeCallback(self->Value(), {Napi::Number::New(env, n)}, *self->ctx_);
     if (env.IsExceptionPending()) napi_fatal_exception(env, env.GetAndClearPendingException().Value());
   }

@@ -22,6 +22,9 @@ import { IcmpProxy } from './nat/icmp-proxy.js';
 import { PortForwards } from './nat/port-forward.js';
 import { defaultUpstreams } from './resolv-conf.js';
 
+/** Rounds of busy-poll hand-offs handled inline before the event loop gets a turn (dispatchReady). */
+const INLINE_ROUNDS = 16;
+
 export class Runtime {
   readonly bridge: Bridge;
   readonly gateway: Gateway;
@@ -192,13 +195,55 @@ export class Runtime {
     this.scheduler.kick();
     if (!spin) return;
     let n = 0;
-    for (const p of this.ports) if (n < this.spinFds.length) this.spinFds[n++] = p.handle.fd;
-    if (this.tcpProxy.spin(this.spinFds, n, this.options.busyPollMicros)) return;
-    // Nothing came: the held ACKs go now, before the thread sleeps.
-    const later = this.now();
-    this.nat.flushHeldAcks(later);
-    this.bridge.flush(later);
+    for (const p of this.ports) {
+      if (n === this.spinFds.length) break;
+      this.spinPorts[n] = p;
+      this.spinFds[n++] = p.handle.fd;
+    }
+    const ready = this.tcpProxy.spin(this.spinFds, n, this.options.busyPollMicros);
+    if (ready === 0) {
+      // Nothing came: the held ACKs go now, before the thread sleeps.
+      const later = this.now();
+      this.nat.flushHeldAcks(later);
+      this.bridge.flush(later);
+      return;
+    }
+    this.ready = ready;
+    if (this.dispatching) return;
+    this.dispatchReady();
   }
+
+  /**
+   * What a busy poll found ready is handled here and now instead of through another turn
+   * of the event loop (its epoll_pwait and a native-to-JS callback per source). Each
+   * handler ends in flush(), whose own busy poll may find the next thing: that continues
+   * here, for at most INLINE_ROUNDS rounds, then the event loop gets its turn (timers,
+   * Node's own sockets).
+   */
+  private dispatchReady(): void {
+    this.dispatching = true;
+    try {
+      for (let round = 0; round < INLINE_ROUNDS && this.ready !== 0; round++) {
+        const r = this.ready;
+        this.ready = 0;
+        if ((r & 1) !== 0) this.tcpProxy.pollNow();
+        for (let i = 0; i < this.spinPorts.length; i++) {
+          const p = this.spinPorts[i];
+          if ((r & (2 << i)) !== 0 && p !== null && this.ports.has(p)) p.readNow();
+        }
+      }
+    } finally {
+      this.dispatching = false;
+      this.ready = 0;
+      this.spinPorts.fill(null);
+    }
+  }
+
+  /** Ready bits from the last busy poll, for dispatchReady. */
+  private ready = 0;
+  private dispatching = false;
+  /** The ports behind spinFds. */
+  private readonly spinPorts: (TapPort | null)[] = new Array<TapPort | null>(15).fill(null);
 
   /** The taps' fds, for busy polling (at most 15 are watched). */
   private readonly spinFds = new Int32Array(15);

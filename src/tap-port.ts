@@ -112,6 +112,13 @@ export class TapPort implements Port {
     this.io.start();
   }
 
+  /** Reads and handles a batch now (a busy poll saw the tap readable); false when nothing was there. */
+  readNow(): boolean {
+    const n = this.io.readNow();
+    if (n > 0) this.onBatch(n);
+    return n > 0;
+  }
+
   private onBatch(count: number): void {
     const now = this.clock();
     const frame = this.frame;

@@ -621,9 +621,19 @@ export class TcpProxy implements TcpHostEnv {
 
   private readonly work = { events: 0, bytes: 0 };
 
-  /** Busy-polls our sockets and `fds` (tap fds) for up to maxMicros; true once one is readable. */
-  spin(fds: Int32Array, count: number, maxMicros: number): boolean {
-    return !this.closed && this.io.spin(fds, count, maxMicros) === 1;
+  /**
+   * Busy-polls our sockets and `fds` (tap fds) for up to maxMicros. Once one is readable, a
+   * bit mask of what is (bit 0 our sockets, bit i + 1 fds[i]); 0 when time ran out.
+   */
+  spin(fds: Int32Array, count: number, maxMicros: number): number {
+    return this.closed ? 0 : this.io.spin(fds, count, maxMicros);
+  }
+
+  /** Handles the sockets that are ready now (after a spin saw them), as a wake-up would. */
+  pollNow(): void {
+    if (this.closed) return;
+    const n = this.io.pollNow();
+    if (n > 0) this.onEvents(n);
   }
 
   /** Closes every host socket and listener (shutdown). */

@@ -106,6 +106,11 @@ export interface FrameIo {
   pause(): void;
   resume(): void;
   send(desc: Uint32Array, count: number): number;
+  /**
+   * Reads a batch now (as a wake-up would) and returns its frame count without calling
+   * onBatch: the caller handles it. 0 when nothing waits, or while paused or closed.
+   */
+  readNow(): number;
   /** errno of the last failed write in send(), 0 if none. */
   readonly lastError: number;
   /** Stops polling and closes the fd. Idempotent. */
@@ -305,8 +310,13 @@ export interface TcpSockets {
   shutdown(fd: number): number;
   /** close(2); abort: a RST instead (SO_LINGER 0). */
   closeSocket(fd: number, abort: boolean): number;
-  /** Busy-polls the set and fds[0..count) (at most 15) for up to maxMicros: 1 once one is readable, else 0. */
+  /**
+   * Busy-polls the set and fds[0..count) (at most 15) for up to maxMicros. Once one is
+   * readable: a bit mask of what is (bit 0 the set, bit i + 1 fds[i]); 0 when time ran out.
+   */
   spin(fds: Int32Array, count: number, maxMicros: number): number;
+  /** The ready sockets now into `events` (as onEvents would get them); returns their count. */
+  pollNow(): number;
   /** Stops polling and closes the epoll set (not the sockets). Idempotent. */
   close(): void;
 }

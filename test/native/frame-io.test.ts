@@ -192,6 +192,26 @@ describe('FrameIo', () => {
     expect(h.batches.length).toBeGreaterThan(0);
   });
 
+  it('readNow reads a waiting batch for its caller without calling onBatch, and nothing while paused', () => {
+    const h = setup(false);
+    h.io.start();
+    expect(h.io.readNow()).toBe(0);
+    // The event loop is blocked until ping returns, so the ARP request waits in the tap's queue.
+    try {
+      execFileSync('ip', ['netns', 'exec', h.ns, 'ping', '-c', '1', '-W', '1', PEER_IP.join('.')], { stdio: 'ignore' });
+    } catch {
+      // No reply (nobody is PEER_IP): ping exits 1.
+    }
+    h.io.pause();
+    expect(h.io.readNow()).toBe(0);
+    h.io.resume();
+    const n = h.io.readNow();
+    expect(n).toBeGreaterThan(0);
+    expect(findArpRequest(h, n)).toBeGreaterThanOrEqual(0);
+    expect(h.batches).toEqual([]);
+    expect(h.errors).toEqual([]);
+  });
+
   it('reports a deleted tap once through onError and stops', async () => {
     const h = setup(false);
     h.io.start();

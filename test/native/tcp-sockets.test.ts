@@ -17,6 +17,8 @@ const EPOLLRDHUP = 0x2000;
 
 interface Harness {
   io: TcpSockets;
+  /** The array the set reports into. */
+  events: Uint32Array;
   /** Every [token, events] pair reported so far. */
   seen: [number, number][];
   /** Resolves at the next report that includes `token`. */
@@ -47,7 +49,7 @@ function harness(): Harness {
   });
   io.start();
   cleanups.push(() => io.close());
-  return { io, seen, next: (token) => new Promise((resolve) => waiters.push({ token, resolve })) };
+  return { io, events, seen, next: (token) => new Promise((resolve) => waiters.push({ token, resolve })) };
 }
 
 async function server(onConn: (s: Socket) => void, host = '127.0.0.1'): Promise<{ srv: Server; port: number }> {
@@ -192,6 +194,51 @@ describe('TcpSockets', () => {
     // The port is taken now.
     const again = h.io.listen(102, 4, '127.0.0.1', port, 16);
     expect(again).toBe(-errno.EADDRINUSE);
+  });
+
+  it('spin names what became readable in a bit mask, and pollNow hands over the ready sockets without a callback', async () => {
+    /** A connected pair inside one set: [client fd (token), accepted fd]. */
+    async function pair(h: Harness, token: number): Promise<[number, number]> {
+      const lfd = h.io.listen(token + 1, 4, '127.0.0.1', 0, 4);
+      cleanups.push(() => h.io.closeSocket(lfd, false));
+      const fd = h.io.connect(token, 4, '127.0.0.1', h.io.localPort(lfd), null);
+      cleanups.push(() => h.io.closeSocket(fd, false));
+      expect(await settled(h.io, fd)).toBe(0);
+      let peer = h.io.accept(lfd, token + 2);
+      while (peer === -errno.EAGAIN) {
+        await new Promise((r) => setTimeout(r, 5));
+        peer = h.io.accept(lfd, token + 2);
+      }
+      cleanups.push(() => h.io.closeSocket(peer, false));
+      // Let the set's connect/accept edges go by.
+      await new Promise((r) => setTimeout(r, 20));
+      return [fd, peer];
+    }
+    const h = harness();
+    const other = harness();
+    const [fd, peer] = await pair(h, 10);
+    const [otherFd, otherPeer] = await pair(other, 20);
+    const none = new Int32Array(1);
+    expect(h.io.spin(none, 0, 1000)).toBe(0);
+    expect(h.io.pollNow()).toBe(0);
+
+    // Data written by the kernel peer makes the set readable: bit 0.
+    expect(h.io.write(peer, Buffer.from('x'), 0, 1)).toBe(1);
+    const seenBefore = h.seen.length;
+    expect(h.io.spin(none, 0, 1_000_000)).toBe(1);
+    const n = h.io.pollNow();
+    expect(n).toBeGreaterThanOrEqual(1);
+    const got = Array.from({ length: n }, (_, i) => [h.events[2 * i], h.events[2 * i + 1]]);
+    expect(got.some(([t, b]) => t === 10 && (b & EPOLLIN) !== 0)).toBe(true);
+    expect(h.io.read(fd, Buffer.alloc(4), 0, 4)).toBe(1);
+    // pollNow took the edge: the event loop does not report it again.
+    await new Promise((r) => setTimeout(r, 20));
+    expect(h.seen.slice(seenBefore).some(([t, b]) => t === 10 && (b & EPOLLIN) !== 0)).toBe(false);
+
+    // An fd outside the set: bit i + 1.
+    expect(other.io.write(otherPeer, Buffer.from('y'), 0, 1)).toBe(1);
+    expect(h.io.spin(Int32Array.of(otherFd), 1, 1_000_000)).toBe(2);
+    expect(() => h.io.spin(new Int32Array(16), 16, 10)).toThrow(RangeError);
   });
 
   it('fills the socket until EAGAIN and reports EPOLLOUT once the peer reads', async () => {
