@@ -36,7 +36,8 @@ ICMP: pings to hosts beyond the gateway use unprivileged ping sockets, which nee
 
 Latency:
   --busy-poll MICROS     after a small batch, poll for the answer this long before
-                         sleeping (default ${defaults.busyPollMicros}; 0: never)
+                         sleeping; the answer then carries the guest's ACK
+                         (default ${defaults.busyPollMicros}; 0: never)
 
 Diagnostics:
   --pcap FILE            write every frame crossing the bridge to FILE (pcap; tcpdump -r FILE)
