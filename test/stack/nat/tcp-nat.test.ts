@@ -308,25 +308,33 @@ describe('TcpNat: transactions', () => {
     expect(tcpOf(sink.sent[0]).ack).toBe(1001 + 2 * 1460);
   });
 
-  it("with ACKs held, the guest's FIN is ACKed by our FIN when the host closes, or by its timer", () => {
-    const { sink, gw, nat, flow, iss } = established();
-    gw.deliver(segment({ flags: TCP_ACK | 0x01, seq: 1001, ack: (iss + 1) >>> 0 }), 3);
-    nat.flush(3, true);
-    nat.flushHeldAcks(3.05);
-    expect(sink.sent).toHaveLength(0);
-    expect(flow.conn.state).toBe('CLOSE-WAIT');
-    flow.conn.shutdownSend(3.2);
-    nat.tcp.hostActivity(flow, 3.2);
-    expect(sink.sent).toHaveLength(1);
-    const fin = tcpOf(sink.sent[0]);
+  /** The guest's FIN at 3, its batch flushed (with ACKs held: and the busy poll over). */
+  function guestFin(s: ReturnType<typeof established>, hold: boolean): void {
+    s.gw.deliver(segment({ flags: TCP_ACK | 0x01, seq: 1001, ack: (s.iss + 1) >>> 0 }), 3);
+    s.nat.flush(3, hold);
+    if (hold) s.nat.flushHeldAcks(3.05);
+    expect(s.flow.conn.state).toBe('CLOSE-WAIT');
+  }
+
+  /** The host closes at `at`: our FIN, acknowledging the guest's, is frame `index`. */
+  function hostCloses(s: ReturnType<typeof established>, at: number, index: number): void {
+    s.flow.conn.shutdownSend(at);
+    s.nat.tcp.hostActivity(s.flow, at);
+    expect(s.sink.sent).toHaveLength(index + 1);
+    const fin = tcpOf(s.sink.sent[index]);
     expect(fin.flags & 0x01).toBeTruthy();
     expect(fin.ack).toBe(1002);
+  }
+
+  it("with ACKs held, the guest's FIN is ACKed by our FIN when the host closes, or by its timer", () => {
+    const a = established();
+    guestFin(a, true);
+    expect(a.sink.sent).toHaveLength(0);
+    hostCloses(a, 3.2, 0);
 
     // A host that does not close: the ACK leaves at the delayed-ACK deadline.
     const b = established();
-    b.gw.deliver(segment({ flags: TCP_ACK | 0x01, seq: 1001, ack: (b.iss + 1) >>> 0 }), 3);
-    b.nat.flush(3, true);
-    b.nat.flushHeldAcks(3.05);
+    guestFin(b, true);
     expect(b.sink.sent).toHaveLength(0);
     const at = b.nat.tcp.pollAt();
     expect(at).toBeGreaterThan(3);
@@ -351,18 +359,12 @@ describe('TcpNat: transactions', () => {
   });
 
   it("the guest's FIN is ACKed at the end of its batch, and our FIN follows when the host closes", () => {
-    const { sink, gw, nat, flow, iss } = established();
-    gw.deliver(segment({ flags: TCP_ACK | 0x01, seq: 1001, ack: (iss + 1) >>> 0 }), 3);
-    nat.flush(3);
+    const s = established();
+    const { sink, gw, nat, flow, iss } = s;
+    guestFin(s, false);
     expect(sink.sent).toHaveLength(1);
     expect(tcpOf(sink.sent[0]).ack).toBe(1002);
-    expect(flow.conn.state).toBe('CLOSE-WAIT');
-    flow.conn.shutdownSend(4);
-    nat.tcp.hostActivity(flow, 4);
-    expect(sink.sent).toHaveLength(2);
-    const fin = tcpOf(sink.sent[1]);
-    expect(fin.flags & 0x01).toBeTruthy();
-    expect(fin.ack).toBe(1002);
+    hostCloses(s, 4, 1);
     gw.deliver(segment({ flags: TCP_ACK, seq: 1002, ack: (iss + 2) >>> 0 }), 5);
     nat.flush(5);
     expect(flow.closed).toBe(true);
