@@ -133,11 +133,15 @@ export class Runtime {
     const bridge = this.bridge;
     const sink = {
       input: (from: Port, frame: Frame, now: number) => {
+        this.inTapBatch = true;
         this.batchFrames++;
         this.batchBytes += frame.len;
         bridge.input(from, frame, now);
       },
-      flush: (now: number) => this.flush(now),
+      flush: (now: number) => {
+        this.inTapBatch = false;
+        this.flush(now);
+      },
     };
     const port = new TapPort(handle, sink, this.now, {
       mtu: this.options.mtu,
@@ -182,13 +186,19 @@ export class Runtime {
     this.tcpProxy.drain(now);
     // Busy polling (--busy-poll) after a small batch: its answer is likely microseconds away.
     // Bulk traffic (big batches, or many bytes: TSO frames) has its next batch coming anyway.
-    const host = this.tcpProxy.takeBatchWork();
-    const items = this.batchFrames + host.events;
-    const bytes = this.batchBytes + host.bytes;
-    this.batchFrames = 0;
-    this.batchBytes = 0;
-    const spin =
-      this.options.busyPollMicros > 0 && items > 0 && items <= defaults.busyPollBatchMax && bytes <= defaults.busyPollBytesMax;
+    // A flush from inside a batch (a port forward's callback while frames or socket events
+    // are being handled) leaves that to the batch's own flush at its end: what a poll finds
+    // is read into the memory the batch is still using.
+    let spin = false;
+    if (!this.inTapBatch && !this.tcpProxy.handlingEvents) {
+      const host = this.tcpProxy.takeBatchWork();
+      const items = this.batchFrames + host.events;
+      const bytes = this.batchBytes + host.bytes;
+      this.batchFrames = 0;
+      this.batchBytes = 0;
+      spin =
+        this.options.busyPollMicros > 0 && items > 0 && items <= defaults.busyPollBatchMax && bytes <= defaults.busyPollBytesMax;
+    }
     // While we spin, a delayable ACK waits for the host's answer to carry it.
     this.nat.flush(now, spin);
     this.bridge.flush(now);
@@ -239,6 +249,8 @@ export class Runtime {
     }
   }
 
+  /** Between a tap batch's first frame and its flush. */
+  private inTapBatch = false;
   /** Ready bits from the last busy poll, for dispatchReady. */
   private ready = 0;
   private dispatching = false;

@@ -342,18 +342,33 @@ export class TcpProxy implements TcpHostEnv {
     this.eventCount += count;
     const now = this.clock();
     const ev = this.events;
-    for (let i = 0; i < count; i++) {
-      const e = this.lookup(ev[2 * i]);
-      if (e === null) continue;
-      const bits = ev[2 * i + 1];
-      if (e.kind === 'listener') {
-        this.acceptAll(e);
-        continue;
+    this.handling = true;
+    try {
+      for (let i = 0; i < count; i++) {
+        const e = this.lookup(ev[2 * i]);
+        if (e === null) continue;
+        const bits = ev[2 * i + 1];
+        if (e.kind === 'listener') {
+          this.acceptAll(e);
+          continue;
+        }
+        this.onSocketEvent(e, bits, now);
       }
-      this.onSocketEvent(e, bits, now);
+    } finally {
+      this.handling = false;
     }
     this.flushPorts(now);
   }
+
+  /**
+   * True while a batch of socket events is being handled: a flush from inside it (a port
+   * forward's callback) must not fetch new events into the array being read.
+   */
+  get handlingEvents(): boolean {
+    return this.handling;
+  }
+
+  private handling = false;
 
   private onSocketEvent(c: HostConn, bits: number, now: number): void {
     if ((bits & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) !== 0) c.peerShut = true;
