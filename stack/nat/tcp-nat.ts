@@ -78,6 +78,8 @@ import { copyBytes } from '../tcp/byte-copy.js';
 const ICMP_UNREACH_HOST = 1;
 /** Bytes of the guest's SYN kept for an ICMP error quote: IP header (with options or extension headers) + 8. */
 const SYN_QUOTE_MAX = 256;
+/** SYN quote buffers kept for reuse. */
+const QUOTE_POOL_MAX = 256;
 /** IPv6 header minus IPv4 header: what an IPv6 segment gives up of the MSS. */
 const IPV6_EXTRA_HEADER = 20;
 /**
@@ -126,8 +128,9 @@ export class TcpFlow extends NatFlow implements TcpEnv {
   conn!: TcpConnection;
   /** The runtime's per-flow state (its socket). */
   host: unknown = null;
-  /** The guest's SYN (IP header + 8 bytes), kept until the dial ends, for an ICMP error. */
+  /** The guest's SYN (IP header + 8 bytes, synQuoteLen of it), kept until the dial ends, for an ICMP error. */
   synQuote: Buffer | null = null;
+  synQuoteLen = 0;
   dirty = false;
   /** Its ACK is held back by flush(now, true). */
   held = false;
@@ -204,6 +207,8 @@ export class TcpNat {
   private closedBytesToGuest = 0;
   readonly drops: Record<string, number> = Object.create(null);
   private readonly icmpScratch = Buffer.alloc(40 + 8 + SYN_QUOTE_MAX);
+  /** Spare SYN quote buffers (SYN_QUOTE_MAX bytes each). */
+  private readonly quotePool: Buffer[] = [];
   readonly addrs: IpAddresses;
   /** The TCP settings of IPv6 flows: the same with a smaller MSS. */
   private readonly tcp6: TcpConfig;
@@ -286,7 +291,10 @@ export class TcpNat {
     flow.hostIp = target.kind === 'dns' ? 0 : a.retain(target.ip);
     flow.hostPort = target.port;
     const quoteLen = Math.min(pkt.l4Off - pkt.ipOff + 8, pkt.ipLen, SYN_QUOTE_MAX);
-    flow.synQuote = Buffer.from(pkt.frame.buf.subarray(pkt.ipOff, pkt.ipOff + quoteLen));
+    const quote = this.quotePool.pop() ?? Buffer.allocUnsafe(SYN_QUOTE_MAX);
+    copyBytes(quote, 0, pkt.frame.buf, pkt.ipOff, quoteLen);
+    flow.synQuote = quote;
+    flow.synQuoteLen = quoteLen;
     this.index.add(flow, keyA, keyB);
     this.active++;
     this.created++;
@@ -356,7 +364,7 @@ export class TcpNat {
   dialSucceeded(flow: TcpFlow, now: number): void {
     if (flow.closed) return;
     this.now = now;
-    flow.synQuote = null;
+    this.releaseQuote(flow);
     flow.conn.accept(now);
     this.touch(flow);
   }
@@ -520,7 +528,7 @@ export class TcpNat {
     this.flows[flow.id] = null;
     this.freeIds.push(flow.id);
     this.active--;
-    flow.synQuote = null;
+    this.releaseQuote(flow);
     this.host.onClosed(flow, reason);
     // After the runtime heard of it: it may still format the addresses.
     this.addrs.release(flow.guestIp);
@@ -629,14 +637,23 @@ export class TcpNat {
     if (v6) {
       // Address unreachable: Linux reports it to the application as EHOSTUNREACH, like ICMP host unreachable.
       const a = this.addrs;
-      len = writeIcmpv6Error(s, 0, s.length, ICMPV6_DEST_UNREACHABLE, ICMPV6_UNREACH_ADDRESS, a.bytes, a.offsetOf(this.opts.addressMap.gateway6), q, 0, q.length);
+      len = writeIcmpv6Error(s, 0, s.length, ICMPV6_DEST_UNREACHABLE, ICMPV6_UNREACH_ADDRESS, a.bytes, a.offsetOf(this.opts.addressMap.gateway6), q, 0, flow.synQuoteLen);
     } else {
-      len = writeIcmpError(s, 0, s.length, ICMP_DEST_UNREACHABLE, code, this.opts.addressMap.gateway, this.nextIdent(), q, 0, q.length);
+      len = writeIcmpError(s, 0, s.length, ICMP_DEST_UNREACHABLE, code, this.opts.addressMap.gateway, this.nextIdent(), q, 0, flow.synQuoteLen);
     }
     if (len === 0) return;
     const ipOff = this.out.begin(flow.guestMac, len, now, v6 ? ETHERTYPE_IPV6 : ETHERTYPE_IPV4);
     s.copy(this.out.arena, ipOff, 0, len);
     this.out.send(len, now);
+  }
+
+  /** A flow's SYN quote goes back to the pool (bounded: a burst of dials leaves garbage, not a big pool). */
+  private releaseQuote(flow: TcpFlow): void {
+    const q = flow.synQuote;
+    if (q === null) return;
+    flow.synQuote = null;
+    flow.synQuoteLen = 0;
+    if (this.quotePool.length < QUOTE_POOL_MAX) this.quotePool.push(q);
   }
 
   private nextIdent(): number {

@@ -75,6 +75,9 @@ export class VnetHeaderView {
 
   /** All fields zero: a plain frame with a complete checksum. */
   clear(): void {
-    this.buf.fill(0, this.off, this.off + VIRTIO_NET_HDR_LEN);
+    // Ten stores: Buffer#fill's argument handling costs more than the header (per segment).
+    const b = this.buf;
+    const o = this.off;
+    for (let i = 0; i < VIRTIO_NET_HDR_LEN; i++) b[o + i] = 0;
   }
 }
