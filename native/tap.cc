@@ -146,7 +146,24 @@ static Napi::Value CloseFd(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// Two connected, non-blocking SOCK_SEQPACKET sockets: each read and write
+// carries one whole record, as a tap carries one frame. The start-up warm-up
+// (src/warm-up.ts) puts a FrameIo on each end, standing in for a tap.
+static Napi::Value FramePair(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0) {
+    ErrnoError(env, errno, "socketpair").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Array out = Napi::Array::New(env, 2);
+  out.Set(0u, Napi::Number::New(env, sv[0]));
+  out.Set(1u, Napi::Number::New(env, sv[1]));
+  return out;
+}
+
 void InitTap(Napi::Env env, Napi::Object exports) {
+  exports.Set("framePair", Napi::Function::New(env, FramePair, "framePair"));
   exports.Set("openTap", Napi::Function::New(env, OpenTap, "openTap"));
   exports.Set("closeFd", Napi::Function::New(env, CloseFd, "closeFd"));
 }

@@ -236,6 +236,8 @@ class TcpSockets : public Napi::ObjectWrap<TcpSockets> {
     struct pollfd p = {fd, POLLOUT, 0};
     int rc = poll(&p, 1, 0);
     if (rc < 0) return Napi::Number::New(env, -errno);
+    // Writable with no error or hang-up is a finished connect: no SO_ERROR to fetch.
+    if (rc == 1 && (p.revents & (POLLOUT | POLLERR | POLLHUP)) == POLLOUT) return Napi::Number::New(env, 0);
     int err = 0;
     socklen_t len = sizeof err;
     if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) return Napi::Number::New(env, -errno);

@@ -32,6 +32,8 @@ export interface RuntimeOptions {
   statsIntervalMs: number;
   /** See defaults.busyPollMicros. */
   busyPollMicros: number;
+  /** Run the start-up warm-up (src/warm-up.ts). */
+  warmUp: boolean;
   gatewayMac: number;
   /** Connections to N+2 reach host 127.0.0.1 (slirp's default). */
   hostLoopback: boolean;
@@ -84,6 +86,7 @@ const common = {
   'log-level': { type: 'string' },
   'stats-interval': { type: 'string' },
   'busy-poll': { type: 'string' },
+  'no-warm-up': { type: 'boolean' },
   'disable-host-loopback': { type: 'boolean' },
   dns: { type: 'string', multiple: true },
   'disable-dns': { type: 'boolean' },
@@ -214,6 +217,7 @@ function runtimeOptions(v: CommonValues, defaultLogLevel: LogLevel): RuntimeOpti
     logLevel,
     statsIntervalMs: statsS * 1000,
     busyPollMicros: busyPoll,
+    warmUp: !v['no-warm-up'],
     gatewayMac: parseMac(defaults.gatewayMac),
     hostLoopback: !v['disable-host-loopback'],
     dnsServers: v.dns === undefined ? null : v.dns.map(parseDnsServer),

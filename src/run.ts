@@ -30,6 +30,7 @@ import { macToBytes } from '../stack/wire/mac.js';
 import { UsernetError } from './errors.js';
 import { GUEST_IPV6_AUTO } from './options.js';
 import { formatIpv6, parsePrefix } from '../stack/wire/ipv6-address.js';
+import { startWarmUp, type RunningWarmUp } from './warm-up.js';
 
 export const OFFLOADS = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_USO4 | TUN_F_USO6;
 
@@ -72,8 +73,11 @@ export async function runInNamespace(cmd: RunCommand, log: Logger): Promise<numb
 
   const runtime = new Runtime(o, log);
   let exitStatus = 1;
+  let warm: RunningWarmUp | null = null;
   try {
     runtime.addTap(ns);
+    // While the namespace's kernel configures IPv6 (about 2 s), the warm-up runs; the command starts either way.
+    warm = startWarmUp(o, log);
     const nsArgs = [`--net=/proc/${process.pid}/fd/${ns.netnsFd}`];
     if (ns.usernsFd >= 0) nsArgs.unshift(`--user=/proc/${process.pid}/fd/${ns.usernsFd}`);
     let guest6: string | null = null;
@@ -88,6 +92,8 @@ export async function runInNamespace(cmd: RunCommand, log: Logger): Promise<numb
       f.guestAddr = guest6;
     }
     await runtime.startForwards();
+    await warm?.stop();
+    warm = null;
     const dump = () => runtime.logStats();
     process.on('SIGUSR1', dump);
     try {
@@ -96,6 +102,7 @@ export async function runInNamespace(cmd: RunCommand, log: Logger): Promise<numb
       process.off('SIGUSR1', dump);
     }
   } finally {
+    await warm?.stop();
     runtime.close();
     native.closeFd(ns.netnsFd);
     if (ns.usernsFd >= 0) native.closeFd(ns.usernsFd);

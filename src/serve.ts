@@ -8,6 +8,7 @@ import { Runtime } from './runtime.js';
 import { native } from './native/addon.js';
 import { OFFLOADS } from './run.js';
 import { formatIpv4 } from '../stack/wire/ipv4-address.js';
+import { startWarmUp } from './warm-up.js';
 
 export async function serveTaps(cmd: MainCommand, log: Logger): Promise<number> {
   const o = cmd.options;
@@ -31,14 +32,18 @@ export async function serveTaps(cmd: MainCommand, log: Logger): Promise<number> 
     runtime.close();
     throw err;
   }
+  // The guests may already be talking: the warm-up's steps interleave with theirs for about a second.
+  const warm = startWarmUp(o, log);
   return new Promise((resolve) => {
     const stop = (sig: NodeJS.Signals) => {
       log.info(`${sig}: stopping`);
       process.off('SIGINT', stop);
       process.off('SIGTERM', stop);
       process.off('SIGUSR1', dump);
-      runtime.close();
-      resolve(0);
+      void (warm?.stop() ?? Promise.resolve()).then(() => {
+        runtime.close();
+        resolve(0);
+      });
     };
     const dump = () => runtime.logStats();
     process.on('SIGINT', stop);

@@ -38,6 +38,9 @@ Latency:
   --busy-poll MICROS     after a small batch, poll for the answer this long before
                          sleeping; the answer then carries the guest's ACK
                          (default ${defaults.busyPollMicros}; 0: never)
+  --no-warm-up           skip the start-up warm-up (about a second of loopback
+                         transactions through a private copy of the stack, so that
+                         the first real connections run compiled code)
 
 Diagnostics:
   --pcap FILE            write every frame crossing the bridge to FILE (pcap; tcpdump -r FILE)

@@ -94,6 +94,12 @@ interface HostConn {
    * will announce them.
    */
   peerShut: boolean;
+  /**
+   * An event reported the peer's FIN without an error (RDHUP or HUP, no ERR):
+   * nothing can follow the bytes already queued, so a short read means the
+   * queue is empty and at its end, and the read that would return 0 is spared.
+   */
+  peerFin: boolean;
   /** Accepted socket: no reading before the guest completes its handshake. */
   paused: boolean;
   /** Queued for the end-of-batch drain. */
@@ -200,7 +206,7 @@ export class TcpProxy implements TcpHostEnv {
     const slot = this.allocSlot();
     const c: HostConn = {
       kind: 'conn', token: this.tokenOf(slot), fd: -1, flow, connecting: false, dialError: 0, connected: false,
-      ended: false, hostEof: false, peerShut: false, readBlocked: false, writeBlocked: false, paused: false, queued: false,
+      ended: false, hostEof: false, peerShut: false, peerFin: false, readBlocked: false, writeBlocked: false, paused: false, queued: false,
       wantRead: false, dnsAttempt, tail: null, lingerTimer: null,
     };
     this.slots[slot] = c;
@@ -261,8 +267,13 @@ export class TcpProxy implements TcpHostEnv {
       this.failed(flow, errnoName(st));
       return;
     }
+    this.connected(c, now);
+  }
+
+  private connected(c: HostConn, now: number): void {
+    c.connecting = false;
     c.connected = true;
-    this.nat.dialSucceeded(flow, now);
+    this.nat.dialSucceeded(c.flow as TcpFlow, now);
     // A server that speaks first may have sent already.
     this.readHost(c, now);
   }
@@ -371,14 +382,19 @@ export class TcpProxy implements TcpHostEnv {
   private handling = false;
 
   private onSocketEvent(c: HostConn, bits: number, now: number): void {
-    if ((bits & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) !== 0) c.peerShut = true;
+    if ((bits & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) !== 0) {
+      c.peerShut = true;
+      if ((bits & EPOLLERR) === 0) c.peerFin = true;
+    }
     const flow = c.flow;
     if (flow === null) {
       // Accepted, no flow yet: a client that left is seen when the flow reads.
       return;
     }
     if (c.connecting) {
-      this.settle(c, now);
+      // Writable without an error or hang-up: the connect is done (no status() call needed).
+      if ((bits & (EPOLLOUT | EPOLLERR | EPOLLHUP)) === EPOLLOUT) this.connected(c, now);
+      else this.settle(c, now);
       return;
     }
     if ((bits & (EPOLLOUT | EPOLLERR)) !== 0 && c.writeBlocked) {
@@ -414,7 +430,14 @@ export class TcpProxy implements TcpHostEnv {
         moved = true;
         // A short read emptied the socket: the next data brings a new edge (an EOF or error
         // already announced does not, so then read on).
-        if (n < room && !c.peerShut) break;
+        if (n < room) {
+          if (c.peerFin) {
+            // The FIN came with or before these bytes: this was the end.
+            this.hostEnded(c, now);
+            return;
+          }
+          if (!c.peerShut) break;
+        }
         continue;
       }
       if (n === 0) {

@@ -41,6 +41,7 @@ interface RawAddon {
   openTapInNamespace(req: NamespaceTapRequest): NamespaceTapResult;
   configureInterface(cfg: InterfaceConfig): void;
   closeFd(fd: number): void;
+  framePair(): [number, number];
   FrameIo: new (opts: FrameIoOptions) => FrameIo;
   TcpSockets: new (opts: TcpSocketsOptions) => TcpSockets;
   PingSocket: new (opts: PingSocketOptions) => PingSocket;
@@ -353,6 +354,11 @@ export const native: NativeAddon = {
     if (!isInt(fd, 0, 0x7fff_ffff)) throw new TypeError('fd must be a non-negative integer');
     const addon = raw();
     nativeCall(() => addon.closeFd(fd));
+  },
+
+  framePair(): [number, number] {
+    const addon = raw();
+    return nativeCall(() => addon.framePair());
   },
 
   installSeccompFilter(): SeccompResult {

@@ -339,6 +339,8 @@ export interface NativeAddon {
   /** Throws PingError (with a hint) when the group is outside net.ipv4.ping_group_range. */
   createPingSocket(opts: PingSocketOptions): PingSocket;
   closeFd(fd: number): void;
+  /** Two connected non-blocking SOCK_SEQPACKET fds: one frame per record, a tap's stand-in (the warm-up). */
+  framePair(): [number, number];
   /**
    * Installs usernet's seccomp filter on every thread of this process
    * (PR_SET_NO_NEW_PRIVS, then SECCOMP_FILTER_FLAG_TSYNC). Irreversible.

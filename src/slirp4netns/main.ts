@@ -49,6 +49,7 @@ import { startApiServer, type ApiServer } from './api.js';
 import { slirpUsage } from './help.js';
 import { parseSlirpArgs, SlirpUsageError, unsupportedOption, type SlirpOptions } from './options.js';
 import { decideUserns, reexecInUserns, usernsFacts } from './userns-reexec.js';
+import { startWarmUp, type RunningWarmUp } from '../warm-up.js';
 
 /** The slirp4netns release whose interface this front end speaks. */
 export const SLIRP4NETNS_COMPAT_VERSION = '1.2.0';
@@ -134,6 +135,7 @@ export function runtimeOptionsFor(o: SlirpOptions, log: Logger, outboundAddress:
     logLevel: log.level,
     statsIntervalMs: 0,
     busyPollMicros: defaults.busyPollMicros,
+    warmUp: true,
     gatewayMac: parseMac(defaults.gatewayMac),
     hostLoopback: !o.disableHostLoopback,
     dnsServers: null,
@@ -207,6 +209,7 @@ async function serve(o: SlirpOptions, log: Logger, inTargetUserns: boolean): Pro
     runtime.close();
     throw err;
   }
+  let warm: RunningWarmUp | null = null;
   return new Promise<number>((resolve) => {
     let stopped = false;
     const stop = (why: string, code: number) => {
@@ -218,8 +221,10 @@ async function serve(o: SlirpOptions, log: Logger, inTargetUserns: boolean): Pro
       exitWatch?.destroy();
       targetWatch?.close();
       api?.close();
-      runtime.close();
-      resolve(code);
+      void (warm?.stop() ?? Promise.resolve()).then(() => {
+        runtime.close();
+        resolve(code);
+      });
     };
     const onSignal = (sig: NodeJS.Signals) => stop(sig, 0);
     end = stop;
@@ -245,8 +250,11 @@ async function serve(o: SlirpOptions, log: Logger, inTargetUserns: boolean): Pro
       } catch (err) {
         process.stderr.write(`ready-fd ${o.readyFd}: ${(err as Error).message}\n`);
         stop('bad ready-fd', 1);
+        return;
       }
     }
+    // Ready is out and the container starts; the warm-up runs next to its first steps for about a second.
+    warm = startWarmUp(runtime.options, log);
   });
 }
 

@@ -62,6 +62,18 @@ describe('usernet run', () => {
     expect(text).toMatch(/10\.0\.2\.100 > 10\.0\.2\.2: ICMP echo request/);
     expect(text).toMatch(/10\.0\.2\.2 > 10\.0\.2\.100: ICMP echo reply/);
     expect(readFileSync(file).readUInt32LE(0)).toBe(0xa1b2c3d4);
+    // The warm-up's transactions go through a private runtime: none of them on the real bridge.
+    expect(text).not.toMatch(/Flags \[/);
+  });
+
+  it('warms up while the namespace configures IPv6; --no-warm-up skips it', () => {
+    const r = usernet(['run', '--log-level', 'debug', '--', 'true']);
+    expect(r.status).toBe(0);
+    expect(r.stderr).toMatch(/warm-up: [1-9]\d* connections, \d+ replies in \d+ ms/);
+    expect(r.stderr).not.toMatch(/warm-up failed/);
+    const off = usernet(['run', '--log-level', 'debug', '--no-warm-up', '--', 'true']);
+    expect(off.status).toBe(0);
+    expect(off.stderr).not.toMatch(/warm-up/);
   });
 
   it('rejects bad input with a clear message and exit status 2', () => {
