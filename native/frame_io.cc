@@ -143,6 +143,7 @@ class FrameIo : public Napi::ObjectWrap<FrameIo> {
       Napi::TypeError::New(env, "registerBuffer takes an ArrayBuffer").ThrowAsJavaScriptException();
       return env.Undefined();
     }
+    if (closed_) return Napi::Number::New(env, -1);
     if (bufs_.size() >= kMaxBuffers) {
       Napi::RangeError::New(env, "too many registered buffers (max 64)").ThrowAsJavaScriptException();
       return env.Undefined();
@@ -256,6 +257,13 @@ class FrameIo : public Napi::ObjectWrap<FrameIo> {
     ClosePolledFd(&poll_, &fd_);
     if (hook_ && !in_teardown_) napi_remove_env_cleanup_hook(env_, &FrameIo::OnEnvTeardown, this);
     hook_ = false;
+    // Nothing is called or touched after close: drop the strong references. The callbacks
+    // close over the JS object that wraps this one, so while they are held that cycle (and
+    // every buffer in it) can never be collected.
+    bufs_.clear();
+    lengths_.Reset();
+    on_batch_.Reset();
+    on_error_.Reset();
   }
 
   static void OnEnvTeardown(void* arg) {

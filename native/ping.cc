@@ -378,6 +378,12 @@ class PingSocket : public Napi::ObjectWrap<PingSocket> {
     ClosePolledFd(&poll_, &fd_);
     if (hook_ && !in_teardown_) napi_remove_env_cleanup_hook(env_, &PingSocket::OnEnvTeardown, this);
     hook_ = false;
+    // No callback after close: drop the strong references (see FrameIo::Shutdown).
+    rx_.Reset();
+    entries_.Reset();
+    addrs_.Reset();
+    on_batch_.Reset();
+    on_error_.Reset();
   }
 
   static void OnEnvTeardown(void* arg) {

@@ -379,6 +379,9 @@ class TcpSockets : public Napi::ObjectWrap<TcpSockets> {
     ClosePolledFd(&poll_, &epfd_);
     if (hook_ && !in_teardown_) napi_remove_env_cleanup_hook(env_, &TcpSockets::OnEnvTeardown, this);
     hook_ = false;
+    // No callback after close: drop the strong references (see FrameIo::Shutdown).
+    events_.Reset();
+    on_events_.Reset();
   }
 
   static void OnEnvTeardown(void* arg) {

@@ -27,10 +27,10 @@
  * called; every step is a frame or socket event, so real traffic is served
  * in between.
  */
-import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { Runtime } from './runtime.js';
 import { TapPort, type BatchSink } from './tap-port.js';
 import { native } from './native/addon.js';
+import { TCP_EVENTS_MAX, type TcpSockets } from './native/types.js';
 import { createLogger, type Logger } from './log.js';
 import type { RuntimeOptions } from './options.js';
 import type { Frame, Port } from '../stack/frame.js';
@@ -189,7 +189,15 @@ class Guest implements BatchSink {
     mtu: number,
     readonly now: () => number,
   ) {
-    this.tcpConfig = { ...tcpDefaults, mss: mtu - IPV4_HEADER_LEN - 20, maxSegmentLen: mtu - IPV4_HEADER_LEN - 60 };
+    // Small first buffers: the guest's messages are 100 bytes, and its rings would otherwise be
+    // 80 KiB of garbage per connection (the NAT's flows hold the pooled ones in TIME-WAIT).
+    this.tcpConfig = {
+      ...tcpDefaults,
+      mss: mtu - IPV4_HEADER_LEN - 20,
+      maxSegmentLen: mtu - IPV4_HEADER_LEN - 60,
+      sendBufferInitial: 1024,
+      recvBufferInitial: 1024,
+    };
     this.tx = Buffer.alloc(VIRTIO_NET_HDR_LEN + mtu + ETH_HEADER_LEN);
     this.txFrame = { buf: this.tx, off: vnet ? VIRTIO_NET_HDR_LEN : 0, len: 0, vnet };
   }
@@ -274,29 +282,93 @@ function writeLe16(b: Uint8Array, off: number, v: number): void {
   b[off + 1] = v >>> 8;
 }
 
-/** Answers each 100-byte request with 100 bytes; closes after the reply when the request asks for it. */
-function startServer(sockets: Set<Socket>): Promise<Server> {
-  const server = createServer({ noDelay: true }, (s: Socket) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-    let pending: Buffer = Buffer.alloc(0);
-    s.on('data', (d: Buffer) => {
-      pending = pending.length === 0 ? d : Buffer.concat([pending, d]);
-      while (pending.length >= MESSAGE) {
-        const first = pending[0];
-        pending = pending.subarray(MESSAGE);
-        const reply = Buffer.allocUnsafe(MESSAGE);
-        for (let i = 0; i < MESSAGE; i++) reply[i] = replyByte(first, i);
-        if (first === CLOSE_AFTER_REPLY) s.end(reply);
-        else s.write(reply);
+const EAGAIN = -11;
+
+/**
+ * The host side: answers each 100-byte request with 100 bytes, and shuts its
+ * side down after a reply when the request asks for it. On the addon's
+ * TcpSockets, as the proxy's own host sockets, so that it allocates next to
+ * nothing per connection (a Node server's sockets and buffers would grow the
+ * heap by tens of megabytes over a warm-up, and keep it).
+ */
+class EchoServer {
+  readonly port: number;
+  private readonly events = new Uint32Array(2 * TCP_EVENTS_MAX);
+  private readonly io: TcpSockets;
+  private readonly listenFd: number;
+  /** Accepted sockets by token: fd, position in the current request, that request's first byte. */
+  private readonly conns = new Map<number, { fd: number; pos: number; first: number }>();
+  private nextToken = 1;
+  private readonly rx = Buffer.alloc(4096);
+  private readonly reply = Buffer.alloc(MESSAGE);
+
+  constructor() {
+    this.io = native.createTcpSockets({ events: this.events, onEvents: (n) => this.onEvents(n) });
+    const fd = this.io.listen(0, 4, '127.0.0.1', 0, 128);
+    if (fd < 0) {
+      this.io.close();
+      throw new Error(`warm-up server: listen: errno ${-fd}`);
+    }
+    this.listenFd = fd;
+    this.port = this.io.localPort(fd);
+    this.io.start();
+  }
+
+  private onEvents(count: number): void {
+    for (let i = 0; i < count; i++) {
+      const token = this.events[2 * i];
+      if (token === 0) this.acceptAll();
+      else this.serve(token);
+    }
+  }
+
+  private acceptAll(): void {
+    for (;;) {
+      const token = this.nextToken;
+      const fd = this.io.accept(this.listenFd, token);
+      if (fd < 0) return;
+      this.nextToken = (token % 0x7fff_ffff) + 1;
+      this.conns.set(token, { fd, pos: 0, first: 0 });
+    }
+  }
+
+  /** Reads until EAGAIN (the set is edge-triggered); replies to every complete request. */
+  private serve(token: number): void {
+    const c = this.conns.get(token);
+    if (c === undefined) return;
+    for (;;) {
+      const n = this.io.read(c.fd, this.rx, 0, this.rx.length);
+      if (n === EAGAIN) return;
+      if (n <= 0) {
+        // The client's FIN (after our reply and FIN, or its last request) or an error: done.
+        this.drop(token, c.fd, n < 0);
+        return;
       }
-    });
-    s.on('error', () => s.destroy());
-  });
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve(server));
-  });
+      for (let i = 0; i < n; i++) {
+        if (c.pos === 0) c.first = this.rx[i];
+        if (++c.pos < MESSAGE) continue;
+        c.pos = 0;
+        for (let j = 0; j < MESSAGE; j++) this.reply[j] = replyByte(c.first, j);
+        if (this.io.write(c.fd, this.reply, 0, MESSAGE) !== MESSAGE) {
+          // 100 bytes always fit a fresh socket's buffer; anything else is a broken connection.
+          this.drop(token, c.fd, true);
+          return;
+        }
+        if (c.first === CLOSE_AFTER_REPLY) this.io.shutdown(c.fd);
+      }
+    }
+  }
+
+  private drop(token: number, fd: number, abort: boolean): void {
+    this.conns.delete(token);
+    this.io.closeSocket(fd, abort);
+  }
+
+  close(): void {
+    for (const [token, c] of this.conns) this.drop(token, c.fd, true);
+    this.io.closeSocket(this.listenFd, false);
+    this.io.close();
+  }
 }
 
 export class WarmUp {
@@ -325,9 +397,8 @@ export class WarmUp {
     const t0 = performance.now();
     const o = this.options;
     const quiet = createLogger('error', (line) => this.log.debug(`warm-up: ${line.trim()}`));
-    const sockets = new Set<Socket>();
-    const server = await startServer(sockets);
-    const serverPort = (server.address() as AddressInfo).port;
+    const server = new EchoServer();
+    const serverPort = server.port;
     // Its own runtime: host loopback on (its server is there), nothing else that talks to the world.
     const rt = new Runtime(
       {
@@ -422,8 +493,7 @@ export class WarmUp {
       guestPort?.close();
       if (guestPort === null) native.closeFd(theirs);
       rt.close();
-      for (const s of sockets) s.destroy();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      server.close();
     }
   }
 }
@@ -443,7 +513,7 @@ export function startWarmUp(options: RuntimeOptions, log: Logger): RunningWarmUp
   const done = w.run().then(
     (r) => {
       if (r.error !== null) log.warn(`warm-up failed (it only speeds up the first connections): ${r.error}`);
-      else log.debug(`warm-up: ${r.connections} connections, ${r.roundTrips} replies in ${r.ms.toFixed(0)} ms${r.stoppedBy ? ` (ended by ${r.stoppedBy})` : ''}`);
+      else log.info(`warm-up: ${r.connections} connections, ${r.roundTrips} replies in ${r.ms.toFixed(0)} ms${r.stoppedBy ? ` (ended by ${r.stoppedBy})` : ''}`);
     },
     (err: Error) => log.warn(`warm-up failed (it only speeds up the first connections): ${err.message}`),
   );

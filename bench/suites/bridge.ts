@@ -38,6 +38,8 @@ async function usernetPair(ctx: BenchContext, offload: boolean): Promise<Pair> {
     'usernet',
   );
   await u.waitFor(/gateway 10\.0\.2\.2/);
+  // Measure the instance once its start-up warm-up is over (it logs one line when done).
+  await u.waitFor(/warm-up/, 10_000);
   const a = ctx.c.netns('ua');
   const b = ctx.c.netns('ub');
   must('ip', ['link', 'set', tapA, 'netns', a]);

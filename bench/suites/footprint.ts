@@ -35,6 +35,8 @@ export async function footprintSuite(ctx: BenchContext, notes: string[]): Promis
     const tap = ctx.c.tap('fp');
     const u = ctx.c.spawn(ctx.node, [ctx.usernetCli, '--tap', tap, '--log-level', 'info'], 'usernet');
     await u.waitFor(/gateway 10\.0\.2\.2/);
+    // Measure the instance once its start-up warm-up is over (it logs one line when done).
+    await u.waitFor(/warm-up/, 10_000);
     const ns = ctx.c.netns('fp');
     must('ip', ['link', 'set', tap, 'netns', ns]);
     must('ip', ['-n', ns, 'addr', 'add', '10.0.2.100/24', 'dev', tap]);

@@ -101,6 +101,7 @@ export interface NamespaceTapResult extends TapHandle {
  * records the errno in lastError (EAGAIN: the queue is full; the caller drops and counts).
  */
 export interface FrameIo {
+  /** -1 after close. */
   registerBuffer(buf: ArrayBuffer): number;
   start(): void;
   pause(): void;

@@ -976,6 +976,13 @@ export class TcpConnection {
     this.timeWaitAt = now + this.config.timeWaitMs;
     this.rtoAt = INF;
     this.persistAt = INF;
+    // Our FIN is acknowledged and the peer's received: nothing more is sent or accepted. The
+    // rings go back to the pool now rather than after timeWaitMs, or a client that opens a
+    // connection per request has every one of them hold its rings (80 KiB) for that long and
+    // each new connection allocates fresh ones. Received bytes the owner has not taken yet
+    // keep theirs until recycleBuffers().
+    this.sendBuf.recycleIfEmpty();
+    this.recvBuf.recycleIfEmpty();
   }
 
   /** SEG.ACK advanced SND.UNA. */

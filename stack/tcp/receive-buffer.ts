@@ -114,6 +114,11 @@ export class ReceiveBuffer {
     this.ooo.clear();
   }
 
+  /** recycle(), when the owner has taken every byte (TIME-WAIT: nothing more arrives). */
+  recycleIfEmpty(): void {
+    if (this.readable === 0 && this.ooo.count === 0) this.recycle();
+  }
+
   private grow(need: number): void {
     let cap = Math.max(this.buf.length * 2, this.initial, 1);
     while (cap < need) cap *= 2;

@@ -139,6 +139,11 @@ export class SendBuffer {
     this.length = 0;
   }
 
+  /** recycle(), when nothing is queued (TIME-WAIT: everything was acknowledged). */
+  recycleIfEmpty(): void {
+    if (this.length === 0) this.recycle();
+  }
+
   private grow(need: number): void {
     let cap = Math.max(this.buf.length * 2, this.initial, 1);
     while (cap < need) cap *= 2;

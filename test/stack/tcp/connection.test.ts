@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { TcpConnection, tcpDrops, windowShiftFor } from '../../../stack/tcp/connection.js';
 import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN } from '../../../stack/wire/tcp.js';
+import { ringPool } from '../../../stack/tcp/ring-pool.js';
 import {
   bytes,
   closeWait,
@@ -716,6 +717,30 @@ describe('FIN in each state', () => {
     h.send(seg({ seq: REMOTE_SEQ + 1, ack: LOCAL_SEQ + 1 }));
     h.expectNothing();
     expect(h.conn.state).toBe('TIME-WAIT');
+  });
+
+  it('TIME-WAIT: the rings go back to the pool on entry; unread bytes keep the receive ring', () => {
+    const h = finWait2();
+    h.send(seg({ ack: LOCAL_SEQ + 1, payload: 'more' }));
+    h.takeSent();
+    expect(h.conn.recvBufferCapacity).toBeGreaterThan(0);
+    const pooled = ringPool.size;
+    h.send(seg({ seq: REMOTE_SEQ + 4, ack: LOCAL_SEQ + 1, flags: FA }));
+    expect(h.conn.state).toBe('TIME-WAIT');
+    // 'more' was not read yet: that ring stays with the connection.
+    expect(h.conn.recvBufferCapacity).toBeGreaterThan(0);
+    expect(h.drain().toString()).toBe('more');
+
+    const t = established();
+    t.conn.send(Buffer.from('data'), 0, 4, t.now);
+    t.send(seg({ payload: 'in' }));
+    expect(t.drain().toString()).toBe('in');
+    t.conn.shutdownSend(t.now);
+    t.send(seg({ seq: REMOTE_SEQ + 2, ack: LOCAL_SEQ + 5, flags: FA }));
+    expect(t.conn.state).toBe('TIME-WAIT');
+    expect(t.conn.sendBufferCapacity).toBe(0);
+    expect(t.conn.recvBufferCapacity).toBe(0);
+    expect(ringPool.size).toBeGreaterThan(pooled);
   });
 
   it('FIN-WAIT-2: the peer keeps sending (half-close), then FIN -> TIME-WAIT', () => {
