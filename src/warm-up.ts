@@ -57,6 +57,8 @@ const FIRST_PORT = 20_000;
 const PORTS = 40_000;
 /** Guest TCP timers (retransmission) are polled this often; on a lossless pair they rarely fire. */
 const GUEST_TICK_MS = 5;
+/** Below this MTU the warm-up does not run (startWarmUp). */
+export const WARM_UP_MIN_MTU = 576;
 /** Connections in flight at once: each mostly waits for timers and wake-ups, so a few overlap. */
 const CHAINS = 4;
 
@@ -193,8 +195,9 @@ class Guest implements BatchSink {
     // 80 KiB of garbage per connection (the NAT's flows hold the pooled ones in TIME-WAIT).
     this.tcpConfig = {
       ...tcpDefaults,
+      // Segments of at most one MSS (no TSO: the messages are small).
       mss: mtu - IPV4_HEADER_LEN - 20,
-      maxSegmentLen: mtu - IPV4_HEADER_LEN - 60,
+      maxSegmentLen: mtu - IPV4_HEADER_LEN - 20,
       sendBufferInitial: 1024,
       recvBufferInitial: 1024,
     };
@@ -432,6 +435,7 @@ export class WarmUp {
     const [ours, theirs] = native.framePair();
     let guestPort: TapPort | null = null;
     let ticker: NodeJS.Timeout | null = null;
+    let deadlineTimer: NodeJS.Timeout | null = null;
     const result = (stoppedBy: WarmUpResult['stoppedBy']): WarmUpResult => ({
       connections: guest.connections,
       roundTrips: guest.roundTrips,
@@ -456,6 +460,8 @@ export class WarmUp {
       ticker.unref();
 
       const deadline = t0 + this.limits.maxMs;
+      // A transaction that stalls (it should not: the pair loses nothing) ends at the deadline too.
+      deadlineTimer = setTimeout(() => this.wakeAll(), this.limits.maxMs);
       let port = 0;
       /** One connection of `rounds` transactions; resolves with an error text or null. */
       const transaction = (rounds: number) =>
@@ -489,6 +495,7 @@ export class WarmUp {
     } finally {
       this.wakeAll();
       if (ticker !== null) clearInterval(ticker);
+      if (deadlineTimer !== null) clearTimeout(deadlineTimer);
       guest.abortAll(rt.now());
       guestPort?.close();
       if (guestPort === null) native.closeFd(theirs);
@@ -509,6 +516,12 @@ export interface RunningWarmUp {
  */
 export function startWarmUp(options: RuntimeOptions, log: Logger): RunningWarmUp | null {
   if (!options.warmUp) return null;
+  if (options.mtu < WARM_UP_MIN_MTU) {
+    // Its guest cuts 100-byte messages into one-MSS segments and expects the NAT to do the same,
+    // which below this the NAT's minimum segment size does not (kernel guests advertise at least 256).
+    log.debug(`warm-up skipped: MTU ${options.mtu} is below ${WARM_UP_MIN_MTU}`);
+    return null;
+  }
   const w = new WarmUp(options, log);
   const done = w.run().then(
     (r) => {

@@ -5,7 +5,7 @@ import { readdirSync, readlinkSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parseCommandLine, type RuntimeOptions } from '../../src/options.js';
 import { createLogger } from '../../src/log.js';
-import { WarmUp } from '../../src/warm-up.js';
+import { startWarmUp, WarmUp, WARM_UP_MIN_MTU } from '../../src/warm-up.js';
 
 function options(...extra: string[]): RuntimeOptions {
   const c = parseCommandLine(['--tap', 'unused', ...extra]);
@@ -71,6 +71,18 @@ describe('warm-up', () => {
     expect(r.stoppedBy).toBe('time');
     expect(r.error).toBeNull();
     expect(r.connections).toBeGreaterThan(0);
+  });
+
+  it('runs at the smallest MTU it takes, with and without offloads; below it start-up skips it', async () => {
+    for (const extra of [[], ['--no-offload']]) {
+      const r = await new WarmUp(options('--mtu', String(WARM_UP_MIN_MTU), ...extra), log, { connections: 10, roundTrips: 50, maxMs: 60_000 }).run();
+      expect(r.error).toBeNull();
+      expect(r.roundTrips).toBe(60);
+    }
+    lines.length = 0;
+    expect(startWarmUp(options('--mtu', String(WARM_UP_MIN_MTU - 1), '--disable-ipv6'), log)).toBeNull();
+    expect(lines.join('')).toMatch(/warm-up skipped: MTU 575/);
+    expect(startWarmUp(options('--no-warm-up'), log)).toBeNull();
   });
 
   it('is on by default; --no-warm-up turns it off', () => {
