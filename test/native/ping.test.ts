@@ -271,6 +271,35 @@ describe('ping sockets on loopback', () => {
     expect(r.id).toBeGreaterThan(0);
   });
 
+  it('a closed socket lets go of its callbacks and buffers (the callbacks close over its wrapper)', () => {
+    const r = inNetns(
+      ns,
+      `const v8 = await import('node:v8');
+       const vm = await import('node:vm');
+       v8.setFlagsFromString('--expose-gc');
+       const gc = vm.runInNewContext('gc');
+       // A FinalizationRegistry: V8 keeps a WeakRef's target for the rest of the job that made it.
+       const dead = new Set<string>();
+       const registry = new FinalizationRegistry<string>((name) => dead.add(name));
+       (() => {
+         const rx2 = new ArrayBuffer(SLOT * SLOTS);
+         const entries2 = new Uint32Array(SLOTS * T.PING_ENTRY_WORDS);
+         const h: any = {};
+         h.sock = native.createPingSocket({ rx: rx2, slotSize: SLOT, slotCount: SLOTS, entries: entries2, onBatch: () => h.sock, onError: () => h.sock });
+         registry.register(rx2, 'rx');
+         registry.register(entries2, 'entries');
+         registry.register(h.sock, 'sock');
+         h.sock.close();
+       })();
+       for (let i = 0; i < 10 && dead.size < 3; i++) {
+         gc();
+         await sleep(10);
+       }
+       return { dead: [...dead].sort() };`,
+    );
+    expect(r.dead).toEqual(['entries', 'rx', 'sock']);
+  });
+
   it('opens and closes 200 sockets without leaking fds', () => {
     const r = inNetns(
       ns,
