@@ -149,8 +149,14 @@ export class TcpProxy implements TcpHostEnv {
   private readonly slots: (Entry | null)[] = [];
   private readonly gens: number[] = [];
   private readonly freeSlots: number[] = [];
-  private queue: HostConn[] = [];
-  private spareQueue: HostConn[] = [];
+  /**
+   * Flows to handle at the end of the batch: queue[0, queueLen). Emptied by count, not by
+   * `length = 0`, which would drop the backing store and make the next push allocate one
+   * (a few hundred bytes per batch, on every request/response).
+   */
+  private queue: (HostConn | null)[] = [];
+  private queueLen = 0;
+  private spareQueue: (HostConn | null)[] = [];
   /** Reads into here only to see a host's EOF after its guest connection is gone. */
   private readonly scratch = Buffer.allocUnsafe(16_384);
   private readonly lingerMs: number;
@@ -507,15 +513,19 @@ export class TcpProxy implements TcpHostEnv {
   private enqueue(c: HostConn): void {
     if (c.queued) return;
     c.queued = true;
-    this.queue.push(c);
+    this.queue[this.queueLen++] = c;
   }
 
   /** End of a batch (the runtime's flush): settles dials, writes and reads what each queued flow has. */
   drain(now: number): void {
-    while (this.queue.length > 0) {
+    while (this.queueLen > 0) {
       const list = this.queue;
+      const n = this.queueLen;
       this.queue = this.spareQueue;
-      for (const c of list) {
+      this.queueLen = 0;
+      for (let i = 0; i < n; i++) {
+        const c = list[i] as HostConn;
+        list[i] = null;
         c.queued = false;
         if (c.fd < 0 && c.dialError === 0) continue;
         if (c.connecting) {
@@ -528,7 +538,6 @@ export class TcpProxy implements TcpHostEnv {
           this.readHost(c, now);
         }
       }
-      list.length = 0;
       this.spareQueue = list;
     }
   }
