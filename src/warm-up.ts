@@ -15,8 +15,8 @@
  * a kernel guest sends when offloads are on) to the gateway address, which
  * the private runtime's NAT dials on host loopback, where a small echo server
  * of this module answers. The guest runs connect / 100-byte request /
- * 100-byte reply / close transactions, then request/response on one
- * connection: the code paths of the bridge, gateway, NAT, TCP, the tap port
+ * 100-byte reply / close transactions, then request/response on longer
+ * connections (500 each): the code paths of the bridge, gateway, NAT, TCP, the tap port
  * and the host-socket proxy, native calls included, that a container's
  * connections take. Then everything is closed. Nothing leaves the process but
  * loopback connections to its own server, and the real runtime is not touched:
@@ -36,14 +36,13 @@ import type { RuntimeOptions } from './options.js';
 import type { Frame, Port } from '../stack/frame.js';
 import { tcpDefaults, type TcpConfig } from '../stack/tcp/config.js';
 import { TcpConnection, type TcpCloseReason, type TcpEnv, type TcpSegmentOut } from '../stack/tcp/connection.js';
-import { TcpView, writeTcpHeader } from '../stack/wire/tcp.js';
+import { tcpChecksum, TcpView, writeTcpHeader } from '../stack/wire/tcp.js';
 import { emitIpv4Header, IP_PROTO_TCP, IPV4_HEADER_LEN } from '../stack/wire/ipv4.js';
 import { emitEthernetHeader, ETH_HEADER_LEN, ETHERTYPE_IPV4 } from '../stack/wire/ethernet.js';
 import { fold, pseudoHeaderSum4 } from '../stack/wire/checksum.js';
 import { readU16, writeU16 } from '../stack/wire/bytes.js';
 import { VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_LEN } from '../stack/wire/vnet.js';
 import { GATEWAY_HOST_NUMBER, GUEST_HOST_NUMBER } from '../stack/nat/address-map.js';
-import { tcpChecksum } from '../stack/wire/tcp.js';
 
 /** Bytes of each request and reply, as in the transaction benchmark. */
 const MESSAGE = 100;
@@ -65,7 +64,7 @@ const CHAINS = 4;
 export interface WarmUpLimits {
   /** Connect/request/reply/close transactions. */
   connections: number;
-  /** Request/response round trips on one connection. */
+  /** Request/response round trips after that, on connections of up to 500 each. */
   roundTrips: number;
   /** Wall-clock bound for the whole warm-up. */
   maxMs: number;
@@ -163,8 +162,9 @@ class GuestConn implements TcpEnv {
 
   private fail(why: string): void {
     this.guest.forget(this);
-    this.conn.abort(this.guest.now());
+    // The reason first: the abort's onClosed('reset') reports a second, less telling one.
     this.done(why);
+    this.conn.abort(this.guest.now());
   }
 }
 
@@ -191,8 +191,8 @@ class Guest implements BatchSink {
     mtu: number,
     readonly now: () => number,
   ) {
-    // Small first buffers: the guest's messages are 100 bytes, and its rings would otherwise be
-    // 80 KiB of garbage per connection (the NAT's flows hold the pooled ones in TIME-WAIT).
+    // Small first buffers: the guest's messages are 100 bytes, and the default rings (64 + 16 KiB,
+    // not recycled here: the pool's go to the NAT's flows) would be 80 KiB of garbage per connection.
     this.tcpConfig = {
       ...tcpDefaults,
       // Segments of at most one MSS (no TSO: the messages are small).
