@@ -36,12 +36,12 @@ import type { RuntimeOptions } from './options.js';
 import type { Frame, Port } from '../stack/frame.js';
 import { tcpDefaults, type TcpConfig } from '../stack/tcp/config.js';
 import { TcpConnection, type TcpCloseReason, type TcpEnv, type TcpSegmentOut } from '../stack/tcp/connection.js';
-import { tcpChecksum, TcpView, writeTcpHeader } from '../stack/wire/tcp.js';
+import { TCP_CHECKSUM_OFFSET, tcpChecksum, TcpView, writeTcpHeader } from '../stack/wire/tcp.js';
 import { emitIpv4Header, IP_PROTO_TCP, IPV4_HEADER_LEN } from '../stack/wire/ipv4.js';
 import { emitEthernetHeader, ETH_HEADER_LEN, ETHERTYPE_IPV4 } from '../stack/wire/ethernet.js';
 import { fold, pseudoHeaderSum4 } from '../stack/wire/checksum.js';
 import { readU16, writeU16 } from '../stack/wire/bytes.js';
-import { VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_LEN } from '../stack/wire/vnet.js';
+import { VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_LEN, VnetHeaderView } from '../stack/wire/vnet.js';
 import { GATEWAY_HOST_NUMBER, GUEST_HOST_NUMBER } from '../stack/nat/address-map.js';
 
 /** Bytes of each request and reply, as in the transaction benchmark. */
@@ -178,6 +178,7 @@ class Guest implements BatchSink {
   private readonly conns = new Map<number, GuestConn>();
   private readonly tx: Buffer;
   private readonly txFrame: Frame;
+  private readonly vnetHeader: VnetHeaderView;
   private readonly view = new TcpView();
   private ident = 0;
   private nextIss = 0x1234_5678;
@@ -203,6 +204,7 @@ class Guest implements BatchSink {
     };
     this.tx = Buffer.alloc(VIRTIO_NET_HDR_LEN + mtu + ETH_HEADER_LEN);
     this.txFrame = { buf: this.tx, off: vnet ? VIRTIO_NET_HDR_LEN : 0, len: 0, vnet };
+    this.vnetHeader = new VnetHeaderView().reset(this.tx, 0);
   }
 
   iss(): number {
@@ -234,11 +236,12 @@ class Guest implements BatchSink {
     const pseudo = pseudoHeaderSum4(this.guestIp, this.gatewayIp, IP_PROTO_TCP, tcpLen);
     if (this.vnet) {
       // As a kernel guest with checksum offload: the field holds the pseudo-header sum, the header says where.
-      b.fill(0, 0, VIRTIO_NET_HDR_LEN);
-      b[0] = VIRTIO_NET_HDR_F_NEEDS_CSUM;
-      writeLe16(b, 6, ETH_HEADER_LEN + IPV4_HEADER_LEN);
-      writeLe16(b, 8, 16);
-      writeU16(b, tcp + 16, fold(pseudo));
+      const v = this.vnetHeader;
+      v.clear();
+      v.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+      v.csumStart = ETH_HEADER_LEN + IPV4_HEADER_LEN;
+      v.csumOffset = TCP_CHECKSUM_OFFSET;
+      writeU16(b, tcp + TCP_CHECKSUM_OFFSET, fold(pseudo));
     } else {
       tcpChecksum(b, pseudo, tcp, tcpLen);
     }
@@ -278,11 +281,6 @@ class Guest implements BatchSink {
     for (const c of [...this.conns.values()]) c.conn.abort(now);
     this.conns.clear();
   }
-}
-
-function writeLe16(b: Uint8Array, off: number, v: number): void {
-  b[off] = v & 0xff;
-  b[off + 1] = v >>> 8;
 }
 
 const EAGAIN = -11;

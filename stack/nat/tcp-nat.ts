@@ -46,6 +46,7 @@ import { ICMP_DEST_UNREACHABLE } from '../wire/icmpv4.js';
 import { ICMPV6_DEST_UNREACHABLE, ICMPV6_UNREACH_ADDRESS, writeIcmpv6Error } from '../wire/icmpv6.js';
 import {
   TCP_ACK,
+  TCP_CHECKSUM_OFFSET,
   TCP_HEADER_LEN,
   TCP_RST,
   TCP_SYN,
@@ -587,7 +588,7 @@ export class TcpNat {
     const v = this.out.header();
     v.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
     v.csumStart = ETH_HEADER_LEN + ipHeaderLen;
-    v.csumOffset = 16;
+    v.csumOffset = TCP_CHECKSUM_OFFSET;
     v.hdrLen = ETH_HEADER_LEN + ipHeaderLen + tcpHeaderLen;
     if (gsoSize > 0) {
       v.gsoType = src >= IPV6_HANDLE_BASE ? VIRTIO_NET_HDR_GSO_TCPV6 : VIRTIO_NET_HDR_GSO_TCPV4;

@@ -49,6 +49,8 @@ const DATA_OFFSET = 12;
 const FLAGS = 13;
 const WINDOW = 14;
 const CHECKSUM = 16;
+/** Offset of the checksum in the TCP header (a virtio-net header's csum_offset for TCP). */
+export const TCP_CHECKSUM_OFFSET = CHECKSUM;
 const URGENT = 18;
 
 const EMPTY = new Uint8Array(0);
