@@ -6,7 +6,7 @@
 // namespace or to a router namespace created here, over ULA addresses that
 // exist only between those two. All namespaces are removed in afterAll.
 import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomInt } from 'node:crypto';
 import { rmSync, writeFileSync } from 'node:fs';
 import { constants, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -248,7 +248,9 @@ describe('IPv6 ping sockets and ICMPv6 errors through a router', () => {
   // A (us): fd98:<r>::1/64, default via R (fd98:<r>::2). R forwards; it
   // routes fd98:<r>:1::/64 back to A, so a hop limit 1 probe dies at R, and
   // fd98:<r>:2::/64 is an unreachable route at R.
-  const tag = randomBytes(2).toString('hex');
+  // A group of four hex digits with no leading zero, so the addresses below are
+  // already in the canonical form the addon reports (fd98:2d4::, not fd98:02d4::).
+  const tag = randomInt(0x1000, 0x10000).toString(16);
   const net = `fd98:${tag}`;
   let a: string;
   let r: string;
