@@ -9,6 +9,7 @@ import { native } from './native/addon.js';
 import { OFFLOADS } from './run.js';
 import { formatIpv4 } from '../stack/wire/ipv4-address.js';
 import { startWarmUp } from './warm-up.js';
+import { onStatsSignal } from './stats-signal.js';
 
 export async function serveTaps(cmd: MainCommand, log: Logger): Promise<number> {
   const o = cmd.options;
@@ -22,6 +23,7 @@ export async function serveTaps(cmd: MainCommand, log: Logger): Promise<number> 
     throw err;
   }
   const runtime = new Runtime(o, log);
+  const stopStats = onStatsSignal(() => runtime.logStats());
   for (const h of handles) runtime.addTap(h);
   log.info(
     `gateway ${formatIpv4((o.network + 2) >>> 0)} and DNS ${formatIpv4((o.network + 3) >>> 0)} on ${o.cidrText}, mtu ${o.mtu}`,
@@ -29,6 +31,7 @@ export async function serveTaps(cmd: MainCommand, log: Logger): Promise<number> 
   try {
     await runtime.startForwards();
   } catch (err) {
+    stopStats();
     runtime.close();
     throw err;
   }
@@ -39,15 +42,13 @@ export async function serveTaps(cmd: MainCommand, log: Logger): Promise<number> 
       log.info(`${sig}: stopping`);
       process.off('SIGINT', stop);
       process.off('SIGTERM', stop);
-      process.off('SIGUSR1', dump);
+      stopStats();
       void (warm?.stop() ?? Promise.resolve()).then(() => {
         runtime.close();
         resolve(0);
       });
     };
-    const dump = () => runtime.logStats();
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);
-    process.on('SIGUSR1', dump);
   });
 }

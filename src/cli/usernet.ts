@@ -1,0 +1,76 @@
+/**
+ * The `usernet` executable: parses the command line, runs a front end, maps
+ * failures to exit codes (2: usage or configuration, 1: runtime error).
+ */
+import { readFileSync } from 'node:fs';
+import { basename } from 'node:path';
+import { ConfigError, UsernetError } from '../errors.js';
+import { createLogger } from '../log.js';
+import { parseCommandLine, type Command } from '../options.js';
+import { mainHelp, runHelp } from './help.js';
+
+export const EXIT_RUNTIME = 1;
+export const EXIT_USAGE = 2;
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+/** Invoked as `slirp4netns` (a link or copy named so), or `usernet slirp4netns ...`. */
+function slirpArgs(argv: string[]): { args: string[]; prog: string } | null {
+  const self = basename(process.argv[1] ?? '').replace(/\.[cm]?js$/, '');
+  if (self === 'slirp4netns') return { args: argv, prog: 'slirp4netns' };
+  if (argv[0] === 'slirp4netns') return { args: argv.slice(1), prog: 'usernet slirp4netns' };
+  return null;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const slirp = slirpArgs(argv);
+  if (slirp !== null) {
+    const { runSlirp4netns } = await import('../slirp4netns/main.js');
+    return await runSlirp4netns(slirp.args, slirp.prog, version());
+  }
+  let cmd: Command;
+  try {
+    cmd = parseCommandLine(argv);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`usernet: ${err.message}\n`);
+      return EXIT_USAGE;
+    }
+    throw err;
+  }
+  switch (cmd.kind) {
+    case 'help':
+      process.stdout.write(cmd.topic === 'run' ? runHelp : mainHelp);
+      return 0;
+    case 'version':
+      process.stdout.write(`usernet ${version()}\n`);
+      return 0;
+    case 'main': {
+      const log = createLogger(cmd.options.logLevel);
+      const { serveTaps } = await import('../serve.js');
+      return await serveTaps(cmd, log);
+    }
+    case 'run': {
+      const log = createLogger(cmd.options.logLevel);
+      const { runInNamespace } = await import('../run.js');
+      return await runInNamespace(cmd, log);
+    }
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`usernet: ${err.message}\n`);
+      process.exit(EXIT_USAGE);
+    }
+    const hint = err instanceof UsernetError && 'hint' in err && err.hint ? `\nhint: ${String(err.hint)}` : '';
+    process.stderr.write(`usernet: ${(err as Error).message ?? String(err)}${hint}\n`);
+    if (process.env.USERNET_DEBUG) process.stderr.write(`${(err as Error).stack}\n`);
+    process.exit(EXIT_RUNTIME);
+  },
+);
