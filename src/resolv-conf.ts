@@ -57,3 +57,17 @@ export function defaultUpstreams(path: string = RESOLV_CONF_PATH): Nameserver[] 
   const { nameservers } = parseResolvConf(text);
   return nameservers.length > 0 ? nameservers : [{ ip: '127.0.0.1', port: DNS_PORT }];
 }
+
+/**
+ * The resolv.conf a guest namespace sees: usernet's forwarder addresses as its
+ * nameservers, and the host's `search`, `domain` and `options` lines kept so
+ * short names resolve as they do on the host.
+ */
+export function guestResolvConf(hostText: string, nameservers: readonly string[]): string {
+  const kept = hostText
+    .split('\n')
+    .map((l) => (l.endsWith('\r') ? l.slice(0, -1) : l))
+    .filter((l) => /^(search|domain|options)[ \t]/.test(l));
+  const lines = ['# usernet: DNS goes to its forwarder on the gateway network', ...nameservers.map((ns) => `nameserver ${ns}`), ...kept];
+  return `${lines.join('\n')}\n`;
+}

@@ -17,8 +17,9 @@
  * must not fail to start because IPv6 did not come up.
  */
 import { spawn } from 'node:child_process';
-import { constants as osConstants } from 'node:os';
-import { readFileSync, readlinkSync } from 'node:fs';
+import { constants as osConstants, tmpdir } from 'node:os';
+import { mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { findInPath } from './find-in-path.js';
 import type { Logger } from './log.js';
 import type { RunCommand } from './options.js';
@@ -29,14 +30,19 @@ import { formatIpv4 } from '../stack/wire/ipv4-address.js';
 import { macToBytes } from '../stack/wire/mac.js';
 import { UsernetError } from './errors.js';
 import { GUEST_IPV6_AUTO } from './options.js';
-import { formatIpv6, parsePrefix } from '../stack/wire/ipv6-address.js';
+import { formatIpv6, parsePrefix, prefixHost } from '../stack/wire/ipv6-address.js';
 import { startWarmUp, type RunningWarmUp } from './warm-up.js';
+import type { NamespaceTarget } from './native/types.js';
+import { guestResolvConf, RESOLV_CONF_PATH } from './resolv-conf.js';
+import { onStatsSignal } from './stats-signal.js';
+import { namespacesWithSubordinateIds } from './userns.js';
 
 export const OFFLOADS = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_USO4 | TUN_F_USO6;
 
 /** Guest address offset within the network, as in slirp: N+100. */
 const GUEST_HOST = 100;
 const GATEWAY_HOST = 2;
+const DNS_HOST = 3;
 /** Router solicitation delay (up to 1 s) plus DAD (1 s) with room to spare. */
 const IPV6_WAIT_MS = 10_000;
 const IPV6_POLL_MS = 20;
@@ -50,41 +56,69 @@ export async function runInNamespace(cmd: RunCommand, log: Logger): Promise<numb
   if (nsenter === null) {
     throw new UsernetError('ERR_NO_NSENTER', 'nsenter(1) not found in PATH: install util-linux');
   }
-  const uid = process.getuid?.() ?? 0;
-  const gid = process.getgid?.() ?? 0;
-  const asRoot = uid === 0;
+  // Until CMD runs, SIGINT and SIGTERM end the start-up: every step below
+  // checks, and the finally blocks remove what was made (the SLAAC placeholder,
+  // the user-namespace holder, the namespaces, the resolv.conf copy).
+  const startup = new AbortController();
+  const abortStartup = (sig: NodeJS.Signals) => startup.abort(sig);
+  const startupSignals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+  for (const s of startupSignals) process.on(s, abortStartup);
+  const endStartup = () => {
+    for (const s of startupSignals) process.off(s, abortStartup);
+  };
+  const checkAbort = () => {
+    if (startup.signal.aborted) throw new StartupAborted(startup.signal.reason as NodeJS.Signals);
+  };
+
   const guest = formatIpv4((o.network + GUEST_HOST) >>> 0);
   const gateway = formatIpv4((o.network + GATEWAY_HOST) >>> 0);
-  const ns = native.openTapInNamespace({
-    target: { create: true, ...(asRoot ? {} : { createUserns: { uid, gid } }) },
-    tap: { name: cmd.tapName, vnetHdr: o.offload, offloads: o.offload ? OFFLOADS : 0 },
-    configure: {
-      name: cmd.tapName,
-      loopbackUp: true,
-      mtu: o.mtu,
-      ...(cmd.guestMac >= 0 ? { mac: macToBytes(cmd.guestMac) } : {}),
-      ipv4: guest,
-      prefixLength: o.prefix,
-      up: true,
-      defaultGateway: gateway,
-    },
-  });
-  log.debug(`namespace ready: ${cmd.tapName} ${guest}/${o.prefix} via ${gateway}`);
-
-  const runtime = new Runtime(o, log);
-  let exitStatus = 1;
+  const fds: number[] = [];
+  let runtime: Runtime | null = null;
+  let stopStats = () => {};
   let warm: RunningWarmUp | null = null;
+  let dnsDir: string | null = null;
   try {
+    const spaces = await guestNamespaces(log);
+    checkAbort();
+    if (spaces.netnsFd >= 0) fds.push(spaces.netnsFd);
+    if (spaces.usernsFd >= 0) fds.push(spaces.usernsFd);
+    const ns = native.openTapInNamespace({
+      target: spaces.target,
+      tap: { name: cmd.tapName, vnetHdr: o.offload, offloads: o.offload ? OFFLOADS : 0 },
+      configure: {
+        name: cmd.tapName,
+        loopbackUp: true,
+        mtu: o.mtu,
+        ...(cmd.guestMac >= 0 ? { mac: macToBytes(cmd.guestMac) } : {}),
+        ipv4: guest,
+        prefixLength: o.prefix,
+        up: true,
+        defaultGateway: gateway,
+      },
+    });
+    if (ns.netnsFd >= 0) fds.push(ns.netnsFd);
+    if (ns.usernsFd >= 0) fds.push(ns.usernsFd);
+    const netnsFd = spaces.netnsFd >= 0 ? spaces.netnsFd : ns.netnsFd;
+    const usernsFd = spaces.usernsFd >= 0 ? spaces.usernsFd : ns.usernsFd;
+    log.debug(`namespace ready: ${cmd.tapName} ${guest}/${o.prefix} via ${gateway}`);
+
+    runtime = new Runtime(o, log);
+    const rt = runtime;
+    stopStats = onStatsSignal(() => rt.logStats());
     runtime.addTap(ns);
     // While the namespace's kernel configures IPv6 (about 2 s), the warm-up runs; the command starts either way.
     warm = startWarmUp(o, log);
-    const nsArgs = [`--net=/proc/${process.pid}/fd/${ns.netnsFd}`];
-    if (ns.usernsFd >= 0) nsArgs.unshift(`--user=/proc/${process.pid}/fd/${ns.usernsFd}`);
+    const nsArgs = [`--net=/proc/${process.pid}/fd/${netnsFd}`];
+    if (usernsFd >= 0) {
+      // The single-id map denies setgroups, which nsenter would call to drop
+      // supplementary groups; keeping the credentials keeps us uid 0 inside all the same.
+      nsArgs.unshift(`--user=/proc/${process.pid}/fd/${usernsFd}`, ...(spaces.subordinateIds ? [] : ['--preserve-credentials']));
+    }
     let guest6: string | null = null;
     if (o.ipv6Prefix) {
-      guest6 = await waitForSlaac(nsenter, nsArgs, ns.netnsFd, o.ipv6Prefix, log);
-      if (guest6 === null) log.warn(`IPv6 not configured in the namespace after ${IPV6_WAIT_MS / 1000} s; starting the command anyway`);
-      else log.debug(`namespace IPv6 ready: ${guest6}`);
+      guest6 = await waitForSlaac(nsenter, nsArgs, netnsFd, o.ipv6Prefix, log, startup.signal);
+      checkAbort();
+      if (guest6 !== null) log.debug(`namespace IPv6 ready: ${guest6}`);
     }
     for (const f of o.forwards ?? []) {
       if (f.guestAddr !== GUEST_IPV6_AUTO) continue;
@@ -92,22 +126,97 @@ export async function runInNamespace(cmd: RunCommand, log: Logger): Promise<numb
       f.guestAddr = guest6;
     }
     await runtime.startForwards();
+    checkAbort();
     await warm?.stop();
     warm = null;
-    const dump = () => runtime.logStats();
-    process.on('SIGUSR1', dump);
-    try {
-      exitStatus = await runChild(nsenter, [...nsArgs, '--', ...cmd.argv], log);
-    } finally {
-      process.off('SIGUSR1', dump);
+    let argv = cmd.argv;
+    if (o.dns) {
+      dnsDir = mkdtempSync(join(tmpdir(), 'usernet-dns-'));
+      argv = withGuestResolvConf(dnsDir, o, argv, log);
     }
+    checkAbort();
+    endStartup();
+    return await runChild(nsenter, [...nsArgs, '--', ...argv], log);
+  } catch (err) {
+    if (err instanceof StartupAborted) {
+      log.info(`${err.signal} during start-up: stopping`);
+      return 128 + (osConstants.signals[err.signal] ?? 0);
+    }
+    throw err;
   } finally {
+    endStartup();
+    stopStats();
     await warm?.stop();
-    runtime.close();
-    native.closeFd(ns.netnsFd);
-    if (ns.usernsFd >= 0) native.closeFd(ns.usernsFd);
+    runtime?.close();
+    for (const fd of fds) native.closeFd(fd);
+    if (dnsDir !== null) rmSync(dnsDir, { recursive: true, force: true });
   }
-  return exitStatus;
+}
+
+/** SIGINT/SIGTERM/SIGHUP arrived before CMD started. */
+class StartupAborted extends Error {
+  constructor(readonly signal: NodeJS.Signals) {
+    super(`start-up interrupted by ${signal}`);
+  }
+}
+
+interface GuestNamespaces {
+  target: NamespaceTarget;
+  /** fds usernet opened itself for namespaces made before the tap helper runs; -1 when the helper creates them. */
+  netnsFd: number;
+  usernsFd: number;
+  /** The user namespace maps /etc/subuid's range (setgroups allowed) rather than the user alone. */
+  subordinateIds: boolean;
+}
+
+/**
+ * Where the tap helper goes: root creates a network namespace; an ordinary
+ * user gets a user namespace too, with its subordinate ids mapped when
+ * /etc/subuid grants some (userns.ts), else with its own uid alone.
+ */
+async function guestNamespaces(log: Logger): Promise<GuestNamespaces> {
+  const uid = process.getuid?.() ?? 0;
+  const gid = process.getgid?.() ?? 0;
+  if (uid === 0) return { target: { create: true }, netnsFd: -1, usernsFd: -1, subordinateIds: false };
+  const mapped = await namespacesWithSubordinateIds(log);
+  if (mapped === null) return { target: { create: true, createUserns: { uid, gid } }, netnsFd: -1, usernsFd: -1, subordinateIds: false };
+  return {
+    target: { netnsPath: `/proc/self/fd/${mapped.netnsFd}`, usernsPath: `/proc/self/fd/${mapped.usernsFd}` },
+    netnsFd: mapped.netnsFd,
+    usernsFd: mapped.usernsFd,
+    subordinateIds: true,
+  };
+}
+
+/**
+ * CMD's view of /etc/resolv.conf names usernet's forwarder (N+3, and P::3
+ * with IPv6), as rootlesskit's --copy-up=/etc gives its guests: CMD starts in
+ * a private mount namespace (unshare(1)) where a copy written to `dir` is
+ * bound over /etc/resolv.conf. The host's file is untouched. When the bind
+ * fails (no /etc/resolv.conf to mount over), CMD runs with the host's file
+ * and a warning.
+ */
+function withGuestResolvConf(dir: string, o: RunCommand['options'], argv: string[], log: Logger): string[] {
+  const unshare = findInPath('unshare');
+  const mount = findInPath('mount');
+  const sh = findInPath('sh');
+  if (unshare === null || mount === null || sh === null) {
+    log.warn('unshare, mount or sh not found: the command sees the host\'s /etc/resolv.conf, not usernet\'s DNS');
+    return argv;
+  }
+  const servers = [formatIpv4((o.network + DNS_HOST) >>> 0)];
+  if (o.ipv6Prefix) servers.push(formatIpv6(prefixHost(parsePrefix(o.ipv6Prefix).address, DNS_HOST)));
+  let host = '';
+  try {
+    host = readFileSync(RESOLV_CONF_PATH, 'utf8');
+  } catch {
+    // none on the host: the copy has our servers only
+  }
+  const file = join(dir, 'resolv.conf');
+  writeFileSync(file, guestResolvConf(host, servers), { mode: 0o644 });
+  const script =
+    `"$1" --bind "$0" ${RESOLV_CONF_PATH} || echo "usernet: warn: could not mount usernet's resolv.conf over ${RESOLV_CONF_PATH}; DNS uses the host's servers" >&2; shift; exec "$@"`;
+  return [unshare, '--mount', '--propagation', 'private', '--', sh, '-c', script, file, mount, ...argv];
 }
 
 /**
@@ -115,15 +224,30 @@ export async function runInNamespace(cmd: RunCommand, log: Logger): Promise<numb
  * prefix and a default route; returns the address, or null on timeout.
  * A placeholder process inside the namespace lends us its /proc/PID/net.
  */
-async function waitForSlaac(nsenter: string, nsArgs: string[], netnsFd: number, prefix: string, log: Logger): Promise<string | null> {
+async function waitForSlaac(
+  nsenter: string,
+  nsArgs: string[],
+  netnsFd: number,
+  prefix: string,
+  log: Logger,
+  abort: AbortSignal,
+): Promise<string | null> {
   const want = Buffer.from(parsePrefix(prefix).address).toString('hex').slice(0, 16);
-  const child = spawn(nsenter, [...nsArgs, '--', 'sleep', String(IPV6_WAIT_MS / 1000 + 5)], { stdio: 'ignore' });
+  const child = spawn(nsenter, [...nsArgs, '--', 'sleep', String(IPV6_WAIT_MS / 1000 + 5)], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr?.setEncoding('utf8').on('data', (d: string) => (stderr += d));
   child.on('error', (err) => log.debug(`IPv6 wait helper: ${err.message}`));
+  const exited = new Promise<void>((resolve) => child.once('close', () => resolve()));
   const ourNs = readlinkSync(`/proc/self/fd/${netnsFd}`);
   const deadline = Date.now() + IPV6_WAIT_MS;
   try {
-    while (Date.now() < deadline && child.exitCode === null) {
+    while (Date.now() < deadline && !abort.aborted) {
       await new Promise((r) => setTimeout(r, IPV6_POLL_MS));
+      if (child.exitCode !== null || child.signalCode !== null) {
+        await exited;
+        log.warn(`IPv6: could not look into the namespace (${stderr.trim() || `nsenter exited with ${child.exitCode ?? child.signalCode}`}); starting the command without waiting for SLAAC`);
+        return null;
+      }
       const pid = child.pid;
       if (pid === undefined) continue;
       try {
@@ -135,9 +259,11 @@ async function waitForSlaac(nsenter: string, nsArgs: string[], netnsFd: number, 
         // The helper is starting or gone; try again.
       }
     }
+    if (!abort.aborted) log.warn(`IPv6 not configured in the namespace after ${IPV6_WAIT_MS / 1000} s; starting the command anyway`);
     return null;
   } finally {
     child.kill('SIGKILL');
+    await exited;
   }
 }
 

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { defaultUpstreams, parseResolvConf } from '../../src/resolv-conf.js';
+import { defaultUpstreams, guestResolvConf, parseResolvConf } from '../../src/resolv-conf.js';
 
 const ns = (...ips: string[]) => ips.map((ip) => ({ ip, port: 53 }));
 
@@ -74,5 +74,25 @@ describe('defaultUpstreams', () => {
     const p = join(dir, 'empty.conf');
     writeFileSync(p, '# nothing\n');
     expect(defaultUpstreams(p)).toEqual(ns('127.0.0.1'));
+  });
+});
+
+describe('guestResolvConf', () => {
+  it("names usernet's servers first and keeps the host's search, domain and options lines", () => {
+    const host = 'nameserver 127.0.0.53\r\nsearch corp.example\noptions edns0 trust-ad\n# comment\ndomain example\nnameserver ::1\n';
+    const text = guestResolvConf(host, ['10.0.2.3', 'fd00::3']);
+    expect(text.split('\n').filter((l) => !l.startsWith('#'))).toEqual([
+      'nameserver 10.0.2.3',
+      'nameserver fd00::3',
+      'search corp.example',
+      'options edns0 trust-ad',
+      'domain example',
+      '',
+    ]);
+    expect(parseResolvConf(text).nameservers).toEqual(ns('10.0.2.3', 'fd00::3'));
+  });
+
+  it('works without a host file', () => {
+    expect(parseResolvConf(guestResolvConf('', ['10.0.2.3'])).nameservers).toEqual(ns('10.0.2.3'));
   });
 });
