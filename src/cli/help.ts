@@ -75,10 +75,13 @@ Usage:
   usernet run [OPTIONS] [--] CMD [ARGS...]
 
 Creates a network namespace (and, when not root, a user namespace mapping your
-uid to root), a tap inside it with the guest address N+100/prefix, a default
-route via the gateway N+2, lo up, and runs CMD there with your stdio. usernet
-exits with CMD's exit status (128+N when CMD was killed by signal N) and removes
-what it created.
+uid to root, plus your /etc/subuid and /etc/subgid range through newuidmap and
+newgidmap when you have one), a tap inside it with the guest address
+N+100/prefix, a default route via the gateway N+2, lo up, and runs CMD there
+with your stdio. CMD sees an /etc/resolv.conf naming usernet's DNS forwarder
+(N+3, and P::3 with IPv6), bound over the host's file in a private mount
+namespace (not with --disable-dns). usernet exits with CMD's exit status
+(128+N when CMD was killed by signal N) and removes what it created.
 
 Options:
   --tap-name NAME        name of the tap inside the namespace (default tap0)
