@@ -180,4 +180,24 @@ describe('signals', () => {
     expect(bg.running).toBe(true);
     await bg.stop('SIGTERM', 10_000);
   });
+
+  it.each([
+    ['usernet --tap', 'tap'],
+    ['the slirp4netns front end', 'slirp'],
+  ])('SIGUSR1 prints counters in %s', async (_name, kind) => {
+    let bg: Background;
+    if (kind === 'tap') {
+      bg = sandbox.spawnUsernet(['--tap', sandbox.tap('sig'), '--no-warm-up']);
+      await bg.waitFor(/gateway 10\.0\.2\.2/, 30_000);
+    } else {
+      const ns = sandbox.netns('sig');
+      bg = sandbox.spawnUsernet(['slirp4netns', '-r', '1', '--netns-type=path', `/run/netns/${ns}`, 'tap0']);
+      await bg.waitFor(/^1/, 30_000);
+    }
+    bg.proc.kill('SIGUSR1');
+    await bg.waitFor(/^usernet: stats \{/m, 10_000);
+    expect(bg.stderr).not.toMatch(/Debugger listening/);
+    expect(bg.running).toBe(true);
+    await bg.stop('SIGTERM', 10_000);
+  });
 });
