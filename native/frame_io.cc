@@ -51,6 +51,7 @@ class FrameIo : public Napi::ObjectWrap<FrameIo> {
     return DefineClass(env, "FrameIo",
                        {
                            InstanceMethod<&FrameIo::RegisterBuffer>("registerBuffer"),
+                           InstanceMethod<&FrameIo::UnregisterBuffer>("unregisterBuffer"),
                            InstanceMethod<&FrameIo::Start>("start"),
                            InstanceMethod<&FrameIo::Pause>("pause"),
                            InstanceMethod<&FrameIo::Resume>("resume"),
@@ -129,7 +130,7 @@ class FrameIo : public Napi::ObjectWrap<FrameIo> {
   void Refresh(Registered& r) {
     void* data = nullptr;
     size_t len = 0;
-    if (napi_get_arraybuffer_info(env_, r.ref.Value(), &data, &len) != napi_ok) {
+    if (r.ref.IsEmpty() || napi_get_arraybuffer_info(env_, r.ref.Value(), &data, &len) != napi_ok) {
       data = nullptr;
       len = 0;
     }
@@ -144,12 +145,42 @@ class FrameIo : public Napi::ObjectWrap<FrameIo> {
       return env.Undefined();
     }
     if (closed_) return Napi::Number::New(env, -1);
+    for (size_t i = 1; i < bufs_.size(); i++) {
+      if (!bufs_[i].ref.IsEmpty()) continue;
+      Napi::ArrayBuffer ab = info[0].As<Napi::ArrayBuffer>();
+      bufs_[i].ref = Napi::Persistent(ab);
+      bufs_[i].data = static_cast<uint8_t*>(ab.Data());
+      bufs_[i].len = ab.ByteLength();
+      return Napi::Number::New(env, static_cast<double>(i));
+    }
     if (bufs_.size() >= kMaxBuffers) {
       Napi::RangeError::New(env, "too many registered buffers (max 64)").ThrowAsJavaScriptException();
       return env.Undefined();
     }
     AddBuffer(info[0].As<Napi::ArrayBuffer>());
     return Napi::Number::New(env, static_cast<double>(bufs_.size() - 1));
+  }
+
+  // Drops a registration (not the receive area, index 0): descriptors naming
+  // it fail from now on, and the ArrayBuffer is no longer held from here.
+  // The index is reused by a later registerBuffer, so a bridge whose ports
+  // come and go keeps within kMaxBuffers.
+  Napi::Value UnregisterBuffer(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsNumber()) {
+      Napi::TypeError::New(env, "unregisterBuffer takes a buffer index").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    double idx = info[0].As<Napi::Number>().DoubleValue();
+    if (!(idx >= 1 && idx < static_cast<double>(bufs_.size())) || idx != static_cast<double>(static_cast<size_t>(idx))) {
+      Napi::RangeError::New(env, "unregisterBuffer: no such buffer index").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    Registered& r = bufs_[static_cast<size_t>(idx)];
+    r.ref.Reset();
+    r.data = nullptr;
+    r.len = 0;
+    return env.Undefined();
   }
 
   Napi::Value Start(const Napi::CallbackInfo& info) {

@@ -176,7 +176,10 @@ export class Runtime {
 
   removeTap(port: TapPort): void {
     if (!this.ports.delete(port)) return;
+    // Frames queued in its receive area leave before the other ports forget that memory.
+    this.bridge.flush(this.now());
     this.bridge.removePort(port);
+    for (const other of this.ports) other.unregisterStable(port.rxArea);
     port.close();
   }
 

@@ -34,6 +34,13 @@ const TX_DESCRIPTORS = 512;
 /** Copy area for frames whose memory does not live until flush (offload segments, test buffers). */
 const TX_COPY_BYTES = 1 << 20;
 const EAGAIN = 11;
+/**
+ * The addon registers at most 64 buffers per tap: this port's receive area,
+ * copy area and zero header take three; the rest serve registerStable (the
+ * gateway's and NAT's arenas, other taps' receive areas). Past this, frames
+ * from further taps are copied instead of written in place.
+ */
+const MAX_STABLE_EXTRA = 60;
 
 export interface TapPortOptions {
   mtu: number;
@@ -65,6 +72,8 @@ export class TapPort implements Port {
   private txCopyUsed = 0;
   private readonly zeroHeaderIndex: number;
   private readonly stable = new Map<ArrayBufferLike, number>();
+  /** Areas registered with registerStable beyond the port's own. */
+  private stableExtra = 0;
   private closed = false;
 
   constructor(
@@ -105,7 +114,18 @@ export class TapPort implements Port {
   /** Lets deliver() write frames in this memory without a copy: it must stay unchanged until flush(). */
   registerStable(area: ArrayBufferLike): void {
     if (this.stable.has(area)) return;
+    if (this.stableExtra >= MAX_STABLE_EXTRA) return;
     this.stable.set(area, this.io.registerBuffer(area as ArrayBuffer));
+    this.stableExtra++;
+  }
+
+  /** Forgets memory given to registerStable (a port leaving the bridge): its frames are copied from now on. */
+  unregisterStable(area: ArrayBufferLike): void {
+    const index = this.stable.get(area);
+    if (index === undefined || index === 0) return;
+    this.stable.delete(area);
+    this.stableExtra--;
+    if (!this.closed) this.io.unregisterBuffer(index);
   }
 
   start(): void {

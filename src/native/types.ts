@@ -103,6 +103,8 @@ export interface NamespaceTapResult extends TapHandle {
 export interface FrameIo {
   /** -1 after close. */
   registerBuffer(buf: ArrayBuffer): number;
+  /** Drops a registration made with registerBuffer (never index 0); a later registerBuffer may reuse the index. */
+  unregisterBuffer(index: number): void;
   start(): void;
   pause(): void;
   resume(): void;

@@ -272,6 +272,17 @@ describe('FrameIo', () => {
     expect(() => h.io.registerBuffer(new Uint8Array(8) as any)).toThrow(TypeError);
   });
 
+  it('unregisters a buffer: descriptors naming it fail, and its index is reused', () => {
+    const h = setup(false);
+    for (let i = 1; i < 64; i++) expect(h.io.registerBuffer(new ArrayBuffer(64))).toBe(i);
+    h.io.unregisterBuffer(7);
+    expect(() => h.io.send(Uint32Array.from([7, 0, 60, 0]), 1)).toThrow(TypeError);
+    expect(h.io.registerBuffer(new ArrayBuffer(64))).toBe(7);
+    expect(h.io.send(Uint32Array.from([7, 0, 60, 0]), 1)).toBe(1);
+    expect(() => h.io.unregisterBuffer(0)).toThrow(RangeError);
+    expect(() => h.io.unregisterBuffer(64)).toThrow(RangeError);
+  });
+
   it('after close, send writes nothing and reports EBADF', () => {
     const h = setup(false);
     h.io.start();
