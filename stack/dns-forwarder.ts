@@ -31,6 +31,7 @@
  */
 import { randomFillSync } from 'node:crypto';
 import { buildServfail, DnsHeaderView, DNS_HEADER_LEN, questionSectionEnd } from './wire/dns.js';
+import type { LocalNames } from './dns-local-names.js';
 
 export const DNS_TIMEOUT_MS = 2_000;
 export const DNS_MAX_PENDING = 1024;
@@ -68,6 +69,8 @@ export interface DnsForwarderOptions {
   maxQueryLen?: number;
   /** Source of ids, for tests; default crypto-random. Only the low 16 bits are used. */
   random16?: () => number;
+  /** Names answered here instead of upstream (a daemon's attached guests). */
+  localNames?: LocalNames | null;
 }
 
 export interface DnsForwarderCounters {
@@ -107,6 +110,7 @@ export class DnsForwarder {
     drops: Object.create(null),
   };
 
+  readonly local: LocalNames | null;
   private readonly env: DnsForwarderEnv;
   private readonly random16: (() => number) | null;
   private readonly idPool = new Uint16Array(ID_POOL_LEN);
@@ -143,6 +147,7 @@ export class DnsForwarder {
     this.maxPending = opts.maxPending ?? DNS_MAX_PENDING;
     this.maxQueryLen = opts.maxQueryLen ?? DNS_MAX_QUERY_LEN;
     this.random16 = opts.random16 ?? null;
+    this.local = opts.localNames ?? null;
     for (const u of this.upstreams) {
       if (!Number.isInteger(u.port) || u.port < 1 || u.port > 65535) {
         throw new RangeError(`DNS upstream ${u.ip} has an invalid port ${u.port}`);
@@ -193,6 +198,14 @@ export class DnsForwarder {
     if (h.qr) return this.drop('dns-not-query');
     if (len > this.maxQueryLen) return this.drop('dns-query-too-big');
     this.counters.queries++;
+    if (this.local !== null) {
+      const n = this.local.answer(buf, off, len, this.scratch, 0);
+      if (n > 0) {
+        this.counters.answered++;
+        this.env.reply(clientKey, this.scratch, 0, n);
+        return null;
+      }
+    }
     if (this.upstreams.length === 0) return this.servfailNow(clientKey, buf, off, len, 'no-upstream');
     if (this.freeTop === 0) return this.servfailNow(clientKey, buf, off, len, 'pending-full');
 

@@ -14,6 +14,7 @@
  * whose addresses are handles (ip-addresses.ts); for IPv6 the Nat holds a
  * reference on both addresses while the packet is handled.
  */
+import type { LocalNames } from '../dns-local-names.js';
 import type { FrameSink } from '../frame.js';
 import type { Frame } from '../frame.js';
 import type { Gateway, Ipv4Handler, Ipv4Input, Ipv6Handler } from '../gateway.js';
@@ -46,6 +47,8 @@ export interface NatOptions {
   /** Upstream resolvers for N+3; empty disables DNS. */
   dnsUpstreams: { ip: string; port: number }[];
   dnsTimeoutMs: number;
+  /** Names the DNS forwarder answers itself (a daemon's attached guests). */
+  localNames?: LocalNames | null;
   tcpMaxFlows: number;
   tcpIdleTimeoutMs: number;
   udpMaxFlows: number;
@@ -140,6 +143,7 @@ export class Nat implements Ipv4Handler, Ipv6Handler {
         dhcp: this.dhcp,
         dnsUpstreams: opts.dnsUpstreams,
         dnsTimeoutMs: opts.dnsTimeoutMs,
+        localNames: opts.localNames ?? null,
       },
       this.ipv4,
       this.neighbors,

@@ -26,6 +26,7 @@
  */
 import { DhcpServer } from '../dhcp-server.js';
 import { DnsForwarder } from '../dns-forwarder.js';
+import type { LocalNames } from '../dns-local-names.js';
 import { IP_PROTO_UDP } from '../wire/ipv4.js';
 import { ICMP_DEST_UNREACHABLE } from '../wire/icmpv4.js';
 import { ICMPV6_DEST_UNREACHABLE, ICMPV6_UNREACH_ADMIN_PROHIBITED, ICMPV6_UNREACH_PORT, writeIcmpv6Error } from '../wire/icmpv6.js';
@@ -68,6 +69,7 @@ export interface UdpNatOptions {
   dhcp: DhcpServer | null;
   dnsUpstreams: { ip: string; port: number }[];
   dnsTimeoutMs: number;
+  localNames?: LocalNames | null;
 }
 
 export class UdpNat {
@@ -109,7 +111,7 @@ export class UdpNat {
       opts.dnsUpstreams.length === 0
         ? null
         : new DnsForwarder(
-            { upstreams: opts.dnsUpstreams, timeoutMs: opts.dnsTimeoutMs },
+            { upstreams: opts.dnsUpstreams, timeoutMs: opts.dnsTimeoutMs, localNames: opts.localNames ?? null },
             {
               sendUpstream: (i, buf, off, len) => this.host.sendDns(i, buf, off, len),
               reply: (key, buf, off, len) => this.dnsReply(key, buf, off, len),
