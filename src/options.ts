@@ -76,7 +76,7 @@ const MTU_MAX = 65521;
 /** The guest gets N+100, so the network must hold at least 101 addresses beyond N (slirp4netns has the same limit). */
 const PREFIX_MAX = 25;
 
-const common = {
+export const common = {
   cidr: { type: 'string' },
   mtu: { type: 'string' },
   'mac-table-size': { type: 'string' },
@@ -172,7 +172,7 @@ function splitAtCommand(argv: string[], options: ParseArgsConfig['options']): { 
   return { optionArgs: argv.slice(0, Math.min(i, argv.length)), command: argv.slice(i) };
 }
 
-type CommonValues = {
+export type CommonValues = {
   [K in keyof typeof common]?: (typeof common)[K] extends { multiple: true }
     ? string[]
     : (typeof common)[K]['type'] extends 'string'
@@ -180,7 +180,7 @@ type CommonValues = {
       : boolean;
 };
 
-function runtimeOptions(v: CommonValues, defaultLogLevel: LogLevel): RuntimeOptions {
+export function runtimeOptions(v: CommonValues, defaultLogLevel: LogLevel): RuntimeOptions {
   const cidrText = v.cidr ?? defaults.cidr;
   let cidr;
   try {
@@ -351,7 +351,7 @@ function checkIfName(name: string, flag: string): void {
   }
 }
 
-function usageError(err: unknown): ConfigError {
+export function usageError(err: unknown): ConfigError {
   const msg = (err as Error).message.replace(/\. To specify a positional argument.*$/s, '');
   return new ConfigError(`${msg} (see --help)`);
 }

@@ -21,6 +21,7 @@ import { UdpProxy } from './nat/udp-proxy.js';
 import { IcmpProxy } from './nat/icmp-proxy.js';
 import { PortForwards } from './nat/port-forward.js';
 import { defaultUpstreams } from './resolv-conf.js';
+import type { LocalNames } from '../stack/dns-local-names.js';
 
 /** Rounds of busy-poll hand-offs handled inline before the event loop gets a turn (dispatchReady). */
 const INLINE_ROUNDS = 16;
@@ -54,6 +55,7 @@ export class Runtime {
   constructor(
     readonly options: RuntimeOptions,
     readonly log: Logger,
+    extras: { localNames?: LocalNames } = {},
   ) {
     this.bridge = new Bridge({
       macTableSize: options.macTableSize,
@@ -77,6 +79,7 @@ export class Runtime {
         dhcp: options.dhcp,
         dnsUpstreams,
         dnsTimeoutMs: defaults.dnsTimeoutMs,
+        localNames: extras.localNames ?? null,
         tcpMaxFlows: defaults.tcpMaxFlows,
         tcpIdleTimeoutMs: defaults.tcpIdleTimeoutMs,
         udpMaxFlows: defaults.udpMaxFlows,

@@ -9,6 +9,9 @@ import { createLogger } from '../log.js';
 import { parseCommandLine, type Command } from '../options.js';
 import { mainHelp, runHelp } from './help.js';
 
+/** Handled by src/daemon/cli.ts, loaded only for them. */
+const DAEMON_COMMANDS = new Set(['daemon', 'attach', 'detach', 'ls', 'publish', 'unpublish', 'stats']);
+
 export const EXIT_RUNTIME = 1;
 export const EXIT_USAGE = 2;
 
@@ -30,6 +33,16 @@ async function main(argv: string[]): Promise<number> {
   if (slirp !== null) {
     const { runSlirp4netns } = await import('../slirp4netns/main.js');
     return await runSlirp4netns(slirp.args, slirp.prog, version());
+  }
+  if (argv[0] !== undefined && DAEMON_COMMANDS.has(argv[0])) {
+    const { runDaemonCommand } = await import('../daemon/cli.js');
+    try {
+      return await runDaemonCommand(argv);
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      process.stderr.write(`usernet: ${err.message}\n`);
+      return EXIT_USAGE;
+    }
   }
   let cmd: Command;
   try {

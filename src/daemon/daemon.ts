@@ -1,0 +1,70 @@
+/**
+ * `usernet daemon`: one long-running bridge, gateway and NAT that many
+ * network namespaces attach to at run time through the control API
+ * (api.ts); `usernet attach|detach|ls|publish|unpublish` are its clients
+ * (cli.ts).
+ *
+ * Start-up: the runtime, then the API socket, then --pid-file and the ready
+ * fd ("1", then closed), so a supervisor that waits for either can attach at
+ * once. SIGTERM/SIGINT: the API stops taking requests, every guest is
+ * detached (their taps vanish from their namespaces), host sockets close,
+ * the socket and pid file are removed. SIGUSR1 prints the counters.
+ */
+import { closeSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { LocalNames } from '../../stack/dns-local-names.js';
+import type { Logger } from '../log.js';
+import type { RuntimeOptions } from '../options.js';
+import { Runtime } from '../runtime.js';
+import { onStatsSignal } from '../stats-signal.js';
+import { startWarmUp } from '../warm-up.js';
+import { startApi } from './api.js';
+import { Guests } from './guests.js';
+
+export interface DaemonCommand {
+  options: RuntimeOptions;
+  apiSocket: string;
+  socketMode: number;
+  readyFd: number;
+  pidFile: string | null;
+}
+
+export async function runDaemon(cmd: DaemonCommand, log: Logger): Promise<number> {
+  const names = new LocalNames();
+  const runtime = new Runtime(cmd.options, log, { localNames: names });
+  const stopStats = onStatsSignal(() => runtime.logStats());
+  const guests = new Guests(runtime, cmd.options, names, log);
+  let api;
+  try {
+    await runtime.startForwards();
+    api = await startApi(cmd.apiSocket, cmd.socketMode, runtime, guests, log);
+  } catch (err) {
+    stopStats();
+    runtime.close();
+    throw err;
+  }
+  if (cmd.pidFile !== null) writeFileSync(cmd.pidFile, `${process.pid}\n`);
+  log.info(`daemon: API on ${api.path}; network ${cmd.options.cidrText}, mtu ${cmd.options.mtu}`);
+  if (cmd.readyFd >= 0) {
+    writeSync(cmd.readyFd, '1');
+    closeSync(cmd.readyFd);
+  }
+  const warm = startWarmUp(cmd.options, log);
+  return new Promise<number>((resolve) => {
+    const stop = (sig: NodeJS.Signals) => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      log.info(`${sig}: detaching ${guests.size} guest(s) and stopping`);
+      void (async () => {
+        await api.close();
+        await warm?.stop();
+        guests.closeAll();
+        stopStats();
+        runtime.close();
+        if (cmd.pidFile !== null) rmSync(cmd.pidFile, { force: true });
+        resolve(0);
+      })();
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+}
