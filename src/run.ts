@@ -31,6 +31,7 @@ import { UsernetError } from './errors.js';
 import { GUEST_IPV6_AUTO } from './options.js';
 import { formatIpv6, parsePrefix } from '../stack/wire/ipv6-address.js';
 import { startWarmUp, type RunningWarmUp } from './warm-up.js';
+import { runtimeOptionsForTaps } from './tap-report.js';
 
 export const OFFLOADS = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_USO4 | TUN_F_USO6;
 
@@ -71,13 +72,14 @@ export async function runInNamespace(cmd: RunCommand, log: Logger): Promise<numb
   });
   log.debug(`namespace ready: ${cmd.tapName} ${guest}/${o.prefix} via ${gateway}`);
 
-  const runtime = new Runtime(o, log);
+  // The tap may run without the vnet header or keep another MTU (gVisor): the runtime follows it.
+  const runtime = new Runtime(runtimeOptionsForTaps(o, [ns], log), log);
   let exitStatus = 1;
   let warm: RunningWarmUp | null = null;
   try {
     runtime.addTap(ns);
     // While the namespace's kernel configures IPv6 (about 2 s), the warm-up runs; the command starts either way.
-    warm = startWarmUp(o, log);
+    warm = startWarmUp(runtime.options, log);
     const nsArgs = [`--net=/proc/${process.pid}/fd/${ns.netnsFd}`];
     if (ns.usernsFd >= 0) nsArgs.unshift(`--user=/proc/${process.pid}/fd/${ns.usernsFd}`);
     let guest6: string | null = null;

@@ -50,6 +50,7 @@ import { slirpUsage } from './help.js';
 import { parseSlirpArgs, SlirpUsageError, unsupportedOption, type SlirpOptions } from './options.js';
 import { decideUserns, reexecInUserns, usernsFacts } from './userns-reexec.js';
 import { startWarmUp, type RunningWarmUp } from '../warm-up.js';
+import { runtimeOptionsForTaps } from '../tap-report.js';
 
 /** The slirp4netns release whose interface this front end speaks. */
 export const SLIRP4NETNS_COMPAT_VERSION = '1.2.0';
@@ -184,7 +185,7 @@ async function serve(o: SlirpOptions, log: Logger, inTargetUserns: boolean): Pro
   const outbound = o.outboundAddr === null ? null : resolveOutboundAddress(o.outboundAddr);
   const outbound6 = o.outboundAddr6 === null ? null : resolveOutboundAddress(o.outboundAddr6, 6);
   const handle = native.openTapInNamespace(namespaceRequest(o, inTargetUserns));
-  const runtime = new Runtime(runtimeOptionsFor(o, log, outbound, outbound6), log);
+  const runtime = new Runtime(runtimeOptionsForTaps(runtimeOptionsFor(o, log, outbound, outbound6), [handle], log), log);
   let api: ApiServer | null = null;
   let exitWatch: Socket | null = null;
   let targetWatch: PidWatch | null = null;
