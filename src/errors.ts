@@ -95,11 +95,21 @@ export function toNativeError(e: unknown): unknown {
   return new NativeError(e.code, e.errno, e.syscall, e.message, { cause: e });
 }
 
-export const TAP_HINT_NO_DEVICE = 'load the tun module or run with --device /dev/net/tun';
+export const TAP_HINT_NO_DEVICE =
+  'there is no /dev/net/tun: on a host, load the tun module (modprobe tun); in a container, pass the device in ' +
+  '(docker run --device /dev/net/tun, podman run --device /dev/net/tun); under gVisor see docs/gvisor.md';
+export const TAP_HINT_NOT_TUN =
+  'the file at /dev/net/tun is not the tun device (it answers the tun ioctls with ENOTTY: something such as /dev/null ' +
+  'is mounted over it); give the container the real device (docker run --device /dev/net/tun) or load the tun module on the host';
 export const TAP_HINT_PERMISSION =
   'needs CAP_NET_ADMIN: run as root, or use `usernet run` which creates a user namespace';
 export const TAP_HINT_BUSY =
   'the tap is already in use by another process (a tap can be attached by only one process unless created with IFF_MULTI_QUEUE)';
+export const TAP_HINT_NOT_A_TAP =
+  'an interface of that name exists and is not a tap (a tun device, or another kind): pick another name ' +
+  '(--tap NAME, --tap-name NAME for `usernet run`, TAPNAME for slirp4netns) or delete it';
+export const TAP_HINT_VNET =
+  'the tap refused its virtio-net header settings: run with --no-offload to open a plain tap';
 
 /** What each setting is, for hints. */
 const SETTING_TEXT: Record<ConfigSetting, string> = {
@@ -141,7 +151,10 @@ export function translateTapError(err: unknown, name: string): Error {
   if (e.code === 'EPERM' || e.code === 'EACCES') hint = TAP_HINT_PERMISSION;
   else if (e.syscall === 'open(/dev/net/tun)' && (e.code === 'ENOENT' || e.code === 'ENODEV' || e.code === 'ENXIO'))
     hint = TAP_HINT_NO_DEVICE;
+  else if (e.syscall === 'ioctl(TUNSETIFF)' && (e.code === 'ENOTTY' || e.code === 'ENOTSUP')) hint = TAP_HINT_NOT_TUN;
   else if (e.code === 'EBUSY' && e.syscall === 'ioctl(TUNSETIFF)') hint = TAP_HINT_BUSY;
+  else if (e.code === 'EINVAL' && e.syscall === 'ioctl(TUNSETIFF)') hint = TAP_HINT_NOT_A_TAP;
+  else if (e.syscall === 'ioctl(TUNSETVNETHDRSZ)' || e.syscall === 'ioctl(TUNSETOFFLOAD)') hint = TAP_HINT_VNET;
   else if (report !== null) hint = configureHint(report);
   return hint === undefined ? e : new TapError(e, name, hint, report);
 }
