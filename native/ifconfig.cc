@@ -7,7 +7,8 @@
 // other error (EPERM, EACCES, EBUSY...) is the answer. EINVAL from both ways
 // means the value itself is refused (an MTU out of range) and is an error.
 // When neither way can apply a setting, we look at whether the interface
-// works as it is (SIOCGIF* and /proc/net/route, which gVisor has): an MTU it
+// works as it is (SIOCGIF* and /proc/net/route, which gVisor has; rtnetlink's
+// EEXIST leads there too): an MTU it
 // keeps, a MAC it has, a link already up, the address or route already there
 // go on and are reported as "unchanged" with both errnos; a missing address,
 // route or link-up is an error. Everything is fixed-size stack data and plain
@@ -137,10 +138,11 @@ bool has_default_route4(const char* name, uint32_t gateway_be) {
     const char* f[8];
     int k = 0;
     for (char* c = line; *c != '\0' && k < 8;) {
-      while (*c == '\t' || *c == ' ') *c++ = '\0';
+      while (*c == '\t' || *c == ' ') c++;
       if (*c == '\0') break;
       f[k++] = c;
       while (*c != '\0' && *c != '\t' && *c != ' ') c++;
+      if (*c != '\0') *c++ = '\0';
     }
     if (k == 8 && strcmp(f[0], name) == 0 && strcmp(f[1], "00000000") == 0 && strcmp(f[2], want) == 0 &&
         strcmp(f[7], "00000000") == 0)
@@ -201,7 +203,8 @@ int settle(Ctx* c, IfStep* step, int ioctl_err, const char* ioctl_step, const ch
   step->nl_errno = e;
   // EINVAL from both: the value is refused, not the way of setting it.
   if (ioctl_err == EINVAL && e == EINVAL) return st->Fail(ioctl_err, ioctl_step);
-  if (rtnl_unsupported(e) && works()) {
+  // EEXIST: an address or route that is there already (the ioctls replace or refuse alike).
+  if ((rtnl_unsupported(e) || e == EEXIST) && works()) {
     step->way = kWayUnchanged;
     return 0;
   }
