@@ -9,6 +9,7 @@
         "native/ifconfig.cc",
         "native/netns.cc",
         "native/ping.cc",
+        "native/rtnetlink.cc",
         "native/sandbox.cc",
         "native/tap.cc",
         "native/tcp_sockets.cc"

@@ -55,11 +55,18 @@ struct NsPlan {
 
 // The child's answer; the fds travel beside it as SCM_RIGHTS.
 struct NsReply {
-  int32_t err;
-  uint32_t offloads;
-  uint8_t attached;
-  uint8_t nfds;
-  char step[30];
+  int32_t err = 0;
+  uint32_t offloads = 0;
+  uint8_t attached = 0;
+  uint8_t nfds = 0;
+  char step[48] = {0};
+  // The tap's actual mode, and why the vnet header was given up (if it was).
+  uint8_t vnet_hdr = 0;
+  int32_t vnet_errno = 0;
+  char vnet_step[32] = {0};
+  // Filled when a configuration was asked for, also when it failed.
+  uint8_t has_report = 0;
+  IfReport report;
 };
 
 constexpr int kMaxFds = 3;  // tap, netns, userns
@@ -134,16 +141,22 @@ int enter_namespaces(const NsPlan& p, int* fds, int* nfds, SysStatus* st) {
   SysStatus st;
   TapResult tap;
   NsReply reply;
-  memset(&reply, 0, sizeof reply);
 
   int ns_fds[kMaxFds - 1] = {-1, -1};
   int ns_count = 0;
-  if (enter_namespaces(p, ns_fds, &ns_count, &st) == 0 && tap_open(p.tap, &tap, &st) == 0 &&
-      (!p.has_config || iface_apply(p.config, &st) == 0)) {
+  bool ok = enter_namespaces(p, ns_fds, &ns_count, &st) == 0 && tap_open(p.tap, &tap, &st) == 0;
+  if (ok && p.has_config) {
+    reply.has_report = 1;
+    ok = iface_apply(p.config, &reply.report, &st) == 0;
+  }
+  if (ok) {
     fds[nfds++] = tap.fd;
     for (int i = 0; i < ns_count; i++) fds[nfds++] = ns_fds[i];
     reply.attached = tap.attached ? 1 : 0;
     reply.offloads = tap.offloads;
+    reply.vnet_hdr = tap.vnet_hdr ? 1 : 0;
+    reply.vnet_errno = tap.vnet_errno;
+    copy_step(reply.vnet_step, sizeof reply.vnet_step, tap.vnet_step);
     reply.nfds = static_cast<uint8_t>(nfds);
   } else {
     reply.err = st.err != 0 ? st.err : EIO;
@@ -279,7 +292,6 @@ static Napi::Value OpenTapInNamespace(const Napi::CallbackInfo& info) {
 
   // The child answers within a few syscalls, so a blocking read is fine.
   NsReply reply;
-  memset(&reply, 0, sizeof reply);
   struct iovec iov = {&reply, sizeof reply};
   union {
     char buf[CMSG_SPACE(sizeof(int) * kMaxFds)];
@@ -320,7 +332,9 @@ static Napi::Value OpenTapInNamespace(const Napi::CallbackInfo& info) {
     close_all(fds, nfds);
     char step[sizeof reply.step + 1];
     copy_step(step, sizeof step, reply.step);
-    ErrnoError(env, reply.err, step).ThrowAsJavaScriptException();
+    Napi::Error e = ErrnoError(env, reply.err, step);
+    if (reply.has_report) e.Value().Set("report", IfReportToJs(env, plan->config, reply.report));
+    e.ThrowAsJavaScriptException();
     return env.Undefined();
   }
   int want = 1 + (plan->create ? 1 : 0) + (plan->create_userns ? 1 : 0);
@@ -334,8 +348,15 @@ static Napi::Value OpenTapInNamespace(const Napi::CallbackInfo& info) {
   r.Set("fd", Napi::Number::New(env, fds[0]));
   r.Set("name", Napi::String::New(env, plan->tap.name));
   r.Set("attached", Napi::Boolean::New(env, reply.attached != 0));
-  r.Set("vnetHdr", Napi::Boolean::New(env, plan->tap.vnet_hdr));
-  r.Set("offloads", Napi::Number::New(env, reply.offloads));
+  TapResult tap;
+  tap.vnet_hdr = reply.vnet_hdr != 0;
+  tap.offloads = reply.offloads;
+  tap.vnet_errno = reply.vnet_errno;
+  char vnet_step[sizeof reply.vnet_step + 1];
+  copy_step(vnet_step, sizeof vnet_step, reply.vnet_step);
+  tap.vnet_step = vnet_step;
+  SetTapResult(env, r, tap);
+  r.Set("config", reply.has_report ? Napi::Value(IfReportToJs(env, plan->config, reply.report)) : env.Null());
   r.Set("netnsFd", Napi::Number::New(env, plan->create ? fds[1] : -1));
   r.Set("usernsFd", Napi::Number::New(env, plan->create_userns ? fds[2] : -1));
   return r;

@@ -64,39 +64,96 @@ int set_offloads(int fd, unsigned want, unsigned* granted, SysStatus* st) {
   return st->Fail(last, "ioctl(TUNSETOFFLOAD)");
 }
 
+// Errnos with which a tap says "no virtio-net header here" rather than "no":
+// gVisor answers TUNSETIFF|IFF_VNET_HDR with EINVAL and the header ioctls
+// with ENOTTY; other sandboxes may say EOPNOTSUPP.
+bool vnet_unsupported(int e) { return e == ENOTTY || e == EINVAL || e == EOPNOTSUPP; }
+
+// Opens /dev/net/tun and attaches it with TUNSETIFF; the fd, or -1 with *st.
+int attach(const TapRequest& req, bool vnet, SysStatus* st) {
+  int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return st->Fail(errno, "open(/dev/net/tun)");
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  memcpy(ifr.ifr_name, req.name, IFNAMSIZ - 1);
+  ifr.ifr_flags = IFF_TAP | IFF_NO_PI | (vnet ? IFF_VNET_HDR : 0);
+  if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+    int e = errno;
+    close(fd);
+    return st->Fail(e, "ioctl(TUNSETIFF)");
+  }
+  return fd;
+}
+
+// The header size and offloads of a tap opened with IFF_VNET_HDR; -1 with
+// *st when one is refused (the caller decides whether that is a fallback).
+int setup_vnet(int fd, const TapRequest& req, unsigned* granted, SysStatus* st) {
+  // 10 bytes: struct virtio_net_hdr without num_buffers; the frame views
+  // in stack/wire/vnet.ts assume exactly this size.
+  int hdr = 10;
+  if (ioctl(fd, TUNSETVNETHDRSZ, &hdr) < 0) return st->Fail(errno, "ioctl(TUNSETVNETHDRSZ)");
+  return set_offloads(fd, req.offloads, granted, st);
+}
+
 }  // namespace
 
 int tap_open(const TapRequest& req, TapResult* out, SysStatus* st) {
   out->fd = -1;
   out->attached = iface_exists(req.name);
   out->offloads = 0;
-  int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
-  if (fd < 0) return st->Fail(errno, "open(/dev/net/tun)");
-  struct ifreq ifr;
-  memset(&ifr, 0, sizeof ifr);
-  memcpy(ifr.ifr_name, req.name, IFNAMSIZ - 1);
-  ifr.ifr_flags = IFF_TAP | IFF_NO_PI | (req.vnet_hdr ? IFF_VNET_HDR : 0);
-  if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
-    int e = errno;
+  out->vnet_hdr = false;
+  out->vnet_errno = 0;
+  out->vnet_step = "";
+  if (!req.vnet_hdr) {
+    int fd = attach(req, false, st);
+    if (fd < 0) return -1;
+    out->fd = fd;
+    return 0;
+  }
+  // Best path first: the header with offloads. A refusal that means "not
+  // supported here" falls back to a plain tap and is reported as such; any
+  // other error is the caller's.
+  SysStatus why;
+  int fd = attach(req, true, &why);
+  if (fd >= 0) {
+    unsigned granted = 0;
+    if (setup_vnet(fd, req, &granted, &why) == 0) {
+      out->fd = fd;
+      out->vnet_hdr = true;
+      out->offloads = granted;
+      return 0;
+    }
+    // TUNSETIFF cannot be undone on this fd: close it (a tap we created
+    // vanishes with it) and start over without the header.
     close(fd);
-    return st->Fail(e, "ioctl(TUNSETIFF)");
+    if (!vnet_unsupported(why.err)) return st->Fail(why.err, why.step);
+  } else if (why.err != EINVAL || strcmp(why.step, "ioctl(TUNSETIFF)") != 0) {
+    return st->Fail(why.err, why.step);
+  } else {
+    why.step = "ioctl(TUNSETIFF,IFF_VNET_HDR)";
   }
-  if (req.vnet_hdr) {
-    // 10 bytes: struct virtio_net_hdr without num_buffers; the frame views
-    // in stack/wire/vnet.ts assume exactly this size.
-    int hdr = 10;
-    if (ioctl(fd, TUNSETVNETHDRSZ, &hdr) < 0) {
-      int e = errno;
-      close(fd);
-      return st->Fail(e, "ioctl(TUNSETVNETHDRSZ)");
-    }
-    if (set_offloads(fd, req.offloads, &out->offloads, st) < 0) {
-      close(fd);
-      return -1;
-    }
-  }
+  // If the plain attach fails too, the header was not the reason and this
+  // error is the one to report.
+  fd = attach(req, false, st);
+  if (fd < 0) return -1;
   out->fd = fd;
+  out->vnet_errno = why.err;
+  out->vnet_step = why.step;
   return 0;
+}
+
+void SetTapResult(Napi::Env env, Napi::Object o, const TapResult& r) {
+  o.Set("vnetHdr", Napi::Boolean::New(env, r.vnet_hdr));
+  o.Set("offloads", Napi::Number::New(env, r.offloads));
+  if (r.vnet_errno == 0) {
+    o.Set("vnetFallback", env.Null());
+    return;
+  }
+  // Raw facts; src/native/addon.ts turns the errno into its name.
+  Napi::Object f = Napi::Object::New(env);
+  f.Set("errno", Napi::Number::New(env, r.vnet_errno));
+  f.Set("syscall", Napi::String::New(env, r.vnet_step));
+  o.Set("vnetFallback", f);
 }
 
 bool ReadTapRequest(Napi::Env env, Napi::Value v, TapRequest* out) {
@@ -126,8 +183,7 @@ static Napi::Value OpenTap(const Napi::CallbackInfo& info) {
   r.Set("fd", Napi::Number::New(env, res.fd));
   r.Set("name", Napi::String::New(env, req.name));
   r.Set("attached", Napi::Boolean::New(env, res.attached));
-  r.Set("vnetHdr", Napi::Boolean::New(env, req.vnet_hdr));
-  r.Set("offloads", Napi::Number::New(env, res.offloads));
+  SetTapResult(env, r, res);
   return r;
 }
 

@@ -38,7 +38,12 @@ struct TapRequest {
 struct TapResult {
   int fd = -1;
   bool attached = false;
+  // What the tap actually does: false when the vnet header was not asked for,
+  // or was asked for and refused (then vnet_errno/vnet_step say why).
+  bool vnet_hdr = false;
   unsigned offloads = 0;
+  int vnet_errno = 0;
+  const char* vnet_step = "";
 };
 
 // Interface configuration with every value already parsed (addresses in
@@ -59,17 +64,68 @@ struct IfPlan {
   uint32_t gateway = 0;
   bool has_txqlen = false;
   int txqlen = 0;
+  // IPv6 goes by rtnetlink only (there is no portable ioctl for routes).
+  bool has_addr6 = false;
+  uint8_t addr6[16] = {0};
+  int prefix6 = 0;
+  bool has_gateway6 = false;
+  uint8_t gateway6[16] = {0};
 };
+
+// How one setting of an IfPlan was applied. Plain data, so that it can travel
+// in the forked child's reply as it is.
+enum IfWay : uint8_t {
+  kWayNone = 0,       // not asked for
+  kWayIoctl = 1,      // the SIOCS* ioctl did it
+  kWayRtnetlink = 2,  // the ioctl was refused as unsupported; an rtnetlink request did it
+  kWayUnchanged = 3,  // nothing to do (already so), or neither way could and the interface works as it is
+};
+
+struct IfStep {
+  uint8_t way = kWayNone;
+  int32_t ioctl_errno = 0;  // the refused ioctl's errno, 0 if it worked or was not tried
+  int32_t nl_errno = 0;     // the refused rtnetlink request's errno, 0 if it worked or was not tried
+};
+
+struct IfReport {
+  IfStep loopback_up, mtu, mac, addr, txqlen, up, gateway, addr6, gateway6;
+  // The interface as it is afterwards (read with SIOCGIF*, which gVisor has).
+  bool have_state = false;
+  int32_t mtu_now = 0;
+  uint8_t mac_now[6] = {0};
+  bool up_now = false;
+};
+
+// A NETLINK_ROUTE socket for request/response (nl_groups = 0). Every
+// function returns 0 or a positive errno; all are async-signal-safe.
+struct Rtnl {
+  int fd = -1;
+  uint32_t seq = 0;
+};
+int rtnl_open(Rtnl* nl);
+void rtnl_close(Rtnl* nl);
+int rtnl_set_up(Rtnl* nl, int ifindex, bool up);
+int rtnl_set_mtu(Rtnl* nl, int ifindex, int mtu);
+int rtnl_set_mac(Rtnl* nl, int ifindex, const uint8_t mac[6]);
+int rtnl_set_txqlen(Rtnl* nl, int ifindex, int txqlen);
+// family AF_INET (addr: 4 bytes, network order) or AF_INET6 (16 bytes).
+int rtnl_add_addr(Rtnl* nl, int family, int ifindex, const void* addr, int prefix);
+int rtnl_add_default_route(Rtnl* nl, int family, int ifindex, const void* gateway);
 
 // Async-signal-safe: opens /dev/net/tun and attaches or creates the tap.
 int tap_open(const TapRequest& req, TapResult* out, SysStatus* st);
-// Async-signal-safe: applies the plan with ioctls on an AF_INET socket.
-int iface_apply(const IfPlan& plan, SysStatus* st);
+// Async-signal-safe: applies the plan with ioctls on an AF_INET socket, each
+// setting falling back to rtnetlink where the ioctl is unsupported; fills
+// *report also when it fails.
+int iface_apply(const IfPlan& plan, IfReport* report, SysStatus* st);
 
 // JS side helpers (Node process only).
 Napi::Error ErrnoError(Napi::Env env, int err, const char* syscall);
 bool ReadTapRequest(Napi::Env env, Napi::Value v, TapRequest* out);
 bool ReadIfPlan(Napi::Env env, Napi::Value v, IfPlan* out);
+Napi::Object IfReportToJs(Napi::Env env, const IfPlan& plan, const IfReport& r);
+// The vnet-header facts of an opened tap: vnetHdr, offloads, vnetFallback.
+void SetTapResult(Napi::Env env, Napi::Object o, const TapResult& r);
 // Copies a JS string into a fixed buffer; false (with a pending TypeError) if
 // it is not a string or does not fit.
 bool ReadFixedString(Napi::Env env, Napi::Value v, char* out, size_t cap, const char* what);

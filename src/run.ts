@@ -36,6 +36,7 @@ import type { NamespaceTarget } from './native/types.js';
 import { guestResolvConf, RESOLV_CONF_PATH } from './resolv-conf.js';
 import { onStatsSignal } from './stats-signal.js';
 import { namespacesWithSubordinateIds } from './userns.js';
+import { runtimeOptionsForTaps } from './tap-report.js';
 
 export const OFFLOADS = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_USO4 | TUN_F_USO6;
 
@@ -102,12 +103,13 @@ export async function runInNamespace(cmd: RunCommand, log: Logger): Promise<numb
     const usernsFd = spaces.usernsFd >= 0 ? spaces.usernsFd : ns.usernsFd;
     log.debug(`namespace ready: ${cmd.tapName} ${guest}/${o.prefix} via ${gateway}`);
 
-    runtime = new Runtime(o, log);
+    // The tap may run without the vnet header or keep another MTU (gVisor): the runtime follows it.
+    runtime = new Runtime(runtimeOptionsForTaps(o, [ns], log), log);
     const rt = runtime;
     stopStats = onStatsSignal(() => rt.logStats());
     runtime.addTap(ns);
     // While the namespace's kernel configures IPv6 (about 2 s), the warm-up runs; the command starts either way.
-    warm = startWarmUp(o, log);
+    warm = startWarmUp(runtime.options, log);
     const nsArgs = [`--net=/proc/${process.pid}/fd/${netnsFd}`];
     if (usernsFd >= 0) {
       // The single-id map denies setgroups, which nsenter would call to drop

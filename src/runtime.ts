@@ -22,6 +22,7 @@ import { IcmpProxy } from './nat/icmp-proxy.js';
 import { PortForwards } from './nat/port-forward.js';
 import { defaultUpstreams } from './resolv-conf.js';
 import type { LocalNames } from '../stack/dns-local-names.js';
+import { formatTapReport, tapStats } from './tap-report.js';
 
 /** Rounds of busy-poll hand-offs handled inline before the event loop gets a turn (dispatchReady). */
 const INLINE_ROUNDS = 16;
@@ -165,10 +166,7 @@ export class Runtime {
     this.ports.add(port);
     this.bridge.addPort(port);
     port.start();
-    this.log.info(
-      `tap ${handle.name} ${handle.attached ? 'attached' : 'created'}` +
-        (handle.vnetHdr ? `, vnet header, offloads 0x${handle.offloads.toString(16)}` : ', no offloads'),
-    );
+    this.log.info(formatTapReport(handle));
     return port;
   }
 
@@ -272,6 +270,7 @@ export class Runtime {
   stats(): object {
     return {
       gateway: { mac: formatMac(this.gateway.mac), ...this.gateway.stats() },
+      taps: [...this.ports].map((p) => tapStats(p.handle)),
       bridge: this.bridge.stats(this.now()),
       nat: this.nat.stats(),
       hostSockets: { tcp: this.tcpProxy.sockets, udp: this.udpProxy.openSockets, icmp: this.icmpProxy.openSockets },

@@ -10,6 +10,7 @@ import { OFFLOADS } from './run.js';
 import { formatIpv4 } from '../stack/wire/ipv4-address.js';
 import { startWarmUp } from './warm-up.js';
 import { onStatsSignal } from './stats-signal.js';
+import { runtimeOptionsForTaps } from './tap-report.js';
 
 export async function serveTaps(cmd: MainCommand, log: Logger): Promise<number> {
   const o = cmd.options;
@@ -22,7 +23,7 @@ export async function serveTaps(cmd: MainCommand, log: Logger): Promise<number> 
     for (const h of handles) native.closeFd(h.fd);
     throw err;
   }
-  const runtime = new Runtime(o, log);
+  const runtime = new Runtime(runtimeOptionsForTaps(o, handles, log), log);
   const stopStats = onStatsSignal(() => runtime.logStats());
   for (const h of handles) runtime.addTap(h);
   log.info(
@@ -36,7 +37,7 @@ export async function serveTaps(cmd: MainCommand, log: Logger): Promise<number> 
     throw err;
   }
   // The guests may already be talking: the warm-up's steps interleave with theirs for about a second.
-  const warm = startWarmUp(o, log);
+  const warm = startWarmUp(runtime.options, log);
   return new Promise((resolve) => {
     const stop = (sig: NodeJS.Signals) => {
       log.info(`${sig}: stopping`);

@@ -13,12 +13,17 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { ConfigError, UsernetError, toNativeError, translatePingError, translateTapError } from '../errors.js';
+import { ConfigError, UsernetError, errnoName, toNativeError, translatePingError, translateTapError } from '../errors.js';
+import { parseIpv6 } from '../../stack/wire/ipv6-address.js';
+import { formatMac, readMac } from '../../stack/wire/mac.js';
 import { PING_ADDR6_STRIDE, PING_ENTRY_WORDS, PING_MAX_BATCH } from './types.js';
 import type {
+  ConfigStep,
+  ConfigWay,
   FrameIo,
   FrameIoOptions,
   InterfaceConfig,
+  InterfaceReport,
   NamespaceTapRequest,
   NamespaceTapResult,
   NamespaceTarget,
@@ -33,13 +38,37 @@ import type {
   SeccompResult,
   TapHandle,
   TapOpenOptions,
+  VnetFallback,
 } from './types.js';
+
+/** The addon's answers before the errnos get their names (positive errnos, 0 for none). */
+interface RawStep {
+  way: ConfigWay | null;
+  ioctlErrno: number;
+  rtnetlinkErrno: number;
+}
+interface RawReport {
+  name: string;
+  steps: Record<string, RawStep>;
+  mtu: number | null;
+  mac: Uint8Array | null;
+  up: boolean | null;
+}
+interface RawTap {
+  fd: number;
+  name: string;
+  attached: boolean;
+  vnetHdr: boolean;
+  offloads: number;
+  vnetFallback: { errno: number; syscall: string } | null;
+  config?: RawReport | null;
+}
 
 /** What build/Release/usernet_native.node exports. */
 interface RawAddon {
-  openTap(opts: TapOpenOptions): TapHandle;
-  openTapInNamespace(req: NamespaceTapRequest): NamespaceTapResult;
-  configureInterface(cfg: InterfaceConfig): void;
+  openTap(opts: TapOpenOptions): RawTap;
+  openTapInNamespace(req: NamespaceTapRequest): RawTap & { netnsFd: number; usernsFd: number };
+  configureInterface(cfg: InterfaceConfig): RawReport;
   closeFd(fd: number): void;
   framePair(): [number, number];
   FrameIo: new (opts: FrameIoOptions) => FrameIo;
@@ -157,6 +186,48 @@ export function validateInterfaceConfig(cfg: InterfaceConfig): void {
     throw new ConfigError(`defaultGateway "${String(cfg.defaultGateway)}" is not a dotted quad`, 'defaultGateway');
   if (cfg.txQueueLen !== undefined && !isInt(cfg.txQueueLen, 0, 0x7fff_ffff))
     throw new ConfigError('txQueueLen must be a non-negative integer', 'txQueueLen');
+  validateIpv6Config(cfg);
+}
+
+function isIpv6(v: unknown): v is string {
+  return typeof v === 'string' && v.length <= 45 && !v.includes('%') && parseIpv6(v) !== null;
+}
+
+function validateIpv6Config(cfg: InterfaceConfig): void {
+  if (cfg.ipv6 !== undefined && !isIpv6(cfg.ipv6)) throw new ConfigError(`ipv6 "${String(cfg.ipv6)}" is not an IPv6 address`, 'ipv6');
+  if (cfg.prefixLength6 !== undefined) {
+    if (cfg.ipv6 === undefined) throw new ConfigError('prefixLength6 needs ipv6', 'prefixLength6');
+    if (!isInt(cfg.prefixLength6, 1, 128)) throw new ConfigError('prefixLength6 must be an integer from 1 to 128', 'prefixLength6');
+  }
+  if (cfg.defaultGateway6 !== undefined && !isIpv6(cfg.defaultGateway6))
+    throw new ConfigError(`defaultGateway6 "${String(cfg.defaultGateway6)}" is not an IPv6 address`, 'defaultGateway6');
+}
+
+/** The addon's report with errno names and a printable MAC. */
+function toInterfaceReport(raw: RawReport): InterfaceReport {
+  const name = (n: number) => (n === 0 ? null : errnoName(n));
+  const steps: InterfaceReport['steps'] = {};
+  for (const [key, st] of Object.entries(raw.steps)) {
+    const step: ConfigStep = { way: st.way, ioctlError: name(st.ioctlErrno), rtnetlinkError: name(st.rtnetlinkErrno) };
+    (steps as Record<string, ConfigStep>)[key] = step;
+  }
+  return { name: raw.name, steps, mtu: raw.mtu, mac: raw.mac === null ? null : formatMac(readMac(raw.mac, 0)), up: raw.up };
+}
+
+function toTapHandle<T extends RawTap>(raw: T): Omit<T, 'vnetFallback' | 'config'> & TapHandle {
+  const f = raw.vnetFallback;
+  const vnetFallback: VnetFallback | null = f === null ? null : { code: errnoName(f.errno), errno: -f.errno, syscall: f.syscall };
+  const config = raw.config === undefined ? undefined : raw.config === null ? null : toInterfaceReport(raw.config);
+  return { ...raw, vnetFallback, ...(config === undefined ? {} : { config }) };
+}
+
+/** A failed configuration carries the addon's raw report: name its errnos before the error is translated. */
+function withReport(e: unknown): unknown {
+  if (typeof e === 'object' && e !== null && 'report' in e) {
+    const o = e as { report: unknown };
+    if (typeof o.report === 'object' && o.report !== null) o.report = toInterfaceReport(o.report as RawReport);
+  }
+  return e;
 }
 
 function validatePath(v: unknown, field: string): void {
@@ -295,7 +366,7 @@ function tapCall<T>(name: string, fn: () => T): T {
   try {
     return fn();
   } catch (e) {
-    throw translateTapError(e, name);
+    throw translateTapError(withReport(e), name);
   }
 }
 
@@ -304,7 +375,7 @@ export const native: NativeAddon = {
   openTap(opts: TapOpenOptions): TapHandle {
     validateTapOptions(opts);
     const addon = raw();
-    return tapCall(opts.name, () => addon.openTap(opts));
+    return toTapHandle(tapCall(opts.name, () => addon.openTap(opts)));
   },
 
   openTapInNamespace(req: NamespaceTapRequest): NamespaceTapResult {
@@ -313,13 +384,14 @@ export const native: NativeAddon = {
     validateTapOptions(req.tap);
     if (req.configure !== undefined) validateInterfaceConfig(req.configure);
     const addon = raw();
-    return tapCall(req.tap.name, () => addon.openTapInNamespace(req));
+    return toTapHandle(tapCall(req.tap.name, () => addon.openTapInNamespace(req)));
   },
 
-  configureInterface(cfg: InterfaceConfig): void {
+  configureInterface(cfg: InterfaceConfig): InterfaceReport {
     validateInterfaceConfig(cfg);
     const addon = raw();
-    nativeCall(() => addon.configureInterface(cfg));
+    // Its failures are a tap's configuration failures: the same hints.
+    return toInterfaceReport(tapCall(cfg.name, () => addon.configureInterface(cfg)));
   },
 
   createFrameIo(opts: FrameIoOptions): FrameIo {

@@ -22,18 +22,80 @@ export interface TapOpenOptions {
   offloads: number;
 }
 
+/**
+ * Why a tap asked for with the virtio-net header runs without it: the step
+ * that said "not supported here" (gVisor: ioctl(TUNSETIFF,IFF_VNET_HDR)
+ * EINVAL; ioctl(TUNSETVNETHDRSZ) or ioctl(TUNSETOFFLOAD) ENOTTY elsewhere).
+ */
+export interface VnetFallback {
+  /** errno name, e.g. 'EINVAL'. */
+  code: string;
+  /** Negative, as in Node's system errors. */
+  errno: number;
+  syscall: string;
+}
+
 export interface TapHandle {
   fd: number;
   /** The name the kernel gave (equal to the requested one). */
   name: string;
   /** The tap already existed and we attached to it. */
   attached: boolean;
+  /** What the tap does (not what was asked): false without the header, asked for or refused. */
   vnetHdr: boolean;
   /** TUN_F_* bits the kernel accepted (0 without vnetHdr). */
   offloads: number;
+  /** Set when the header was asked for and refused as unsupported; null or absent otherwise. */
+  vnetFallback?: VnetFallback | null;
+  /** How the interface was configured (openTapInNamespace with `configure`); null or absent when it was not. */
+  config?: InterfaceReport | null;
 }
 
-/** Interface configuration done with ioctls on an AF_INET datagram socket. */
+/**
+ * How one setting was applied: 'ioctl'; 'rtnetlink' when the ioctl was
+ * refused as unsupported (ENOTTY, EOPNOTSUPP, EINVAL); 'unchanged' when
+ * nothing needed changing, or when neither way could change it and the
+ * interface works as it is (then both errors are set).
+ */
+export type ConfigWay = 'ioctl' | 'rtnetlink' | 'unchanged';
+
+/** The settings of an InterfaceConfig, as report keys. */
+export type ConfigSetting =
+  | 'loopbackUp'
+  | 'mtu'
+  | 'mac'
+  | 'ipv4'
+  | 'txQueueLen'
+  | 'up'
+  | 'defaultGateway'
+  | 'ipv6'
+  | 'defaultGateway6';
+
+export interface ConfigStep {
+  /** null: not reached (an earlier setting failed), or this is the one that failed. */
+  way: ConfigWay | null;
+  /** errno name of the refused ioctl ('ENOTTY'); null when it worked or was not tried. */
+  ioctlError: string | null;
+  /** errno name of the refused rtnetlink request; null when it worked or was not tried. */
+  rtnetlinkError: string | null;
+}
+
+/** What configureInterface did, setting by setting, and what the interface has afterwards. */
+export interface InterfaceReport {
+  name: string;
+  /** Only the settings that were asked for. */
+  steps: Partial<Record<ConfigSetting, ConfigStep>>;
+  /** The interface's MTU now (SIOCGIFMTU); null if it could not be read. */
+  mtu: number | null;
+  /** Its MAC now, "aa:bb:cc:dd:ee:ff"; null if it could not be read. */
+  mac: string | null;
+  up: boolean | null;
+}
+
+/**
+ * Interface configuration: each setting with its SIOCS* ioctl on an AF_INET
+ * datagram socket, else with an rtnetlink request (see InterfaceReport).
+ */
 export interface InterfaceConfig {
   name: string;
   /** Bring it up (true) or down (false); unchanged when absent. */
@@ -50,6 +112,15 @@ export interface InterfaceConfig {
   loopbackUp?: boolean;
   /** txqueuelen (SIOCSIFTXQLEN). */
   txQueueLen?: number;
+  /**
+   * An IPv6 address to add (rtnetlink only, without duplicate address
+   * detection), for where SLAAC does not run (gVisor). Not used by default.
+   */
+  ipv6?: string;
+  /** Prefix length of `ipv6`; 64 when absent. */
+  prefixLength6?: number;
+  /** An IPv6 default route via this address on this interface (rtnetlink only). */
+  defaultGateway6?: string;
 }
 
 /** Where the forked helper goes before it opens the tap. */
@@ -337,7 +408,8 @@ export interface NativeAddon {
   createTcpSockets(opts: TcpSocketsOptions): TcpSockets;
   openTap(opts: TapOpenOptions): TapHandle;
   openTapInNamespace(req: NamespaceTapRequest): NamespaceTapResult;
-  configureInterface(cfg: InterfaceConfig): void;
+  /** Throws a NativeError whose `report` says what was done when a setting cannot be applied and is needed. */
+  configureInterface(cfg: InterfaceConfig): InterfaceReport;
   createFrameIo(opts: FrameIoOptions): FrameIo;
   /** Throws PingError (with a hint) when the group is outside net.ipv4.ping_group_range. */
   createPingSocket(opts: PingSocketOptions): PingSocket;

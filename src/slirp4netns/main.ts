@@ -51,6 +51,7 @@ import { parseSlirpArgs, SlirpUsageError, unsupportedOption, type SlirpOptions }
 import { decideUserns, reexecInUserns, usernsFacts } from './userns-reexec.js';
 import { startWarmUp, type RunningWarmUp } from '../warm-up.js';
 import { onStatsSignal } from '../stats-signal.js';
+import { runtimeOptionsForTaps } from '../tap-report.js';
 
 /** The slirp4netns release whose interface this front end speaks. */
 export const SLIRP4NETNS_COMPAT_VERSION = '1.2.0';
@@ -185,7 +186,7 @@ async function serve(o: SlirpOptions, log: Logger, inTargetUserns: boolean): Pro
   const outbound = o.outboundAddr === null ? null : resolveOutboundAddress(o.outboundAddr);
   const outbound6 = o.outboundAddr6 === null ? null : resolveOutboundAddress(o.outboundAddr6, 6);
   const handle = native.openTapInNamespace(namespaceRequest(o, inTargetUserns));
-  const runtime = new Runtime(runtimeOptionsFor(o, log, outbound, outbound6), log);
+  const runtime = new Runtime(runtimeOptionsForTaps(runtimeOptionsFor(o, log, outbound, outbound6), [handle], log), log);
   onStatsSignal(() => runtime.logStats());
   let api: ApiServer | null = null;
   let exitWatch: Socket | null = null;

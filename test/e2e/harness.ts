@@ -101,8 +101,13 @@ function suffix(): string {
   return randomBytes(3).toString('hex');
 }
 
-/** Tracks what one test file creates. Call cleanup() in afterEach/afterAll. */
+/**
+ * Tracks what one test file creates. Call cleanup() in afterEach/afterAll.
+ * Names start with `prefix` (namespaces `<prefix>-<tag>-<random>`).
+ */
 export class Sandbox {
+  constructor(private readonly prefix = 'usn') {}
+
   private namespaces: string[] = [];
   private links: string[] = [];
   private procs: Background[] = [];
@@ -110,7 +115,7 @@ export class Sandbox {
 
   /** A new network namespace `usn-<tag>-<random>` with lo up. */
   netns(tag: string): string {
-    const name = `usn-${tag}-${suffix()}`;
+    const name = `${this.prefix}-${tag}-${suffix()}`;
     must('ip', ['netns', 'add', name]);
     this.namespaces.push(name);
     must('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
@@ -119,7 +124,8 @@ export class Sandbox {
 
   /** A unique interface name (at most 15 bytes). */
   ifname(tag: string): string {
-    return `u${tag.slice(0, 6)}${suffix()}`;
+    const head = this.prefix === 'usn' ? 'u' : `${this.prefix}-`;
+    return `${head}${tag.slice(0, Math.max(0, 9 - head.length))}${suffix()}`;
   }
 
   /** A persistent tap in the root namespace, removed at cleanup wherever it went. */
@@ -131,7 +137,7 @@ export class Sandbox {
   }
 
   tmpdir(): string {
-    const d = mkdtempSync(join(tmpdir(), 'usernet-test-'));
+    const d = mkdtempSync(join(tmpdir(), this.prefix === 'usn' ? 'usernet-test-' : `${this.prefix}-`));
     this.dirs.push(d);
     return d;
   }
