@@ -103,6 +103,9 @@ export const TAP_HINT_NOT_TUN =
   'is mounted over it); give the container the real device (docker run --device /dev/net/tun) or load the tun module on the host';
 export const TAP_HINT_PERMISSION =
   'needs CAP_NET_ADMIN: run as root, or use `usernet run` which creates a user namespace';
+export const TAP_HINT_TUN_MODE =
+  '/dev/net/tun is not open to this user (distributions ship it with mode 0666, which is safe: a tap still needs ' +
+  'CAP_NET_ADMIN in its namespace); as root: chmod 0666 /dev/net/tun, or run usernet as root';
 export const TAP_HINT_BUSY =
   'the tap is already in use by another process (a tap can be attached by only one process unless created with IFF_MULTI_QUEUE)';
 export const TAP_HINT_NOT_A_TAP =
@@ -148,7 +151,8 @@ export function translateTapError(err: unknown, name: string): Error {
   const e = toNativeError(err);
   if (!(e instanceof NativeError) || e instanceof TapError) return e instanceof Error ? e : new Error(String(e));
   let hint: string | undefined;
-  if (e.code === 'EPERM' || e.code === 'EACCES') hint = TAP_HINT_PERMISSION;
+  if (e.code === 'EACCES' && e.syscall === 'open(/dev/net/tun)') hint = TAP_HINT_TUN_MODE;
+  else if (e.code === 'EPERM' || e.code === 'EACCES') hint = TAP_HINT_PERMISSION;
   else if (e.syscall === 'open(/dev/net/tun)' && (e.code === 'ENOENT' || e.code === 'ENODEV' || e.code === 'ENXIO'))
     hint = TAP_HINT_NO_DEVICE;
   else if (e.syscall === 'ioctl(TUNSETIFF)' && (e.code === 'ENOTTY' || e.code === 'ENOTSUP')) hint = TAP_HINT_NOT_TUN;

@@ -15,6 +15,7 @@ import {
   TAP_HINT_BUSY,
   TAP_HINT_NO_DEVICE,
   TAP_HINT_PERMISSION,
+  TAP_HINT_TUN_MODE,
   TapError,
   translateTapError,
   UsernetError,
@@ -349,7 +350,8 @@ describe('translateTapError', () => {
 
   it('explains missing privileges', () => {
     expect((translateTapError(sys('EPERM', -1, 'ioctl(TUNSETIFF)'), 't') as TapError).hint).toBe(TAP_HINT_PERMISSION);
-    expect((translateTapError(sys('EACCES', -13, 'open(/dev/net/tun)'), 't') as TapError).hint).toBe(TAP_HINT_PERMISSION);
+    expect((translateTapError(sys('EACCES', -13, 'open(/dev/net/tun)'), 't') as TapError).hint).toBe(TAP_HINT_TUN_MODE);
+    expect((translateTapError(sys('EACCES', -13, 'ioctl(TUNSETIFF)'), 't') as TapError).hint).toBe(TAP_HINT_PERMISSION);
   });
 
   it('leaves errors it has no advice for as plain NativeErrors', () => {
