@@ -61,6 +61,9 @@ Usage:
       Exits with CMD's status. See usernet run --help.
   usernet slirp4netns [OPTION]... PID|PATH TAPNAME
       Behave as slirp4netns 1.2.0 (also when invoked as slirp4netns).
+  usernet daemon [OPTIONS]
+      One network for many namespaces, attached at run time through an API:
+      usernet attach|detach|ls|publish|unpublish|stats. See usernet daemon --help.
       See usernet slirp4netns --help.
 
 Options:
