@@ -34,6 +34,15 @@ async function main(argv: string[]): Promise<number> {
     const { runSlirp4netns } = await import('../slirp4netns/main.js');
     return await runSlirp4netns(slirp.args, slirp.prog, version());
   }
+  if (argv[0] === 'cni') {
+    // The CNI plugin (bin/usernet-cni): the protocol is in the environment and on stdin.
+    const { runCni } = await import('../daemon/cni.js');
+    const stdin = await new Promise<string>((resolve) => {
+      let text = '';
+      process.stdin.setEncoding('utf8').on('data', (d: string) => (text += d)).on('end', () => resolve(text));
+    });
+    return await runCni(process.env, stdin, (s) => process.stdout.write(`${s}\n`));
+  }
   if (argv[0] !== undefined && DAEMON_COMMANDS.has(argv[0])) {
     const { runDaemonCommand } = await import('../daemon/cli.js');
     try {

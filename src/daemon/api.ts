@@ -8,6 +8,7 @@
  *   DELETE /v1/guests/ID         {"detached":"ID"}
  *   GET    /v1/forwards          {"forwards":[ForwardEntry...]}
  *   POST   /v1/forwards          {proto, hostAddr, hostPort, guest (an id) | guestAddr, guestPort} -> 201 ForwardEntry
+ *                                 (a forward to a guest by id is removed when that guest is detached)
  *   DELETE /v1/forwards/ID       {"removed":ID}
  *   GET    /stats                the runtime's counters (as SIGUSR1 prints them) and the guests
  *   GET    /metrics              the same counters in Prometheus text format
@@ -98,8 +99,13 @@ export async function startApi(path: string, mode: number, runtime: Runtime, gue
       case 'GET /v1/forwards':
         return reply(res, 200, { forwards: runtime.forwards.list() });
       case 'POST /v1/forwards': {
-        const spec = forwardSpec(await readJson(req), guests);
-        return reply(res, 201, await runtime.forwards.add(spec));
+        const body = await readJson(req);
+        const spec = forwardSpec(body, guests);
+        const entry = await runtime.forwards.add(spec);
+        const owner = (body as { guest?: unknown }).guest;
+        // A forward to a guest by id goes away with the guest (CNI DEL, a container's exit).
+        if (typeof owner === 'string') guests.ownForward(owner, entry.id);
+        return reply(res, 201, entry);
       }
       case 'DELETE /v1/forwards/:id': {
         const n = Number(id);

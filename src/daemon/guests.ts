@@ -65,6 +65,8 @@ export interface AttachRequest {
   ipv4?: string;
   /** A specific MAC (default: derived from the IPv4 address). */
   mac?: string;
+  /** Who attached it (e.g. "cni:NETWORK"), for a client's own garbage collection. */
+  owner?: string;
 }
 
 export interface GuestInfo {
@@ -81,6 +83,7 @@ export interface GuestInfo {
   gateway6: string | null;
   dns6: string | null;
   mtu: number;
+  owner: string | null;
   attachedAt: string;
 }
 
@@ -88,6 +91,8 @@ interface Guest {
   info: GuestInfo;
   port: TapPort;
   watch: PidWatch | null;
+  /** Forwards published for this guest: removed with it. */
+  forwards: number[];
 }
 
 interface Lease {
@@ -190,6 +195,7 @@ export class Guests {
       gateway6: this.prefix6 === null ? null : formatIpv6(prefixHost(this.prefix6, GATEWAY_HOST)),
       dns6: this.prefix6 === null ? null : formatIpv6(prefixHost(this.prefix6, DNS_HOST)),
       mtu: o.mtu,
+      owner: typeof req.owner === 'string' ? req.owner.slice(0, ID_MAX_LEN) : null,
       attachedAt: new Date().toISOString(),
     };
     let watch: PidWatch | null = null;
@@ -205,7 +211,7 @@ export class Guests {
         this.log.warn(`guest ${id}: cannot watch process ${req.pid} (${(err as Error).message}); detach it explicitly`);
       }
     }
-    this.guests.set(id, { info, port, watch });
+    this.guests.set(id, { info, port, watch, forwards: [] });
     if (name !== null) this.names.set(name, ipv4Bytes(ip), this.prefix6 === null ? null : this.slaacAddress(mac));
     this.log.info(`guest ${id} attached: ${ifname} in ${target.text}, ${info.ipv4}/${o.prefix}, ${info.mac}${name === null ? '' : `, name ${name}`}`);
     return info;
@@ -217,11 +223,17 @@ export class Guests {
     if (g === undefined) return false;
     this.guests.delete(id);
     g.watch?.close();
+    for (const f of g.forwards) this.runtime.forwards.remove(f);
     if (g.info.name !== null) this.names.delete(g.info.name);
     this.runtime.removeTap(g.port);
     this.release(id);
     this.log.info(`guest ${id} detached`);
     return true;
+  }
+
+  /** Ties a forward to an attached guest: it is removed when the guest is detached. */
+  ownForward(id: string, forwardId: number): void {
+    this.guests.get(id)?.forwards.push(forwardId);
   }
 
   /** The lease of an id, attached or not (for forwards to a guest by id). */
