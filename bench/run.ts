@@ -2,7 +2,7 @@
  * `npm run bench`: usernet side by side with the kernel, slirp4netns, pasta
  * and vde_switch, in one run on this machine, printed as one table.
  *
- *   npm run bench -- [--only tcp,bridge,tx,footprint,micro] [--seconds 5]
+ *   npm run bench -- [--only tcp,bridge,tx,footprint,many,micro] [--seconds 5]
  *                    [--reps 3] [--micro-seconds 10] [--no-install] [--no-write]
  *
  * Needs root (namespaces, taps). Every namespace, tap, veth, bridge, process,
@@ -21,13 +21,14 @@ import { Cleanup, sh } from './lib/sys.js';
 import { checkTargets } from './lib/targets.js';
 import { bridgeSuite } from './suites/bridge.js';
 import { footprintSuite } from './suites/footprint.js';
+import { manySuite } from './suites/many.js';
 import { microSuite } from './suites/micro.js';
 import { tcpSuite } from './suites/tcp.js';
 import { txSuite } from './suites/tx.js';
 
 const BENCH_DIR = resolve(import.meta.dirname);
 const ROOT = dirname(BENCH_DIR);
-const SUITES = ['tcp', 'bridge', 'tx', 'footprint', 'micro'] as const;
+const SUITES = ['tcp', 'bridge', 'tx', 'footprint', 'many', 'micro'] as const;
 type Suite = (typeof SUITES)[number];
 
 const USAGE = `usage: npm run bench -- [--only ${SUITES.join(',')}] [--seconds N] [--reps N] [--micro-seconds N] [--no-install] [--no-write]
@@ -216,6 +217,7 @@ async function main(): Promise<number> {
       bridge: () => (tools.iperf3 ? bridgeSuite(ctx) : Promise.resolve([])),
       tx: () => txSuite(ctx),
       footprint: () => footprintSuite(ctx, notes),
+      many: () => manySuite(ctx, notes),
       micro: () => microSuite(ctx, BENCH_DIR, notes),
     };
     for (const s of SUITES) {
