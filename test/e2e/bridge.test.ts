@@ -25,10 +25,7 @@ async function twoHosts(extraArgs: string[] = []): Promise<{ usernet: Background
     { tap: tapA, ip: '10.0.2.101', tag: 'a' },
     { tap: tapB, ip: '10.0.2.102', tag: 'b' },
   ].map(({ tap, ip, tag }) => {
-    const ns = sandbox.netns(tag);
-    must('ip', ['link', 'set', tap, 'netns', ns]);
-    must('ip', ['-n', ns, 'addr', 'add', `${ip}/24`, 'dev', tap]);
-    must('ip', ['-n', ns, 'link', 'set', tap, 'up']);
+    const ns = sandbox.guestOnTap(tap, ip, tag);
     const mac = /link\/ether ([0-9a-f:]{17})/.exec(must('ip', ['-n', ns, 'link', 'show', tap]))![1];
     return { ns, tap, ip, mac };
   });

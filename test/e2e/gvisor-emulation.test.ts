@@ -185,12 +185,7 @@ describe('usernet --tap under gVisor emulation', () => {
       { tap: tapA, ip: '10.0.2.101', tag: 'a' },
       { tap: tapB, ip: '10.0.2.102', tag: 'b' },
     ].map(({ tap, ip, tag }) => {
-      const ns = sandbox.netns(tag);
-      must('ip', ['link', 'set', tap, 'netns', ns]);
-      must('ip', ['-n', ns, 'addr', 'add', `${ip}/24`, 'dev', tap]);
-      must('ip', ['-n', ns, 'link', 'set', tap, 'up']);
-      must('ip', ['-n', ns, 'route', 'add', 'default', 'via', '10.0.2.2']);
-      return { ns, ip };
+      return { ns: sandbox.guestOnTap(tap, ip, tag, true), ip };
     });
     const [a, b] = hosts;
     expect((await runAsync('ip', ['netns', 'exec', a.ns, 'ping', '-c', '3', '-i', '0.2', '-W', '2', b.ip])).stdout).toMatch(/3 received/);

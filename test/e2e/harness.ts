@@ -136,6 +136,16 @@ export class Sandbox {
     return name;
   }
 
+  /** A new namespace holding `tap` with `ip`/24, up; with `route`, a default route via 10.0.2.2. */
+  guestOnTap(tap: string, ip: string, tag: string, route = false): string {
+    const ns = this.netns(tag);
+    must('ip', ['link', 'set', tap, 'netns', ns]);
+    must('ip', ['-n', ns, 'addr', 'add', `${ip}/24`, 'dev', tap]);
+    must('ip', ['-n', ns, 'link', 'set', tap, 'up']);
+    if (route) must('ip', ['-n', ns, 'route', 'add', 'default', 'via', '10.0.2.2']);
+    return ns;
+  }
+
   tmpdir(): string {
     const d = mkdtempSync(join(tmpdir(), this.prefix === 'usn' ? 'usernet-test-' : `${this.prefix}-`));
     this.dirs.push(d);
