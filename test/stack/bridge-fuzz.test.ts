@@ -19,18 +19,7 @@ import {
   vnetHeader,
   type VnetFields,
 } from '../helpers/channel-port.js';
-
-/** mulberry32: deterministic, so a failure names a seed and an iteration that reproduce. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 0x1_0000_0000;
-  };
-}
+import { prng } from '../helpers/prng.js';
 
 interface Seed {
   eth: Buffer;

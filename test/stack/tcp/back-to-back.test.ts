@@ -17,18 +17,7 @@ import {
   type TcpEnv,
   type TcpSegmentOut,
 } from '../../../stack/tcp/connection.js';
-
-/** mulberry32: small, seedable, good enough for test schedules. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng } from '../../helpers/prng.js';
 
 const IP_A = 0x0a00020f;
 const IP_B = 0x0a000202;
