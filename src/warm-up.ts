@@ -30,6 +30,8 @@
 import { Runtime } from './runtime.js';
 import { TapPort, type BatchSink } from './tap-port.js';
 import { native } from './native/addon.js';
+import { NativeError } from './errors.js';
+import { errnoName, errnoText } from './nat/tcp-proxy.js';
 import { TCP_EVENTS_MAX, type TcpSockets } from './native/types.js';
 import { createLogger, type Logger } from './log.js';
 import type { RuntimeOptions } from './options.js';
@@ -308,7 +310,7 @@ class EchoServer {
     const fd = this.io.listen(0, 4, '127.0.0.1', 0, 128);
     if (fd < 0) {
       this.io.close();
-      throw new Error(`warm-up server: listen: errno ${-fd}`);
+      throw new NativeError(errnoName(fd), fd, 'listen', `warm-up server: listen: ${errnoText(fd)}`);
     }
     this.listenFd = fd;
     this.port = this.io.localPort(fd);
