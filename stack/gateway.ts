@@ -63,6 +63,8 @@ import {
   VIRTIO_NET_HDR_LEN,
   VnetHeaderView,
 } from './wire/vnet.js';
+import { newDropCounters, type DropCounts } from './counters.js';
+import type { DropReason } from './drop-reasons.js';
 
 /**
  * Default length of the transmit ring. It must cover the largest receive
@@ -114,12 +116,12 @@ export interface Ipv4Handler {
    * Takes one datagram. Returns null when it consumed it, or a drop reason
    * (a fixed string) that the gateway counts. Must not keep `pkt` or its views.
    */
-  handleIpv4(pkt: Ipv4Input, now: number): string | null;
+  handleIpv4(pkt: Ipv4Input, now: number): DropReason | null;
 }
 
 /** Takes what the IPv6 router left to the NAT; `router.ip`/`router.ext` describe it. */
 export interface Ipv6Handler {
-  handleIpv6(router: Ipv6Router, frame: Frame, now: number): string | null;
+  handleIpv6(router: Ipv6Router, frame: Frame, now: number): DropReason | null;
 }
 
 export interface GatewayStats {
@@ -131,10 +133,10 @@ export interface GatewayStats {
   echoReplies: number;
   notForUs: number;
   /** Frames addressed to the gateway that no handler takes yet, by reason. */
-  unhandled: Record<string, number>;
+  unhandled: DropCounts;
 }
 
-function unhandledReason(protocol: number): string {
+function unhandledReason(protocol: number): DropReason {
   switch (protocol) {
     case IP_PROTO_TCP:
       return 'unhandled-tcp';
@@ -200,7 +202,7 @@ export class Gateway implements Port {
   private arpIgnored = 0;
   private echoReplies = 0;
   private notForUs = 0;
-  private readonly unhandled: Record<string, number> = Object.create(null);
+  private readonly unhandled = newDropCounters();
 
   constructor(
     opts: GatewayOptions,
@@ -347,16 +349,16 @@ export class Gateway implements Port {
       arpIgnored: this.arpIgnored,
       echoReplies: this.echoReplies,
       notForUs: this.notForUs,
-      unhandled: { ...this.unhandled },
+      unhandled: this.unhandled.snapshot(),
     };
   }
 
-  private drop(reason: string): void {
+  private drop(reason: DropReason): void {
     this.counters.drop(reason);
   }
 
-  private unhandle(reason: string): void {
-    this.unhandled[reason] = (this.unhandled[reason] ?? 0) + 1;
+  private unhandle(reason: DropReason): void {
+    this.unhandled.add(reason);
     this.counters.drop(reason);
   }
 

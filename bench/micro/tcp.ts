@@ -18,6 +18,7 @@ import { TcpConnection, type TcpCloseReason, type TcpEnv, type TcpSegmentOut } f
 import { TcpView, writeTcpHeader } from '../../stack/wire/tcp.js';
 import { copyBytes } from '../../stack/tcp/byte-copy.js';
 import { yieldNow } from './gc-counter.js';
+import { newDropCounters } from '../../stack/counters.js';
 
 /**
  * Fixed initial sequence numbers, both above 2^30: V8 keeps integers below
@@ -46,6 +47,7 @@ class Link {
 }
 
 class Side implements TcpEnv {
+  readonly tcpDrops = newDropCounters();
   conn: TcpConnection | null = null;
   closed: TcpCloseReason | null = null;
   constructor(readonly out: Link) {}

@@ -94,6 +94,8 @@ import { RtoEstimator } from './rto.js';
 import { SackScoreboard } from './sack-scoreboard.js';
 import { SendBuffer, type ByteRegion } from './send-buffer.js';
 import { seqAdd, seqDiff, seqGe, seqGt, seqLe, seqLt } from './seq.js';
+import type { DropCounters } from '../counters.js';
+import type { DropReason } from '../drop-reasons.js';
 
 export type TcpState =
   | 'DIALING'
@@ -135,6 +137,12 @@ export interface TcpSegmentOut extends TcpHeaderFields {
 }
 
 export interface TcpEnv {
+  /**
+   * Where the connection counts the segments it discards (RFC 9293 checks:
+   * 'bad-seq', 'rst-out-of-window'...): one set shared by every connection
+   * of an owner, which reports it (the NAT: stats nat.tcp.engineDrops).
+   */
+  readonly tcpDrops: DropCounters;
   emit(seg: TcpSegmentOut): void;
   onEstablished(): void;
   onReadable(): void;
@@ -161,12 +169,6 @@ export class TcpCounters {
   windowUpdates = 0;
 }
 
-/** Drops by reason across all connections (plain numbers, cheap to bump). */
-export const tcpDrops: Record<string, number> = Object.create(null);
-
-function drop(reason: string): void {
-  tcpDrops[reason] = (tcpDrops[reason] ?? 0) + 1;
-}
 
 const EV_ESTABLISHED = 1;
 const EV_READABLE = 2;
@@ -371,6 +373,11 @@ export class TcpConnection {
     c.sendSyn(now, false);
     c.fire();
     return c;
+  }
+
+  /** Counts a discarded segment in the owner's set (TcpEnv.tcpDrops). */
+  private drop(reason: DropReason): void {
+    this.env.tcpDrops.add(reason);
   }
 
   // ---------------------------------------------------------------- owner API
@@ -629,7 +636,7 @@ export class TcpConnection {
     let result: 'reopen' | null = null;
     switch (this.state) {
       case 'CLOSED':
-        drop('closed');
+        this.drop('closed');
         break;
       case 'DIALING':
         this.inputDialing(seg);
@@ -652,16 +659,16 @@ export class TcpConnection {
     if ((f & TCP_RST) !== 0) {
       // The container gave up on its SYN: the owner should cancel the dial.
       if (seg.seq === this.rcvNxt) this.close('reset');
-      else drop('rst-out-of-window');
+      else this.drop('rst-out-of-window');
       return;
     }
     if ((f & TCP_SYN) !== 0 && (f & TCP_ACK) === 0) {
       // A retransmitted SYN while the host connect is in progress: the answer comes with accept().
       this.counters.dupSynWhileDialing++;
-      if (seg.seq !== this.irs) drop('syn-while-dialing');
+      if (seg.seq !== this.irs) this.drop('syn-while-dialing');
       return;
     }
-    drop('dialing');
+    this.drop('dialing');
   }
 
   /** RFC 9293 §3.10.7.3. */
@@ -671,18 +678,18 @@ export class TcpConnection {
     // First: an ACK must acknowledge our SYN and nothing beyond it.
     if (hasAck && (seqLe(seg.ack, this.iss) || seqGt(seg.ack, this.sndNxt))) {
       if ((f & TCP_RST) === 0) this.emitRst(seg.ack, 0, false);
-      drop('bad-ack');
+      this.drop('bad-ack');
       return;
     }
     // Second: a RST is believed only with an acceptable ACK; it refuses our open.
     if ((f & TCP_RST) !== 0) {
       if (hasAck) this.close('refused');
-      else drop('rst-without-ack');
+      else this.drop('rst-without-ack');
       return;
     }
     // Fourth: the SYN (third, security, does not apply).
     if ((f & TCP_SYN) === 0) {
-      drop('syn-sent-no-syn');
+      this.drop('syn-sent-no-syn');
       return;
     }
     this.irs = seg.seq >>> 0;
@@ -747,13 +754,13 @@ export class TcpConnection {
     else acceptable = this.inWindow(this.segSeq, wnd) || this.inWindow(seqAdd(this.segSeq, segLen - 1), wnd);
     if (!acceptable) {
       if ((f & TCP_RST) !== 0) {
-        drop('rst-out-of-window');
+        this.drop('rst-out-of-window');
         return null;
       }
       // Old duplicate or beyond the window: re-ACK (this is the duplicate ACK
       // that drives the peer's fast retransmit, and re-ACKs a FIN in TIME-WAIT).
       if (this.state === 'TIME-WAIT' && (f & TCP_FIN) !== 0) this.timeWaitAt = now + this.config.timeWaitMs;
-      drop('bad-seq');
+      this.drop('bad-seq');
       this.ackNow = true;
       return null;
     }
@@ -763,7 +770,7 @@ export class TcpConnection {
     if ((f & TCP_RST) !== 0) {
       if (this.segSeq !== this.rcvNxt) {
         this.counters.challengeAcks++;
-        drop('rst-challenged');
+        this.drop('rst-challenged');
         this.ackNow = true;
         return null;
       }
@@ -774,14 +781,14 @@ export class TcpConnection {
     // Fourth: a SYN in a synchronized state is answered with a challenge ACK (RFC 5961 §4.2).
     if ((f & TCP_SYN) !== 0) {
       this.counters.challengeAcks++;
-      drop('syn-challenged');
+      this.drop('syn-challenged');
       this.ackNow = true;
       return null;
     }
 
     // Fifth: ACK. Segments without one are dropped.
     if ((f & TCP_ACK) === 0) {
-      drop('no-ack');
+      this.drop('no-ack');
       return null;
     }
     this.persistUnanswered = 0;
@@ -790,7 +797,7 @@ export class TcpConnection {
       // The ACK of our SYN-ACK completes the passive open.
       if (seqLe(this.segAck, this.sndUna) || seqGt(this.segAck, this.sndNxt)) {
         this.emitRst(this.segAck, 0, false);
-        drop('bad-ack');
+        this.drop('bad-ack');
         return null;
       }
       if (this.tsOk && seg.options.tsPresent && seg.options.tsEcr !== 0) this.rttFromTs(seg.options, now);
@@ -808,7 +815,7 @@ export class TcpConnection {
     }
     if (seqGt(this.segAck, this.sndMax)) {
       // Acknowledges something never sent: ACK back and drop.
-      drop('bad-ack');
+      this.drop('bad-ack');
       this.ackNow = true;
       return null;
     }
@@ -883,12 +890,12 @@ export class TcpConnection {
         // Past the window: keep what fits; a FIN after dropped bytes is not ours yet.
         dataLen = Math.max(0, wnd - offset);
         finOk = false;
-        drop('beyond-window');
+        this.drop('beyond-window');
       }
       if (dataLen > 0) {
         const n = this.recvBuf.write(offset, seg.buf, dataOff, dataLen);
         if (n < 0) {
-          drop('ooo-full');
+          this.drop('ooo-full');
           finOk = false;
           this.ackNow = true;
         } else {

@@ -19,6 +19,7 @@ import {
   vnetHeader,
   type VnetFields,
 } from '../helpers/channel-port.js';
+import type { DropReason } from '../../stack/drop-reasons.js';
 import { prng } from '../helpers/prng.js';
 
 interface Seed {
@@ -169,7 +170,7 @@ describe('Bridge fuzz', () => {
       expect(bridge.drops['invalid-source']).toBeGreaterThan(0);
       expect(bridge.drops.runt).toBeGreaterThan(0);
       // Drops the offload path reports are the bridge's offload drop reasons.
-      for (const [reason, n] of Object.entries(bridge.offload.errors)) expect(bridge.drops[reason]).toBe(n);
+      for (const [reason, n] of Object.entries(bridge.offload.errors)) expect(bridge.drops[reason as DropReason]).toBe(n);
       expect(segmentsChecked).toBeGreaterThan(100);
       expect(bridge.forwarded + bridge.flooded).toBeGreaterThan(0);
       expect(bridge.table.size).toBeLessThanOrEqual(8);

@@ -221,7 +221,7 @@ describe('gateway fuzz', () => {
       expect(s.echoReplies).toBeGreaterThan(0);
       expect(s.arpReplies + s.echoReplies).toBe(c.txFrames);
       // The mutations reach deep paths, not just the first length check.
-      for (const reason of ['eth-truncated', 'ipv4-bad-checksum', 'icmp-bad-checksum', 'arp-other-target', 'not-for-us']) {
+      for (const reason of ['eth-truncated', 'ipv4-bad-checksum', 'icmp-bad-checksum', 'arp-other-target', 'not-for-us'] as const) {
         expect(c.drops[reason] ?? 0, reason).toBeGreaterThan(0);
       }
     });

@@ -124,7 +124,7 @@ describe('Ipv6Router fuzz', () => {
     const dropped = Object.values(router.drops).reduce((a, b) => a + b, 0);
     expect(dropped + (verdicts.consumed ?? 0) + (verdicts['to-nat'] ?? 0)).toBe(N);
     // The counters moved in many directions: parsers rejected things at every layer.
-    for (const reason of ['eth-truncated', 'ipv6-truncated', 'ipv6-bad-version', 'icmpv6-bad-checksum', 'not-for-us']) {
+    for (const reason of ['eth-truncated', 'ipv6-truncated', 'ipv6-bad-version', 'icmpv6-bad-checksum', 'not-for-us'] as const) {
       expect(router.drops[reason], reason).toBeGreaterThan(0);
     }
     expect(verdicts.consumed).toBeGreaterThan(0);

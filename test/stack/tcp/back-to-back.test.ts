@@ -18,6 +18,7 @@ import {
   type TcpSegmentOut,
 } from '../../../stack/tcp/connection.js';
 import { prng } from '../../helpers/prng.js';
+import { newDropCounters } from '../../../stack/counters.js';
 
 const IP_A = 0x0a00020f;
 const IP_B = 0x0a000202;
@@ -37,6 +38,7 @@ interface LinkParams {
 }
 
 class Side implements TcpEnv {
+  readonly tcpDrops = newDropCounters();
   conn: TcpConnection | null = null;
   peer!: Side;
   closed: TcpCloseReason | null = null;
