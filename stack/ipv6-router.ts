@@ -675,7 +675,7 @@ export class Ipv6Router {
     const b = frame.buf;
     const t = this.ndp.targetOffset;
     if (b[t] === 0xff) return this.drop('ndp-ns-multicast-target');
-    let bad = this.scanOptions(NDP_OPT_SOURCE_LLA);
+    const bad = this.scanOptions(NDP_OPT_SOURCE_LLA);
     if (bad !== null) return this.drop(bad);
     const slla = this.llaOff;
     if (srcUnspecified) {

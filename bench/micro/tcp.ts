@@ -90,7 +90,7 @@ export async function tcpSegments(maxSegmentLen: number, seconds: number, onStea
   const a = new Side(ab);
   const b = new Side(ba);
   const view = new TcpView();
-  let now = performance.now();
+  const now = performance.now();
   const src = Buffer.alloc(256 * 1024, 0x5a);
 
   /** Delivers everything queued on `l` to `to`; creates B from the first SYN. */

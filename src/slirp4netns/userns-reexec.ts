@@ -79,7 +79,7 @@ export function decideUserns(o: SlirpOptions, f: UsernsFacts): UsernsDecision {
 export function usernsFacts(o: SlirpOptions): UsernsFacts {
   const joined = process.env[REEXEC_ENV] !== undefined;
   delete process.env[REEXEC_ENV];
-  let capSysAdmin = false;
+  let capSysAdmin: boolean;
   try {
     capSysAdmin = statusHasCapSysAdmin(readFileSync('/proc/self/status', 'utf8'));
   } catch {

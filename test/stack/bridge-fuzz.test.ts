@@ -144,7 +144,7 @@ describe('Bridge fuzz', () => {
           if (rand() < 0.05) bridge.poll(now);
           bridge.flush(now);
         } catch (e) {
-          throw new Error(`seed ${seedValue} iteration ${i} threw: ${(e as Error).stack}`);
+          throw new Error(`seed ${seedValue} iteration ${i} threw: ${(e as Error).stack}`, { cause: e });
         }
         for (const p of ports) {
           for (const d of p.take()) {

@@ -157,11 +157,11 @@ describe('Ipv4Reassembler fuzz', () => {
       for (const f of frags) {
         now += rand() * 3;
         if (rand() < 0.01) r.poll(now);
-        let out = null;
+        let out: ReturnType<typeof r.input>;
         try {
           out = r.input(f.src, f.dst, f.proto, f.id, f.off, f.mf, f.data, 0, f.data.length, now);
         } catch (e) {
-          throw new Error(`input threw on round ${round}: ${String(e)}`);
+          throw new Error(`input threw on round ${round}: ${String(e)}`, { cause: e });
         }
         if (r.bufferedBytes > maxBytes || r.bufferedBytes < 0 || r.inProgress > maxDatagrams) {
           throw new Error(`bounds broken on round ${round}: ${r.bufferedBytes} bytes, ${r.inProgress} datagrams`);

@@ -113,7 +113,7 @@ describe('Ipv6Router fuzz', () => {
       try {
         v = router.handleFrame(frame, i * 10);
       } catch (e) {
-        throw new Error(`threw on ${m.toString('hex')}: ${String(e)}`);
+        throw new Error(`threw on ${m.toString('hex')}: ${String(e)}`, { cause: e });
       }
       expect(typeof v).toBe('string');
       verdicts[v] = (verdicts[v] ?? 0) + 1;
