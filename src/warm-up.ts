@@ -17,7 +17,7 @@
  * of this module answers. The guest runs connect / 100-byte request /
  * 100-byte reply / close transactions, then request/response on longer
  * connections (500 each): the code paths of the bridge, gateway, NAT, TCP, the tap port
- * and the host-socket proxy, native calls included, that a container's
+ * and the host-socket proxy, native calls included, that a guest's
  * connections take. Then everything is closed. Nothing leaves the process but
  * loopback connections to its own server, and the real runtime is not touched:
  * its tap and flows are separate objects of the same classes.

@@ -1,6 +1,6 @@
 /**
  * The virtual gateway: the bridge port that plays the router of the
- * container network, as slirp does (gateway = network+2, DNS = network+3).
+ * guest network, as slirp does (gateway = network+2, DNS = network+3).
  *
  * How it works
  * - `deliver` parses one frame with reused views and either answers it at
@@ -15,8 +15,9 @@
  *   checksum is not verified. A GSO super-frame is offered to the handler of
  *   its protocol and is otherwise counted as 'unhandled-gso'.
  * - The IPv4 header checksum is verified before any IPv4 dispatch (no
- *   offload covers it), so handlers see only sound headers, never fragments
- *   (counted as 'unhandled-fragment' until reassembly exists).
+ *   offload covers it), so handlers see only sound headers, never fragments:
+ *   fragments go to the reassembler first, and only a whole datagram reaches
+ *   a handler ('unhandled-fragment' when no reassembler is plugged in).
  * - Replies are built in a transmit arena allocated once: a ring of
  *   `txSlots` slots of mtu+14 bytes. A slot is reused only after the ring
  *   wraps, so a port that queues writes until `flush` still reads intact

@@ -1,6 +1,6 @@
 /**
  * IPv4 fragmentation (RFC 791 section 3.2) of a datagram the gateway builds,
- * e.g. a UDP reply from the host larger than the container's MTU.
+ * e.g. a UDP reply from the host larger than the guest's MTU.
  *
  * How it works
  * - Every fragment but the last carries the largest multiple of 8 bytes of

@@ -1,23 +1,23 @@
 /**
- * One TCP connection facing the container (RFC 9293), sans-IO.
+ * One TCP connection facing the guest (RFC 9293), sans-IO.
  *
  * ## API for the owner (the NAT layer)
  *
  * Creation
  * - `TcpConnection.fromSyn(syn, config, env, now, iss?)`: passive open from the
- *   container's SYN (a parsed TcpView with `parseOptions()` done). State
+ *   guest's SYN (a parsed TcpView with `parseOptions()` done). State
  *   'DIALING': nothing is sent; duplicate SYNs are absorbed
  *   (counters.dupSynWhileDialing). Then exactly one of:
  *   - `accept(now)` once the host connect succeeded: SYN-ACK, 'SYN-RECEIVED';
- *   - `refuse(now)`: RST|ACK to the container, 'CLOSED', onClosed('refused').
- *   A RST from the container while dialing closes with onClosed('reset'):
+ *   - `refuse(now)`: RST|ACK to the guest, 'CLOSED', onClosed('refused').
+ *   A RST from the guest while dialing closes with onClosed('reset'):
  *   cancel the host connect.
  * - `TcpConnection.connect(config, env, now, localPort, remotePort, iss?)`:
- *   active open towards the container (port forwards): SYN, 'SYN-SENT'.
+ *   active open towards the guest (port forwards): SYN, 'SYN-SENT'.
  *   A RST answer gives onClosed('refused').
  *
  * Input
- * - `input(seg, now)`: a segment from the container for this flow (a TcpView
+ * - `input(seg, now)`: a segment from the guest for this flow (a TcpView
  *   after `reset` and `parseOptions`, checksum already verified). It updates
  *   state and emits only RSTs by itself; ACKs and data go out on `flush(now)`
  *   or `poll(now)`. Call `flush(now)` once per flow at the end of each input
@@ -37,12 +37,12 @@
  * - `send(buf, off, len, now)`: copying alternative, returns bytes taken.
  * - `shutdownSend(now)`: host EOF; FIN follows the queued data.
  *
- * Host-bound data (from the container)
+ * Host-bound data (from the guest)
  * - `recvAvailable()`, `recvPeek()` -> {buf, off, len} (no copy), then
  *   `recvConsume(n, now)` when the host socket took n bytes; `recv(dst, off,
  *   len, now)` copies. The advertised window is exactly the free space of
  *   the receive buffer: unconsumed data closes the window (backpressure).
- * - `peerFinished`: the container's FIN arrived and everything before it is
+ * - `peerFinished`: the guest's FIN arrived and everything before it is
  *   readable: after draining, end the host socket (half-close).
  *
  * Timers: `pollAt()` (ms, Infinity when idle, 0 when output is pending) and
@@ -51,7 +51,7 @@
  * Other: `abort(now)` (RST, onClosed('reset')), `releaseMemory()` (free
  * empty buffers of an idle flow), `recycleBuffers()` (a closed
  * connection's rings to the shared pool, once nothing uses them), `state`, `closeReason`, `peerMss` (the MSS
- * the container announced), `sendMss` (payload bytes per packet with our
+ * the guest announced), `sendMss` (payload bytes per packet with our
  * options: use it as gso_size), `lastActivity`, `counters`.
  *
  * Output and events go through `env` (one TcpEnv per connection, usually the
@@ -153,9 +153,9 @@ export interface TcpEnv {
 export class TcpCounters {
   segmentsIn = 0;
   segmentsOut = 0;
-  /** Payload bytes from the container accepted in order. */
+  /** Payload bytes from the guest accepted in order. */
   bytesIn = 0;
-  /** Payload bytes to the container sent for the first time. */
+  /** Payload bytes to the guest sent for the first time. */
   bytesOut = 0;
   /** Segments carrying retransmitted data, SYN or FIN. */
   retransmits = 0;
@@ -224,7 +224,7 @@ export class TcpConnection {
   readonly counters = new TcpCounters();
   /** Time of the last segment from the peer or call from the owner. */
   lastActivity = 0;
-  /** The container's FIN arrived; all data before it is in the receive buffer. */
+  /** The guest's FIN arrived; all data before it is in the receive buffer. */
   peerFinished = false;
   /** MSS announced by the peer (536 if it sent none). */
   peerMss = DEFAULT_PEER_MSS;
@@ -343,7 +343,7 @@ export class TcpConnection {
     };
   }
 
-  /** Passive open from the container's SYN; stays DIALING until accept() or refuse(). */
+  /** Passive open from the guest's SYN; stays DIALING until accept() or refuse(). */
   static fromSyn(syn: TcpSegmentIn, config: TcpConfig, env: TcpEnv, now: number, iss = randomU32()): TcpConnection {
     const c = new TcpConnection(config, env, now, 'DIALING', syn.dstPort, syn.srcPort, iss);
     c.irs = syn.seq >>> 0;
@@ -360,7 +360,7 @@ export class TcpConnection {
     return c;
   }
 
-  /** Active open towards the container: sends the SYN now. */
+  /** Active open towards the guest: sends the SYN now. */
   static connect(
     config: TcpConfig,
     env: TcpEnv,
@@ -628,7 +628,7 @@ export class TcpConnection {
 
   // ---------------------------------------------------------------- input
 
-  /** A segment from the container. See the API summary at the top. */
+  /** A segment from the guest. See the API summary at the top. */
   input(seg: TcpSegmentIn, now: number): 'reopen' | null {
     this.counters.segmentsIn++;
     this.segSeq = seg.seq >>> 0;
@@ -657,7 +657,7 @@ export class TcpConnection {
   private inputDialing(seg: TcpSegmentIn): void {
     const f = seg.flags;
     if ((f & TCP_RST) !== 0) {
-      // The container gave up on its SYN: the owner should cancel the dial.
+      // The guest gave up on its SYN: the owner should cancel the dial.
       if (seg.seq === this.rcvNxt) this.close('reset');
       else this.drop('rst-out-of-window');
       return;

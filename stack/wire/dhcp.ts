@@ -4,7 +4,7 @@
  * writes one. Only the options the gateway's server needs are decoded; the
  * others are counted in `unknownOptions` and skipped. Option overload (52)
  * is ignored: the sname and file fields are never read, and clients that
- * need them are not what a container network sees.
+ * need them are not what a guest network sees.
  *
  * Absent options are null. `clientId` and `hostname` are subarrays of the
  * parsed buffer (no copy): valid only as long as that buffer is, so a caller
