@@ -1,7 +1,9 @@
 /**
  * Error classes. Every error usernet raises on purpose is a UsernetError with
  * a stable `code` that callers and the CLI can switch on; messages are for
- * people and may change.
+ * people and may change. Programming errors stay plain: argument checks in
+ * stack/ (which does not import src/) throw RangeError or TypeError, and the
+ * front ends turn those caused by user input into ConfigError.
  */
 import { constants as osConstants } from 'node:os';
 import type { ConfigSetting, InterfaceReport } from './native/types.js';

@@ -274,6 +274,7 @@ export class Runtime {
       bridge: this.bridge.stats(this.now()),
       nat: this.nat.stats(),
       hostSockets: { tcp: this.tcpProxy.sockets, udp: this.udpProxy.openSockets, icmp: this.icmpProxy.openSockets },
+      hostDrops: { udp: this.udpProxy.drops, icmp: this.icmpProxy.drops },
       pcapRecords: this.pcap?.records,
     };
   }

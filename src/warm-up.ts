@@ -17,7 +17,7 @@
  * of this module answers. The guest runs connect / 100-byte request /
  * 100-byte reply / close transactions, then request/response on longer
  * connections (500 each): the code paths of the bridge, gateway, NAT, TCP, the tap port
- * and the host-socket proxy, native calls included, that a container's
+ * and the host-socket proxy, native calls included, that a guest's
  * connections take. Then everything is closed. Nothing leaves the process but
  * loopback connections to its own server, and the real runtime is not touched:
  * its tap and flows are separate objects of the same classes.
@@ -30,6 +30,8 @@
 import { Runtime } from './runtime.js';
 import { TapPort, type BatchSink } from './tap-port.js';
 import { native } from './native/addon.js';
+import { NativeError } from './errors.js';
+import { errnoName, errnoText } from './nat/tcp-proxy.js';
 import { TCP_EVENTS_MAX, type TcpSockets } from './native/types.js';
 import { createLogger, type Logger } from './log.js';
 import type { RuntimeOptions } from './options.js';
@@ -43,6 +45,7 @@ import { fold, pseudoHeaderSum4 } from '../stack/wire/checksum.js';
 import { readU16, writeU16 } from '../stack/wire/bytes.js';
 import { VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_LEN, VnetHeaderView } from '../stack/wire/vnet.js';
 import { GATEWAY_HOST_NUMBER, GUEST_HOST_NUMBER } from '../stack/nat/address-map.js';
+import { newDropCounters } from '../stack/counters.js';
 
 /** Bytes of each request and reply, as in the transaction benchmark. */
 const MESSAGE = 100;
@@ -90,11 +93,15 @@ function replyByte(first: number, i: number): number {
   return (first + i) & 0xff;
 }
 
+const warmUpTcpDrops = newDropCounters();
+
 /**
  * One guest connection: a TcpConnection running `rounds` request/replies; the
  * last request asks the server to close, and the guest closes after it.
  */
 class GuestConn implements TcpEnv {
+  /** Not reported: the warm-up's traffic is private. */
+  readonly tcpDrops = warmUpTcpDrops;
   readonly conn: TcpConnection;
   private got = 0;
   private sent = 0;
@@ -308,7 +315,7 @@ class EchoServer {
     const fd = this.io.listen(0, 4, '127.0.0.1', 0, 128);
     if (fd < 0) {
       this.io.close();
-      throw new Error(`warm-up server: listen: errno ${-fd}`);
+      throw new NativeError(errnoName(fd), fd, 'listen', `warm-up server: listen: ${errnoText(fd)}`);
     }
     this.listenFd = fd;
     this.port = this.io.localPort(fd);

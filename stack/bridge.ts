@@ -35,6 +35,8 @@ import type { Frame, FrameSink, Port, PortCountersSnapshot } from './frame.js';
 import { MacTable } from './mac-table.js';
 import { OffloadCompleter } from './offload.js';
 import { formatMac } from './wire/mac.js';
+import { newDropCounters, type DropCounts } from './counters.js';
+import type { DropReason } from './drop-reasons.js';
 
 const ETH_HLEN = 14;
 const OFF_DST = 0;
@@ -53,7 +55,7 @@ export interface BridgeStats {
   flooded: number;
   filtered: number;
   evictions: number;
-  drops: Record<string, number>;
+  drops: DropCounts;
   offload: { checksumsCompleted: number; superFrames: number; segments: number };
   ports: Array<{ id: number; name: string; vnet: boolean; counters: PortCountersSnapshot }>;
   macTable: {
@@ -73,7 +75,11 @@ export class Bridge implements FrameSink {
   flooded = 0;
   /** Frames whose destination is behind their ingress port. */
   filtered = 0;
-  readonly drops: Record<string, number> = Object.create(null);
+  private readonly dropped = newDropCounters();
+  /** Drops by reason so far (allocates: for stats and tests). */
+  get drops(): DropCounts {
+    return this.dropped.snapshot();
+  }
 
   readonly table: MacTable;
   readonly offload = new OffloadCompleter();
@@ -201,7 +207,7 @@ export class Bridge implements FrameSink {
       flooded: this.flooded,
       filtered: this.filtered,
       evictions: this.table.evictions,
-      drops: { ...this.drops },
+      drops: this.dropped.snapshot(),
       offload: {
         checksumsCompleted: this.offload.checksumsCompleted,
         superFrames: this.offload.superFrames,
@@ -221,8 +227,8 @@ export class Bridge implements FrameSink {
     };
   }
 
-  private drop(from: Port, reason: string): void {
-    this.drops[reason] = (this.drops[reason] ?? 0) + 1;
+  private drop(from: Port, reason: DropReason): void {
+    this.dropped.add(reason);
     from.counters.drop(reason);
   }
 

@@ -1,6 +1,9 @@
 /**
- * Capacities and timeouts: every limit of the engine in one place. The CLI
- * overrides these through src/options.ts; nothing else hard-codes a limit.
+ * Capacities and timeouts a user may want to change, in one place; the CLI
+ * overrides some of them through src/options.ts. Sizes that follow from a
+ * protocol or from the engine's own memory layout (reassembly slots, ring
+ * pools, pending ARP queues, per-table caps such as UDP_MAX_FLOWS) stay named
+ * constants next to the code they bound, each with its reason.
  */
 export const defaults = {
   /** Network the gateway serves (slirp's default). */

@@ -50,6 +50,8 @@ import {
 } from './wire/dhcp.js';
 import { inSubnet, prefixToMask, subnetBroadcast, subnetHost } from './wire/ipv4-address.js';
 import { BROADCAST_MAC, isMulticastMac } from './wire/mac.js';
+import { newDropCounters, withDrops, type DropCounts } from './counters.js';
+import type { DropReason } from './drop-reasons.js';
 
 /** Offset of the first pool address in the network (slirp's 10.0.2.15). */
 export const DHCP_RANGE_OFFSET = 15;
@@ -108,7 +110,7 @@ export interface DhcpServerCounters {
   /** NAKs by reason. */
   naks: Record<string, number>;
   /** Messages not answered, by reason. */
-  drops: Record<string, number>;
+  readonly drops: DropCounts;
 }
 
 const FREE = 0;
@@ -155,12 +157,8 @@ export class DhcpServer {
   readonly offerHoldMs: number;
   readonly declineHoldMs: number;
 
-  readonly counters: DhcpServerCounters = {
-    rx: Object.create(null),
-    tx: Object.create(null),
-    naks: Object.create(null),
-    drops: Object.create(null),
-  };
+  private readonly dropped = newDropCounters();
+  readonly counters: DhcpServerCounters = withDrops({ rx: Object.create(null), tx: Object.create(null), naks: Object.create(null) }, this.dropped);
 
   // The lease table: one slot per pool address, index = ip - rangeStart.
   private readonly state: Uint8Array;
@@ -234,7 +232,7 @@ export class DhcpServer {
   handlePayload(buf: Uint8Array, off: number, len: number, now: number): DhcpResult | null {
     const bad = this.request.parse(buf, off, len);
     if (bad !== null) {
-      bump(this.counters.drops, bad);
+      this.dropped.add(bad);
       return null;
     }
     return this.handle(this.request, now);
@@ -289,8 +287,8 @@ export class DhcpServer {
     return out;
   }
 
-  private drop(reason: string): null {
-    bump(this.counters.drops, reason);
+  private drop(reason: DropReason): null {
+    this.dropped.add(reason);
     return null;
   }
 

@@ -32,6 +32,8 @@
 import { randomFillSync } from 'node:crypto';
 import { buildServfail, DnsHeaderView, DNS_HEADER_LEN, questionSectionEnd } from './wire/dns.js';
 import type { LocalNames } from './dns-local-names.js';
+import { newDropCounters, withDrops, type DropCounts } from './counters.js';
+import type { DropReason } from './drop-reasons.js';
 
 export const DNS_TIMEOUT_MS = 2_000;
 export const DNS_MAX_PENDING = 1024;
@@ -84,7 +86,7 @@ export interface DnsForwarderCounters {
   /** SERVFAILs produced here, by cause: 'timeout', 'pending-full', 'no-upstream'. */
   servfail: Record<string, number>;
   /** Messages dropped, by reason. */
-  drops: Record<string, number>;
+  readonly drops: DropCounts;
 }
 
 function bump(table: Record<string, number>, key: string): void {
@@ -101,14 +103,8 @@ export class DnsForwarder {
   readonly attempts: number;
   readonly maxPending: number;
   readonly maxQueryLen: number;
-  readonly counters: DnsForwarderCounters = {
-    queries: 0,
-    sent: 0,
-    failovers: 0,
-    answered: 0,
-    servfail: Object.create(null),
-    drops: Object.create(null),
-  };
+  private readonly dropped = newDropCounters();
+  readonly counters: DnsForwarderCounters = withDrops({ queries: 0, sent: 0, failovers: 0, answered: 0, servfail: Object.create(null) }, this.dropped);
 
   readonly local: LocalNames | null;
   private readonly env: DnsForwarderEnv;
@@ -191,7 +187,7 @@ export class DnsForwarder {
    * A query from a guest. Returns null when it was forwarded or answered
    * with a SERVFAIL, else the drop reason (also counted).
    */
-  query(clientKey: number, buf: Buffer, off: number, len: number, now: number): string | null {
+  query(clientKey: number, buf: Buffer, off: number, len: number, now: number): DropReason | null {
     const h = this.header;
     const bad = h.reset(buf, off, len);
     if (bad !== null) return this.drop(bad);
@@ -235,7 +231,7 @@ export class DnsForwarder {
    * the client, else the drop reason (also counted). On success the id in
    * buf is rewritten in place.
    */
-  response(upstreamIndex: number, buf: Buffer, off: number, len: number, now: number): string | null {
+  response(upstreamIndex: number, buf: Buffer, off: number, len: number, now: number): DropReason | null {
     const h = this.header;
     const bad = h.reset(buf, off, len);
     if (bad !== null) return this.drop(bad);
@@ -283,8 +279,8 @@ export class DnsForwarder {
     }
   }
 
-  private drop(reason: string): string {
-    bump(this.counters.drops, reason);
+  private drop(reason: DropReason): DropReason {
+    this.dropped.add(reason);
     return reason;
   }
 

@@ -1,3 +1,6 @@
+import { newDropCounters, type DropCounts } from './counters.js';
+import type { DropReason } from './drop-reasons.js';
+
 /**
  * The unit that crosses the bridge.
  *
@@ -31,11 +34,16 @@ export class PortCounters {
   rxBytes = 0;
   txFrames = 0;
   txBytes = 0;
-  /** Drops by reason; reasons are fixed strings chosen by the code that drops. */
-  readonly drops: Record<string, number> = Object.create(null);
+  /** Drops by reason (stack/drop-reasons.ts), whichever layer gave up on the frame. */
+  private readonly dropped = newDropCounters();
 
-  drop(reason: string): void {
-    this.drops[reason] = (this.drops[reason] ?? 0) + 1;
+  drop(reason: DropReason): void {
+    this.dropped.add(reason);
+  }
+
+  /** The drops so far by reason (allocates: for stats and tests). */
+  get drops(): DropCounts {
+    return this.dropped.snapshot();
   }
 
   snapshot(): PortCountersSnapshot {
@@ -44,7 +52,7 @@ export class PortCounters {
       rxBytes: this.rxBytes,
       txFrames: this.txFrames,
       txBytes: this.txBytes,
-      drops: { ...this.drops },
+      drops: this.dropped.snapshot(),
     };
   }
 }
@@ -54,7 +62,7 @@ export interface PortCountersSnapshot {
   rxBytes: number;
   txFrames: number;
   txBytes: number;
-  drops: Record<string, number>;
+  drops: DropCounts;
 }
 
 /**

@@ -1,6 +1,6 @@
 /**
  * The virtual gateway: the bridge port that plays the router of the
- * container network, as slirp does (gateway = network+2, DNS = network+3).
+ * guest network, as slirp does (gateway = network+2, DNS = network+3).
  *
  * How it works
  * - `deliver` parses one frame with reused views and either answers it at
@@ -15,8 +15,9 @@
  *   checksum is not verified. A GSO super-frame is offered to the handler of
  *   its protocol and is otherwise counted as 'unhandled-gso'.
  * - The IPv4 header checksum is verified before any IPv4 dispatch (no
- *   offload covers it), so handlers see only sound headers, never fragments
- *   (counted as 'unhandled-fragment' until reassembly exists).
+ *   offload covers it), so handlers see only sound headers, never fragments:
+ *   fragments go to the reassembler first, and only a whole datagram reaches
+ *   a handler ('unhandled-fragment' when no reassembler is plugged in).
  * - Replies are built in a transmit arena allocated once: a ring of
  *   `txSlots` slots of mtu+14 bytes. A slot is reused only after the ring
  *   wraps, so a port that queues writes until `flush` still reads intact
@@ -63,6 +64,8 @@ import {
   VIRTIO_NET_HDR_LEN,
   VnetHeaderView,
 } from './wire/vnet.js';
+import { newDropCounters, type DropCounts } from './counters.js';
+import type { DropReason } from './drop-reasons.js';
 
 /**
  * Default length of the transmit ring. It must cover the largest receive
@@ -114,12 +117,12 @@ export interface Ipv4Handler {
    * Takes one datagram. Returns null when it consumed it, or a drop reason
    * (a fixed string) that the gateway counts. Must not keep `pkt` or its views.
    */
-  handleIpv4(pkt: Ipv4Input, now: number): string | null;
+  handleIpv4(pkt: Ipv4Input, now: number): DropReason | null;
 }
 
 /** Takes what the IPv6 router left to the NAT; `router.ip`/`router.ext` describe it. */
 export interface Ipv6Handler {
-  handleIpv6(router: Ipv6Router, frame: Frame, now: number): string | null;
+  handleIpv6(router: Ipv6Router, frame: Frame, now: number): DropReason | null;
 }
 
 export interface GatewayStats {
@@ -131,10 +134,10 @@ export interface GatewayStats {
   echoReplies: number;
   notForUs: number;
   /** Frames addressed to the gateway that no handler takes yet, by reason. */
-  unhandled: Record<string, number>;
+  unhandled: DropCounts;
 }
 
-function unhandledReason(protocol: number): string {
+function unhandledReason(protocol: number): DropReason {
   switch (protocol) {
     case IP_PROTO_TCP:
       return 'unhandled-tcp';
@@ -200,7 +203,7 @@ export class Gateway implements Port {
   private arpIgnored = 0;
   private echoReplies = 0;
   private notForUs = 0;
-  private readonly unhandled: Record<string, number> = Object.create(null);
+  private readonly unhandled = newDropCounters();
 
   constructor(
     opts: GatewayOptions,
@@ -347,16 +350,16 @@ export class Gateway implements Port {
       arpIgnored: this.arpIgnored,
       echoReplies: this.echoReplies,
       notForUs: this.notForUs,
-      unhandled: { ...this.unhandled },
+      unhandled: this.unhandled.snapshot(),
     };
   }
 
-  private drop(reason: string): void {
+  private drop(reason: DropReason): void {
     this.counters.drop(reason);
   }
 
-  private unhandle(reason: string): void {
-    this.unhandled[reason] = (this.unhandled[reason] ?? 0) + 1;
+  private unhandle(reason: DropReason): void {
+    this.unhandled.add(reason);
     this.counters.drop(reason);
   }
 

@@ -22,6 +22,7 @@ import {
   ICMPV4_HEADER_LEN,
 } from './wire/icmpv4.js';
 import { emitIpv4Header, IPV4_HEADER_LEN, IP_PROTO_ICMP } from './wire/ipv4.js';
+import type { DropReason } from './drop-reasons.js';
 
 /** RFC 1812 4.3.2.3: an ICMP error should not exceed 576 bytes. */
 export const ICMP_ERROR_MAX_LENGTH = 576;
@@ -52,7 +53,7 @@ export function icmpErrorSuppressed(
   len: number,
   linkBroadcast = false,
   subnetBroadcast = 0xffff_ffff,
-): string | null {
+): DropReason | null {
   if (off < 0 || len < IPV4_HEADER_LEN || off + len > buf.length || buf[off] >>> 4 !== 4) return 'icmp-error-malformed';
   const hl = (buf[off] & 0x0f) * 4;
   if (hl < IPV4_HEADER_LEN || hl > len) return 'icmp-error-malformed';

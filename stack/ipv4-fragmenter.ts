@@ -1,6 +1,6 @@
 /**
  * IPv4 fragmentation (RFC 791 section 3.2) of a datagram the gateway builds,
- * e.g. a UDP reply from the host larger than the container's MTU.
+ * e.g. a UDP reply from the host larger than the guest's MTU.
  *
  * How it works
  * - Every fragment but the last carries the largest multiple of 8 bytes of
@@ -18,6 +18,7 @@
  */
 import { checksum } from './wire/checksum.js';
 import { emitIpv4Header, IPV4_HEADER_LEN } from './wire/ipv4.js';
+import { newDropCounters, type DropCounts } from './counters.js';
 
 /** RFC 791: every host must accept 68-byte datagrams, so no link MTU is smaller. */
 export const IPV4_MIN_MTU = 68;
@@ -48,7 +49,11 @@ export class Ipv4Fragmenter {
   packets = 0;
   /** Datagrams that had to be split. */
   fragmented = 0;
-  readonly drops: Record<string, number> = Object.create(null);
+  private readonly dropped = newDropCounters();
+  /** Drops by reason so far (allocates: for stats and tests). */
+  get drops(): DropCounts {
+    return this.dropped.snapshot();
+  }
   private readonly scratch: Buffer;
   /** Payload bytes per non-last fragment. */
   private readonly chunk: number;
@@ -101,7 +106,7 @@ export class Ipv4Fragmenter {
   }
 
   private drop(reason: FragmentError): FragmentError {
-    this.drops[reason] = (this.drops[reason] ?? 0) + 1;
+    this.dropped.add(reason);
     return reason;
   }
 }

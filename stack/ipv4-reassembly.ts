@@ -44,6 +44,8 @@
  * reused for another address while fragments wait.
  */
 import type { IpAddresses } from './nat/ip-addresses.js';
+import { newDropCounters, type DropCounts } from './counters.js';
+import type { DropReason } from './drop-reasons.js';
 
 export const REASSEMBLY_MAX_DATAGRAMS = 64;
 export const REASSEMBLY_MAX_BYTES = 4 * 1024 * 1024;
@@ -79,7 +81,7 @@ export interface Ipv4ReassemblerStats {
   reassembled: number;
   timeouts: number;
   evictions: number;
-  drops: Record<string, number>;
+  drops: DropCounts;
 }
 
 class Slot {
@@ -115,7 +117,11 @@ export class Ipv4Reassembler {
   reassembled = 0;
   timeouts = 0;
   evictions = 0;
-  readonly drops: Record<string, number> = Object.create(null);
+  private readonly dropped = newDropCounters();
+  /** Drops by reason so far (allocates: for stats and tests). */
+  get drops(): DropCounts {
+    return this.dropped.snapshot();
+  }
 
   private readonly index = new Map<number, Slot>();
   private readonly free: Slot[] = [];
@@ -282,17 +288,17 @@ export class Ipv4Reassembler {
       reassembled: this.reassembled,
       timeouts: this.timeouts,
       evictions: this.evictions,
-      drops: { ...this.drops },
+      drops: this.dropped.snapshot(),
     };
   }
 
-  private drop(reason: string): null {
-    this.drops[reason] = (this.drops[reason] ?? 0) + 1;
+  private drop(reason: DropReason): null {
+    this.dropped.add(reason);
     return null;
   }
 
   /** Discards the whole datagram: its fragments can no longer be trusted. */
-  private kill(slot: Slot, reason: string): null {
+  private kill(slot: Slot, reason: DropReason): null {
     this.release(slot);
     return this.drop(reason);
   }

@@ -93,6 +93,8 @@ import {
   VIRTIO_NET_HDR_LEN,
   VnetHeaderView,
 } from './wire/vnet.js';
+import { newDropCounters, type DropCounts } from './counters.js';
+import type { DropReason } from './drop-reasons.js';
 
 /** RFC 4861 10 router constants. */
 export const MAX_INITIAL_RTR_ADVERT_INTERVAL_MS = 16_000;
@@ -138,7 +140,7 @@ export interface Ipv6RouterOptions {
   random?: () => number;
 }
 
-export type Ipv6Verdict = 'consumed' | 'to-nat' | string;
+export type Ipv6Verdict = 'consumed' | 'to-nat' | DropReason;
 
 export interface Ipv6RouterStats {
   neighborAdvertsSent: number;
@@ -149,7 +151,7 @@ export interface Ipv6RouterStats {
   mldIgnored: number;
   neighbors: number;
   solicitationsSent: number;
-  drops: Record<string, number>;
+  drops: DropCounts;
 }
 
 const FNV_OFFSET = 0x811c9dc5;
@@ -305,7 +307,11 @@ export class Ipv6Router {
    */
   neighborListener: ((b: Uint8Array, off: number, macOff: number, now: number) => void) | null = null;
   private solicitationsSent = 0;
-  readonly drops: Record<string, number> = Object.create(null);
+  private readonly dropped = newDropCounters();
+  /** Drops by reason so far (allocates: for stats and tests). */
+  get drops(): DropCounts {
+    return this.dropped.snapshot();
+  }
 
   private readonly own = new Uint8Array(48);
   private readonly solicitScratch = new Uint8Array(16);
@@ -451,12 +457,12 @@ export class Ipv6Router {
       mldIgnored: this.mldIgnored,
       neighbors: this.neighbors.size,
       solicitationsSent: this.solicitationsSent,
-      drops: { ...this.drops },
+      drops: this.dropped.snapshot(),
     };
   }
 
-  private drop(reason: string): string {
-    this.drops[reason] = (this.drops[reason] ?? 0) + 1;
+  private drop(reason: DropReason): DropReason {
+    this.dropped.add(reason);
     return reason;
   }
 
@@ -647,7 +653,7 @@ export class Ipv6Router {
    * the MAC in the (last) option of type `llaType`, or -1. A multicast or
    * zero MAC there is malformed.
    */
-  private scanOptions(llaType: number): string | null {
+  private scanOptions(llaType: number): DropReason | null {
     const w = this.opts.reset(this.ndp.buf, this.ndp.optionsOffset, this.ndp.optionsLength);
     this.llaOff = -1;
     while (w.next()) {
@@ -669,7 +675,7 @@ export class Ipv6Router {
     const b = frame.buf;
     const t = this.ndp.targetOffset;
     if (b[t] === 0xff) return this.drop('ndp-ns-multicast-target');
-    let bad = this.scanOptions(NDP_OPT_SOURCE_LLA);
+    const bad = this.scanOptions(NDP_OPT_SOURCE_LLA);
     if (bad !== null) return this.drop(bad);
     const slla = this.llaOff;
     if (srcUnspecified) {

@@ -40,6 +40,8 @@ import {
   VIRTIO_NET_HDR_LEN,
   VnetHeaderView,
 } from './wire/vnet.js';
+import { newDropCounters, type DropCounts } from './counters.js';
+import type { DropReason } from './drop-reasons.js';
 
 /**
  * The largest frame a tap hands over: an IPv6 packet (40-byte header plus a
@@ -133,7 +135,11 @@ function copySum(src: DataView, from: number, dst: DataView, to: number, n: numb
 
 export class OffloadCompleter {
   /** Drops by reason. */
-  readonly errors: Record<string, number> = Object.create(null);
+  private readonly failed = newDropCounters();
+  /** Drops by reason so far (allocates: for stats and tests). */
+  get errors(): DropCounts {
+    return this.failed.snapshot();
+  }
   /** Frames whose partial checksum was completed (no segmentation). */
   checksumsCompleted = 0;
   /** Super-frames cut into segments, and the segments produced. */
@@ -166,7 +172,7 @@ export class OffloadCompleter {
    * Emits `frame` (which has vnet = true) as one or more plain frames.
    * Returns null on success, or the reason it was dropped (nothing emitted).
    */
-  complete(frame: Frame, emit: (f: Frame) => void): string | null {
+  complete(frame: Frame, emit: (f: Frame) => void): DropReason | null {
     const buf = frame.buf;
     const off = frame.off;
     const len = frame.len;
@@ -188,12 +194,12 @@ export class OffloadCompleter {
     }
   }
 
-  private fail(reason: string): string {
-    this.errors[reason] = (this.errors[reason] ?? 0) + 1;
+  private fail(reason: DropReason): DropReason {
+    this.failed.add(reason);
     return reason;
   }
 
-  private completeChecksum(buf: Buffer, off: number, len: number, h: VnetHeaderView, emit: (f: Frame) => void): string | null {
+  private completeChecksum(buf: Buffer, off: number, len: number, h: VnetHeaderView, emit: (f: Frame) => void): DropReason | null {
     const out = this.out;
     if ((h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) === 0) {
       // Nothing left to do: pass the bytes on without a copy.
@@ -251,7 +257,7 @@ export class OffloadCompleter {
     return end <= len && end > l3 ? end : len;
   }
 
-  private segment(buf: Buffer, off: number, len: number, gso: number, h: VnetHeaderView, emit: (f: Frame) => void): string | null {
+  private segment(buf: Buffer, off: number, len: number, gso: number, h: VnetHeaderView, emit: (f: Frame) => void): DropReason | null {
     const gsoSize = h.gsoSize;
     if (gsoSize === 0) return this.fail('gso-size-zero');
     if (h.hdrLen > len) return this.fail('gso-hdr-len-beyond-frame');

@@ -18,6 +18,7 @@ import { TcpConnection, type TcpCloseReason, type TcpEnv, type TcpSegmentOut } f
 import { TcpView, writeTcpHeader } from '../../stack/wire/tcp.js';
 import { copyBytes } from '../../stack/tcp/byte-copy.js';
 import { yieldNow } from './gc-counter.js';
+import { newDropCounters } from '../../stack/counters.js';
 
 /**
  * Fixed initial sequence numbers, both above 2^30: V8 keeps integers below
@@ -46,6 +47,7 @@ class Link {
 }
 
 class Side implements TcpEnv {
+  readonly tcpDrops = newDropCounters();
   conn: TcpConnection | null = null;
   closed: TcpCloseReason | null = null;
   constructor(readonly out: Link) {}
@@ -88,7 +90,7 @@ export async function tcpSegments(maxSegmentLen: number, seconds: number, onStea
   const a = new Side(ab);
   const b = new Side(ba);
   const view = new TcpView();
-  let now = performance.now();
+  const now = performance.now();
   const src = Buffer.alloc(256 * 1024, 0x5a);
 
   /** Delivers everything queued on `l` to `to`; creates B from the first SYN. */

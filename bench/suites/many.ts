@@ -38,7 +38,7 @@ function post(socketPath: string, path: string, body: unknown): Promise<number> 
 export async function manySuite(ctx: BenchContext, notes: string[]): Promise<Row[]> {
   const usernetAttachMs: number[] = [];
   const slirpAttachMs: number[] = [];
-  let usernetKiB: number | null = null;
+  let usernetKiB: number | null;
   let slirpKiB: number | null = null;
 
   let mark = ctx.c.mark();

@@ -38,6 +38,8 @@ import {
   type PingSocket,
 } from '../native/types.js';
 import type { Logger } from '../log.js';
+import { ErrnoCounts, newDropCounters, type DropAndErrnoCounts } from '../../stack/counters.js';
+import type { DropReason } from '../../stack/drop-reasons.js';
 
 /** A reply is as long as its request; 65,535 covers reassembled requests too. */
 const SLOT = 65_536;
@@ -64,7 +66,13 @@ export class IcmpProxy implements IcmpHostEnv {
   private readonly addrs6 = new Uint8Array(SLOTS * PING_ADDR6_STRIDE);
   private refusedLogged = false;
   private widened = false;
-  drops: Record<string, number> = Object.create(null);
+  private readonly dropped = newDropCounters();
+  /** Drops by reason so far (allocates: for stats and tests). */
+  /** Failed sends by errno number, among the drops as 'icmp-send-errno-101' and the like. */
+  private readonly sendErrors = new ErrnoCounts('icmp-send-errno-');
+  get drops(): DropAndErrnoCounts {
+    return this.sendErrors.addTo(this.dropped.snapshot());
+  }
 
   constructor(
     private readonly nat: IcmpNat,
@@ -174,7 +182,7 @@ export class IcmpProxy implements IcmpHostEnv {
       if (v6) this.nat.error(flow, ICMPV6_DEST_UNREACHABLE, net ? ICMPV6_UNREACH_NO_ROUTE : ICMPV6_UNREACH_ADDRESS, 0, 0, buf, off, len, this.clock());
       else this.nat.error(flow, ICMP_DEST_UNREACHABLE, net ? 0 : 1, 0, 0, buf, off, len, this.clock());
     } else if (r < 0) {
-      this.bump(`icmp-send-errno-${-r}`);
+      this.sendErrors.add(-r);
     }
   }
 
@@ -230,7 +238,7 @@ export class IcmpProxy implements IcmpHostEnv {
     this.sockets.clear();
   }
 
-  private bump(reason: string): void {
-    this.drops[reason] = (this.drops[reason] ?? 0) + 1;
+  private bump(reason: DropReason): void {
+    this.dropped.add(reason);
   }
 }

@@ -41,6 +41,7 @@ import type { TcpFlow, TcpHostEnv, TcpNat } from '../../stack/nat/tcp-nat.js';
 import type { TcpSockets } from '../native/types.js';
 import { TCP_EVENTS_MAX } from '../native/types.js';
 import { native } from '../native/addon.js';
+import { NativeError, UsernetError } from '../errors.js';
 import type { Logger } from '../log.js';
 
 export interface TcpProxyOptions {
@@ -185,7 +186,7 @@ export class TcpProxy implements TcpHostEnv {
     const free = this.freeSlots.pop();
     if (free !== undefined) return free;
     const slot = this.slots.length;
-    if (slot > SLOT_MASK) throw new Error('tcp proxy: too many host sockets');
+    if (slot > SLOT_MASK) throw new UsernetError('ERR_HOST_SOCKETS_FULL', `tcp proxy: too many host sockets (${SLOT_MASK + 1})`);
     this.slots.push(null);
     this.gens.push(0);
     return slot;
@@ -303,7 +304,7 @@ export class TcpProxy implements TcpHostEnv {
     const fd = this.io.listen(l.token, host.includes(':') ? 6 : 4, host, port, LISTEN_BACKLOG);
     if (fd < 0) {
       this.freeSlot(l.token);
-      throw Object.assign(new Error(errnoText(fd)), { code: errnoName(fd), errno: fd, syscall: 'listen' });
+      throw new NativeError(errnoName(fd), fd, 'listen', errnoText(fd));
     }
     l.fd = fd;
     this.slots[slot] = l;

@@ -17,6 +17,8 @@ import type { UdpHostEnv, UdpNat } from '../../stack/nat/udp-nat.js';
 import type { UdpFlow } from '../../stack/nat/udp-flows.js';
 import { isIpv6Handle } from '../../stack/nat/ip-addresses.js';
 import type { Logger } from '../log.js';
+import { ErrnoCounts, newDropCounters, type DropAndErrnoCounts } from '../../stack/counters.js';
+import type { DropReason } from '../../stack/drop-reasons.js';
 
 const PENDING_MAX = 64;
 
@@ -32,7 +34,13 @@ export class UdpProxy implements UdpHostEnv {
   private dns4: Socket | null = null;
   private dns6: Socket | null = null;
   private readonly forwardSockets = new Map<number, Socket>();
-  drops: Record<string, number> = Object.create(null);
+  private readonly dropped = newDropCounters();
+  /** Drops by reason so far (allocates: for stats and tests). */
+  /** Host socket errors by errno, among the drops as 'udp-EMSGSIZE' and the like. */
+  private readonly socketErrors = new ErrnoCounts('udp-');
+  get drops(): DropAndErrnoCounts {
+    return this.socketErrors.addTo(this.dropped.snapshot());
+  }
 
   constructor(
     private readonly nat: UdpNat,
@@ -70,7 +78,7 @@ export class UdpProxy implements UdpHostEnv {
         this.flushPorts(now);
       } else {
         this.log.debug(`udp ${host}:${flow.hostPort}: ${err.code ?? err.message}`);
-        this.bump(`udp-${err.code ?? 'error'}`);
+        this.socketErrors.add(err.code ?? 'error');
       }
     });
     const connect = () =>
@@ -151,8 +159,8 @@ export class UdpProxy implements UdpHostEnv {
     this.dns4 = this.dns6 = null;
   }
 
-  private bump(reason: string): void {
-    this.drops[reason] = (this.drops[reason] ?? 0) + 1;
+  private bump(reason: DropReason): void {
+    this.dropped.add(reason);
   }
 }
 

@@ -39,6 +39,7 @@ import { isIPv4, isIPv6 } from 'node:net';
 import { defaults } from '../../stack/config.js';
 import { formatIpv4 } from '../../stack/wire/ipv4-address.js';
 import { macToBytes, parseMac } from '../../stack/wire/mac.js';
+import { ConfigError, UsernetError } from '../errors.js';
 import { createLogger, isLogLevel, type Logger } from '../log.js';
 import type { RuntimeOptions } from '../options.js';
 import { native } from '../native/addon.js';
@@ -94,7 +95,7 @@ export async function runSlirp4netns(argv: string[], prog: string, usernetVersio
   const facts = usernsFacts(o);
   const userns = decideUserns(o, facts);
   try {
-    if (userns.kind === 'refuse') throw new Error(userns.message);
+    if (userns.kind === 'refuse') throw new UsernetError('ERR_SANDBOX_USERNS', userns.message);
     if (userns.kind === 'reexec') {
       log.info(`enable-sandbox: no CAP_SYS_ADMIN here; re-executing inside ${userns.userns}`);
       reexecInUserns(userns.userns, [o.readyFd, o.exitFd]);
@@ -116,10 +117,10 @@ export function resolveOutboundAddress(value: string, family: 4 | 6 = 4): string
   const flag = family === 4 ? 'outbound-addr' : 'outbound-addr6';
   if (family === 4 ? isIPv4(value) : isIPv6(value)) return value;
   const addrs = networkInterfaces()[value];
-  if (addrs === undefined) throw new Error(`${flag}: no interface named "${value}"`);
+  if (addrs === undefined) throw new ConfigError(`${flag}: no interface named "${value}"`, flag);
   const want = family === 4 ? 'IPv4' : 'IPv6';
   const found = addrs.filter((a) => a.family === want).sort((a, b) => Number(a.address.startsWith('fe80')) - Number(b.address.startsWith('fe80')))[0];
-  if (found === undefined || found.address.startsWith('fe80')) throw new Error(`${flag}: interface "${value}" has no ${want} address usable for outbound connections`);
+  if (found === undefined || found.address.startsWith('fe80')) throw new ConfigError(`${flag}: interface "${value}" has no ${want} address usable for outbound connections`, flag);
   return found.address;
 }
 
@@ -273,7 +274,7 @@ function confine(o: SlirpOptions, log: Logger): void {
         e.code === 'EPERM'
           ? ' (needs CAP_SYS_ADMIN: run as root, inside a user namespace, or with a target user namespace to join)'
           : '';
-      throw new Error(`enable-sandbox: ${e.message}${hint}`, { cause: err });
+      throw new UsernetError('ERR_SANDBOX', `enable-sandbox: ${e.message}${hint}`, { cause: err });
     }
   }
   if (o.enableSeccomp) {
@@ -281,7 +282,7 @@ function confine(o: SlirpOptions, log: Logger): void {
       const r = native.installSeccompFilter();
       log.info(`seccomp: filter with ${r.denied} denied syscalls installed on every thread`);
     } catch (err) {
-      throw new Error(`enable-seccomp: ${(err as Error).message}`, { cause: err });
+      throw new UsernetError('ERR_SECCOMP', `enable-seccomp: ${(err as Error).message}`, { cause: err });
     }
   }
 }

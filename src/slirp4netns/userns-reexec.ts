@@ -20,6 +20,7 @@
  * --userns-path) the front end refuses before touching anything.
  */
 import { readFileSync, statSync } from 'node:fs';
+import { UsernetError } from '../errors.js';
 import { findInPath } from '../find-in-path.js';
 import { native } from '../native/addon.js';
 import type { SlirpOptions } from './options.js';
@@ -78,7 +79,7 @@ export function decideUserns(o: SlirpOptions, f: UsernsFacts): UsernsDecision {
 export function usernsFacts(o: SlirpOptions): UsernsFacts {
   const joined = process.env[REEXEC_ENV] !== undefined;
   delete process.env[REEXEC_ENV];
-  let capSysAdmin = false;
+  let capSysAdmin: boolean;
   try {
     capSysAdmin = statusHasCapSysAdmin(readFileSync('/proc/self/status', 'utf8'));
   } catch {
@@ -114,7 +115,7 @@ export function reexecCommand(nsenter: string, userns: string): string[] {
 export function reexecInUserns(userns: string, keepFds: number[]): never {
   const nsenter = findInPath('nsenter');
   if (nsenter === null)
-    throw new Error(`enable-sandbox: needs CAP_SYS_ADMIN; joining ${userns} takes nsenter(1) (util-linux), not found in PATH`);
+    throw new UsernetError('ERR_NO_NSENTER', `enable-sandbox: needs CAP_SYS_ADMIN; joining ${userns} takes nsenter(1) (util-linux), not found in PATH`);
   const env = Object.entries(process.env)
     .filter((e): e is [string, string] => e[1] !== undefined)
     .map(([k, v]) => `${k}=${v}`);
@@ -122,6 +123,6 @@ export function reexecInUserns(userns: string, keepFds: number[]): never {
   try {
     return native.execve(nsenter, reexecCommand(nsenter, userns), env, keepFds.filter((fd) => fd >= 0));
   } catch (err) {
-    throw new Error(`enable-sandbox: re-executing inside ${userns}: ${(err as Error).message}`, { cause: err });
+    throw new UsernetError('ERR_SANDBOX_REEXEC', `enable-sandbox: re-executing inside ${userns}: ${(err as Error).message}`, { cause: err });
   }
 }

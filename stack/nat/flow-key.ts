@@ -1,3 +1,6 @@
+import { newDropCounters, type DropCounts } from '../counters.js';
+import type { DropReason } from '../drop-reasons.js';
+
 /**
  * Numeric flow keys and the bookkeeping the NAT flow tables (UDP, ICMP echo)
  * share.
@@ -144,7 +147,7 @@ export interface FlowTableStats {
   expired: number;
   evicted: number;
   removed: number;
-  drops: Record<string, number>;
+  drops: DropCounts;
 }
 
 /** An ordered list of flows, linked through the flows themselves. */
@@ -181,7 +184,11 @@ export class FlowTableCore<F extends NatFlow> {
   expired = 0;
   evicted = 0;
   removed = 0;
-  readonly drops: Record<string, number> = Object.create(null);
+  private readonly dropped = newDropCounters();
+  /** Drops by reason so far (allocates: for stats and tests). */
+  get drops(): DropCounts {
+    return this.dropped.snapshot();
+  }
 
   private readonly flows: (F | undefined)[] = [];
   private readonly lists: FlowList[];
@@ -210,8 +217,8 @@ export class FlowTableCore<F extends NatFlow> {
     return this.activeCount;
   }
 
-  drop(reason: string): null {
-    this.drops[reason] = (this.drops[reason] ?? 0) + 1;
+  drop(reason: DropReason): null {
+    this.dropped.add(reason);
     return null;
   }
 
@@ -312,7 +319,7 @@ export class FlowTableCore<F extends NatFlow> {
       expired: this.expired,
       evicted: this.evicted,
       removed: this.removed,
-      drops: { ...this.drops },
+      drops: this.dropped.snapshot(),
     };
   }
 

@@ -23,6 +23,7 @@
  */
 import { endpointKey, FlowIndex, FlowTableCore, NatFlow, type FlowCloseReason, type FlowTableStats } from './flow-key.js';
 import type { IpAddresses } from './ip-addresses.js';
+import type { DropCounts } from '../counters.js';
 
 export const ICMP_MAX_FLOWS = 1024;
 export const ICMP_IDLE_TIMEOUT_MS = 30_000;
@@ -87,7 +88,7 @@ export class IcmpFlowTable {
     return this.core.size;
   }
 
-  get drops(): Record<string, number> {
+  get drops(): DropCounts {
     return this.core.drops;
   }
 

@@ -35,6 +35,8 @@ import type { IpOutput } from './ip-output.js';
 import type { IpPacket } from './ip-packet.js';
 import type { Neighbors } from './neighbors.js';
 import { IcmpFlowTable, type IcmpFlow } from './icmp-flows.js';
+import { newDropCounters, type DropCounts } from '../counters.js';
+import type { DropReason } from '../drop-reasons.js';
 
 const ICMP_HEADER_LEN = 8;
 const IPV4_TTL_OFFSET = 8;
@@ -65,7 +67,11 @@ export class IcmpNat {
   private readonly icmp6 = new Icmpv6View();
   private readonly scratch = Buffer.alloc(65_535);
   private readonly quote = Buffer.alloc(IPV6_HEADER_LEN + IPV6_QUOTE_MAX);
-  readonly drops: Record<string, number> = Object.create(null);
+  private readonly dropped = newDropCounters();
+  /** Drops by reason so far (allocates: for stats and tests). */
+  get drops(): DropCounts {
+    return this.dropped.snapshot();
+  }
   echoesOut = 0;
   repliesIn = 0;
   errorsIn = 0;
@@ -85,7 +91,7 @@ export class IcmpNat {
   }
 
   /** One ICMP (IPv4) or ICMPv6 packet from a guest. Returns a drop reason or null. */
-  handle(pkt: IpPacket, now: number): string | null {
+  handle(pkt: IpPacket, now: number): DropReason | null {
     const buf = pkt.frame.buf;
     let ident: number;
     let ttl: number;
@@ -198,7 +204,7 @@ export class IcmpNat {
     this.flows.poll(now);
   }
 
-  private bump(reason: string): void {
-    this.drops[reason] = (this.drops[reason] ?? 0) + 1;
+  private bump(reason: DropReason): void {
+    this.dropped.add(reason);
   }
 }

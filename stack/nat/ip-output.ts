@@ -23,6 +23,7 @@ import { writeUdpHeader } from '../wire/udp.js';
 import { Ipv4Fragmenter, type Ipv4HeaderTemplate } from '../ipv4-fragmenter.js';
 import type { GuestOutput } from './guest-output.js';
 import { IPV6_HANDLE_BASE, type IpAddresses } from './ip-addresses.js';
+import type { DropReason } from '../drop-reasons.js';
 
 const UDP_HEADER_LEN = 8;
 const MAX_DATAGRAM = 65_535;
@@ -70,7 +71,7 @@ export class IpOutput {
     off: number,
     len: number,
     now: number,
-  ): string | null {
+  ): DropReason | null {
     const a = this.addrs;
     const v6 = src >= IPV6_HANDLE_BASE;
     const hl = a.headerLength(src);
@@ -107,7 +108,7 @@ export class IpOutput {
   }
 
   /** IPv6 source fragmentation of payload[off, off+len) (an upper-layer packet with its checksum). */
-  private sendFragmented6(mac: number, src: number, dst: number, protocol: number, payload: Uint8Array, off: number, len: number, now: number): string | null {
+  private sendFragmented6(mac: number, src: number, dst: number, protocol: number, payload: Uint8Array, off: number, len: number, now: number): DropReason | null {
     const chunk = (this.mtu - IPV6_HEADER_LEN - IPV6_FRAG_HEADER_LEN) & ~7;
     if (chunk < 8) return 'ip6-mtu-too-small';
     this.fragId6 = (this.fragId6 + 1) >>> 0;
@@ -137,7 +138,7 @@ export class IpOutput {
   }
 
   /** Sends a complete IP payload (already with its L4 checksum) to a guest, fragmenting IPv4 when needed. */
-  sendRaw(mac: number, src: number, dst: number, protocol: number, payload: Uint8Array, off: number, len: number, now: number): string | null {
+  sendRaw(mac: number, src: number, dst: number, protocol: number, payload: Uint8Array, off: number, len: number, now: number): DropReason | null {
     const v6 = src >= IPV6_HANDLE_BASE;
     const hl = this.addrs.headerLength(src);
     const ipLen = hl + len;
@@ -160,7 +161,7 @@ export class IpOutput {
     this.out.send(len, now);
   }
 
-  private sendFragmented(mac: number, src: number, dst: number, protocol: number, payload: Uint8Array, off: number, len: number, now: number): string | null {
+  private sendFragmented(mac: number, src: number, dst: number, protocol: number, payload: Uint8Array, off: number, len: number, now: number): DropReason | null {
     const t = this.template;
     t.src = src;
     t.dst = dst;

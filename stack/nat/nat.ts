@@ -37,6 +37,7 @@ import { Neighbors } from './neighbors.js';
 import { InboundForwarder } from './port-forward.js';
 import { TcpNat } from './tcp-nat.js';
 import { UdpNat } from './udp-nat.js';
+import type { DropReason } from '../drop-reasons.js';
 
 export interface NatOptions {
   network: number;
@@ -184,7 +185,7 @@ export class Nat implements Ipv4Handler, Ipv6Handler {
     this.router6?.sendNeighborSolicitation(this.addrs.bytes, this.addrs.offsetOf(ip), now);
   }
 
-  handleIpv4(input: Ipv4Input, now: number): string | null {
+  handleIpv4(input: Ipv4Input, now: number): DropReason | null {
     const ip = input.ip;
     const src = ip.src;
     if (src !== 0 && this.addressMap.inSubnet(src)) this.neighbors.learn(src, input.eth.src, now);
@@ -217,7 +218,7 @@ export class Nat implements Ipv4Handler, Ipv6Handler {
     }
   }
 
-  handleIpv6(router: Ipv6Router, frame: Frame, now: number): string | null {
+  handleIpv6(router: Ipv6Router, frame: Frame, now: number): DropReason | null {
     const ext = router.ext;
     const proto = ext.protocol;
     if (proto === IPV6_NH_ICMPV6) {
@@ -279,7 +280,7 @@ export class Nat implements Ipv4Handler, Ipv6Handler {
    * 'complete'. Otherwise null (waiting, or dropped and counted by the
    * reassembler) or a drop reason.
    */
-  private reassemble6(router: Ipv6Router, frame: Frame, src: number, dst: number, now: number): string | null {
+  private reassemble6(router: Ipv6Router, frame: Frame, src: number, dst: number, now: number): DropReason | 'complete' | null {
     const ext = router.ext;
     if (router.gsoType !== VIRTIO_NET_HDR_GSO_NONE) return 'fragment-gso';
     const d = this.reassembler6.input(src, dst, ext.protocol, ext.fragmentId, ext.fragmentOffset, ext.moreFragments, frame.buf, ext.offset, ext.length, now);
@@ -342,6 +343,7 @@ export class Nat implements Ipv4Handler, Ipv6Handler {
       tcp: this.tcp.stats(),
       udp: { ...this.udp.flows.stats(), dhcpReplies: this.udp.dhcpReplies, portUnreachables: this.udp.portUnreachables, drops: this.udp.drops, dns: this.udp.dns?.counters },
       icmp: { ...this.icmp.flows.stats(), echoesOut: this.icmp.echoesOut, repliesIn: this.icmp.repliesIn, errorsIn: this.icmp.errorsIn, drops: this.icmp.drops },
+      dhcp: this.dhcp?.counters ?? null,
       reassembly: this.reassembler.stats(),
       reassembly6: this.reassembler6.stats(),
       neighbors: this.neighbors.stats(),

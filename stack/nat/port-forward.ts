@@ -19,6 +19,8 @@ import type { Neighbors, NeighborWaiter } from './neighbors.js';
 import type { TcpFlow, TcpNat } from './tcp-nat.js';
 import type { UdpNat } from './udp-nat.js';
 import type { IpAddresses } from './ip-addresses.js';
+import { newDropCounters, type DropCounts } from '../counters.js';
+import type { DropReason } from '../drop-reasons.js';
 
 /** Datagrams of one forward that may wait for ARP at once. */
 export const UDP_WAITING_MAX = 32;
@@ -29,7 +31,7 @@ export interface PortForwardStats {
   tcpConnects: number;
   tcpOpened: number;
   udpDatagrams: number;
-  drops: Record<string, number>;
+  drops: DropCounts;
 }
 
 class TcpWaiter implements NeighborWaiter {
@@ -82,7 +84,7 @@ export class InboundForwarder {
   private tcpOpened = 0;
   private udpDatagrams = 0;
   private readonly udpWaiting = new Map<number, number>();
-  private readonly drops: Record<string, number> = Object.create(null);
+  private readonly dropped = newDropCounters();
 
   /** Waiters hold a reference on the addresses they carry (ip-addresses.ts). */
   readonly addrs: IpAddresses;
@@ -176,11 +178,11 @@ export class InboundForwarder {
   }
 
   /** @internal */
-  bump(reason: string): void {
-    this.drops[reason] = (this.drops[reason] ?? 0) + 1;
+  bump(reason: DropReason): void {
+    this.dropped.add(reason);
   }
 
   stats(): PortForwardStats {
-    return { tcpConnects: this.tcpConnects, tcpOpened: this.tcpOpened, udpDatagrams: this.udpDatagrams, drops: { ...this.drops } };
+    return { tcpConnects: this.tcpConnects, tcpOpened: this.tcpOpened, udpDatagrams: this.udpDatagrams, drops: this.dropped.snapshot() };
   }
 }

@@ -74,6 +74,8 @@ import { IPV6_HANDLE_BASE, type IpAddresses } from './ip-addresses.js';
 import type { IpPacket } from './ip-packet.js';
 import { seqAdd } from '../tcp/seq.js';
 import { copyBytes } from '../tcp/byte-copy.js';
+import { ErrnoCounts, newDropCounters, type DropAndErrnoCounts, type DropCounters, type DropCounts } from '../counters.js';
+import type { DropReason } from '../drop-reasons.js';
 
 /** ICMP destination unreachable code for "host unreachable". */
 const ICMP_UNREACH_HOST = 1;
@@ -143,6 +145,10 @@ export class TcpFlow extends NatFlow implements TcpEnv {
     super();
   }
 
+  get tcpDrops(): DropCounters {
+    return this.nat.engineDrops;
+  }
+
   emit(seg: TcpSegmentOut): void {
     this.nat.emitSegment(this, seg);
   }
@@ -172,7 +178,9 @@ export interface TcpNatStats {
   bytesFromGuest: number;
   bytesToGuest: number;
   inboundOpened: number;
-  drops: Record<string, number>;
+  drops: DropAndErrnoCounts;
+  /** Segments the flows' TCP engines discarded (RFC 9293 checks), by reason. */
+  engineDrops: DropCounts;
 }
 
 export class TcpNat {
@@ -206,7 +214,15 @@ export class TcpNat {
   private inboundPortNext = INBOUND_PORT_FIRST;
   private closedBytesFromGuest = 0;
   private closedBytesToGuest = 0;
-  readonly drops: Record<string, number> = Object.create(null);
+  private readonly dropped = newDropCounters();
+  /** Shared by the TCP engines of every flow (TcpEnv.tcpDrops). */
+  readonly engineDrops = newDropCounters();
+  /** Drops by reason so far (allocates: for stats and tests). */
+  /** Failed dials by errno, among the drops as 'dial-etimedout' and the like. */
+  private readonly dialErrors = new ErrnoCounts('dial-', (code) => String(code).toLowerCase());
+  get drops(): DropAndErrnoCounts {
+    return this.dialErrors.addTo(this.dropped.snapshot());
+  }
   private readonly icmpScratch = Buffer.alloc(40 + 8 + SYN_QUOTE_MAX);
   /** Spare SYN quote buffers (SYN_QUOTE_MAX bytes each). */
   private readonly quotePool: Buffer[] = [];
@@ -232,7 +248,7 @@ export class TcpNat {
   }
 
   /** One guest segment (either IP version). Returns a drop reason or null. */
-  handle(pkt: IpPacket, now: number): string | null {
+  handle(pkt: IpPacket, now: number): DropReason | null {
     this.now = now;
     const tcp = this.view;
     const bad = tcp.reset(pkt.frame.buf, pkt.l4Off, pkt.l4Len);
@@ -264,7 +280,7 @@ export class TcpNat {
     return this.open(pkt, keyA, keyB, now);
   }
 
-  private open(pkt: IpPacket, keyA: number, keyB: number, now: number): string | null {
+  private open(pkt: IpPacket, keyA: number, keyB: number, now: number): DropReason | null {
     const tcp = this.view;
     const target = this.opts.addressMap.mapOutbound(pkt.dst, tcp.dstPort, IP_PROTO_TCP);
     if (target.kind === 'blocked') {
@@ -379,7 +395,7 @@ export class TcpNat {
     if (flow.closed) return;
     this.now = now;
     this.dialFailures++;
-    this.bump(`dial-${code.toLowerCase()}`);
+    this.dialErrors.add(code);
     if (code === 'ECONNREFUSED' || flow.synQuote === null) {
       flow.conn.refuse(now);
     } else {
@@ -513,7 +529,8 @@ export class TcpNat {
       bytesFromGuest: fromGuest,
       bytesToGuest: toGuest,
       inboundOpened: this.inboundOpened,
-      drops: { ...this.drops },
+      drops: this.dialErrors.addTo(this.dropped.snapshot()),
+      engineDrops: this.engineDrops.snapshot(),
     };
   }
 
@@ -662,7 +679,7 @@ export class TcpNat {
     return this.ipIdent;
   }
 
-  private bump(reason: string): void {
-    this.drops[reason] = (this.drops[reason] ?? 0) + 1;
+  private bump(reason: DropReason): void {
+    this.dropped.add(reason);
   }
 }

@@ -26,6 +26,7 @@
 import { DNS_PORT } from './address-map.js';
 import { endpointKey, FlowIndex, FlowTableCore, NatFlow, type FlowCloseReason, type FlowTableStats } from './flow-key.js';
 import type { IpAddresses } from './ip-addresses.js';
+import type { DropCounts } from '../counters.js';
 
 export const UDP_MAX_FLOWS = 4096;
 export const UDP_IDLE_TIMEOUT_MS = 60_000;
@@ -100,7 +101,7 @@ export class UdpFlowTable {
   }
 
   /** Drop reasons and lifetime counters. */
-  get drops(): Record<string, number> {
+  get drops(): DropCounts {
     return this.core.drops;
   }
 

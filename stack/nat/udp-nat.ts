@@ -39,6 +39,8 @@ import type { IpOutput } from './ip-output.js';
 import type { IpPacket } from './ip-packet.js';
 import type { Neighbors } from './neighbors.js';
 import { UdpFlowTable, type UdpFlow } from './udp-flows.js';
+import { newDropCounters, type DropCounts } from '../counters.js';
+import type { DropReason } from '../drop-reasons.js';
 
 const DHCP_SERVER_PORT = 67;
 const DHCP_CLIENT_PORT = 68;
@@ -81,7 +83,11 @@ export class UdpNat {
   /** An IPv4 or IPv6 header and a UDP header, rebuilt for an ICMP quote. */
   private readonly quote = Buffer.alloc(40 + 8);
   private readonly icmpScratch = Buffer.alloc(1280);
-  readonly drops: Record<string, number> = Object.create(null);
+  private readonly dropped = newDropCounters();
+  /** Drops by reason so far (allocates: for stats and tests). */
+  get drops(): DropCounts {
+    return this.dropped.snapshot();
+  }
   private now = 0;
   dhcpReplies = 0;
   portUnreachables = 0;
@@ -120,7 +126,7 @@ export class UdpNat {
   }
 
   /** One guest datagram (either IP version). Returns a drop reason or null. */
-  handle(pkt: IpPacket, now: number): string | null {
+  handle(pkt: IpPacket, now: number): DropReason | null {
     this.now = now;
     const udp = this.view;
     const bad = udp.reset(pkt.frame.buf, pkt.l4Off, pkt.l4Len);
@@ -192,7 +198,7 @@ export class UdpNat {
     off: number,
     len: number,
     now: number,
-  ): string | null {
+  ): DropReason | null {
     this.now = now;
     let clients = this.inboundClients.get(forwardId);
     if (clients === undefined) {
@@ -293,7 +299,7 @@ export class UdpNat {
     this.output.addrs.release(guestIp);
   }
 
-  private dhcp(buf: Buffer, now: number): string | null {
+  private dhcp(buf: Buffer, now: number): DropReason | null {
     const server = this.opts.dhcp;
     if (server === null) return 'dhcp-disabled';
     const udp = this.view;
@@ -322,7 +328,7 @@ export class UdpNat {
     this.output.sendPacket(mac, s, 0, n, now);
   }
 
-  private bump(reason: string): void {
-    this.drops[reason] = (this.drops[reason] ?? 0) + 1;
+  private bump(reason: DropReason): void {
+    this.dropped.add(reason);
   }
 }

@@ -45,7 +45,7 @@ export const tcpDefaults: Readonly<TcpConfig> = Object.freeze({
   // to whole MSS pieces.
   maxSegmentLen: 65_535 - 20 - 60,
   // 4 MiB: enough for multi-Gbit/s at the sub-millisecond RTTs of a local
-  // container, and window scale 7 covers it.
+  // guest, and window scale 7 covers it.
   recvBufferMax: 4 * 1024 * 1024,
   // Small first allocations so 10,000 idle flows cost little; doubling makes
   // growth amortised O(1) per byte.
@@ -55,7 +55,7 @@ export const tcpDefaults: Readonly<TcpConfig> = Object.freeze({
   initialCwndSegments: 10,
   delayedAckMs: 1,
   rtoInitialMs: 1_000,
-  // Linux's floor rather than RFC 6298's 1 s: the peer is a local container
+  // Linux's floor rather than RFC 6298's 1 s: the peer is a local guest
   // with sub-millisecond RTT, so a 1 s floor would stall every tail loss for a
   // second. 200 ms still exceeds Linux's longest delayed ACK (TCP_DELACK_MAX),
   // so a delayed ACK never looks like a loss.

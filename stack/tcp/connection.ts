@@ -1,23 +1,23 @@
 /**
- * One TCP connection facing the container (RFC 9293), sans-IO.
+ * One TCP connection facing the guest (RFC 9293), sans-IO.
  *
  * ## API for the owner (the NAT layer)
  *
  * Creation
  * - `TcpConnection.fromSyn(syn, config, env, now, iss?)`: passive open from the
- *   container's SYN (a parsed TcpView with `parseOptions()` done). State
+ *   guest's SYN (a parsed TcpView with `parseOptions()` done). State
  *   'DIALING': nothing is sent; duplicate SYNs are absorbed
  *   (counters.dupSynWhileDialing). Then exactly one of:
  *   - `accept(now)` once the host connect succeeded: SYN-ACK, 'SYN-RECEIVED';
- *   - `refuse(now)`: RST|ACK to the container, 'CLOSED', onClosed('refused').
- *   A RST from the container while dialing closes with onClosed('reset'):
+ *   - `refuse(now)`: RST|ACK to the guest, 'CLOSED', onClosed('refused').
+ *   A RST from the guest while dialing closes with onClosed('reset'):
  *   cancel the host connect.
  * - `TcpConnection.connect(config, env, now, localPort, remotePort, iss?)`:
- *   active open towards the container (port forwards): SYN, 'SYN-SENT'.
+ *   active open towards the guest (port forwards): SYN, 'SYN-SENT'.
  *   A RST answer gives onClosed('refused').
  *
  * Input
- * - `input(seg, now)`: a segment from the container for this flow (a TcpView
+ * - `input(seg, now)`: a segment from the guest for this flow (a TcpView
  *   after `reset` and `parseOptions`, checksum already verified). It updates
  *   state and emits only RSTs by itself; ACKs and data go out on `flush(now)`
  *   or `poll(now)`. Call `flush(now)` once per flow at the end of each input
@@ -37,12 +37,12 @@
  * - `send(buf, off, len, now)`: copying alternative, returns bytes taken.
  * - `shutdownSend(now)`: host EOF; FIN follows the queued data.
  *
- * Host-bound data (from the container)
+ * Host-bound data (from the guest)
  * - `recvAvailable()`, `recvPeek()` -> {buf, off, len} (no copy), then
  *   `recvConsume(n, now)` when the host socket took n bytes; `recv(dst, off,
  *   len, now)` copies. The advertised window is exactly the free space of
  *   the receive buffer: unconsumed data closes the window (backpressure).
- * - `peerFinished`: the container's FIN arrived and everything before it is
+ * - `peerFinished`: the guest's FIN arrived and everything before it is
  *   readable: after draining, end the host socket (half-close).
  *
  * Timers: `pollAt()` (ms, Infinity when idle, 0 when output is pending) and
@@ -51,7 +51,7 @@
  * Other: `abort(now)` (RST, onClosed('reset')), `releaseMemory()` (free
  * empty buffers of an idle flow), `recycleBuffers()` (a closed
  * connection's rings to the shared pool, once nothing uses them), `state`, `closeReason`, `peerMss` (the MSS
- * the container announced), `sendMss` (payload bytes per packet with our
+ * the guest announced), `sendMss` (payload bytes per packet with our
  * options: use it as gso_size), `lastActivity`, `counters`.
  *
  * Output and events go through `env` (one TcpEnv per connection, usually the
@@ -94,6 +94,8 @@ import { RtoEstimator } from './rto.js';
 import { SackScoreboard } from './sack-scoreboard.js';
 import { SendBuffer, type ByteRegion } from './send-buffer.js';
 import { seqAdd, seqDiff, seqGe, seqGt, seqLe, seqLt } from './seq.js';
+import type { DropCounters } from '../counters.js';
+import type { DropReason } from '../drop-reasons.js';
 
 export type TcpState =
   | 'DIALING'
@@ -135,6 +137,12 @@ export interface TcpSegmentOut extends TcpHeaderFields {
 }
 
 export interface TcpEnv {
+  /**
+   * Where the connection counts the segments it discards (RFC 9293 checks:
+   * 'bad-seq', 'rst-out-of-window'...): one set shared by every connection
+   * of an owner, which reports it (the NAT: stats nat.tcp.engineDrops).
+   */
+  readonly tcpDrops: DropCounters;
   emit(seg: TcpSegmentOut): void;
   onEstablished(): void;
   onReadable(): void;
@@ -145,9 +153,9 @@ export interface TcpEnv {
 export class TcpCounters {
   segmentsIn = 0;
   segmentsOut = 0;
-  /** Payload bytes from the container accepted in order. */
+  /** Payload bytes from the guest accepted in order. */
   bytesIn = 0;
-  /** Payload bytes to the container sent for the first time. */
+  /** Payload bytes to the guest sent for the first time. */
   bytesOut = 0;
   /** Segments carrying retransmitted data, SYN or FIN. */
   retransmits = 0;
@@ -161,12 +169,6 @@ export class TcpCounters {
   windowUpdates = 0;
 }
 
-/** Drops by reason across all connections (plain numbers, cheap to bump). */
-export const tcpDrops: Record<string, number> = Object.create(null);
-
-function drop(reason: string): void {
-  tcpDrops[reason] = (tcpDrops[reason] ?? 0) + 1;
-}
 
 const EV_ESTABLISHED = 1;
 const EV_READABLE = 2;
@@ -222,7 +224,7 @@ export class TcpConnection {
   readonly counters = new TcpCounters();
   /** Time of the last segment from the peer or call from the owner. */
   lastActivity = 0;
-  /** The container's FIN arrived; all data before it is in the receive buffer. */
+  /** The guest's FIN arrived; all data before it is in the receive buffer. */
   peerFinished = false;
   /** MSS announced by the peer (536 if it sent none). */
   peerMss = DEFAULT_PEER_MSS;
@@ -341,7 +343,7 @@ export class TcpConnection {
     };
   }
 
-  /** Passive open from the container's SYN; stays DIALING until accept() or refuse(). */
+  /** Passive open from the guest's SYN; stays DIALING until accept() or refuse(). */
   static fromSyn(syn: TcpSegmentIn, config: TcpConfig, env: TcpEnv, now: number, iss = randomU32()): TcpConnection {
     const c = new TcpConnection(config, env, now, 'DIALING', syn.dstPort, syn.srcPort, iss);
     c.irs = syn.seq >>> 0;
@@ -358,7 +360,7 @@ export class TcpConnection {
     return c;
   }
 
-  /** Active open towards the container: sends the SYN now. */
+  /** Active open towards the guest: sends the SYN now. */
   static connect(
     config: TcpConfig,
     env: TcpEnv,
@@ -371,6 +373,11 @@ export class TcpConnection {
     c.sendSyn(now, false);
     c.fire();
     return c;
+  }
+
+  /** Counts a discarded segment in the owner's set (TcpEnv.tcpDrops). */
+  private drop(reason: DropReason): void {
+    this.env.tcpDrops.add(reason);
   }
 
   // ---------------------------------------------------------------- owner API
@@ -621,7 +628,7 @@ export class TcpConnection {
 
   // ---------------------------------------------------------------- input
 
-  /** A segment from the container. See the API summary at the top. */
+  /** A segment from the guest. See the API summary at the top. */
   input(seg: TcpSegmentIn, now: number): 'reopen' | null {
     this.counters.segmentsIn++;
     this.segSeq = seg.seq >>> 0;
@@ -629,7 +636,7 @@ export class TcpConnection {
     let result: 'reopen' | null = null;
     switch (this.state) {
       case 'CLOSED':
-        drop('closed');
+        this.drop('closed');
         break;
       case 'DIALING':
         this.inputDialing(seg);
@@ -650,18 +657,18 @@ export class TcpConnection {
   private inputDialing(seg: TcpSegmentIn): void {
     const f = seg.flags;
     if ((f & TCP_RST) !== 0) {
-      // The container gave up on its SYN: the owner should cancel the dial.
+      // The guest gave up on its SYN: the owner should cancel the dial.
       if (seg.seq === this.rcvNxt) this.close('reset');
-      else drop('rst-out-of-window');
+      else this.drop('rst-out-of-window');
       return;
     }
     if ((f & TCP_SYN) !== 0 && (f & TCP_ACK) === 0) {
       // A retransmitted SYN while the host connect is in progress: the answer comes with accept().
       this.counters.dupSynWhileDialing++;
-      if (seg.seq !== this.irs) drop('syn-while-dialing');
+      if (seg.seq !== this.irs) this.drop('syn-while-dialing');
       return;
     }
-    drop('dialing');
+    this.drop('dialing');
   }
 
   /** RFC 9293 §3.10.7.3. */
@@ -671,18 +678,18 @@ export class TcpConnection {
     // First: an ACK must acknowledge our SYN and nothing beyond it.
     if (hasAck && (seqLe(seg.ack, this.iss) || seqGt(seg.ack, this.sndNxt))) {
       if ((f & TCP_RST) === 0) this.emitRst(seg.ack, 0, false);
-      drop('bad-ack');
+      this.drop('bad-ack');
       return;
     }
     // Second: a RST is believed only with an acceptable ACK; it refuses our open.
     if ((f & TCP_RST) !== 0) {
       if (hasAck) this.close('refused');
-      else drop('rst-without-ack');
+      else this.drop('rst-without-ack');
       return;
     }
     // Fourth: the SYN (third, security, does not apply).
     if ((f & TCP_SYN) === 0) {
-      drop('syn-sent-no-syn');
+      this.drop('syn-sent-no-syn');
       return;
     }
     this.irs = seg.seq >>> 0;
@@ -747,13 +754,13 @@ export class TcpConnection {
     else acceptable = this.inWindow(this.segSeq, wnd) || this.inWindow(seqAdd(this.segSeq, segLen - 1), wnd);
     if (!acceptable) {
       if ((f & TCP_RST) !== 0) {
-        drop('rst-out-of-window');
+        this.drop('rst-out-of-window');
         return null;
       }
       // Old duplicate or beyond the window: re-ACK (this is the duplicate ACK
       // that drives the peer's fast retransmit, and re-ACKs a FIN in TIME-WAIT).
       if (this.state === 'TIME-WAIT' && (f & TCP_FIN) !== 0) this.timeWaitAt = now + this.config.timeWaitMs;
-      drop('bad-seq');
+      this.drop('bad-seq');
       this.ackNow = true;
       return null;
     }
@@ -763,7 +770,7 @@ export class TcpConnection {
     if ((f & TCP_RST) !== 0) {
       if (this.segSeq !== this.rcvNxt) {
         this.counters.challengeAcks++;
-        drop('rst-challenged');
+        this.drop('rst-challenged');
         this.ackNow = true;
         return null;
       }
@@ -774,14 +781,14 @@ export class TcpConnection {
     // Fourth: a SYN in a synchronized state is answered with a challenge ACK (RFC 5961 §4.2).
     if ((f & TCP_SYN) !== 0) {
       this.counters.challengeAcks++;
-      drop('syn-challenged');
+      this.drop('syn-challenged');
       this.ackNow = true;
       return null;
     }
 
     // Fifth: ACK. Segments without one are dropped.
     if ((f & TCP_ACK) === 0) {
-      drop('no-ack');
+      this.drop('no-ack');
       return null;
     }
     this.persistUnanswered = 0;
@@ -790,7 +797,7 @@ export class TcpConnection {
       // The ACK of our SYN-ACK completes the passive open.
       if (seqLe(this.segAck, this.sndUna) || seqGt(this.segAck, this.sndNxt)) {
         this.emitRst(this.segAck, 0, false);
-        drop('bad-ack');
+        this.drop('bad-ack');
         return null;
       }
       if (this.tsOk && seg.options.tsPresent && seg.options.tsEcr !== 0) this.rttFromTs(seg.options, now);
@@ -808,7 +815,7 @@ export class TcpConnection {
     }
     if (seqGt(this.segAck, this.sndMax)) {
       // Acknowledges something never sent: ACK back and drop.
-      drop('bad-ack');
+      this.drop('bad-ack');
       this.ackNow = true;
       return null;
     }
@@ -883,12 +890,12 @@ export class TcpConnection {
         // Past the window: keep what fits; a FIN after dropped bytes is not ours yet.
         dataLen = Math.max(0, wnd - offset);
         finOk = false;
-        drop('beyond-window');
+        this.drop('beyond-window');
       }
       if (dataLen > 0) {
         const n = this.recvBuf.write(offset, seg.buf, dataOff, dataLen);
         if (n < 0) {
-          drop('ooo-full');
+          this.drop('ooo-full');
           finOk = false;
           this.ackNow = true;
         } else {

@@ -1,3 +1,5 @@
+import type { DropReason } from '../drop-reasons.js';
+
 /**
  * ARP for Ethernet and IPv4 (RFC 826): the only combination the gateway
  * speaks. Other hardware or protocol types parse as 'arp-unsupported'.
@@ -37,7 +39,7 @@ export class ArpRepr {
   targetIp = 0;
 
   /** Fills the fields from buf[off, off+len); returns a drop reason or null. Bytes past ARP_LEN (Ethernet padding) are ignored. */
-  parse(buf: Uint8Array, off: number, len: number): string | null {
+  parse(buf: Uint8Array, off: number, len: number): DropReason | null {
     if (off < 0 || off + len > buf.length || len < FIXED_LEN) return 'arp-truncated';
     if (
       ((buf[off + HTYPE] << 8) | buf[off + HTYPE + 1]) !== ARP_HTYPE_ETHERNET ||

@@ -4,7 +4,7 @@
  * writes one. Only the options the gateway's server needs are decoded; the
  * others are counted in `unknownOptions` and skipped. Option overload (52)
  * is ignored: the sname and file fields are never read, and clients that
- * need them are not what a container network sees.
+ * need them are not what a guest network sees.
  *
  * Absent options are null. `clientId` and `hostname` are subarrays of the
  * parsed buffer (no copy): valid only as long as that buffer is, so a caller
@@ -12,6 +12,7 @@
  */
 import { readMac, writeMac } from './mac.js';
 import { readU32, writeU32 } from './bytes.js';
+import type { DropReason } from '../drop-reasons.js';
 
 export const DHCP_SERVER_PORT = 67;
 export const DHCP_CLIENT_PORT = 68;
@@ -210,7 +211,7 @@ export class DhcpRepr {
    * length its code does not allow). A message that ends without option 255
    * is accepted: the UDP length already bounds it.
    */
-  parse(buf: Uint8Array, off: number, len: number): string | null {
+  parse(buf: Uint8Array, off: number, len: number): DropReason | null {
     if (off < 0 || len < 0 || off + len > buf.length || len < DHCP_OPTIONS_OFFSET) return 'dhcp-truncated';
     if (readU32(buf, off + MAGIC) !== DHCP_MAGIC_COOKIE) return 'dhcp-bad-magic';
     this.op = buf[off + OP];

@@ -1,3 +1,5 @@
+import type { DropReason } from '../drop-reasons.js';
+
 /**
  * DNS messages (RFC 1035 4.1), only as much as a forwarder needs: the
  * header, a question reader for logs and for matching answers to queries,
@@ -42,7 +44,7 @@ export class DnsHeaderView {
   len = 0;
 
   /** Returns null, or 'dns-truncated' when fewer than 12 bytes are there. */
-  reset(buf: Uint8Array, off: number, len: number): string | null {
+  reset(buf: Uint8Array, off: number, len: number): DropReason | null {
     if (off < 0 || len < DNS_HEADER_LEN || off + len > buf.length) return 'dns-truncated';
     this.buf = buf;
     this.off = off;
@@ -146,7 +148,7 @@ export class DnsQuestionReader {
    * 'dns-bad-pointer' (forward or self pointer, or too many),
    * 'dns-name-too-long', 'dns-truncated-question'.
    */
-  read(buf: Uint8Array, off: number, len: number, pos: number, wantText = false): string | null {
+  read(buf: Uint8Array, off: number, len: number, pos: number, wantText = false): DropReason | null {
     this.name = '';
     this.nameWireLen = 0;
     this.qtype = 0;

@@ -3,6 +3,7 @@
  * shows etherType 0x8100 and its payload starts at the tag.
  */
 import { isMulticastAt, readMac, writeMac } from './mac.js';
+import type { DropReason } from '../drop-reasons.js';
 
 export const ETH_HEADER_LEN = 14;
 
@@ -25,7 +26,7 @@ export class EthernetView {
   len = 0;
 
   /** Binds to buf[off, off+len); returns a drop reason or null when every getter is safe. */
-  reset(buf: Uint8Array, off: number, len: number): string | null {
+  reset(buf: Uint8Array, off: number, len: number): DropReason | null {
     if (off < 0 || len < ETH_HEADER_LEN || off + len > buf.length) return 'eth-truncated';
     this.buf = buf;
     this.off = off;

@@ -5,6 +5,7 @@
  * one applies depends on the type, so all of them are always readable.
  */
 import { checksum, fold, sumBytes } from './checksum.js';
+import type { DropReason } from '../drop-reasons.js';
 
 export const ICMPV4_HEADER_LEN = 8;
 
@@ -47,7 +48,7 @@ export class Icmpv4View {
   len = 0;
 
   /** Binds to the message buf[off, off+len); returns a drop reason or null. */
-  reset(buf: Uint8Array, off: number, len: number): string | null {
+  reset(buf: Uint8Array, off: number, len: number): DropReason | null {
     if (off < 0 || len < ICMPV4_HEADER_LEN || off + len > buf.length) return 'icmp-truncated';
     this.buf = buf;
     this.off = off;

@@ -13,6 +13,7 @@
  */
 import { fold, pseudoHeaderSum6, sumBytes } from './checksum.js';
 import { emitIpv6Header, IPV6_HEADER_LEN, IPV6_MIN_MTU, IPV6_NH_ICMPV6, Ipv6ExtInfo, Ipv6View, walkExtensionHeaders } from './ipv6.js';
+import type { DropReason } from '../drop-reasons.js';
 
 export const ICMPV6_HEADER_LEN = 8;
 
@@ -67,7 +68,7 @@ export class Icmpv6View {
   off = 0;
   len = 0;
 
-  reset(buf: Uint8Array, off: number, len: number): string | null {
+  reset(buf: Uint8Array, off: number, len: number): DropReason | null {
     // RFC 4443 2.1: type, code, checksum and a 32-bit word that some types use.
     if (off < 0 || len < 4 || off + len > buf.length) return 'icmpv6-truncated';
     this.buf = buf;
@@ -181,7 +182,7 @@ export function icmpv6ErrorSuppressed(
   type: number,
   code: number,
   linkMulticast = false,
-): string | null {
+): DropReason | null {
   const ip = scratchIp;
   if (ip.reset(buf, off, len) !== null) return 'icmpv6-error-malformed';
   const s = ip.srcOffset;

@@ -102,12 +102,12 @@ export class Ipv4Cidr {
 export function parseCidr(text: string): Ipv4Cidr {
   const example = 'expected an IPv4 network like 10.0.2.0/24';
   const slash = text.indexOf('/');
-  if (slash < 0) throw new Error(`invalid CIDR "${text}": missing "/prefix" (${example})`);
+  if (slash < 0) throw new RangeError(`invalid CIDR "${text}": missing "/prefix" (${example})`);
   const addr = parseIpv4(text.slice(0, slash));
-  if (addr < 0) throw new Error(`invalid CIDR "${text}": "${text.slice(0, slash)}" is not a dotted-quad IPv4 address (${example})`);
+  if (addr < 0) throw new RangeError(`invalid CIDR "${text}": "${text.slice(0, slash)}" is not a dotted-quad IPv4 address (${example})`);
   const p = text.slice(slash + 1);
   if (!/^(?:0|[1-9][0-9]?)$/.test(p) || Number(p) > 32) {
-    throw new Error(`invalid CIDR "${text}": prefix length "${p}" must be an integer from 0 to 32 (${example})`);
+    throw new RangeError(`invalid CIDR "${text}": prefix length "${p}" must be an integer from 0 to 32 (${example})`);
   }
   return new Ipv4Cidr(addr, Number(p));
 }

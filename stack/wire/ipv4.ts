@@ -5,6 +5,7 @@
  */
 import { checksum, sumBytes, fold } from './checksum.js';
 import { readU16, writeU16, readU32, writeU32 } from './bytes.js';
+import type { DropReason } from '../drop-reasons.js';
 
 export const IPV4_HEADER_LEN = 20;
 export const IPV4_MAX_HEADER_LEN = 60;
@@ -43,7 +44,7 @@ export class Ipv4View {
    * length against len. Returns a drop reason or null. The header checksum
    * is a separate call (`checksumOk`) so callers can skip it when they must.
    */
-  reset(buf: Uint8Array, off: number, len: number): string | null {
+  reset(buf: Uint8Array, off: number, len: number): DropReason | null {
     if (off < 0 || len < IPV4_HEADER_LEN || off + len > buf.length) return 'ipv4-truncated';
     const vi = buf[off + VER_IHL];
     if (vi >>> 4 !== 4) return 'ipv4-bad-version';

@@ -1,3 +1,5 @@
+import type { DropReason } from '../drop-reasons.js';
+
 /**
  * IPv6 header view (RFC 8200) and a bounded extension-header walker.
  *
@@ -50,7 +52,7 @@ export class Ipv6View {
   len = 0;
 
   /** Binds to buf[off, off+len); returns a drop reason or null when every getter is safe. */
-  reset(buf: Uint8Array, off: number, len: number): string | null {
+  reset(buf: Uint8Array, off: number, len: number): DropReason | null {
     if (off < 0 || len < IPV6_HEADER_LEN || off + len > buf.length) return 'ipv6-truncated';
     if (buf[off] >>> 4 !== 6) return 'ipv6-bad-version';
     const pl = (buf[off + PAYLOAD_LENGTH] << 8) | buf[off + PAYLOAD_LENGTH + 1];
@@ -156,7 +158,7 @@ export class Ipv6ExtInfo {
  * Fills `out` and returns null, or returns a drop reason. A hop-by-hop
  * header anywhere but first is malformed (RFC 8200 4.1).
  */
-export function walkExtensionHeaders(ip: Ipv6View, out: Ipv6ExtInfo): string | null {
+export function walkExtensionHeaders(ip: Ipv6View, out: Ipv6ExtInfo): DropReason | null {
   const buf = ip.buf;
   const end = ip.off + IPV6_HEADER_LEN + ip.payloadLength;
   let nh = ip.nextHeader;

@@ -19,6 +19,7 @@ import {
   ICMPV6_ROUTER_ADVERTISEMENT,
   ICMPV6_ROUTER_SOLICITATION,
 } from './icmpv6.js';
+import type { DropReason } from '../drop-reasons.js';
 
 export const NDP_RS_LEN = 8;
 export const NDP_RA_LEN = 16;
@@ -100,7 +101,7 @@ export class NdpMessageView {
   len = 0;
   private hdrLen = 0;
 
-  reset(buf: Uint8Array, off: number, len: number): string | null {
+  reset(buf: Uint8Array, off: number, len: number): DropReason | null {
     if (off < 0 || len < 4 || off + len > buf.length) return 'ndp-truncated';
     const h = ndpHeaderLength(buf[off]);
     if (h === 0) return 'ndp-not-ndp';
@@ -159,7 +160,7 @@ export class NdpOptionWalker {
   type = 0;
   offset = 0;
   length = 0;
-  error: string | null = null;
+  error: DropReason | null = null;
   private pos = 0;
   private end = 0;
 
@@ -239,7 +240,7 @@ export class NdpOptionWalker {
  * Checks that an option of a known type has the size its RFC gives it;
  * returns a drop reason or null. Unknown types pass (RFC 4861 4.6: ignore).
  */
-export function checkNdpOption(w: NdpOptionWalker): string | null {
+export function checkNdpOption(w: NdpOptionWalker): DropReason | null {
   switch (w.type) {
     case NDP_OPT_SOURCE_LLA:
     case NDP_OPT_TARGET_LLA:

@@ -14,6 +14,7 @@
  */
 import { finish, sumBytes } from './checksum.js';
 import { readU16, writeU16, readU32, writeU32 } from './bytes.js';
+import type { DropReason } from '../drop-reasons.js';
 
 export const TCP_HEADER_LEN = 20;
 export const TCP_MAX_HEADER_LEN = 60;
@@ -107,7 +108,7 @@ export class TcpView {
   readonly options = new TcpOptions();
 
   /** Binds to buf[off, off+len). Returns a drop reason or null. */
-  reset(buf: Uint8Array, off: number, len: number): string | null {
+  reset(buf: Uint8Array, off: number, len: number): DropReason | null {
     if (off < 0 || len < TCP_HEADER_LEN || off + len > buf.length) return 'tcp-truncated';
     const hl = (buf[off + DATA_OFFSET] >>> 4) * 4;
     if (hl < TCP_HEADER_LEN) return 'tcp-bad-data-offset';
@@ -161,7 +162,7 @@ export class TcpView {
   }
 
   /** Walks the options into `out` (default: this.options). Returns 'tcp-bad-options' or null. */
-  parseOptions(out: TcpOptions = this.options): string | null {
+  parseOptions(out: TcpOptions = this.options): DropReason | null {
     const start = this.off + TCP_HEADER_LEN;
     return parseTcpOptions(this.buf, start, this.headerLength - TCP_HEADER_LEN, out);
   }
@@ -173,7 +174,7 @@ export class TcpView {
  * with the wrong length, is malformed. `out` is cleared first; on error it
  * holds what was parsed before the bad option.
  */
-export function parseTcpOptions(buf: Uint8Array, off: number, len: number, out: TcpOptions): string | null {
+export function parseTcpOptions(buf: Uint8Array, off: number, len: number, out: TcpOptions): DropReason | null {
   out.clear();
   const end = off + len;
   let i = off;

@@ -29,7 +29,7 @@ let dnsPort: number;
 
 function dropSubidLines(user: string): void {
   for (const f of ['/etc/subuid', '/etc/subgid']) {
-    let text = '';
+    let text: string;
     try {
       text = readFileSync(f, 'utf8');
     } catch {

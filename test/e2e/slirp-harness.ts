@@ -10,6 +10,7 @@ import { appendFileSync, chmodSync, copyFileSync, existsSync, mkdirSync, mkdtemp
 import { createServer, connect, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import type { Readable } from 'node:stream';
 import { Background, ROOT, type Result } from './harness.js';
 
 export const SLIRP_BIN = join(ROOT, 'bin', 'slirp4netns');
@@ -89,7 +90,7 @@ export function spawnSlirp(args: string[], register: (b: Background) => void, pr
   const child = spawn(file, argv, { stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe'] });
   const bg = new Background(child);
   register(bg);
-  const readyStream = child.stdio[4]!;
+  const readyStream = child.stdio[4] as Readable;
   const ready = new Promise<string>((resolve) => {
     let got = '';
     readyStream.setEncoding('utf8');

@@ -18,6 +18,7 @@ import {
   type TcpSegmentOut,
 } from '../../stack/tcp/connection.js';
 import { TCP_ACK, TCP_FIN, TCP_SYN, TcpOptions } from '../../stack/wire/tcp.js';
+import { newDropCounters } from '../../stack/counters.js';
 
 export const LOCAL_PORT = 80;
 export const REMOTE_PORT = 49152;
@@ -61,7 +62,11 @@ export interface SentSegment {
   payload: Buffer;
 }
 
+/** The engine drops of every RecordingEnv: tests compare counts before and after. */
+export const harnessTcpDrops = newDropCounters();
+
 export class RecordingEnv implements TcpEnv {
+  readonly tcpDrops = harnessTcpDrops;
   sent: SentSegment[] = [];
   events: string[] = [];
   closed: TcpCloseReason | null = null;

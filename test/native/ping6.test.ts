@@ -133,7 +133,7 @@ main().then(
     try {
       out = run('ip', ['netns', 'exec', ns, tsx, script]);
     } catch (e: any) {
-      throw new Error(`child failed: ${e.stdout ?? ''}${e.stderr ?? ''}`);
+      throw new Error(`child failed: ${e.stdout ?? ''}${e.stderr ?? ''}`, { cause: e });
     }
     const lines = out.trim().split('\n');
     return JSON.parse(lines[lines.length - 1]);

@@ -19,18 +19,8 @@ import {
   vnetHeader,
   type VnetFields,
 } from '../helpers/channel-port.js';
-
-/** mulberry32: deterministic, so a failure names a seed and an iteration that reproduce. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 0x1_0000_0000;
-  };
-}
+import type { DropReason } from '../../stack/drop-reasons.js';
+import { prng } from '../helpers/prng.js';
 
 interface Seed {
   eth: Buffer;
@@ -154,7 +144,7 @@ describe('Bridge fuzz', () => {
           if (rand() < 0.05) bridge.poll(now);
           bridge.flush(now);
         } catch (e) {
-          throw new Error(`seed ${seedValue} iteration ${i} threw: ${(e as Error).stack}`);
+          throw new Error(`seed ${seedValue} iteration ${i} threw: ${(e as Error).stack}`, { cause: e });
         }
         for (const p of ports) {
           for (const d of p.take()) {
@@ -180,7 +170,7 @@ describe('Bridge fuzz', () => {
       expect(bridge.drops['invalid-source']).toBeGreaterThan(0);
       expect(bridge.drops.runt).toBeGreaterThan(0);
       // Drops the offload path reports are the bridge's offload drop reasons.
-      for (const [reason, n] of Object.entries(bridge.offload.errors)) expect(bridge.drops[reason]).toBe(n);
+      for (const [reason, n] of Object.entries(bridge.offload.errors)) expect(bridge.drops[reason as DropReason]).toBe(n);
       expect(segmentsChecked).toBeGreaterThan(100);
       expect(bridge.forwarded + bridge.flooded).toBeGreaterThan(0);
       expect(bridge.table.size).toBeLessThanOrEqual(8);

@@ -6,20 +6,9 @@
 import { describe, expect, it } from 'vitest';
 import { DhcpServer } from '../../stack/dhcp-server.js';
 import { DHCP_DECLINE, DHCP_OPTIONS_OFFSET, DHCP_RELEASE, DhcpRepr } from '../../stack/wire/dhcp.js';
+import { prng as rng } from '../helpers/prng.js';
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
-
-/** mulberry32: small, seedable, good enough to pick mutations. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const FIXED = (xid: string, ciaddr: string, mac: string): string =>
   '01 01 06 00' + xid + '0000 0000' + ciaddr + '00000000 00000000 00000000' + mac + '00'.repeat(10 + 192) + '63825363';
@@ -73,7 +62,7 @@ function mutate(r: () => number, seed: Buffer): Buffer {
 
 function dropTotal(s: DhcpServer): number {
   let n = 0;
-  for (const k in s.counters.drops) n += s.counters.drops[k];
+  for (const c of Object.values(s.counters.drops)) n += c;
   return n;
 }
 

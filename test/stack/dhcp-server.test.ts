@@ -14,6 +14,7 @@ import {
   DhcpRepr,
 } from '../../stack/wire/dhcp.js';
 import { BROADCAST_MAC } from '../../stack/wire/mac.js';
+import type { DropReason } from '../../stack/drop-reasons.js';
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 const ip = (a: number, b: number, c: number, d: number): number => ((a << 24) | (b << 16) | (c << 8) | d) >>> 0;
@@ -382,7 +383,7 @@ describe('DhcpServer', () => {
 
   it('drops what it does not serve, one reason each', () => {
     const s = newServer();
-    const cases: [DhcpRepr, string][] = [];
+    const cases: [DhcpRepr, DropReason][] = [];
     const reply = msg({ type: DHCP_DISCOVER });
     reply.op = BOOTP_REPLY;
     cases.push([reply, 'dhcp-not-request']);

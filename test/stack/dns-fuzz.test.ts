@@ -2,19 +2,9 @@
 import { describe, expect, it } from 'vitest';
 import { DnsForwarder } from '../../stack/dns-forwarder.js';
 import { buildServfail, DnsQuestionReader, questionSectionEnd, servfailLen } from '../../stack/wire/dns.js';
+import { prng as rng } from '../helpers/prng.js';
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const QNAME = '03 777777 07 6578616d706c65 03 636f6d 00';
 const SEEDS = [

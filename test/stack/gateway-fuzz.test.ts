@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Frame, FrameSink, Port } from '../../stack/frame.js';
 import { Gateway } from '../../stack/gateway.js';
+import { prng } from '../helpers/prng.js';
 
 /**
  * Mutation fuzzing of the gateway: valid seed frames, randomly damaged with a
@@ -34,18 +35,6 @@ const SEEDS: Buffer[] = [
   // UDP to 10.0.2.3:53
   hex('52550a00020202000000000f08004500002112344000401110870a00020f0a0002039c400035000d077b68656c6c6f'),
 ];
-
-/** mulberry32: small, fast, and good enough to drive mutations deterministically. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Independent one's-complement sum (not stack/wire/checksum.ts). */
 function onesSum(b: Buffer, off: number, len: number): number {
@@ -232,7 +221,7 @@ describe('gateway fuzz', () => {
       expect(s.echoReplies).toBeGreaterThan(0);
       expect(s.arpReplies + s.echoReplies).toBe(c.txFrames);
       // The mutations reach deep paths, not just the first length check.
-      for (const reason of ['eth-truncated', 'ipv4-bad-checksum', 'icmp-bad-checksum', 'arp-other-target', 'not-for-us']) {
+      for (const reason of ['eth-truncated', 'ipv4-bad-checksum', 'icmp-bad-checksum', 'arp-other-target', 'not-for-us'] as const) {
         expect(c.drops[reason] ?? 0, reason).toBeGreaterThan(0);
       }
     });

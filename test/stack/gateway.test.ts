@@ -1,5 +1,6 @@
 import { beforeEach, describe, expect, it } from 'vitest';
 import type { Frame, FrameSink, Port } from '../../stack/frame.js';
+import type { DropReason } from '../../stack/drop-reasons.js';
 import { Gateway, type Ipv4Handler, type Ipv4Input } from '../../stack/gateway.js';
 import { emitEthernetHeader, ETHERTYPE_IPV4 } from '../../stack/wire/ethernet.js';
 import { emitIpv4Header, IP_PROTO_UDP } from '../../stack/wire/ipv4.js';
@@ -358,9 +359,9 @@ describe('Gateway', () => {
   describe('handlers and transmit path', () => {
     it('hands datagrams to a plugged-in handler and counts the reasons it returns', () => {
       const seen: { toGateway: boolean; toBroadcast: boolean; partial: boolean; dst: number; proto: number }[] = [];
-      let verdict: string | null = null;
+      let verdict: DropReason | null = null;
       const udp: Ipv4Handler = {
-        handleIpv4(pkt: Ipv4Input): string | null {
+        handleIpv4(pkt: Ipv4Input): DropReason | null {
           seen.push({
             toGateway: pkt.toGateway,
             toBroadcast: pkt.toBroadcast,
@@ -373,13 +374,13 @@ describe('Gateway', () => {
       };
       gw.setIpv4Handler(IP_PROTO_UDP, udp);
       gw.deliver(plain(UDP_DNS), 1);
-      verdict = 'udp-test-refused';
+      verdict = 'udp-flow-table-full';
       gw.deliver(withVnet(UDP_DNS, VIRTIO_NET_HDR_F_NEEDS_CSUM, 0, 34, 6), 1);
       expect(seen).toEqual([
         { toGateway: true, toBroadcast: false, partial: false, dst: 0x0a000203, proto: 17 },
         { toGateway: true, toBroadcast: false, partial: true, dst: 0x0a000203, proto: 17 },
       ]);
-      expect(gw.counters.drops['udp-test-refused']).toBe(1);
+      expect(gw.counters.drops['udp-flow-table-full']).toBe(1);
       expect(gw.stats().unhandled).toEqual({});
       gw.setIpv4Handler(IP_PROTO_UDP, null);
       gw.deliver(plain(UDP_DNS), 1);

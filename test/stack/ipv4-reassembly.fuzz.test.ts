@@ -5,17 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { Ipv4Reassembler, MAX_REASSEMBLED_PAYLOAD } from '../../stack/ipv4-reassembly.js';
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng as rng } from '../helpers/prng.js';
 
 interface Frag {
   src: number;
@@ -167,11 +157,11 @@ describe('Ipv4Reassembler fuzz', () => {
       for (const f of frags) {
         now += rand() * 3;
         if (rand() < 0.01) r.poll(now);
-        let out = null;
+        let out: ReturnType<typeof r.input>;
         try {
           out = r.input(f.src, f.dst, f.proto, f.id, f.off, f.mf, f.data, 0, f.data.length, now);
         } catch (e) {
-          throw new Error(`input threw on round ${round}: ${String(e)}`);
+          throw new Error(`input threw on round ${round}: ${String(e)}`, { cause: e });
         }
         if (r.bufferedBytes > maxBytes || r.bufferedBytes < 0 || r.inProgress > maxDatagrams) {
           throw new Error(`bounds broken on round ${round}: ${r.bufferedBytes} bytes, ${r.inProgress} datagrams`);

@@ -113,7 +113,7 @@ describe('Ipv6Router fuzz', () => {
       try {
         v = router.handleFrame(frame, i * 10);
       } catch (e) {
-        throw new Error(`threw on ${m.toString('hex')}: ${String(e)}`);
+        throw new Error(`threw on ${m.toString('hex')}: ${String(e)}`, { cause: e });
       }
       expect(typeof v).toBe('string');
       verdicts[v] = (verdicts[v] ?? 0) + 1;
@@ -124,7 +124,7 @@ describe('Ipv6Router fuzz', () => {
     const dropped = Object.values(router.drops).reduce((a, b) => a + b, 0);
     expect(dropped + (verdicts.consumed ?? 0) + (verdicts['to-nat'] ?? 0)).toBe(N);
     // The counters moved in many directions: parsers rejected things at every layer.
-    for (const reason of ['eth-truncated', 'ipv6-truncated', 'ipv6-bad-version', 'icmpv6-bad-checksum', 'not-for-us']) {
+    for (const reason of ['eth-truncated', 'ipv6-truncated', 'ipv6-bad-version', 'icmpv6-bad-checksum', 'not-for-us'] as const) {
       expect(router.drops[reason], reason).toBeGreaterThan(0);
     }
     expect(verdicts.consumed).toBeGreaterThan(0);

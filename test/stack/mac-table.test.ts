@@ -1,22 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { MacTable } from '../../stack/mac-table.js';
 import { parseMac } from '../../stack/wire/mac.js';
+import { prng } from '../helpers/prng.js';
 
 const A = parseMac('02:00:00:00:00:0a');
 const B = parseMac('02:00:00:00:00:0b');
 const C = parseMac('02:00:00:00:00:0c');
-
-/** Deterministic PRNG (mulberry32) so failures reproduce. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 0x1_0000_0000;
-  };
-}
 
 function randomMac(rand: () => number): number {
   return Math.floor(rand() * 0x1_0000) * 0x1_0000_0000 + Math.floor(rand() * 0x1_0000_0000);

@@ -1,3 +1,4 @@
+import type { DropReason } from '../../stack/drop-reasons.js';
 import { describe, expect, it } from 'vitest';
 import type { Frame } from '../../stack/frame.js';
 import { OffloadCompleter } from '../../stack/offload.js';
@@ -274,7 +275,7 @@ describe('OffloadCompleter: malformed input is dropped with a reason', () => {
       const r = run(c, frame);
       expect(r.reason).toBe(reason);
       expect(r.out.length).toBe(0);
-      expect(c.errors[reason]).toBe(1);
+      expect(c.errors[reason as DropReason]).toBe(1);
     });
   }
 

@@ -17,18 +17,8 @@ import {
   type TcpEnv,
   type TcpSegmentOut,
 } from '../../../stack/tcp/connection.js';
-
-/** mulberry32: small, seedable, good enough for test schedules. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng } from '../../helpers/prng.js';
+import { newDropCounters } from '../../../stack/counters.js';
 
 const IP_A = 0x0a00020f;
 const IP_B = 0x0a000202;
@@ -48,6 +38,7 @@ interface LinkParams {
 }
 
 class Side implements TcpEnv {
+  readonly tcpDrops = newDropCounters();
   conn: TcpConnection | null = null;
   peer!: Side;
   closed: TcpCloseReason | null = null;

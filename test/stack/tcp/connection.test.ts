@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { TcpConnection, tcpDrops, windowShiftFor } from '../../../stack/tcp/connection.js';
+import { TcpConnection, windowShiftFor } from '../../../stack/tcp/connection.js';
+import type { DropReason } from '../../../stack/drop-reasons.js';
 import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN } from '../../../stack/wire/tcp.js';
 import { ringPool } from '../../../stack/tcp/ring-pool.js';
 import {
@@ -25,6 +26,7 @@ import {
   synSent,
   TEST_CONFIG,
   timeWait,
+  harnessTcpDrops,
 } from '../../helpers/tcp-harness.js';
 
 const ACK = TCP_ACK;
@@ -34,8 +36,8 @@ const RA = TCP_RST | TCP_ACK;
 const MSS = 1460;
 const WND = TEST_CONFIG.recvBufferMax;
 
-function dropCount(reason: string): number {
-  return tcpDrops[reason] ?? 0;
+function dropCount(reason: DropReason): number {
+  return harnessTcpDrops.get(reason);
 }
 
 describe('handshake: passive open with dial before SYN-ACK', () => {

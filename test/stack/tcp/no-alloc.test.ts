@@ -23,6 +23,7 @@ import { copyBytes } from '../../../stack/tcp/byte-copy.js';
 import { tcpDefaults, type TcpConfig } from '../../../stack/tcp/config.js';
 import { TcpConnection, type TcpCloseReason, type TcpEnv, type TcpSegmentOut } from '../../../stack/tcp/connection.js';
 import { TcpView, writeTcpHeader } from '../../../stack/wire/tcp.js';
+import { newDropCounters } from '../../../stack/counters.js';
 
 const ISS_A = 0xc000_0000;
 const ISS_B = 0xf000_0000;
@@ -44,6 +45,7 @@ class Link {
 }
 
 class Side implements TcpEnv {
+  readonly tcpDrops = newDropCounters();
   conn: TcpConnection | null = null;
   closed: TcpCloseReason | null = null;
   /** The control: copy each payload through a fresh view, as the code did before. */

@@ -1,0 +1,15 @@
+/**
+ * The seeded random source of every randomized test (mulberry32): the same
+ * seed gives the same sequence on every machine, so a failing seed printed by
+ * a test reproduces. Not for anything but tests.
+ */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 0x1_0000_0000;
+  };
+}
