@@ -2,20 +2,15 @@
  * The `usernet` executable: parses the command line, runs a front end, maps
  * failures to exit codes (2: usage or configuration, 1: runtime error).
  */
-import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import { ConfigError, UsernetError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { parseCommandLine, type Command } from '../options.js';
 import { mainHelp, runHelp } from './help.js';
+import { packageVersion as version, versionLines } from './version.js';
 
 export const EXIT_RUNTIME = 1;
 export const EXIT_USAGE = 2;
-
-function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
-  return pkg.version;
-}
 
 /** Invoked as `slirp4netns` (a link or copy named so), or `usernet slirp4netns ...`. */
 function slirpArgs(argv: string[]): { args: string[]; prog: string } | null {
@@ -46,7 +41,7 @@ async function main(argv: string[]): Promise<number> {
       process.stdout.write(cmd.topic === 'run' ? runHelp : mainHelp);
       return 0;
     case 'version':
-      process.stdout.write(`usernet ${version()}\n`);
+      process.stdout.write(`${versionLines().join('\n')}\n`);
       return 0;
     case 'main': {
       const log = createLogger(cmd.options.logLevel);
