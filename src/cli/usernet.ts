@@ -6,7 +6,7 @@ import { basename } from 'node:path';
 import { ConfigError, UsernetError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { parseCommandLine, type Command } from '../options.js';
-import { mainHelp, runHelp } from './help.js';
+import { checkHelp, mainHelp, runHelp } from './help.js';
 import { packageVersion as version, versionLines } from './version.js';
 
 export const EXIT_RUNTIME = 1;
@@ -38,11 +38,15 @@ async function main(argv: string[]): Promise<number> {
   }
   switch (cmd.kind) {
     case 'help':
-      process.stdout.write(cmd.topic === 'run' ? runHelp : mainHelp);
+      process.stdout.write(cmd.topic === 'run' ? runHelp : cmd.topic === 'check' ? checkHelp : mainHelp);
       return 0;
     case 'version':
       process.stdout.write(`${versionLines().join('\n')}\n`);
       return 0;
+    case 'check': {
+      const { checkCommand } = await import('../check/check.js');
+      return await checkCommand(cmd, (s) => process.stdout.write(s));
+    }
     case 'main': {
       const log = createLogger(cmd.options.logLevel);
       const { serveTaps } = await import('../serve.js');
