@@ -4,9 +4,9 @@
  * was built for, Node's version and ABI, and the kernel. The addon is located,
  * not loaded, so this works on a machine where it cannot load.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { release, machine } from 'node:os';
-import { relative } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { addonPath } from '../native/addon.js';
@@ -14,10 +14,15 @@ import { addonPath } from '../native/addon.js';
 /** binding.gyp's NAPI_VERSION define (a test keeps the two equal). */
 export const ADDON_NAPI_VERSION = 8;
 
-const PACKAGE_JSON = new URL('../../../package.json', import.meta.url);
+/** The package root: the first directory up from this file with a package.json (src/cli or dist/src/cli). */
+function packageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json')) && dirname(dir) !== dir) dir = dirname(dir);
+  return dir;
+}
 
 export function packageVersion(): string {
-  return (JSON.parse(readFileSync(PACKAGE_JSON, 'utf8')) as { version: string }).version;
+  return (JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version;
 }
 
 export function addonLine(): string {
@@ -27,8 +32,7 @@ export function addonLine(): string {
   } catch (err) {
     return `addon: none found (${(err as Error).message.split('\n')[0]}): run npm install`;
   }
-  const root = fileURLToPath(new URL('.', PACKAGE_JSON));
-  const rel = relative(root, file);
+  const rel = relative(packageRoot(), file);
   const kind = rel.startsWith('prebuilds') ? 'prebuilt' : 'built from source';
   return `addon: ${rel} (${kind}, N-API ${ADDON_NAPI_VERSION})`;
 }
