@@ -68,7 +68,18 @@ export interface RunCommand {
   options: RuntimeOptions;
 }
 
-export type Command = MainCommand | RunCommand | { kind: 'help'; topic: 'main' | 'run' } | { kind: 'version' };
+/** `usernet check`: the machine's capabilities, then a real guest through usernet (src/check/). */
+export interface CheckCommand {
+  kind: 'check';
+  /** Run the guest with the virtio-net header (when the kernel grants it). */
+  offload: boolean;
+  /** Probe IPv6 too. */
+  ipv6: boolean;
+  /** What usernet itself logs during the check, printed under the table. */
+  logLevel: LogLevel;
+}
+
+export type Command = MainCommand | RunCommand | CheckCommand | { kind: 'help'; topic: 'main' | 'run' | 'check' } | { kind: 'version' };
 
 const MTU_MIN = 68;
 /** slirp4netns' limit; the tap driver itself allows a little more. */
@@ -103,6 +114,7 @@ const runOptions = { ...common, 'tap-name': { type: 'string' }, mac: { type: 'st
 
 export function parseCommandLine(argv: string[]): Command {
   if (argv[0] === 'run') return parseRun(argv.slice(1));
+  if (argv[0] === 'check') return parseCheck(argv.slice(1));
   let values;
   try {
     ({ values } = parseArgs({ args: argv, options: mainOptions, allowPositionals: false, strict: true }));
@@ -124,6 +136,26 @@ export function parseCommandLine(argv: string[]): Command {
     }
   }
   return { kind: 'main', taps, options };
+}
+
+const checkOptions = {
+  'no-offload': { type: 'boolean' },
+  'disable-ipv6': { type: 'boolean' },
+  'log-level': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const satisfies ParseArgsConfig['options'];
+
+function parseCheck(argv: string[]): Command {
+  let values;
+  try {
+    ({ values } = parseArgs({ args: argv, options: checkOptions, allowPositionals: false, strict: true }));
+  } catch (err) {
+    throw usageError(err);
+  }
+  if (values.help) return { kind: 'help', topic: 'check' };
+  const logLevel = values['log-level'] ?? 'warn';
+  if (!isLogLevel(logLevel)) throw new ConfigError(`--log-level ${logLevel}: use error, warn, info or debug`);
+  return { kind: 'check', offload: !values['no-offload'], ipv6: !values['disable-ipv6'], logLevel };
 }
 
 function parseRun(argv: string[]): Command {

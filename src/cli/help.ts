@@ -65,6 +65,10 @@ Usage:
       One network for many namespaces, attached at run time through an API:
       usernet attach|detach|ls|publish|unpublish|stats. See usernet daemon --help.
       See usernet slirp4netns --help.
+  usernet check [--no-offload] [--disable-ipv6] [--log-level LEVEL]
+      Prove that usernet works on this machine: what the kernel grants, then TCP,
+      UDP, DNS, ICMP echo and IPv6 from a new namespace through the gateway.
+      See usernet check --help.
 
 Options:
   -t, --tap NAME         a tap to attach to (repeatable)
@@ -90,3 +94,32 @@ Options:
   --tap-name NAME        name of the tap inside the namespace (default tap0)
   --mac MAC              MAC address of that tap (default: chosen by the kernel)
 ${commonOptions}`;
+
+export const checkHelp = `usernet check: prove that usernet works on this machine
+
+Usage:
+  usernet check [--no-offload] [--disable-ipv6] [--log-level LEVEL]
+
+First reports what the kernel grants, each by trying it: /dev/net/tun, a
+network namespace with a tap configured by ioctls, the virtio-net header and
+each offload (checksum, TSO, USO), user namespaces, ping sockets and
+net.ipv4.ping_group_range, IPv6 on the host. Then runs the real path, as
+usernet run does: a new namespace whose tap is bridged to usernet's gateway,
+and inside it a probe (this same Node binary) doing TCP and UDP to echo
+servers the check runs on 127.0.0.1 and ::1 (through N+2 and P::2), DNS to a
+resolver the check runs on 127.0.0.1 (through N+3 and P::3), ICMP echo to the
+gateway, and SLAAC. Nothing leaves the machine. Needs nothing but Node and
+usernet (and nsenter, as usernet run does).
+
+Prints one row per item: PASS, FAIL (with what to do), WARN (works, slower or
+limited: with what to do) or SKIP (not tried, and why).
+
+Options:
+  --no-offload           run the guest without the virtio-net header
+  --disable-ipv6         probe IPv4 only
+  --log-level LEVEL      what usernet logs while the guest runs, printed under
+                         the table (default warn)
+  -h, --help             show this help
+
+Exit status: 0 when no row failed, 1 otherwise, 2 on bad usage.
+`;

@@ -2,23 +2,18 @@
  * The `usernet` executable: parses the command line, runs a front end, maps
  * failures to exit codes (2: usage or configuration, 1: runtime error).
  */
-import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import { ConfigError, UsernetError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { parseCommandLine, type Command } from '../options.js';
-import { mainHelp, runHelp } from './help.js';
+import { checkHelp, mainHelp, runHelp } from './help.js';
+import { packageVersion as version, versionLines } from './version.js';
 
 /** Handled by src/daemon/cli.ts, loaded only for them. */
 const DAEMON_COMMANDS = new Set(['daemon', 'attach', 'detach', 'ls', 'publish', 'unpublish', 'stats']);
 
 export const EXIT_RUNTIME = 1;
 export const EXIT_USAGE = 2;
-
-function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
-  return pkg.version;
-}
 
 /** Invoked as `slirp4netns` (a link or copy named so), or `usernet slirp4netns ...`. */
 function slirpArgs(argv: string[]): { args: string[]; prog: string } | null {
@@ -65,11 +60,15 @@ async function main(argv: string[]): Promise<number> {
   }
   switch (cmd.kind) {
     case 'help':
-      process.stdout.write(cmd.topic === 'run' ? runHelp : mainHelp);
+      process.stdout.write(cmd.topic === 'run' ? runHelp : cmd.topic === 'check' ? checkHelp : mainHelp);
       return 0;
     case 'version':
-      process.stdout.write(`usernet ${version()}\n`);
+      process.stdout.write(`${versionLines().join('\n')}\n`);
       return 0;
+    case 'check': {
+      const { checkCommand } = await import('../check/check.js');
+      return await checkCommand(cmd, (s) => process.stdout.write(s));
+    }
     case 'main': {
       const log = createLogger(cmd.options.logLevel);
       const { serveTaps } = await import('../serve.js');

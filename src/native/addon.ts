@@ -118,16 +118,27 @@ function packageRoot(): string {
 
 let loaded: RawAddon | undefined;
 
+/**
+ * node-gyp-build picks build/Release (a source build: `npm install` in a
+ * checkout, or a machine the prebuild does not fit), else
+ * prebuilds/<platform>-<arch>/ shipped in the package.
+ */
+const nodeGypBuild = createRequire(import.meta.url)('node-gyp-build') as { (dir: string): unknown; path(dir: string): string };
+
+/** The addon file that is (or would be) loaded; throws when there is none. */
+export function addonPath(): string {
+  return nodeGypBuild.path(packageRoot());
+}
+
 function raw(): RawAddon {
   if (loaded !== undefined) return loaded;
   const root = packageRoot();
-  const path = join(root, 'build', 'Release', 'usernet_native.node');
   try {
-    loaded = createRequire(join(root, 'package.json'))(path) as RawAddon;
+    loaded = nodeGypBuild(root) as RawAddon;
   } catch (e) {
     throw new UsernetError(
       'ERR_NATIVE_NOT_BUILT',
-      `the usernet native addon could not be loaded from ${path}: run npm install (it builds the addon with node-gyp)`,
+      `the usernet native addon could not be loaded from ${root} (no build/Release and no fitting prebuilds/): run npm install (it builds the addon with node-gyp when no prebuild fits)`,
       { cause: e },
     );
   }
