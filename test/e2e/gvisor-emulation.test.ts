@@ -15,6 +15,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { buildGvisorEmu, type GvisorEmu } from '../gvisor-emu/build.js';
 import { startBlobServer, type BlobServer } from './blob-server.js';
 import { freePort, must, run, Sandbox, sleep, usernetArgs, usernetAsync } from './harness.js';
+import { startDnsmasq } from './slirp-checks.js';
 import { runAsync, spawnSlirp, Tracker } from './slirp-harness.js';
 
 const sandbox = new Sandbox('i13n');
@@ -60,19 +61,8 @@ const PLAIN_BY_RTNETLINK = /tap tap0: created, vnet header off \(EINVAL\), confi
 /** A dnsmasq on 127.0.0.1 answering test.i13n (never the system resolver). */
 async function startDns(): Promise<number> {
   const port = await freePort();
-  const d = sandbox.tmpdir();
-  const dns = sandbox.spawn('dnsmasq', [
-    '-k', '--port', String(port), '--listen-address=127.0.0.1', '--bind-interfaces', '--no-resolv', '--no-hosts',
-    '--address=/test.i13n/192.0.2.13', `--pid-file=${d}/dnsmasq.pid`, '--user=root', '--log-facility=-',
-  ]);
-  // Ready once it answers.
-  for (let i = 0; i < 100; i++) {
-    const r = await runAsync('dig', ['+short', '+time=1', '+tries=1', '-p', String(port), '@127.0.0.1', 'test.i13n']);
-    if (r.stdout.trim() === '192.0.2.13') return port;
-    if (!dns.running) break;
-    await sleep(50);
-  }
-  throw new Error(`dnsmasq did not come up: ${dns.stderr}`);
+  await startDnsmasq(sandbox, '127.0.0.1', port, 'test.i13n', '192.0.2.13');
+  return port;
 }
 
 /** Connects to 127.0.0.1:port until the guest's one-shot server answers; resolves with what it sent. */
