@@ -15,6 +15,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { buildGvisorEmu, type GvisorEmu } from '../gvisor-emu/build.js';
 import { startBlobServer, type BlobServer } from './blob-server.js';
 import { freePort, must, run, Sandbox, sleep, usernetArgs, usernetAsync } from './harness.js';
+import { startDnsmasq } from './slirp-checks.js';
 import { runAsync, spawnSlirp, Tracker } from './slirp-harness.js';
 
 const sandbox = new Sandbox('i13n');
@@ -60,19 +61,19 @@ const PLAIN_BY_RTNETLINK = /tap tap0: created, vnet header off \(EINVAL\), confi
 /** A dnsmasq on 127.0.0.1 answering test.i13n (never the system resolver). */
 async function startDns(): Promise<number> {
   const port = await freePort();
-  const d = sandbox.tmpdir();
-  const dns = sandbox.spawn('dnsmasq', [
-    '-k', '--port', String(port), '--listen-address=127.0.0.1', '--bind-interfaces', '--no-resolv', '--no-hosts',
-    '--address=/test.i13n/192.0.2.13', `--pid-file=${d}/dnsmasq.pid`, '--user=root', '--log-facility=-',
-  ]);
-  // Ready once it answers.
-  for (let i = 0; i < 100; i++) {
-    const r = await runAsync('dig', ['+short', '+time=1', '+tries=1', '-p', String(port), '@127.0.0.1', 'test.i13n']);
-    if (r.stdout.trim() === '192.0.2.13') return port;
-    if (!dns.running) break;
-    await sleep(50);
-  }
-  throw new Error(`dnsmasq did not come up: ${dns.stderr}`);
+  await startDnsmasq(sandbox, '127.0.0.1', port, 'test.i13n', '192.0.2.13');
+  return port;
+}
+
+/** python3 code: one datagram to the host's UDP echo at 10.0.2.2, prints "udp echo:ping-i13n". */
+function udpPing(): string {
+  return [
+    'import socket',
+    's = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)',
+    's.settimeout(5)',
+    `s.sendto(b"ping-i13n", ("10.0.2.2", ${udpPort}))`,
+    'print("udp", s.recvfrom(100)[0].decode())',
+  ].join('\n');
 }
 
 /** Connects to 127.0.0.1:port until the guest's one-shot server answers; resolves with what it sent. */
@@ -99,13 +100,7 @@ describe('usernet run under gVisor emulation', () => {
     const dnsPort = await startDns();
     const fwdPort = await freePort();
     const url = `http://10.0.2.2:${blob4.port}`;
-    const udp = [
-      'import socket',
-      's = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)',
-      's.settimeout(5)',
-      `s.sendto(b"ping-i13n", ("10.0.2.2", ${udpPort}))`,
-      'print("udp", s.recvfrom(100)[0].decode())',
-    ].join('\n');
+    const udp = udpPing();
     const server = [
       'import socket',
       's = socket.socket()',
@@ -173,10 +168,11 @@ describe('usernet run under gVisor emulation', () => {
 });
 
 describe('usernet --tap under gVisor emulation', () => {
-  it('bridges two namespaces over plain taps: they ping each other, the gateway, and reach the host', async () => {
+  it('bridges two namespaces over plain taps: they ping each other, the gateway, and reach the host (TCP both ways, UDP, DNS, IPv6)', async () => {
+    const dnsPort = await startDns();
     const tapA = sandbox.tap('a');
     const tapB = sandbox.tap('b');
-    const [node, args] = usernetArgs(['--tap', tapA, '--tap', tapB, '--log-level', 'info']);
+    const [node, args] = usernetArgs(['--tap', tapA, '--tap', tapB, '--log-level', 'info', '--dns', `127.0.0.1:${dnsPort}`]);
     const usernet = sandbox.spawn(gvisor()[0], [...gvisor().slice(1), node, ...args]);
     await usernet.waitFor(/gateway 10\.0\.2\.2/);
     expect(usernet.stderr).toMatch(new RegExp(`tap ${tapA}: attached, vnet header off \\(EINVAL\\)\\n`));
@@ -193,6 +189,21 @@ describe('usernet --tap under gVisor emulation', () => {
     expect((await runAsync('ip', ['netns', 'exec', b.ns, 'ping', '-c', '1', '-W', '2', '10.0.2.2'])).stdout).toMatch(/1 received/);
     const down = await runAsync('ip', ['netns', 'exec', a.ns, 'sh', '-c', `curl -sS --fail http://10.0.2.2:${blob4.port}/blob | sha256sum`], 60_000);
     expect(down.stdout.split(' ')[0]).toBe(blob4.sha256);
+    const script = [
+      `curl -sS --fail -T ${blob4.path} http://10.0.2.2:${blob4.port}/upload | sed 's/^/up /'`,
+      `python3 -c '${udpPing()}'`,
+      `dig +short +time=3 +tries=1 @10.0.2.3 test.i13n | sed 's/^/dns /'`,
+      // SLAAC: until the address has passed DAD.
+      `for i in $(seq 100); do ip -6 addr show dev ${tapB} scope global -tentative | grep -q inet6 && break; sleep 0.1; done`,
+      'ping -6 -c 2 -i 0.2 -W 2 fd00::2 >/dev/null && echo ping6-ok',
+      `curl -sS --fail -g http://[fd00::2]:${blob6.port}/peer | sed 's/^/peer6 /'`,
+    ].join('; ');
+    const more = (await runAsync('ip', ['netns', 'exec', b.ns, 'sh', '-c', script], 60_000)).stdout;
+    expect(more).toContain(`up ${blob4.sha256} ${BLOB_BYTES}`);
+    expect(more).toContain('udp echo:ping-i13n');
+    expect(more).toContain('dns 192.0.2.13');
+    expect(more).toContain('ping6-ok');
+    expect(more).toMatch(/peer6 ::1/);
 
     const before = usernet.stderr.length;
     process.kill(usernet.pid, 'SIGUSR1');

@@ -1,17 +1,17 @@
 /**
  * podman (Debian's 4.3.1) running containers on usernet unchanged:
- * --network-cmd-path points at bin/slirp4netns. The container is a local
- * busybox root (--rootfs), so nothing is pulled. On this machine podman
- * needs runc, cgroupfs and explicit ulimits (the defaults exceed the
- * sandbox's limits). IPv6 stays on, as podman has it by default (it passes
+ * --network-cmd-path points at bin/slirp4netns (podmanRun in
+ * slirp-checks.ts). The container is a local busybox root (--rootfs), so
+ * nothing is pulled. IPv6 stays on, as podman has it by default (it passes
  * --enable-ipv6).
  */
 import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
-import { connect, type Server } from 'node:net';
+import { type Server } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { run, Sandbox } from './harness.js';
-import { busyboxRootfs, freeTcpPort, httpServer, publicTmpdir, runAsync, SLIRP_BIN } from './slirp-harness.js';
+import { busyboxRootfs, httpServer, publicTmpdir, runAsync, SLIRP_BIN } from './slirp-harness.js';
+import { podmanForward, podmanRun, podmanTraffic, slirpWrapper, startTrafficPeers } from './slirp-checks.js';
 
 const sandbox = new Sandbox();
 const servers: Server[] = [];
@@ -19,10 +19,7 @@ const containers: string[] = [];
 let rootfs = '';
 let dir = '';
 
-const RUN = [
-  `--network-cmd-path=${SLIRP_BIN}`, 'run', '--rm', '--runtime', 'runc', '--cgroup-manager', 'cgroupfs',
-  '--ulimit', 'nofile=20000:20000', '--ulimit', 'nproc=1024:1024',
-];
+const RUN = podmanRun();
 
 beforeAll(() => {
   if (run('which', ['podman']).status !== 0) throw new Error('podman is not installed: apt-get install podman');
@@ -40,11 +37,6 @@ function name(): string {
   const n = `usn-pm-${randomBytes(3).toString('hex')}`;
   containers.push(n);
   return n;
-}
-
-/** usernet processes podman started (their API socket lives under /run/libpod). */
-function slirpCount(): number {
-  return run('ps', ['-eo', 'args']).stdout.split('\n').filter((l) => l.includes('dist/src/cli/main.js slirp4netns') && l.includes('/run/libpod/')).length;
 }
 
 describe('podman --network slirp4netns with usernet', () => {
@@ -84,28 +76,18 @@ describe('podman --network slirp4netns with usernet', () => {
   });
 
   it('port_handler=slirp4netns -p: a host client reaches a server in the container', async () => {
-    const port = await freeTcpPort();
-    const c = name();
-    const p = sandbox.spawn('podman', [
-      ...RUN, '--name', c, '--network', 'slirp4netns:port_handler=slirp4netns', '-p', `127.0.0.1:${port}:8000/tcp`,
-      '--rootfs', rootfs, '/bin/sh', '-c', 'httpd -p 8000 -h /www && echo server up && sleep 60',
-    ]);
-    await p.waitFor(/server up/, 60_000);
-    const reply = await new Promise<string>((resolve, reject) => {
-      let got = '';
-      const s = connect(port, '127.0.0.1', () => s.write('GET / HTTP/1.0\r\n\r\n'));
-      s.setEncoding('utf8');
-      s.on('data', (d: string) => (got += d));
-      s.on('end', () => resolve(got));
-      s.on('error', reject);
-    });
-    expect(reply).toMatch(/^HTTP\/1\.[01] 200/);
-    expect(reply).toMatch(/hello-from-container/);
-    // Stopping the container closes the exit fd: usernet goes away with it.
-    run('podman', ['rm', '-f', '-t', '0', c]);
-    await p.exited;
-    for (let i = 0; i < 50 && slirpCount() > 0; i++) await new Promise((r) => setTimeout(r, 100));
-    expect(slirpCount()).toBe(0);
+    await podmanForward(sandbox, SLIRP_BIN, rootfs, name());
+  });
+
+  it('a container carries TCP both ways (sha256), UDP, DNS through the forwarder, ICMP and IPv6', async () => {
+    const peers = await startTrafficPeers(sandbox, 'usn');
+    try {
+      // The wrapper only binds the test's resolv.conf for usernet (and logs): podman runs it as it runs bin/slirp4netns.
+      const wrapper = slirpWrapper(sandbox.tmpdir(), { resolvConf: peers.resolvConf });
+      await podmanTraffic(wrapper.path, rootfs, name(), peers);
+    } finally {
+      await peers.close();
+    }
   });
 
   it('enable_ipv6=false leaves the container without IPv6 (podman then omits --enable-ipv6)', async () => {

@@ -4,7 +4,7 @@
  * rootless Docker and friends run it.
  */
 import { readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
-import { connect, type Server } from 'node:net';
+import { type Server } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { run, Sandbox, sleep } from './harness.js';
@@ -14,11 +14,11 @@ import {
   openTunForUsers,
   publicTmpdir,
   restoreTunMode,
-  ROOTLESS_USER,
   runAsync,
   SLIRP_BIN,
   waitExit,
 } from './slirp-harness.js';
+import { asUser, rootlesskit, rootlesskitForward, rootlesskitTraffic, startTrafficPeers } from './slirp-checks.js';
 
 const sandbox = new Sandbox();
 const servers: Server[] = [];
@@ -39,20 +39,6 @@ afterAll(() => {
   restoreTunMode(tunMode);
   rmSync(dir, { recursive: true, force: true });
 });
-
-/**
- * A command line run as the rootless user. setpriv and env exec (no fork as
- * su does), so the PID the test holds is the shell's and stopping it by PID
- * reaches rootlesskit.
- */
-function asUser(cmd: string): [string, string[]] {
-  const uid = run('id', ['-u', ROOTLESS_USER]).stdout.trim();
-  const gid = run('id', ['-g', ROOTLESS_USER]).stdout.trim();
-  return [
-    'setpriv',
-    [`--reuid=${uid}`, `--regid=${gid}`, '--init-groups', 'env', `HOME=/home/${ROOTLESS_USER}`, `USER=${ROOTLESS_USER}`, 'sh', '-c', `cd /tmp && exec ${cmd}`],
-  ];
-}
 
 interface ProcEntry {
   pid: number;
@@ -117,7 +103,7 @@ async function gone(pid: number, start: string, timeoutMs: number): Promise<bool
   }
 }
 
-const RK = `rootlesskit --net=slirp4netns --slirp4netns-binary=${SLIRP_BIN} --copy-up=/etc`;
+const RK = rootlesskit();
 
 describe('rootlesskit --net=slirp4netns with usernet', () => {
   it('the command inside reaches a host-loopback server through 10.0.2.2', async () => {
@@ -140,24 +126,16 @@ describe('rootlesskit --net=slirp4netns with usernet', () => {
   });
 
   it('--port-driver=slirp4netns -p: a host client reaches a server inside', async () => {
-    const port = 20000 + Math.floor(Math.random() * 20000);
-    const script = join(dir, 'server.cjs');
-    writeFileSync(
-      script,
-      "require('net').createServer((s) => s.end('inside ' + s.remoteAddress + '\\n')).listen(8000, '0.0.0.0', () => console.log('server up'));\nsetTimeout(() => process.exit(0), 60000);\n",
-    );
-    const [cmd, args] = asUser(`${RK} --port-driver=slirp4netns -p 127.0.0.1:${port}:8000/tcp ${process.execPath} ${script}`);
-    const rk = sandbox.spawn(cmd, args);
-    await rk.waitFor(/server up/, 30_000);
-    const reply = await new Promise<string>((resolve, reject) => {
-      let got = '';
-      const s = connect(port, '127.0.0.1');
-      s.setEncoding('utf8');
-      s.on('data', (d: string) => (got += d));
-      s.on('end', () => resolve(got));
-      s.on('error', reject);
-    });
-    expect(reply).toBe('inside 10.0.2.2\n');
+    await rootlesskitForward(sandbox, SLIRP_BIN, dir);
+  });
+
+  it('carries TCP both ways (sha256), UDP, DNS through the forwarder and ICMP', async () => {
+    const peers = await startTrafficPeers(sandbox, 'usn');
+    try {
+      await rootlesskitTraffic(SLIRP_BIN, dir, peers);
+    } finally {
+      await peers.close();
+    }
   });
 
   it('--slirp4netns-seccomp=true: usernet runs filtered and the command still reaches the host', async () => {
