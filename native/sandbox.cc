@@ -17,7 +17,8 @@
 //    raw syscalls only (async-signal-safe), unshares its own fs_struct (setns
 //    into a mount namespace refuses a shared one), joins the new namespace
 //    (which sets its root and cwd to the new root), drops its bounding set,
-//    ambient and capability sets, and marks its slot done or failed.
+//    ambient and capability sets (all but CAP_NET_BIND_SERVICE, as
+//    slirp4netns keeps it), and marks its slot done or failed.
 // 3. The main thread waits up to kJoinTimeoutMs for every slot, re-reads the
 //    task list for threads born meanwhile (they inherit from their creator,
 //    so once every creator is done nothing new can escape), restores the
@@ -252,12 +253,16 @@ Napi::Value InstallSeccomp(const Napi::CallbackInfo& info) {
 
 // ---- capabilities -------------------------------------------------------------
 
-// Drops everything from the calling thread: the bounding set first (that
-// needs CAP_SETPCAP, which capset then removes), the ambient set, and the
-// effective, permitted and inheritable sets. Raw syscalls only: it also runs
-// in signal handlers. Returns 0 or -errno, with *step naming the call.
+// Drops every capability from the calling thread but CAP_NET_BIND_SERVICE,
+// as slirp4netns does: the bounding set first (that needs CAP_SETPCAP, which
+// capset then removes), the ambient set, then capset leaves
+// CAP_NET_BIND_SERVICE alone in the effective, permitted and inheritable
+// sets when the thread had it permitted (a port forward to a host port below
+// 1024 added through the API later still binds). Raw syscalls only: it also
+// runs in signal handlers. Returns 0 or -errno, with *step naming the call.
 int DropThreadCaps(const char** step) {
   for (int cap = 0; cap < 64; cap++) {
+    if (cap == CAP_NET_BIND_SERVICE) continue;
     long r = syscall(__NR_prctl, PR_CAPBSET_READ, cap, 0, 0, 0);
     if (r < 0) break;  // EINVAL: past the last capability this kernel knows
     if (r == 0) continue;
@@ -276,6 +281,19 @@ int DropThreadCaps(const char** step) {
   hdr.pid = 0;
   struct __user_cap_data_struct data[2];
   memset(data, 0, sizeof data);
+  if (syscall(__NR_capget, &hdr, data) != 0) {
+    *step = "capget";
+    return -errno;
+  }
+  // CAP_NET_BIND_SERVICE is 10: it lives in the first word.
+  const __u32 bind = 1u << CAP_NET_BIND_SERVICE;
+  const __u32 keep = data[0].permitted & bind;
+  memset(data, 0, sizeof data);
+  data[0].effective = keep;
+  data[0].permitted = keep;
+  data[0].inheritable = keep;
+  hdr.version = _LINUX_CAPABILITY_VERSION_3;
+  hdr.pid = 0;
   if (syscall(__NR_capset, &hdr, data) != 0) {
     *step = "capset";
     return -errno;

@@ -10,6 +10,14 @@
  *   into 2048 bytes, so replies stay below API_REPLY_MAX.
  * - A request of API_REQUEST_MAX bytes or more is an error ("too large
  *   message"), as in slirp4netns, whose read buffer is that size.
+ * - Every reply, errors included, is followed by a close once it is written,
+ *   as slirp4netns shuts down and closes after its one write: a client that
+ *   keeps writing gets EPIPE instead of an open connection forever.
+ * - A connection that has not sent a whole request within
+ *   API_REQUEST_TIMEOUT_MS of its accept (idle, or trickling bytes) is
+ *   closed without a reply; at most API_MAX_CONNECTIONS are open at once and
+ *   the kernel's accept hands further ones to Node, which closes them at
+ *   once. So no client can hold an fd of ours for long, or many of them.
  * - Error descriptions are slirp4netns' own ("bad request: ..."), since
  *   clients show them and tests compare them.
  * - `handleApiRequest` is pure apart from the forwards it drives, so the
@@ -25,6 +33,18 @@ import type { Logger } from '../log.js';
 
 export const API_REQUEST_MAX = 4096;
 export const API_REPLY_MAX = 2048;
+/**
+ * A local client writes its request at once (podman, rootlesskit, curl): two
+ * seconds is ample and still short next to the clients' own timeouts.
+ */
+export const API_REQUEST_TIMEOUT_MS = 2_000;
+/** Requests are tiny and answered within milliseconds: a handful of clients at once is plenty. */
+export const API_MAX_CONNECTIONS = 16;
+
+export interface ApiLimits {
+  requestTimeoutMs?: number;
+  maxConnections?: number;
+}
 
 /** What the API drives: PortForwards satisfies it. */
 export interface ForwardTable {
@@ -119,7 +139,8 @@ const O_PATH = 0o10000000;
  * may not exist in our root any more (a socket under /tmp) or sit on a
  * read-only bind (/run), while the directory fd still reaches the original.
  */
-export function startApiServer(path: string, forwards: ForwardTable, defaultGuest: string, log: Logger): Promise<ApiServer> {
+export function startApiServer(path: string, forwards: ForwardTable, defaultGuest: string, log: Logger, limits: ApiLimits = {}): Promise<ApiServer> {
+  const requestTimeoutMs = limits.requestTimeoutMs ?? API_REQUEST_TIMEOUT_MS;
   try {
     unlinkSync(path);
   } catch {
@@ -129,13 +150,23 @@ export function startApiServer(path: string, forwards: ForwardTable, defaultGues
     const chunks: Buffer[] = [];
     let size = 0;
     let answered = false;
+    const deadline = setTimeout(() => {
+      if (answered) return;
+      answered = true;
+      log.debug(`api: no complete request within ${requestTimeoutMs} ms; closing`);
+      conn.destroy();
+    }, requestTimeoutMs);
+    deadline.unref();
+    conn.on('close', () => clearTimeout(deadline));
     const answer = () => {
       if (answered) return;
       answered = true;
+      clearTimeout(deadline);
       const raw = Buffer.concat(chunks, size);
       handleApiRequest(raw, forwards, defaultGuest, log).then(
         (reply) => {
-          if (!conn.destroyed) conn.end(JSON.stringify(reply));
+          // Reply, then close (not half-close): what the client still sends is not read.
+          if (!conn.destroyed) conn.end(JSON.stringify(reply), () => conn.destroy());
         },
         (err: Error) => {
           log.warn(`api: ${err.message}`);
@@ -162,6 +193,7 @@ export function startApiServer(path: string, forwards: ForwardTable, defaultGues
     conn.on('end', answer);
     conn.on('error', (err) => log.debug(`api connection: ${err.message}`));
   });
+  server.maxConnections = limits.maxConnections ?? API_MAX_CONNECTIONS;
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(path, () => {

@@ -4,7 +4,7 @@
  * spelled with its leading dashes only when it really works.
  */
 export function slirpUsage(prog: string): string {
-  return `Usage: ${prog} [OPTION]... PID|PATH TAPNAME
+  return `Usage: ${prog} [OPTION]... PID|PATH [TAPNAME]
 User-mode networking for unprivileged network namespaces (usernet's slirp4netns-compatible front end).
 
 -c, --configure          bring up the interface: lo up, TAPNAME up with the MTU,
@@ -25,7 +25,8 @@ User-mode networking for unprivileged network namespaces (usernet's slirp4netns-
                          an address by SLAAC), host ::1 at fd00::2, DNS at fd00::3
 --disable-dns            no DNS at N+3
 --enable-sandbox         after start-up: a new mount namespace whose root holds only
-                         /etc and /run (read-only), all capabilities dropped
+                         /etc and /run (read-only), every capability dropped but
+                         CAP_NET_BIND_SERVICE
 --enable-seccomp         after start-up: a syscall filter on every thread (mount,
                          namespaces, exec, ptrace, modules, bpf, ... fail with EPERM)
 --macaddress=MAC         MAC address of TAPNAME (with --configure)

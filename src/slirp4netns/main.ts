@@ -32,14 +32,14 @@
  *    guest connections, close sockets, unlink the API socket, and exit.
  * Any failure before step 5 exits 1 without writing to the ready fd.
  */
-import { closeSync, writeSync } from 'node:fs';
+import { accessSync, closeSync, writeSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { isIPv4, isIPv6 } from 'node:net';
 import { defaults } from '../../stack/config.js';
 import { formatIpv4 } from '../../stack/wire/ipv4-address.js';
 import { macToBytes, parseMac } from '../../stack/wire/mac.js';
-import { ConfigError, UsernetError } from '../errors.js';
+import { UsernetError } from '../errors.js';
 import { createLogger, isLogLevel, type Logger } from '../log.js';
 import type { RuntimeOptions } from '../options.js';
 import { native } from '../native/addon.js';
@@ -48,14 +48,19 @@ import { OFFLOADS } from '../run.js';
 import { Runtime } from '../runtime.js';
 import { startApiServer, type ApiServer } from './api.js';
 import { slirpUsage } from './help.js';
-import { parseSlirpArgs, SlirpUsageError, unsupportedOption, type SlirpOptions } from './options.js';
+import { parseSlirpArgs, SlirpRuntimeError, SlirpUsageError, unsupportedOption, type SlirpOptions } from './options.js';
 import { decideUserns, reexecInUserns, usernsFacts } from './userns-reexec.js';
 import { startWarmUp, type RunningWarmUp } from '../warm-up.js';
 import { onStatsSignal } from '../stats-signal.js';
 import { runtimeOptionsForTaps } from '../tap-report.js';
 
-/** The slirp4netns release whose interface this front end speaks. */
+/** The slirp4netns release whose interface this front end speaks, and its commit. */
 export const SLIRP4NETNS_COMPAT_VERSION = '1.2.0';
+export const SLIRP4NETNS_COMPAT_COMMIT = '656041d45cfca7a4176f6b7eed9e4fe6c11e8383';
+/** What `-v` reports for the libraries slirp4netns is built on (see slirpVersionText). */
+export const LIBSLIRP_COMPAT_VERSION = '4.7.0';
+export const SLIRP_CONFIG_VERSION_MAX = 3;
+export const LIBSECCOMP_COMPAT_VERSION = '2.5.4';
 const GUEST_HOST = 100;
 const GATEWAY_HOST = 2;
 /**
@@ -69,11 +74,12 @@ export const SANDBOX_SCRATCH = '/tmp';
 export async function runSlirp4netns(argv: string[], prog: string, usernetVersion: string): Promise<number> {
   let cmd;
   try {
-    cmd = parseSlirpArgs(argv);
+    cmd = parseSlirpArgs(argv, pathProbe);
   } catch (err) {
     if (!(err instanceof SlirpUsageError)) throw err;
-    process.stderr.write(`${prog}: ${err.message}\n`);
-    process.stdout.write(slirpUsage(prog));
+    // slirp4netns' order: its one line on stderr (getopt's with the program name), then the usage on stdout.
+    if (err.message !== '') process.stderr.write(`${err.prefixed ? `${prog}: ` : ''}${err.message}\n`);
+    if (err.usage) process.stdout.write(slirpUsage(prog));
     return 1;
   }
   if (cmd.kind === 'help') {
@@ -81,13 +87,14 @@ export async function runSlirp4netns(argv: string[], prog: string, usernetVersio
     return 0;
   }
   if (cmd.kind === 'version') {
-    process.stdout.write(`slirp4netns version ${SLIRP4NETNS_COMPAT_VERSION} (usernet ${usernetVersion})\n`);
+    process.stdout.write(slirpVersionText(usernetVersion));
     return 0;
   }
+  for (const w of cmd.warnings) process.stdout.write(`${w}\n`);
   const o = cmd.options;
   const refused = unsupportedOption(o);
   if (refused !== null) {
-    process.stderr.write(`${prog}: ${refused}\n`);
+    process.stderr.write(`${refused}\n`);
     return 1;
   }
   const envLevel = process.env.USERNET_LOG_LEVEL ?? 'warn';
@@ -102,9 +109,100 @@ export async function runSlirp4netns(argv: string[], prog: string, usernetVersio
     }
     return await serve(o, log, facts.joined);
   } catch (err) {
+    // slirp4netns' words for the same failure first (scripts match them), then usernet's own account.
+    const words = slirpWordsFor(err as Error & { syscall?: string }, o);
+    if (words !== null) process.stderr.write(`${words}\n`);
     process.stderr.write(`${prog}: ${(err as Error).message}\n`);
     if (process.env.USERNET_DEBUG) process.stderr.write(`${(err as Error).stack}\n`);
     return 1;
+  }
+}
+
+/**
+ * `-v`: slirp4netns' five lines, then one naming usernet. Clients parse them
+ * to probe features, so the values are chosen for what they enable:
+ * SLIRP_CONFIG_VERSION_MAX 3 is the highest slirp4netns 1.2.0 tests
+ * (>= 2: --outbound-addr[6], >= 3: --disable-dns), both of which usernet
+ * has; the libseccomp line says --enable-seccomp works. The commit is
+ * slirp4netns v1.2.0's, the release whose interface this is.
+ */
+export function slirpVersionText(usernetVersion: string): string {
+  return [
+    `slirp4netns version ${SLIRP4NETNS_COMPAT_VERSION}`,
+    `commit: ${SLIRP4NETNS_COMPAT_COMMIT}`,
+    `libslirp: ${LIBSLIRP_COMPAT_VERSION}`,
+    `SLIRP_CONFIG_VERSION_MAX: ${SLIRP_CONFIG_VERSION_MAX}`,
+    `libseccomp: ${LIBSECCOMP_COMPAT_VERSION}`,
+    `usernet: ${usernetVersion}`,
+    '',
+  ].join('\n');
+}
+
+/** access(path, F_OK) for parseSlirpArgs: null, or strerror's words for the failure. */
+function pathProbe(path: string): string | null {
+  try {
+    accessSync(path);
+    return null;
+  } catch (err) {
+    return strerror(err as NodeJS.ErrnoException);
+  }
+}
+
+const STRERROR: Record<string, string> = {
+  ENOENT: 'No such file or directory',
+  EACCES: 'Permission denied',
+  EPERM: 'Operation not permitted',
+  ENOTDIR: 'Not a directory',
+  ELOOP: 'Too many levels of symbolic links',
+  ENAMETOOLONG: 'File name too long',
+  EINVAL: 'Invalid argument',
+};
+
+function strerror(err: { code?: string; message: string }): string {
+  if (err.code !== undefined && STRERROR[err.code] !== undefined) return STRERROR[err.code];
+  // The native addon's messages end in "(strerror text)".
+  const m = /\(([^()]+)\)$/.exec(err.message);
+  return m !== null ? m[1] : (err.code ?? err.message);
+}
+
+/**
+ * The line slirp4netns prints when the same step fails (its perror() calls
+ * in nsenter, child and configure_network), or null for failures it has no
+ * counterpart for.
+ */
+export function slirpWordsFor(err: { syscall?: string; code?: string; message: string }, o: SlirpOptions): string | null {
+  if (err instanceof SlirpRuntimeError) return err.words;
+  const why = strerror(err);
+  switch (err.syscall) {
+    case 'open(netns)':
+      return `${o.netnsType === 'pid' ? `/proc/${o.pid}/ns/net` : o.target}: ${why}`;
+    case 'open(userns)':
+      return `${o.usernsPath ?? `/proc/${o.pid}/ns/user`}: ${why}`;
+    case 'setns(net)':
+      return `setns(CLONE_NEWNET): ${why}`;
+    case 'setns(user)':
+      return `setns(CLONE_NEWUSER): ${why}`;
+    case 'open(/dev/net/tun)':
+      return `open("/dev/net/tun"): ${why}`;
+    case 'ioctl(TUNSETIFF)':
+      return `ioctl(TUNSETIFF): ${why}`;
+    case 'ioctl(SIOCSIFMTU)':
+      return `cannot set MTU: ${why}`;
+    case 'ioctl(SIOCSIFHWADDR)':
+      return `cannot set MAC address: ${why}`;
+    case 'ioctl(SIOCSIFADDR)':
+      return `cannot set device address: ${why}`;
+    case 'ioctl(SIOCSIFNETMASK)':
+      return `cannot set device netmask: ${why}`;
+    case 'ioctl(SIOCADDRT)':
+      return `set route: ${why}`;
+    case 'ioctl(SIOCGIFFLAGS)':
+    case 'ioctl(SIOCSIFFLAGS)':
+    case 'ioctl(SIOCGIFFLAGS,lo)':
+    case 'ioctl(SIOCSIFFLAGS,lo)':
+      return `cannot set device up: ${why}`;
+    default:
+      return null;
   }
 }
 
@@ -117,10 +215,14 @@ export function resolveOutboundAddress(value: string, family: 4 | 6 = 4): string
   const flag = family === 4 ? 'outbound-addr' : 'outbound-addr6';
   if (family === 4 ? isIPv4(value) : isIPv6(value)) return value;
   const addrs = networkInterfaces()[value];
-  if (addrs === undefined) throw new ConfigError(`${flag}: no interface named "${value}"`, flag);
+  // slirp4netns' words (its typo for -6 included), then usernet's hint.
+  const words = family === 4 ? 'outbound-addr has to be valid ipv4 address or interface name.' : 'outbound-addr has to be valid ipv4 address or iterface name.';
+  if (addrs === undefined) throw new SlirpRuntimeError(words, `${flag}: no interface named "${value}"`);
   const want = family === 4 ? 'IPv4' : 'IPv6';
   const found = addrs.filter((a) => a.family === want).sort((a, b) => Number(a.address.startsWith('fe80')) - Number(b.address.startsWith('fe80')))[0];
-  if (found === undefined || found.address.startsWith('fe80')) throw new ConfigError(`${flag}: interface "${value}" has no ${want} address usable for outbound connections`, flag);
+  if (found === undefined || found.address.startsWith('fe80')) {
+    throw new SlirpRuntimeError(words, `${flag}: interface "${value}" has no ${want} address usable for outbound connections`);
+  }
   return found.address;
 }
 

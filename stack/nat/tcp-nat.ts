@@ -5,7 +5,9 @@
  *
  * How it works
  * - A guest SYN for an unknown 4-tuple is mapped (AddressMap): blocked
- *   destinations get a RST at once; otherwise a flow is created in DIALING and
+ *   destinations get a RST at once, except the gateway with host loopback
+ *   off, which gets ICMP net unreachable (ICMPv6 no route), as slirp4netns
+ *   answers it (the guest's connect fails with ENETUNREACH); otherwise a flow is created in DIALING and
  *   the runtime dials the host (`host.dial`). Only when the dial succeeds does
  *   the guest get its SYN-ACK (`dialSucceeded`); refused -> RST, unreachable or
  *   timed out -> ICMP host unreachable (`dialFailed`). SYNs the guest repeats
@@ -42,8 +44,8 @@
  */
 import { fold } from '../wire/checksum.js';
 import { IP_PROTO_TCP } from '../wire/ipv4.js';
-import { ICMP_DEST_UNREACHABLE } from '../wire/icmpv4.js';
-import { ICMPV6_DEST_UNREACHABLE, ICMPV6_UNREACH_ADDRESS, writeIcmpv6Error } from '../wire/icmpv6.js';
+import { ICMP_DEST_UNREACHABLE, ICMP_UNREACH_NET } from '../wire/icmpv4.js';
+import { ICMPV6_DEST_UNREACHABLE, ICMPV6_UNREACH_ADDRESS, ICMPV6_UNREACH_NO_ROUTE, writeIcmpv6Error } from '../wire/icmpv6.js';
 import {
   TCP_ACK,
   TCP_CHECKSUM_OFFSET,
@@ -286,7 +288,8 @@ export class TcpNat {
     if (target.kind === 'blocked') {
       this.refusedByPolicy++;
       this.bump(target.reason ?? 'blocked');
-      this.sendRstFor(pkt, now);
+      if (target.reason === 'blocked-host-loopback') this.sendNetUnreachable(pkt, now);
+      else this.sendRstFor(pkt, now);
       return null;
     }
     if (this.active >= this.opts.maxFlows) {
@@ -661,6 +664,23 @@ export class TcpNat {
     }
     if (len === 0) return;
     const ipOff = this.out.begin(flow.guestMac, len, now, v6 ? ETHERTYPE_IPV6 : ETHERTYPE_IPV4);
+    s.copy(this.out.arena, ipOff, 0, len);
+    this.out.send(len, now);
+  }
+
+  /** ICMP net unreachable (ICMPv6 no route) about the guest's packet itself, from the gateway. */
+  private sendNetUnreachable(pkt: IpPacket, now: number): void {
+    const s = this.icmpScratch;
+    const buf = pkt.frame.buf;
+    let len: number;
+    if (pkt.v6) {
+      const a = this.addrs;
+      len = writeIcmpv6Error(s, 0, s.length, ICMPV6_DEST_UNREACHABLE, ICMPV6_UNREACH_NO_ROUTE, a.bytes, a.offsetOf(this.opts.addressMap.gateway6), buf, pkt.ipOff, pkt.ipLen);
+    } else {
+      len = writeIcmpError(s, 0, s.length, ICMP_DEST_UNREACHABLE, ICMP_UNREACH_NET, this.opts.addressMap.gateway, this.nextIdent(), buf, pkt.ipOff, pkt.ipLen);
+    }
+    if (len === 0) return;
+    const ipOff = this.out.begin(pkt.srcMac, len, now, pkt.etherType);
     s.copy(this.out.arena, ipOff, 0, len);
     this.out.send(len, now);
   }

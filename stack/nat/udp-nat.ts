@@ -10,6 +10,9 @@
  * - A host socket that learns of an ICMP port unreachable (ECONNREFUSED)
  *   makes us send the guest an ICMP port unreachable about its datagram, as
  *   a router would, so `dig` and friends fail at once instead of timing out.
+ *   A blocked destination gets ICMP administratively prohibited, except the
+ *   gateway with host loopback off: net unreachable (ICMPv6 no route), as
+ *   slirp4netns answers it.
  * - DNS: the forwarder (sans-IO) gets each query with a client key that
  *   encodes the guest's address and port; its answers come back to `dnsReply`.
  * - Inbound (port forwards): each distinct host client (ip, port) of a
@@ -28,8 +31,8 @@ import { DhcpServer } from '../dhcp-server.js';
 import { DnsForwarder } from '../dns-forwarder.js';
 import type { LocalNames } from '../dns-local-names.js';
 import { IP_PROTO_UDP } from '../wire/ipv4.js';
-import { ICMP_DEST_UNREACHABLE } from '../wire/icmpv4.js';
-import { ICMPV6_DEST_UNREACHABLE, ICMPV6_UNREACH_ADMIN_PROHIBITED, ICMPV6_UNREACH_PORT, writeIcmpv6Error } from '../wire/icmpv6.js';
+import { ICMP_DEST_UNREACHABLE, ICMP_UNREACH_NET } from '../wire/icmpv4.js';
+import { ICMPV6_DEST_UNREACHABLE, ICMPV6_UNREACH_ADMIN_PROHIBITED, ICMPV6_UNREACH_NO_ROUTE, ICMPV6_UNREACH_PORT, writeIcmpv6Error } from '../wire/icmpv6.js';
 import { UdpView, writeUdpHeader } from '../wire/udp.js';
 import { writeIcmpError } from '../icmp-errors.js';
 import { DNS_PORT, type AddressMap } from './address-map.js';
@@ -49,6 +52,8 @@ const ICMP_UNREACH_ADMIN = 13;
 /** Which unreachable to send; the code depends on the IP version. */
 const UNREACH_PORT = 0;
 const UNREACH_ADMIN = 1;
+/** The gateway with host loopback off: net unreachable (ICMPv6 no route), as slirp4netns answers. */
+const UNREACH_NET = 2;
 
 export interface UdpHostEnv {
   /** Opens the host socket of a new flow (towards flow.hostIp:flow.hostPort; handles, see UdpNat.output.addrs). */
@@ -149,7 +154,8 @@ export class UdpNat {
     }
     const target = this.opts.addressMap.mapOutbound(dst, dstPort, IP_PROTO_UDP);
     if (target.kind === 'blocked') {
-      this.sendUnreachable(pkt.srcMac, pkt.frame.buf, pkt.ipOff, pkt.ipLen, UNREACH_ADMIN, now);
+      const kind = target.reason === 'blocked-host-loopback' ? UNREACH_NET : UNREACH_ADMIN;
+      this.sendUnreachable(pkt.srcMac, pkt.frame.buf, pkt.ipOff, pkt.ipLen, kind, now);
       return target.reason ?? 'blocked';
     }
     if (target.kind === 'dns') {
@@ -311,16 +317,16 @@ export class UdpNat {
     return this.output.sendUdp(dstMac, r.srcIp, DHCP_SERVER_PORT, r.dstIp, DHCP_CLIENT_PORT, this.dhcpOut, 0, len, now);
   }
 
-  /** ICMP(v6) destination unreachable about the guest packet orig[off, off+len); `kind` is UNREACH_PORT or UNREACH_ADMIN. */
+  /** ICMP(v6) destination unreachable about the guest packet orig[off, off+len); `kind` is UNREACH_PORT, UNREACH_ADMIN or UNREACH_NET. */
   private sendUnreachable(mac: number, orig: Uint8Array, off: number, len: number, kind: number, now: number): void {
     const s = this.icmpScratch;
     let n: number;
     if (orig[off] >>> 4 === 6) {
       const a = this.output.addrs;
-      const code = kind === UNREACH_PORT ? ICMPV6_UNREACH_PORT : ICMPV6_UNREACH_ADMIN_PROHIBITED;
+      const code = kind === UNREACH_PORT ? ICMPV6_UNREACH_PORT : kind === UNREACH_NET ? ICMPV6_UNREACH_NO_ROUTE : ICMPV6_UNREACH_ADMIN_PROHIBITED;
       n = writeIcmpv6Error(s, 0, s.length, ICMPV6_DEST_UNREACHABLE, code, a.bytes, a.offsetOf(this.opts.addressMap.gateway6), orig, off, len);
     } else {
-      const code = kind === UNREACH_PORT ? ICMP_UNREACH_PORT : ICMP_UNREACH_ADMIN;
+      const code = kind === UNREACH_PORT ? ICMP_UNREACH_PORT : kind === UNREACH_NET ? ICMP_UNREACH_NET : ICMP_UNREACH_ADMIN;
       n = writeIcmpError(s, 0, s.length, ICMP_DEST_UNREACHABLE, code, this.opts.addressMap.gateway, this.output.nextIdent(), orig, off, len);
     }
     if (n === 0) return;

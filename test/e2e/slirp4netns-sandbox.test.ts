@@ -4,6 +4,7 @@
  * the network, the API socket and shutdown still working; and the front end
  * exiting when its tap dies or its PID-mode target exits.
  */
+import { randomInt } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Server } from 'node:net';
@@ -85,6 +86,8 @@ function tasks(pid: number): TaskView[] {
 }
 
 const ZERO = '0000000000000000';
+/** CAP_NET_BIND_SERVICE (bit 10) alone: what --enable-sandbox keeps, as slirp4netns does. */
+const NET_BIND_ONLY = '0000000000000400';
 
 function expectSandboxed(pid: number): TaskView[] {
   const all = tasks(pid);
@@ -94,10 +97,10 @@ function expectSandboxed(pid: number): TaskView[] {
   for (const t of all) {
     expect({ tid: t.tid, eff: t.capEff, prm: t.capPrm, inh: t.capInh, bnd: t.capBnd, amb: t.capAmb }).toEqual({
       tid: t.tid,
-      eff: ZERO,
-      prm: ZERO,
-      inh: ZERO,
-      bnd: ZERO,
+      eff: NET_BIND_ONLY,
+      prm: NET_BIND_ONLY,
+      inh: NET_BIND_ONLY,
+      bnd: NET_BIND_ONLY,
       amb: ZERO,
     });
     expect(t.mnt).not.toBe(ours);
@@ -160,6 +163,28 @@ describe('usernet slirp4netns --enable-sandbox --enable-seccomp', () => {
     expect(s.bg.stderr).not.toMatch(/error/i);
   });
 
+  it('keeps CAP_NET_BIND_SERVICE (only): a forward to host port 80 added through the API after start-up binds and carries a connection', async () => {
+    const pid = await unsharedPid();
+    const sock = join(sandbox.tmpdir(), 'api.sock');
+    const s = spawnSlirp(['-c', '--enable-sandbox', '--enable-seccomp', '-r', '4', '-a', sock, String(pid), 'tap0'], tracker.track);
+    expect(await s.ready).toBe('1');
+    expectSandboxed(s.bg.pid);
+    const inside = sandbox.spawn('nsenter', [
+      '-t', String(pid), '-n', process.execPath, '-e',
+      "require('net').createServer((c) => c.end('port 80 via the sandbox')).listen(8080, '0.0.0.0', () => console.log('up'))",
+    ]);
+    await inside.waitFor(/up/);
+    // Port 80 on an address of 127/8 of our own, so no other test or engineer's server on :80 is in the way.
+    const host = `127.${1 + randomInt(254)}.${1 + randomInt(254)}.${1 + randomInt(254)}`;
+    const added = await apiCall(sock, { execute: 'add_hostfwd', arguments: { proto: 'tcp', host_addr: host, host_port: 80, guest_port: 8080 } });
+    expect(added).toEqual({ return: { id: 1 } });
+    const got = await runAsync('curl', ['-s', '-m', '10', `telnet://${host}:80`]);
+    expect(got.stdout).toBe('port 80 via the sandbox');
+    expect(await apiCall(sock, { execute: 'list_hostfwd' })).toMatchObject({ entries: [{ id: 1, host_addr: host, host_port: 80 }] });
+    // The threads the forward's accept and I/O started hold the same single capability.
+    expectSandboxed(s.bg.pid);
+  });
+
   it('--enable-sandbox alone: confined, no filter; an API socket on the read-only /run bind is still unlinked', async () => {
     const port = await serve('sandbox-only');
     const pid = await unsharedPid();
@@ -218,7 +243,7 @@ describe('usernet slirp4netns --enable-sandbox --enable-seccomp', () => {
     const ourMnt = readlinkSync('/proc/self/ns/mnt');
     for (const tid of readdirSync(`/proc/${upid}/task`)) {
       const st = readFileSync(`/proc/${upid}/task/${tid}/status`, 'utf8');
-      for (const f of ['CapEff', 'CapPrm', 'CapBnd']) expect(st).toMatch(new RegExp(`^${f}:\\s*0{16}$`, 'm'));
+      for (const f of ['CapEff', 'CapPrm', 'CapBnd']) expect(st).toMatch(new RegExp(`^${f}:\\s*${NET_BIND_ONLY}$`, 'm'));
       expect(readlinkSync(`/proc/${upid}/task/${tid}/ns/mnt`)).not.toBe(ourMnt);
     }
     s.bg.proc.kill('SIGTERM');

@@ -1,5 +1,10 @@
-import { describe, expect, it } from 'vitest';
-import { API_REPLY_MAX, handleApiRequest, type ForwardTable } from '../../../src/slirp4netns/api.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { API_REPLY_MAX, handleApiRequest, startApiServer, type ApiLimits, type ApiServer, type ForwardTable } from '../../../src/slirp4netns/api.js';
+import { createLogger } from '../../../src/log.js';
 import type { ForwardEntry, ForwardSpec } from '../../../src/nat/port-forward.js';
 
 class FakeForwards implements ForwardTable {
@@ -92,5 +97,99 @@ describe('slirp4netns API', () => {
     expect(await add({})).toEqual(err('add_hostfwd: slirp_add_hostfwd failed'));
     expect(await call(f, { execute: 'remove_hostfwd' })).toEqual(err('remove_hostfwd: bad arguments.id'));
     expect(await call(f, { execute: 'remove_hostfwd', arguments: { id: 'one' } })).toEqual(err('remove_hostfwd: bad arguments.id'));
+  });
+});
+
+describe('slirp4netns API socket', () => {
+  let dir = '';
+  let server: ApiServer | null = null;
+  afterEach(() => {
+    server?.close();
+    server = null;
+    if (dir !== '') rmSync(dir, { recursive: true, force: true });
+    dir = '';
+  });
+
+  async function start(limits: ApiLimits = {}): Promise<string> {
+    dir = mkdtempSync(join(tmpdir(), 'i20-api-'));
+    const path = join(dir, 'api.sock');
+    server = await startApiServer(path, new FakeForwards(), GUEST, createLogger('error', () => undefined), limits);
+    return path;
+  }
+
+  /** Connects, lets `act` write, and collects what the server sends until the connection is gone. */
+  function session(path: string, act: (c: Socket) => void): Promise<{ reply: string; closed: boolean }> {
+    return new Promise((resolve) => {
+      const c = connect(path);
+      let reply = '';
+      c.setEncoding('utf8');
+      c.on('data', (d: string) => (reply += d));
+      c.on('error', () => undefined);
+      c.on('close', () => resolve({ reply, closed: true }));
+      c.on('connect', () => act(c));
+    });
+  }
+
+  it('answers a too large request and closes the connection, without waiting for the client to finish', async () => {
+    const path = await start();
+    const r = await session(path, (c) => c.write(`{"execute":"list_hostfwd","pad":"${' '.repeat(5000)}`));
+    expect(JSON.parse(r.reply)).toEqual(err('too large message'));
+    expect(r.closed).toBe(true);
+  });
+
+  it('a client that keeps writing a too large request is cut off (before, it never finished)', async () => {
+    const path = await start();
+    const chunk = Buffer.alloc(1024, 0x20);
+    const r = await session(path, (c) => {
+      c.write('{"execute":"list_hostfwd","pad":"');
+      // Never ends its request: only the server's close stops this.
+      const more = () => {
+        if (c.destroyed) return;
+        if (c.write(chunk)) setImmediate(more);
+        else c.once('drain', more);
+      };
+      more();
+    });
+    expect(r.closed).toBe(true);
+    // Whether the reply is read before the write fails (EPIPE) is up to the client, as with slirp4netns.
+    if (r.reply !== '') expect(JSON.parse(r.reply)).toEqual(err('too large message'));
+  });
+
+  it('closes after the reply even when the client never shuts down its write side', async () => {
+    const path = await start();
+    const r = await session(path, (c) => c.write('{"execute":"list_hostfwd"}'));
+    expect(JSON.parse(r.reply)).toMatchObject({ entries: [] });
+    expect(r.closed).toBe(true);
+  });
+
+  it('closes an idle connection, and an incomplete request, without a reply once the request timeout passes', async () => {
+    const path = await start({ requestTimeoutMs: 100 });
+    expect(await session(path, () => undefined)).toEqual({ reply: '', closed: true });
+    expect(await session(path, (c) => c.write('{"execute":'))).toEqual({ reply: '', closed: true });
+    // The server still answers the next client.
+    expect(JSON.parse((await session(path, (c) => c.end('{"execute":"list_hostfwd"}'))).reply)).toMatchObject({ entries: [] });
+  });
+
+  it('bounds concurrent connections: one beyond the cap is closed unanswered; after the others go, requests work again', async () => {
+    const path = await start({ maxConnections: 2, requestTimeoutMs: 60_000 });
+    const held: Socket[] = [];
+    for (let i = 0; i < 2; i++) {
+      const c = connect(path);
+      c.on('error', () => undefined);
+      await new Promise<void>((r) => c.on('connect', () => r()));
+      held.push(c);
+    }
+    // Let the server accept both before the third arrives.
+    await new Promise((r) => setTimeout(r, 50));
+    const third = await session(path, (c) => c.write('{"execute":"list_hostfwd"}'));
+    expect(third).toEqual({ reply: '', closed: true });
+    for (const c of held) c.destroy();
+    // The server frees the slots when it sees those closes: ask until it answers.
+    let reply = '';
+    for (let i = 0; i < 100 && reply === ''; i++) {
+      reply = (await session(path, (c) => c.end('{"execute":"list_hostfwd"}'))).reply;
+      if (reply === '') await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(JSON.parse(reply)).toMatchObject({ entries: [] });
   });
 });

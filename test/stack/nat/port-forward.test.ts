@@ -222,6 +222,23 @@ describe('inbound UDP (port forwards)', () => {
     expect(udpHost.toClient).toHaveLength(1);
   });
 
+  it('answers a datagram to N+2 with host loopback off with ICMP net unreachable quoting it, as slirp4netns', () => {
+    const { sink, gw, udpHost } = setup({ hostLoopback: false });
+    introduce(gw);
+    const before = sink.sent.length;
+    const f = udpFrame(5555, 9999, 'x');
+    const ip = Buffer.from(f.buf.subarray(14, f.len));
+    gw.deliver(f, 0);
+    const out = sink.sent.slice(before);
+    expect(out).toHaveLength(1);
+    expect(udpHost.opened).toHaveLength(0);
+    const b = out[0];
+    expect(b[14 + 9]).toBe(1);
+    expect(b.readUInt32BE(26)).toBe(GW);
+    expect([b[34], b[35]]).toEqual([3, 0]);
+    expect(b.subarray(42)).toEqual(ip);
+  });
+
   it('queues datagrams for a silent guest until ARP answers', () => {
     const { sink, gw, nat } = setup();
     const data = Buffer.from('x');

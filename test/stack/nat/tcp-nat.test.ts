@@ -159,12 +159,21 @@ describe('TcpNat: dial before SYN-ACK', () => {
     expect(nat.tcp.flowCount).toBe(0);
   });
 
-  it('refuses the gateway address at once when host loopback is disabled', () => {
+  it('refuses the gateway address at once when host loopback is disabled: ICMP net unreachable quoting the SYN, as slirp4netns', () => {
     const { sink, gw, host } = setup({ hostLoopback: false });
-    gw.deliver(segment({ flags: TCP_SYN }), 0);
+    const syn = segment({ flags: TCP_SYN });
+    const synIp = Buffer.from(syn.buf.subarray(syn.off + 14, syn.off + syn.len));
+    gw.deliver(syn, 0);
     expect(host.dials).toHaveLength(0);
     expect(sink.sent).toHaveLength(1);
-    expect(tcpOf(sink.sent[0]).flags & TCP_RST).toBeTruthy();
+    const b = sink.sent[0].bytes;
+    expect(b.readUInt16BE(12)).toBe(ETHERTYPE_IPV4);
+    expect(b[14 + 9]).toBe(1); // ICMP
+    expect(b.readUInt32BE(14 + 12)).toBe(GW);
+    expect(b.readUInt32BE(14 + 16)).toBe(GUEST);
+    expect([b[34], b[35]]).toEqual([3, 0]); // destination unreachable, net unreachable
+    expect(checksum(b, 34, b.length - 34)).toBe(0);
+    expect(b.subarray(42)).toEqual(synIp);
   });
 
   it('resets a segment that belongs to no connection (RFC 9293: seq = its ack)', () => {
