@@ -17,7 +17,9 @@
  *   also routes 10.0.2.0/24 to it;
  * - starts a node HTTP server on the sandbox's 127.0.0.1;
  * - fetches a blob with curl from the gateway, 10.0.2.2, which usernet's NAT
- *   maps to that loopback, and pings the gateway.
+ *   maps to that loopback, once with a length and once ended by the server's
+ *   close (this runsc's epoll reports no EPOLLRDHUP for that FIN), and pings
+ *   the gateway.
  * The test compares the blob's sha256 and the ping count, and reads usernet's
  * log for the gVisor-specific paths (the stand-in MAC).
  *
@@ -103,6 +105,7 @@ until grep -q listening /w/server.log 2> /dev/null; do
   sleep 0.1
 done
 curl -sS --max-time 90 -o /w/got http://10.0.2.2:${SERVER_PORT}/blob 2> /w/curl.err; echo "RESULT curl=$?"
+curl -sS --http1.0 --max-time 90 -o /w/got-close http://10.0.2.2:${SERVER_PORT}/close 2> /w/curl-close.err; echo "RESULT curl_close=$?"
 ping -c 3 -W 5 10.0.2.2 > /w/ping.out 2>&1; echo "RESULT ping=$?"
 kill $SPID
 kill -TERM $UPID; wait $UPID; echo "RESULT usernet_exit=$?"
@@ -114,7 +117,10 @@ const http = require('node:http');
 const fs = require('node:fs');
 const blob = fs.readFileSync('/w/blob');
 http.createServer((req, res) => {
-  res.writeHead(200, { 'content-length': blob.length });
+  // /close: no length, the end is the server's FIN (an HTTP/1.0 answer), which
+  // usernet must pass on even where epoll reports no EPOLLRDHUP (old gVisor).
+  if (req.url === '/close') res.writeHead(200, { connection: 'close' });
+  else res.writeHead(200, { 'content-length': blob.length });
   res.end(blob);
 }).listen(${SERVER_PORT}, '127.0.0.1', () => console.log('listening'));
 `;
@@ -188,6 +194,7 @@ function describeOutcome(o: Outcome): string {
     `runsc stderr: ${o.stderr.trim()}`,
     `usernet log:\n${o.log.trim()}`,
     `curl: ${file('curl.err').trim()}`,
+    `curl (close): ${file('curl-close.err').trim()}`,
     `ping: ${file('ping.out').trim()}`,
     `server: ${file('server.log').trim()}`,
   ].join('\n');
@@ -201,6 +208,10 @@ function expectTransfer(o: Outcome): void {
   expect(o.results.curl, why).toBe('0');
   const got = readFileSync(join(o.dir, 'got'));
   expect(createHash('sha256').update(got).digest('hex'), why).toBe(o.blobSha);
+  // The same blob ended by the server's close: the FIN must reach the client.
+  expect(o.results.curl_close, why).toBe('0');
+  const gotClose = readFileSync(join(o.dir, 'got-close'));
+  expect(createHash('sha256').update(gotClose).digest('hex'), why).toBe(o.blobSha);
   // ICMP echo to the gateway: gVisor's ping (an ICMP datagram socket) through the tap.
   expect(o.results.ping, why).toBe('0');
   expect(readFileSync(join(o.dir, 'ping.out'), 'utf8'), why).toMatch(/3 packets transmitted, 3 received/);
