@@ -435,8 +435,54 @@ class TcpSockets : public Napi::ObjectWrap<TcpSockets> {
   Napi::FunctionReference on_events_;
 };
 
+// Whether epoll reports a TCP peer's FIN as EPOLLRDHUP. Linux always has;
+// gVisor's netstack did not before its POLLRDHUP fix (release-20230717.0,
+// gvisor #6015): there a FIN that arrives with or after the last bytes is only
+// an EPOLLIN, so the reader cannot stop at a short read and wait for an edge
+// that announces it. A loopback pair, the accepted end shuts down its sending
+// side, and a level-triggered epoll_wait on the other end looks at the bits:
+// nothing but that FIN can make it readable. Any failure answers false (read on
+// to EAGAIN: correct everywhere, one read more per short read).
+bool ProbeRdhup() {
+  bool rdhup = false;
+  int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int c = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int a = -1;
+  int ep = epoll_create1(EPOLL_CLOEXEC);
+  SockAddr addr;
+  memset(&addr, 0, sizeof addr);
+  addr.in4.sin_family = AF_INET;
+  addr.in4.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr.in4;
+  if (l >= 0 && c >= 0 && ep >= 0 && bind(l, &addr.sa, len) == 0 && listen(l, 1) == 0 &&
+      getsockname(l, &addr.sa, &len) == 0 && (connect(c, &addr.sa, len) == 0 || errno == EINPROGRESS)) {
+    struct pollfd p = {l, POLLIN, 0};
+    // Bounded waits: loopback answers at once; a second covers a loaded machine.
+    if (poll(&p, 1, 1000) == 1) a = accept4(l, nullptr, nullptr, SOCK_CLOEXEC);
+    struct epoll_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.events = EPOLLIN | EPOLLRDHUP;
+    if (a >= 0 && epoll_ctl(ep, EPOLL_CTL_ADD, c, &ev) == 0 && shutdown(a, SHUT_WR) == 0) {
+      struct epoll_event got;
+      int n;
+      do n = epoll_wait(ep, &got, 1, 1000);
+      while (n < 0 && errno == EINTR);
+      rdhup = n == 1 && (got.events & EPOLLRDHUP) != 0;
+    }
+  }
+  for (int fd : {l, c, a, ep}) {
+    if (fd >= 0) close(fd);
+  }
+  return rdhup;
+}
+
+Napi::Value TcpReportsRdhup(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), ProbeRdhup()); }
+
 }  // namespace
 
-void InitTcpSockets(Napi::Env env, Napi::Object exports) { exports.Set("TcpSockets", TcpSockets::Define(env)); }
+void InitTcpSockets(Napi::Env env, Napi::Object exports) {
+  exports.Set("TcpSockets", TcpSockets::Define(env));
+  exports.Set("tcpReportsRdhup", Napi::Function::New(env, TcpReportsRdhup, "tcpReportsRdhup"));
+}
 
 }  // namespace usernet

@@ -154,6 +154,15 @@ export class Runtime {
         this.removeTap(p);
         this.onTapLost?.(p, err);
       },
+      onTooBig: (p, len) => {
+        this.log.warn(
+          `tap ${p.name} refused a ${len}-byte frame as too big (EMSGSIZE): gVisor's tap counts the Ethernet header in its MTU; ` +
+            "start usernet with an --mtu 14 below the tap's (--mtu 1486 for its default 1500)",
+        );
+      },
+      onZeroSource: (p) => {
+        this.log.info(`tap ${p.name}: the guest sends from MAC 00:00:00:00:00:00 (gVisor's tap has none); it is ${formatMac(p.standInMac)} here`);
+      },
     });
     // Frames received on one tap may be written to any other straight from its receive area.
     port.registerStable(this.nat.out.arena.buffer);

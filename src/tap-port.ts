@@ -14,11 +14,15 @@
  *   port's own transmit area first.
  * - A vnet tap gets a virtio-net header on every frame: the frame's own when it
  *   has one (verbatim crossing between vnet taps), else ten zero bytes.
+ * - A guest without a MAC (gVisor's tap sends from 00:00:00:00:00:00) gets a
+ *   stand-in MAC chosen here: see stack/zero-source-mac.ts.
  */
 import { newFrame, PortCounters, type Frame, type Port } from '../stack/frame.js';
 import { VIRTIO_NET_HDR_LEN } from '../stack/wire/vnet.js';
 import type { FrameIo, TapHandle } from './native/types.js';
 import { native } from './native/addon.js';
+import { randomBytes } from 'node:crypto';
+import { randomLocalMac, standInForZeroSource } from '../stack/zero-source-mac.js';
 
 /**
  * Frames per receive batch. 64 amortises the JS<->native crossing (about a
@@ -41,10 +45,18 @@ const EAGAIN = 11;
  * from further taps are copied instead of written in place.
  */
 const MAX_STABLE_EXTRA = 60;
+const EMSGSIZE = 90;
 
 export interface TapPortOptions {
   mtu: number;
   onError: (port: TapPort, err: Error) => void;
+  /**
+   * Called once, when the tap first refuses a frame as too big (EMSGSIZE, with its length):
+   * gVisor's tap compares the whole frame, Ethernet header included, with its MTU.
+   */
+  onTooBig?: (port: TapPort, frameLen: number) => void;
+  /** Called once, on the first frame whose all-zero source MAC was replaced by `standInMac`. */
+  onZeroSource?: (port: TapPort) => void;
 }
 
 export interface BatchSink {
@@ -75,6 +87,13 @@ export class TapPort implements Port {
   /** Areas registered with registerStable beyond the port's own. */
   private stableExtra = 0;
   private closed = false;
+  /** The MAC given to a guest that sends from 00:00:00:00:00:00 (gVisor's tap). */
+  readonly standInMac = randomLocalMac(randomBytes(6));
+  /** Frames whose all-zero source was replaced by standInMac. */
+  zeroSourceFrames = 0;
+  private readonly onZeroSource: ((port: TapPort) => void) | undefined;
+  private readonly onTooBig: ((port: TapPort, frameLen: number) => void) | undefined;
+  private tooBigReported = false;
 
   constructor(
     handle: TapHandle,
@@ -104,6 +123,8 @@ export class TapPort implements Port {
     this.txCopyIndex = this.io.registerBuffer(this.txCopy.buffer as ArrayBuffer);
     this.zeroHeaderIndex = this.io.registerBuffer(new ArrayBuffer(VIRTIO_NET_HDR_LEN));
     this.stable.set(rxArea, 0);
+    this.onZeroSource = opts.onZeroSource;
+    this.onTooBig = opts.onTooBig;
   }
 
   /** The memory frames received on this port live in. */
@@ -153,6 +174,9 @@ export class TapPort implements Port {
       frame.off = i * this.slotSize + hdr;
       frame.len = len - hdr;
       frame.vnet = this.vnet;
+      if (standInForZeroSource(this.rx, frame.off, frame.len, this.standInMac) && this.zeroSourceFrames++ === 0) {
+        this.onZeroSource?.(this);
+      }
       this.sink.input(this, frame, now);
     }
     this.sink.flush(now);
@@ -219,8 +243,21 @@ export class TapPort implements Port {
         break;
       }
       // The kernel refused one frame (say, a bad virtio header): drop it, keep the others.
-      this.counters.drop('tx-error');
-      for (let skip = sent + 1; skip > 0; start += 4) if (this.desc[start + 3] === 0) skip--;
+      for (let skip = sent; skip > 0; start += 4) if (this.desc[start + 3] === 0) skip--;
+      let refusedLen = 0;
+      for (let more = 1; more !== 0; start += 4) {
+        refusedLen += this.desc[start + 2];
+        more = this.desc[start + 3];
+      }
+      if (this.io.lastError === EMSGSIZE) {
+        this.counters.drop('tx-too-big');
+        if (!this.tooBigReported) {
+          this.tooBigReported = true;
+          this.onTooBig?.(this, refusedLen);
+        }
+      } else {
+        this.counters.drop('tx-error');
+      }
       remaining -= sent + 1;
     }
   }

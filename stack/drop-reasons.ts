@@ -65,6 +65,7 @@ export const DROP_REASONS = [
   'vnet-to-plain',
   'too-big',
   'tx-queue-full',
+  'tx-too-big',
   'tx-error',
   // bridge (stack/bridge.ts)
   'unknown-port',

@@ -57,6 +57,16 @@ export interface TcpProxyOptions {
 }
 
 const EAGAIN = -11;
+
+/** Whether this system's epoll announces a TCP peer's FIN as EPOLLRDHUP: probed once per process. */
+let rdhupProbe: boolean | null = null;
+function finComesAsRdhup(log: Logger): boolean {
+  if (rdhupProbe === null) {
+    rdhupProbe = native.tcpReportsRdhup();
+    if (!rdhupProbe) log.info('host TCP sockets: epoll reports no EPOLLRDHUP here (gVisor before 2023-07): reading on to EAGAIN after short reads');
+  }
+  return rdhupProbe;
+}
 const EINPROGRESS = -115;
 const EPOLLIN = 0x1;
 const EPOLLOUT = 0x4;
@@ -176,6 +186,7 @@ export class TcpProxy implements TcpHostEnv {
   ) {
     nat.dialTimeoutMs = opts.dialTimeoutMs;
     this.lingerMs = opts.lingerMs ?? 10_000;
+    this.rdhup = finComesAsRdhup(log);
     this.io = native.createTcpSockets({ events: this.events, onEvents: (n) => this.onEvents(n) });
     this.io.start();
   }
@@ -387,6 +398,11 @@ export class TcpProxy implements TcpHostEnv {
   }
 
   private handling = false;
+  /**
+   * The FIN comes with EPOLLRDHUP (Linux). Without it (old gVisor) a FIN that arrived with the
+   * last bytes is only an EPOLLIN, and no later edge announces it: a short read then reads on.
+   */
+  private readonly rdhup: boolean;
 
   private onSocketEvent(c: HostConn, bits: number, now: number): void {
     if ((bits & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) !== 0) {
@@ -443,7 +459,7 @@ export class TcpProxy implements TcpHostEnv {
             this.hostEnded(c, now);
             return;
           }
-          if (!c.peerShut) break;
+          if (!c.peerShut && this.rdhup) break;
         }
         continue;
       }

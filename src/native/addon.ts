@@ -73,6 +73,7 @@ interface RawAddon {
   framePair(): [number, number];
   FrameIo: new (opts: FrameIoOptions) => FrameIo;
   TcpSockets: new (opts: TcpSocketsOptions) => TcpSockets;
+  tcpReportsRdhup(): boolean;
   PingSocket: new (opts: PingSocketOptions) => PingSocket;
   installSeccompFilter(): SeccompResult;
   enterSandbox(opts: SandboxOptions): SandboxResult;
@@ -418,6 +419,11 @@ export const native: NativeAddon = {
     const addon = raw();
     // Called per socket operation on the data path: the raw object, no wrapper.
     return nativeCall(() => new addon.TcpSockets(opts));
+  },
+
+  tcpReportsRdhup(): boolean {
+    const addon = raw();
+    return nativeCall(() => addon.tcpReportsRdhup());
   },
 
   createPingSocket(opts: PingSocketOptions): PingSocket {

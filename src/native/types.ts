@@ -406,6 +406,11 @@ export const TCP_EVENTS_MAX = 256;
 
 export interface NativeAddon {
   createTcpSockets(opts: TcpSocketsOptions): TcpSockets;
+  /**
+   * Whether epoll reports a TCP peer's FIN as EPOLLRDHUP here (a loopback probe): Linux does,
+   * gVisor before release-20230717.0 does not (only EPOLLIN).
+   */
+  tcpReportsRdhup(): boolean;
   openTap(opts: TapOpenOptions): TapHandle;
   openTapInNamespace(req: NamespaceTapRequest): NamespaceTapResult;
   /** Throws a NativeError whose `report` says what was done when a setting cannot be applied and is needed. */

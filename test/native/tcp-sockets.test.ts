@@ -2,6 +2,7 @@
 // loopback peers made with node:net, every call's result checked against what
 // the kernel did.
 import { once } from 'node:events';
+import { readdirSync } from 'node:fs';
 import { createServer, connect as netConnect, type AddressInfo, type Server, type Socket } from 'node:net';
 import { constants } from 'node:os';
 
@@ -273,5 +274,17 @@ describe('TcpSockets', () => {
     h.io.close();
     expect(h.io.connect(1, 4, '127.0.0.1', 1, null)).toBe(-errno.EBADF);
     expect(() => native.createTcpSockets({ events: new Uint32Array(4), onEvents: () => undefined })).toThrow(/events/);
+  });
+});
+
+describe('tcpReportsRdhup', () => {
+  // Linux has announced a TCP peer's FIN as EPOLLRDHUP since 2.6.17; gVisor's
+  // netstack did not before release-20230717.0 (test/e2e/gvisor-runsc.test.ts
+  // covers the answer false there).
+  it('is true on Linux, and leaves no socket behind', () => {
+    const fds = () => readdirSync('/proc/self/fd').length;
+    const before = fds();
+    expect(native.tcpReportsRdhup()).toBe(true);
+    expect(fds()).toBe(before);
   });
 });
