@@ -17,6 +17,8 @@ Usage:
   usernet attach (--pid PID | --netns PATH [--userns PATH]) [--id ID] [--name NAME]
                  [--ifname NAME] [--ip ADDR] [--mac MAC] [--json]
                                                      give a namespace an interface on the network
+  usernet attach --tap NAME [--id ID] ...            or create a tap in the daemon's namespace
+                                                     (MAC and MTU set, down) to move elsewhere
   usernet detach ID                                  remove it (the lease is kept for ID)
   usernet ls [--json]                                list attached namespaces
   usernet publish [--guest ID] [HOST_ADDR:]HOST_PORT:[GUEST_ADDR:]GUEST_PORT[/tcp|udp]
@@ -96,6 +98,7 @@ export async function runDaemonCommand(argv: string[]): Promise<number> {
         pid: { type: 'string' },
         netns: { type: 'string' },
         userns: { type: 'string' },
+        tap: { type: 'string' },
         id: { type: 'string' },
         name: { type: 'string' },
         ifname: { type: 'string' },
@@ -104,13 +107,14 @@ export async function runDaemonCommand(argv: string[]): Promise<number> {
         json: { type: 'boolean' },
       });
       if (values.help) return help();
-      if ((str(values, 'pid') === undefined) === (str(values, 'netns') === undefined)) throw new ConfigError('attach needs --pid PID or --netns PATH');
+      if (['pid', 'netns', 'tap'].filter((k) => str(values, k) !== undefined).length !== 1) throw new ConfigError('attach needs one of --pid PID, --netns PATH and --tap NAME');
       const pid = str(values, 'pid') === undefined ? undefined : Number(str(values, 'pid'));
       if (pid !== undefined && (!Number.isInteger(pid) || pid < 1)) throw new ConfigError(`--pid ${str(values, 'pid')}: a process id`);
       const body = {
         ...(pid === undefined ? {} : { pid }),
         ...(str(values, 'netns') === undefined ? {} : { netns: str(values, 'netns') }),
         ...(str(values, 'userns') === undefined ? {} : { userns: str(values, 'userns') }),
+        ...(str(values, 'tap') === undefined ? {} : { tap: str(values, 'tap') }),
         ...(str(values, 'id') === undefined ? {} : { id: str(values, 'id') }),
         ...(str(values, 'name') === undefined ? {} : { name: str(values, 'name') }),
         ...(str(values, 'ifname') === undefined ? {} : { ifname: str(values, 'ifname') }),
