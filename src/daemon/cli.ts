@@ -8,6 +8,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ConfigError, UsernetError } from '../errors.js';
 import { createLogger, type Logger } from '../log.js';
 import { common, runtimeOptions, usageError, type CommonValues } from '../options.js';
+import { DEFAULT_PLUGIN_SOCKET } from './docker-plugin.js';
 import type { GuestInfo } from './guests.js';
 
 export const daemonHelp = `usernet daemon: one bridge, gateway and NAT for many namespaces, controlled through an API
@@ -43,6 +44,19 @@ also answers the names of attached guests. API: HTTP/1.1 + JSON on the
 socket; see README.md, "One usernet for many namespaces".
 `;
 
+export const dockerHelp = `usernet and Docker: containers on a usernet daemon's network
+
+Usage:
+  usernet docker-plugin [DAEMON OPTIONS] [--plugin-socket PATH]
+      a usernet daemon (API socket and all, see usernet daemon --help) that is
+      also Docker's network and IPAM driver "usernet" on PATH (default
+      ${DEFAULT_PLUGIN_SOCKET}; the file name is the driver's name):
+        docker network create -d usernet --ipam-driver usernet NET
+        docker run --network NET --dns N+3 [-p HOST_PORT:CTR_PORT] IMAGE ...
+
+See README.md, "Docker".
+`;
+
 export function defaultApiSocket(): string {
   if (process.env.USERNET_API_SOCKET) return process.env.USERNET_API_SOCKET;
   const uid = process.getuid?.() ?? 0;
@@ -75,9 +89,18 @@ export async function runDaemonCommand(argv: string[]): Promise<number> {
   const [verb, ...rest] = argv;
   const apiOpt = { 'api-socket': { type: 'string' } } as const;
   switch (verb) {
-    case 'daemon': {
-      const { values } = parse(rest, { ...common, ...apiOpt, 'socket-mode': { type: 'string' }, 'ready-fd': { type: 'string' }, 'pid-file': { type: 'string' } });
-      if (values.help) return help();
+    case 'daemon':
+    case 'docker-plugin': {
+      const plugin = verb === 'docker-plugin';
+      const { values } = parse(rest, {
+        ...common,
+        ...apiOpt,
+        'socket-mode': { type: 'string' },
+        'ready-fd': { type: 'string' },
+        'pid-file': { type: 'string' },
+        ...(plugin ? { 'plugin-socket': { type: 'string' } } : {}),
+      });
+      if (values.help) return plugin ? dockerHelpText() : help();
       const modeText = str(values, 'socket-mode') ?? '0600';
       const mode = Number.parseInt(modeText, 8);
       if (!/^[0-7]{3,4}$/.test(modeText) || mode > 0o777) throw new ConfigError(`--socket-mode ${modeText}: an octal mode such as 0600 or 0660`);
@@ -88,7 +111,14 @@ export async function runDaemonCommand(argv: string[]): Promise<number> {
       const log: Logger = createLogger(options.logLevel);
       const { runDaemon } = await import('./daemon.js');
       return await runDaemon(
-        { options, apiSocket: str(values, 'api-socket') ?? defaultApiSocket(), socketMode: mode, readyFd, pidFile: str(values, 'pid-file') ?? null },
+        {
+          options,
+          apiSocket: str(values, 'api-socket') ?? defaultApiSocket(),
+          socketMode: mode,
+          readyFd,
+          pidFile: str(values, 'pid-file') ?? null,
+          dockerPluginSocket: plugin ? (str(values, 'plugin-socket') ?? DEFAULT_PLUGIN_SOCKET) : null,
+        },
         log,
       );
     }
@@ -166,6 +196,11 @@ export async function runDaemonCommand(argv: string[]): Promise<number> {
     default:
       throw new ConfigError(`unknown command ${verb}`);
   }
+}
+
+function dockerHelpText(): number {
+  process.stdout.write(dockerHelp);
+  return 0;
 }
 
 function help(): number {
