@@ -44,6 +44,8 @@ also answers the names of attached guests. API: HTTP/1.1 + JSON on the
 socket; see README.md, "One usernet for many namespaces".
 `;
 
+export const DEFAULT_DOCKER_HOST = 'unix:///var/run/docker.sock';
+
 export const dockerHelp = `usernet and Docker: containers on a usernet daemon's network
 
 Usage:
@@ -53,7 +55,19 @@ Usage:
       ${DEFAULT_PLUGIN_SOCKET}; the file name is the driver's name):
         docker network create -d usernet --ipam-driver usernet NET
         docker run --network NET --dns N+3 [-p HOST_PORT:CTR_PORT] IMAGE ...
+  usernet docker [--network NAME] [--docker-host unix:///PATH] [--api-socket PATH]
+      follow Docker's events and attach every container labelled
+      usernet.network=NAME (default NAME: usernet) to the daemon when it
+      starts, detach it when it dies; for Docker versions and sandboxes where
+      network drivers cannot work (gVisor with Docker 28 and later):
+        docker run --network none --dns N+3 --label usernet.network=NAME \\
+          [--label usernet.publish=[HOST_ADDR:]HOST_PORT:CTR_PORT[/udp],...] \\
+          [--label usernet.name=DNS_NAME] [--label usernet.ip=ADDR] \\
+          [--sysctl net.ipv6.conf.all.disable_ipv6=0] IMAGE ...
+      The container's command starts before its interface exists: wait for
+      eth0's address when the network is needed at once.
 
+--docker-host defaults to $DOCKER_HOST, else ${DEFAULT_DOCKER_HOST}.
 See README.md, "Docker".
 `;
 
@@ -120,6 +134,19 @@ export async function runDaemonCommand(argv: string[]): Promise<number> {
           dockerPluginSocket: plugin ? (str(values, 'plugin-socket') ?? DEFAULT_PLUGIN_SOCKET) : null,
         },
         log,
+      );
+    }
+    case 'docker': {
+      const { values } = parse(rest, { ...apiOpt, network: { type: 'string' }, 'docker-host': { type: 'string' }, 'log-level': { type: 'string' } });
+      if (values.help) return dockerHelpText();
+      const network = str(values, 'network') ?? 'usernet';
+      if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/.test(network)) throw new ConfigError(`--network ${network}: letters, digits and _.-`);
+      const level = str(values, 'log-level') ?? 'info';
+      if (!['error', 'warn', 'info', 'debug'].includes(level)) throw new ConfigError(`--log-level ${level}: error, warn, info or debug`);
+      const { runDockerFollower } = await import('./docker-events.js');
+      return await runDockerFollower(
+        { apiSocket: str(values, 'api-socket'), dockerHost: str(values, 'docker-host') ?? (process.env.DOCKER_HOST || DEFAULT_DOCKER_HOST), network },
+        createLogger(level as 'info'),
       );
     }
     case 'attach': {
