@@ -61,10 +61,13 @@ Usage:
       Exits with CMD's status. See usernet run --help.
   usernet slirp4netns [OPTION]... PID|PATH TAPNAME
       Behave as slirp4netns 1.2.0 (also when invoked as slirp4netns).
+      See usernet slirp4netns --help.
   usernet daemon [OPTIONS]
       One network for many namespaces, attached at run time through an API:
       usernet attach|detach|ls|publish|unpublish|stats. See usernet daemon --help.
-      See usernet slirp4netns --help.
+  usernet docker-plugin [OPTIONS] | usernet docker [OPTIONS]
+      Docker containers on a daemon's network: as Docker's network driver "usernet",
+      or attached by label as they start. See usernet docker --help.
 
 Options:
   -t, --tap NAME         a tap to attach to (repeatable)
