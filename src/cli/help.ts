@@ -61,14 +61,17 @@ Usage:
       Exits with CMD's status. See usernet run --help.
   usernet slirp4netns [OPTION]... PID|PATH TAPNAME
       Behave as slirp4netns 1.2.0 (also when invoked as slirp4netns).
+      See usernet slirp4netns --help.
   usernet daemon [OPTIONS]
       One network for many namespaces, attached at run time through an API:
       usernet attach|detach|ls|publish|unpublish|stats. See usernet daemon --help.
-      See usernet slirp4netns --help.
   usernet check [--no-offload] [--disable-ipv6] [--log-level LEVEL]
       Prove that usernet works on this machine: what the kernel grants, then TCP,
       UDP, DNS, ICMP echo and IPv6 from a new namespace through the gateway.
       See usernet check --help.
+  usernet docker-plugin [OPTIONS] | usernet docker [OPTIONS]
+      Docker containers on a daemon's network: as Docker's network driver "usernet",
+      or attached by label as they start. See usernet docker --help.
 
 Options:
   -t, --tap NAME         a tap to attach to (repeatable)

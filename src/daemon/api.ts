@@ -3,7 +3,7 @@
  *
  *   GET    /v1/health            {"ok":true,"guests":N,"uptimeSeconds":S}
  *   GET    /v1/guests            {"guests":[GuestInfo...]}
- *   POST   /v1/guests            AttachRequest -> 201 GuestInfo
+ *   POST   /v1/guests            AttachRequest -> 201 GuestInfo ({pid} | {netns[, userns]} | {tap}: see guests.ts)
  *   GET    /v1/guests/ID         GuestInfo
  *   DELETE /v1/guests/ID         {"detached":"ID"}
  *   GET    /v1/forwards          {"forwards":[ForwardEntry...]}
@@ -215,7 +215,7 @@ function forwardSpec(body: unknown, guests: Guests): ForwardSpec {
 function errorStatus(err: unknown): number {
   if (err instanceof HttpError) return err.status;
   if (err instanceof ConfigError) return 400;
-  if (err instanceof UsernetError && ['ERR_GUEST_EXISTS', 'ERR_NAME_TAKEN', 'ERR_ADDRESS_TAKEN', 'ERR_POOL_EXHAUSTED', 'ERR_GUEST_LIMIT'].includes(err.code)) return 409;
+  if (err instanceof UsernetError && ['ERR_GUEST_EXISTS', 'ERR_NAME_TAKEN', 'ERR_ADDRESS_TAKEN', 'ERR_POOL_EXHAUSTED', 'ERR_GUEST_LIMIT', 'ERR_TAP_EXISTS'].includes(err.code)) return 409;
   if (err instanceof NativeError && (err.code === 'ENOENT' || err.code === 'ESRCH')) return 404;
   if (err instanceof UsernetError && err.code === 'EADDRINUSE') return 409;
   return 500;

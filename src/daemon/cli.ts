@@ -8,6 +8,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ConfigError, UsernetError } from '../errors.js';
 import { createLogger, type Logger } from '../log.js';
 import { common, runtimeOptions, usageError, type CommonValues } from '../options.js';
+import { DEFAULT_PLUGIN_SOCKET } from './docker-plugin.js';
 import type { GuestInfo } from './guests.js';
 
 export const daemonHelp = `usernet daemon: one bridge, gateway and NAT for many namespaces, controlled through an API
@@ -17,6 +18,8 @@ Usage:
   usernet attach (--pid PID | --netns PATH [--userns PATH]) [--id ID] [--name NAME]
                  [--ifname NAME] [--ip ADDR] [--mac MAC] [--json]
                                                      give a namespace an interface on the network
+  usernet attach --tap NAME [--id ID] ...            or create a tap in the daemon's namespace
+                                                     (MAC and MTU set, down) to move elsewhere
   usernet detach ID                                  remove it (the lease is kept for ID)
   usernet ls [--json]                                list attached namespaces
   usernet publish [--guest ID] [HOST_ADDR:]HOST_PORT:[GUEST_ADDR:]GUEST_PORT[/tcp|udp]
@@ -39,6 +42,33 @@ Guests get N+100 and up (a lease per id, kept across detach and attach),
 MAC 52:54 + the IPv4 address, the gateway N+2 (host loopback), DNS N+3, which
 also answers the names of attached guests. API: HTTP/1.1 + JSON on the
 socket; see README.md, "One usernet for many namespaces".
+`;
+
+export const DEFAULT_DOCKER_HOST = 'unix:///var/run/docker.sock';
+
+export const dockerHelp = `usernet and Docker: containers on a usernet daemon's network
+
+Usage:
+  usernet docker-plugin [DAEMON OPTIONS] [--plugin-socket PATH]
+      a usernet daemon (API socket and all, see usernet daemon --help) that is
+      also Docker's network and IPAM driver "usernet" on PATH (default
+      ${DEFAULT_PLUGIN_SOCKET}; the file name is the driver's name):
+        docker network create -d usernet --ipam-driver usernet NET
+        docker run --network NET --dns N+3 [-p HOST_PORT:CTR_PORT] IMAGE ...
+  usernet docker [--network NAME] [--docker-host unix:///PATH] [--api-socket PATH]
+      follow Docker's events and attach every container labelled
+      usernet.network=NAME (default NAME: usernet) to the daemon when it
+      starts, detach it when it dies; for Docker versions and sandboxes where
+      network drivers cannot work (gVisor with Docker 28 and later):
+        docker run --network none --dns N+3 --label usernet.network=NAME \\
+          [--label usernet.publish=[HOST_ADDR:]HOST_PORT:CTR_PORT[/udp],...] \\
+          [--label usernet.name=DNS_NAME] [--label usernet.ip=ADDR] \\
+          [--sysctl net.ipv6.conf.all.disable_ipv6=0] IMAGE ...
+      The container's command starts before its interface exists: wait for
+      eth0's address when the network is needed at once.
+
+--docker-host defaults to $DOCKER_HOST, else ${DEFAULT_DOCKER_HOST}.
+See README.md, "Docker".
 `;
 
 export function defaultApiSocket(): string {
@@ -73,9 +103,18 @@ export async function runDaemonCommand(argv: string[]): Promise<number> {
   const [verb, ...rest] = argv;
   const apiOpt = { 'api-socket': { type: 'string' } } as const;
   switch (verb) {
-    case 'daemon': {
-      const { values } = parse(rest, { ...common, ...apiOpt, 'socket-mode': { type: 'string' }, 'ready-fd': { type: 'string' }, 'pid-file': { type: 'string' } });
-      if (values.help) return help();
+    case 'daemon':
+    case 'docker-plugin': {
+      const plugin = verb === 'docker-plugin';
+      const { values } = parse(rest, {
+        ...common,
+        ...apiOpt,
+        'socket-mode': { type: 'string' },
+        'ready-fd': { type: 'string' },
+        'pid-file': { type: 'string' },
+        ...(plugin ? { 'plugin-socket': { type: 'string' } } : {}),
+      });
+      if (values.help) return plugin ? dockerHelpText() : help();
       const modeText = str(values, 'socket-mode') ?? '0600';
       const mode = Number.parseInt(modeText, 8);
       if (!/^[0-7]{3,4}$/.test(modeText) || mode > 0o777) throw new ConfigError(`--socket-mode ${modeText}: an octal mode such as 0600 or 0660`);
@@ -86,8 +125,28 @@ export async function runDaemonCommand(argv: string[]): Promise<number> {
       const log: Logger = createLogger(options.logLevel);
       const { runDaemon } = await import('./daemon.js');
       return await runDaemon(
-        { options, apiSocket: str(values, 'api-socket') ?? defaultApiSocket(), socketMode: mode, readyFd, pidFile: str(values, 'pid-file') ?? null },
+        {
+          options,
+          apiSocket: str(values, 'api-socket') ?? defaultApiSocket(),
+          socketMode: mode,
+          readyFd,
+          pidFile: str(values, 'pid-file') ?? null,
+          dockerPluginSocket: plugin ? (str(values, 'plugin-socket') ?? DEFAULT_PLUGIN_SOCKET) : null,
+        },
         log,
+      );
+    }
+    case 'docker': {
+      const { values } = parse(rest, { ...apiOpt, network: { type: 'string' }, 'docker-host': { type: 'string' }, 'log-level': { type: 'string' } });
+      if (values.help) return dockerHelpText();
+      const network = str(values, 'network') ?? 'usernet';
+      if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/.test(network)) throw new ConfigError(`--network ${network}: letters, digits and _.-`);
+      const level = str(values, 'log-level') ?? 'info';
+      if (!['error', 'warn', 'info', 'debug'].includes(level)) throw new ConfigError(`--log-level ${level}: error, warn, info or debug`);
+      const { runDockerFollower } = await import('./docker-events.js');
+      return await runDockerFollower(
+        { apiSocket: str(values, 'api-socket'), dockerHost: str(values, 'docker-host') ?? (process.env.DOCKER_HOST || DEFAULT_DOCKER_HOST), network },
+        createLogger(level as 'info'),
       );
     }
     case 'attach': {
@@ -96,6 +155,7 @@ export async function runDaemonCommand(argv: string[]): Promise<number> {
         pid: { type: 'string' },
         netns: { type: 'string' },
         userns: { type: 'string' },
+        tap: { type: 'string' },
         id: { type: 'string' },
         name: { type: 'string' },
         ifname: { type: 'string' },
@@ -104,13 +164,14 @@ export async function runDaemonCommand(argv: string[]): Promise<number> {
         json: { type: 'boolean' },
       });
       if (values.help) return help();
-      if ((str(values, 'pid') === undefined) === (str(values, 'netns') === undefined)) throw new ConfigError('attach needs --pid PID or --netns PATH');
+      if (['pid', 'netns', 'tap'].filter((k) => str(values, k) !== undefined).length !== 1) throw new ConfigError('attach needs one of --pid PID, --netns PATH and --tap NAME');
       const pid = str(values, 'pid') === undefined ? undefined : Number(str(values, 'pid'));
       if (pid !== undefined && (!Number.isInteger(pid) || pid < 1)) throw new ConfigError(`--pid ${str(values, 'pid')}: a process id`);
       const body = {
         ...(pid === undefined ? {} : { pid }),
         ...(str(values, 'netns') === undefined ? {} : { netns: str(values, 'netns') }),
         ...(str(values, 'userns') === undefined ? {} : { userns: str(values, 'userns') }),
+        ...(str(values, 'tap') === undefined ? {} : { tap: str(values, 'tap') }),
         ...(str(values, 'id') === undefined ? {} : { id: str(values, 'id') }),
         ...(str(values, 'name') === undefined ? {} : { name: str(values, 'name') }),
         ...(str(values, 'ifname') === undefined ? {} : { ifname: str(values, 'ifname') }),
@@ -162,6 +223,11 @@ export async function runDaemonCommand(argv: string[]): Promise<number> {
     default:
       throw new ConfigError(`unknown command ${verb}`);
   }
+}
+
+function dockerHelpText(): number {
+  process.stdout.write(dockerHelp);
+  return 0;
 }
 
 function help(): number {

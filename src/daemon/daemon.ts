@@ -17,7 +17,8 @@ import type { RuntimeOptions } from '../options.js';
 import { Runtime } from '../runtime.js';
 import { onStatsSignal } from '../stats-signal.js';
 import { startWarmUp } from '../warm-up.js';
-import { startApi } from './api.js';
+import { startApi, type ApiServer } from './api.js';
+import type { DockerPlugin } from './docker-plugin.js';
 import { Guests } from './guests.js';
 
 export interface DaemonCommand {
@@ -26,6 +27,8 @@ export interface DaemonCommand {
   socketMode: number;
   readyFd: number;
   pidFile: string | null;
+  /** `usernet docker-plugin`: also serve Docker's remote network and IPAM driver there. */
+  dockerPluginSocket?: string | null;
 }
 
 export async function runDaemon(cmd: DaemonCommand, log: Logger): Promise<number> {
@@ -33,10 +36,19 @@ export async function runDaemon(cmd: DaemonCommand, log: Logger): Promise<number
   const runtime = new Runtime(cmd.options, log, { localNames: names });
   const stopStats = onStatsSignal(() => runtime.logStats());
   const guests = new Guests(runtime, cmd.options, names, log);
-  let api;
+  let api: ApiServer;
+  let plugin: DockerPlugin | null = null;
   try {
     await runtime.startForwards();
     api = await startApi(cmd.apiSocket, cmd.socketMode, runtime, guests, log);
+    if (cmd.dockerPluginSocket) {
+      const { startDockerPlugin } = await import('./docker-plugin.js');
+      const server = api;
+      plugin = await startDockerPlugin(cmd.dockerPluginSocket, runtime, guests, log).catch(async (err: unknown) => {
+        await server.close();
+        throw err;
+      });
+    }
   } catch (err) {
     stopStats();
     runtime.close();
@@ -55,6 +67,7 @@ export async function runDaemon(cmd: DaemonCommand, log: Logger): Promise<number
       process.off('SIGTERM', stop);
       log.info(`${sig}: detaching ${guests.size} guest(s) and stopping`);
       void (async () => {
+        await plugin?.close();
         await api.close();
         await warm?.stop();
         guests.closeAll();

@@ -21,6 +21,14 @@
  * - Names: an attached guest's name (default: its id when that is a valid
  *   host name) is answered by the DNS forwarder with its addresses, as
  *   Docker's embedded DNS does on user-defined networks.
+ * - attach with `tap: NAME` instead creates the tap in the daemon's own
+ *   namespace with the lease's MAC and the MTU set, down and without
+ *   addresses: for whoever moves it into a container and configures it there
+ *   (Docker's remote network driver, docker-plugin.ts). The tap fd keeps
+ *   working after the move; closing it (detach) removes the interface
+ *   wherever it is.
+ * - reserve/unreserve: a lease held for an address that is not attached yet
+ *   (an IPAM request); an attach that asks for that address takes it over.
  * - A guest attached by PID is detached when that process exits (a
  *   container that died); its namespace would otherwise live on through
  *   the tap fd.
@@ -35,7 +43,7 @@ import { isValidHostName, type LocalNames } from '../../stack/dns-local-names.js
 import { ConfigError, UsernetError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { native } from '../native/addon.js';
-import type { NamespaceTarget, PidWatch } from '../native/types.js';
+import type { NamespaceTarget, PidWatch, TapHandle } from '../native/types.js';
 import type { RuntimeOptions } from '../options.js';
 import { OFFLOADS } from '../run.js';
 import type { Runtime } from '../runtime.js';
@@ -57,6 +65,11 @@ export interface AttachRequest {
   netns?: string;
   /** With netns: a user namespace file to join first. */
   userns?: string;
+  /**
+   * Or: create a tap of this name in the daemon's own namespace, its MAC and
+   * MTU set, down and unaddressed, for a caller that moves it elsewhere.
+   */
+  tap?: string;
   /** Interface name inside (default eth0). */
   ifname?: string;
   /** DNS name of the guest on the network (default: the id when it is a valid host name). */
@@ -102,6 +115,7 @@ interface Lease {
 }
 
 const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.:-]*$/;
+const TAP_RE = /^[A-Za-z0-9_.-]{1,15}$/;
 
 export class Guests {
   private readonly guests = new Map<string, Guest>();
@@ -162,7 +176,7 @@ export class Guests {
     const o = this.options;
     let port: TapPort;
     try {
-      const handle = native.openTapInNamespace({
+      const handle = target.tap === null ? native.openTapInNamespace({
         target: target.native,
         tap: { name: ifname, vnetHdr: o.offload, offloads: o.offload ? OFFLOADS : 0 },
         configure: {
@@ -175,7 +189,7 @@ export class Guests {
           up: true,
           defaultGateway: formatIpv4((o.network + GATEWAY_HOST) >>> 0),
         },
-      });
+      }) : this.openLocalTap(target.tap, mac);
       port = this.runtime.addTap(handle);
     } catch (err) {
       this.release(id);
@@ -184,7 +198,7 @@ export class Guests {
     const info: GuestInfo = {
       id,
       name,
-      ifname,
+      ifname: target.tap ?? ifname,
       target: target.text,
       mac: formatMac(mac),
       ipv4: formatIpv4(ip),
@@ -213,7 +227,7 @@ export class Guests {
     }
     this.guests.set(id, { info, port, watch, forwards: [] });
     if (name !== null) this.names.set(name, ipv4Bytes(ip), this.prefix6 === null ? null : this.slaacAddress(mac));
-    this.log.info(`guest ${id} attached: ${ifname} in ${target.text}, ${info.ipv4}/${o.prefix}, ${info.mac}${name === null ? '' : `, name ${name}`}`);
+    this.log.info(`guest ${id} attached: ${info.ifname} in ${target.text}, ${info.ipv4}/${o.prefix}, ${info.mac}${name === null ? '' : `, name ${name}`}`);
     return info;
   }
 
@@ -246,17 +260,51 @@ export class Guests {
     for (const id of [...this.guests.keys()]) this.detach(id);
   }
 
-  private target(req: AttachRequest): { native: NamespaceTarget; text: string } {
-    if ((req.pid === undefined) === (req.netns === undefined)) throw new ConfigError('give exactly one of pid and netns', 'pid');
+  /** Reserves an address for an id without attaching anything (the lease as an attach would take it); returns the address. */
+  reserve(id: string, ipv4?: string): string {
+    if (typeof id !== 'string' || id.length > ID_MAX_LEN || !ID_RE.test(id)) throw new ConfigError(`id "${String(id)}" is not a valid lease id`, 'id');
+    return formatIpv4(this.lease(id, ipv4));
+  }
+
+  /** Gives up the lease on an address unless an attached guest holds it; true when one was dropped. */
+  unreserve(ipv4: string): boolean {
+    const holder = this.leased.get(parseIpv4(ipv4));
+    if (holder === undefined || this.guests.has(holder)) return false;
+    this.forget(holder);
+    return true;
+  }
+
+  /** A tap in this namespace: MAC and MTU set, left down for whoever moves it. */
+  private openLocalTap(name: string, mac: number): TapHandle {
+    const o = this.options;
+    const handle = native.openTap({ name, vnetHdr: o.offload, offloads: o.offload ? OFFLOADS : 0 });
+    try {
+      // A persistent interface of that name would outlive our fd: never take one over.
+      if (handle.attached) throw new UsernetError('ERR_TAP_EXISTS', `an interface named ${name} exists already in the daemon's namespace`);
+      native.configureInterface({ name, mtu: o.mtu, mac: macToBytes(mac) });
+    } catch (err) {
+      native.closeFd(handle.fd);
+      throw err;
+    }
+    return handle;
+  }
+
+  private target(req: AttachRequest): { native: NamespaceTarget; text: string; tap: string | null } {
+    const given = [req.pid, req.netns, req.tap].filter((v) => v !== undefined).length;
+    if (given !== 1) throw new ConfigError('give exactly one of pid, netns and tap', 'pid');
+    if (req.tap !== undefined) {
+      if (typeof req.tap !== 'string' || !TAP_RE.test(req.tap)) throw new ConfigError('tap: an interface name of 1..15 letters, digits and _.-', 'tap');
+      return { native: {}, text: `tap ${req.tap}`, tap: req.tap };
+    }
     if (req.pid !== undefined) {
       if (!Number.isInteger(req.pid) || req.pid < 1 || req.pid > 0x7fff_ffff) throw new ConfigError('pid must be a positive integer', 'pid');
-      return { native: { pid: req.pid }, text: `pid ${req.pid}` };
+      return { native: { pid: req.pid }, text: `pid ${req.pid}`, tap: null };
     }
     if (typeof req.netns !== 'string' || !req.netns.startsWith('/')) throw new ConfigError('netns must be an absolute path', 'netns');
     if (req.userns !== undefined && (typeof req.userns !== 'string' || !req.userns.startsWith('/'))) {
       throw new ConfigError('userns must be an absolute path', 'userns');
     }
-    return { native: { netnsPath: req.netns, ...(req.userns === undefined ? {} : { usernsPath: req.userns }) }, text: req.netns };
+    return { native: { netnsPath: req.netns, ...(req.userns === undefined ? {} : { usernsPath: req.userns }) }, text: req.netns, tap: null };
   }
 
   /** Takes (or renews) the id's lease; a requested address must be free. */
