@@ -6,6 +6,7 @@
  * taps to Runtime.addTap, which logs and keeps these facts; run and
  * slirp4netns also take their runtime options from runtimeOptionsForTaps.
  */
+import { writeSync } from 'node:fs';
 import type { Logger } from './log.js';
 import type { RuntimeOptions } from './options.js';
 import type { ConfigSetting, ConfigStep, InterfaceReport, TapHandle } from './native/types.js';
@@ -129,6 +130,11 @@ export function runtimeOptionsForTaps(o: RuntimeOptions, handles: TapHandle[], l
     log.warn(`tap ${h.name} keeps MTU ${kept} (asked for ${o.mtu}): usernet uses ${Math.min(mtu, kept)}`);
     mtu = Math.min(mtu, kept);
   }
+  for (const h of handles) {
+    if (h.vnetHdr || h.vnetFallback === null || h.vnetFallback === undefined || !framesCountHeader(h.fd, mtu)) continue;
+    mtu -= ETHERNET_HEADER_LEN;
+    log.warn(`tap ${h.name} counts the Ethernet header in its MTU (gVisor): usernet uses MTU ${mtu}`);
+  }
   if (offload === o.offload && mtu === o.mtu) return o;
   let ipv6Prefix = o.ipv6Prefix;
   if (ipv6Prefix && mtu < IPV6_MIN_MTU) {
@@ -136,4 +142,29 @@ export function runtimeOptionsForTaps(o: RuntimeOptions, handles: TapHandle[], l
     ipv6Prefix = null;
   }
   return { ...o, offload, mtu, ipv6Prefix };
+}
+
+const ETHERNET_HEADER_LEN = 14;
+/** IEEE 802 local experimental EtherType: no stack handles it. */
+const ETHERTYPE_EXPERIMENTAL = 0x88b5;
+
+/**
+ * Whether the tap refuses a frame of MTU + 14 bytes (EMSGSIZE): gVisor's tap
+ * compares the whole frame, Ethernet header included, with its MTU, where
+ * Linux's compares the IP packet. Asked only where the vnet header was
+ * refused (gVisor's mark), with one frame of an experimental EtherType to a
+ * MAC nobody has, which any stack drops; it never reaches the bridge or the pcap.
+ */
+export function framesCountHeader(fd: number, mtu: number): boolean {
+  const frame = Buffer.alloc(mtu + ETHERNET_HEADER_LEN);
+  frame[0] = 0x02;
+  frame[6] = 0x02;
+  frame[11] = 0x01;
+  frame.writeUInt16BE(ETHERTYPE_EXPERIMENTAL, 12);
+  try {
+    writeSync(fd, frame);
+    return false;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EMSGSIZE';
+  }
 }
