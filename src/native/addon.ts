@@ -118,6 +118,11 @@ function packageRoot(): string {
 
 let loaded: RawAddon | undefined;
 
+/** The loaded addon without this module's typing, for modules that type their own part (socket-io.ts). */
+export function loadAddon(): unknown {
+  return raw();
+}
+
 function raw(): RawAddon {
   if (loaded !== undefined) return loaded;
   const root = packageRoot();
