@@ -19,6 +19,7 @@ import { onStatsSignal } from '../stats-signal.js';
 import { startWarmUp } from '../warm-up.js';
 import { startApi } from './api.js';
 import { Guests } from './guests.js';
+import { SocketPorts } from '../socket-ports.js';
 
 export interface DaemonCommand {
   options: RuntimeOptions;
@@ -33,12 +34,15 @@ export async function runDaemon(cmd: DaemonCommand, log: Logger): Promise<number
   const runtime = new Runtime(cmd.options, log, { localNames: names });
   const stopStats = onStatsSignal(() => runtime.logStats());
   const guests = new Guests(runtime, cmd.options, names, log);
+  const sockets = new SocketPorts(runtime, log);
   let api;
   try {
     await runtime.startForwards();
+    await sockets.start(cmd.options.sockets);
     api = await startApi(cmd.apiSocket, cmd.socketMode, runtime, guests, log);
   } catch (err) {
     stopStats();
+    await sockets.close();
     runtime.close();
     throw err;
   }
@@ -58,6 +62,7 @@ export async function runDaemon(cmd: DaemonCommand, log: Logger): Promise<number
         await api.close();
         await warm?.stop();
         guests.closeAll();
+        await sockets.close();
         stopStats();
         runtime.close();
         if (cmd.pidFile !== null) rmSync(cmd.pidFile, { force: true });
