@@ -189,6 +189,7 @@ export class SocketPorts {
       port = new VxlanPort(fd, name, this.runtime.portSink, this.runtime.now, {
         vni: spec.vni,
         remotes: spec.remotes.map((r) => ipSockaddr(r.address, r.port)),
+        vxlanPort: spec.remotes[0]?.port ?? spec.localPort,
         maxFrame: this.maxFrame,
         agingMs: this.runtime.options.macAgingMs,
         log: this.log,

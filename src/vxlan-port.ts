@@ -7,6 +7,8 @@
  *   only the I flag and our VNI (stack/wire/vxlan.ts); anything else (other
  *   flags, another VNI, runts, over-long datagrams) is counted by reason and
  *   dropped, and the socket carries on.
+ * - A remote is identified by its IP address alone: senders hash the inner
+ *   flow into the UDP source port, and every VTEP listens on the VXLAN port.
  * - Remote endpoints: the ones given on the command line (flooding targets,
  *   like the kernel vxlan device's all-zeros FDB entries) and those learned
  *   from the sources of valid packets (at most MAX_REMOTES; a remote VTEP
@@ -45,6 +47,8 @@ export interface VxlanPortOptions {
   vni: number;
   /** sockaddrs of the configured remotes. */
   remotes: Uint8Array[];
+  /** The UDP port learned remotes are sent to (the configured remotes' port). */
+  vxlanPort: number;
   /** Largest inner frame (MTU + Ethernet header + VLAN tag). */
   maxFrame: number;
   /** FDB ageing (the bridge's MAC ageing). */
@@ -61,6 +65,7 @@ export class VxlanPort implements Port {
   readonly fdb: MacTable;
   private readonly io: DatagramIo;
   private readonly vni: number;
+  private readonly vxlanPort: number;
   private readonly rx: Buffer;
   private readonly slotSize: number;
   private readonly meta = new Uint32Array(DGRAM_MAX_BATCH * 2);
@@ -86,6 +91,7 @@ export class VxlanPort implements Port {
     opts: VxlanPortOptions,
   ) {
     this.vni = opts.vni;
+    this.vxlanPort = opts.vxlanPort;
     this.maxFrame = opts.maxFrame;
     this.log = opts.log;
     this.fdb = new MacTable(FDB_SIZE, opts.agingMs);
@@ -134,21 +140,25 @@ export class VxlanPort implements Port {
     return i;
   }
 
-  /** Index of the remote whose sockaddr is addrs[off, off+len), or -1. */
+  /**
+   * Index of the remote whose address (not port) is the one at addrs[off,
+   * off+len), or -1. A VTEP is its IP address: senders pick the UDP source
+   * port per inner flow (RFC 7348 §5, Linux hashes the inner headers) and
+   * listen on the VXLAN port only.
+   */
   private findRemote(off: number, len: number): number {
     const a = this.addrs;
     const d = this.dests;
-    // Compare family, port and address; sockaddr_in's trailing zero bytes and sin6_flowinfo are not identity.
-    const cmpLen = len >= 28 ? 24 : 8;
+    // sockaddr_in: the address at [4, 8); sockaddr_in6: at [8, 24) and the scope id at [24, 28).
+    const from = len >= 28 ? 8 : 4;
+    const to = len >= 28 ? 28 : 8;
     for (let r = 0; r < this.remoteCount; r++) {
       if (this.destLen[r] !== len) continue;
       const base = r * ADDR_STRIDE;
-      let j = 0;
-      for (; j < cmpLen; j++) {
-        if (j >= 4 && j < 8 && len >= 28) continue; // sin6_flowinfo
-        if (a[off + j] !== d[base + j]) break;
-      }
-      if (j === cmpLen) return r;
+      if (a[off] !== d[base] || a[off + 1] !== d[base + 1]) continue;
+      let j = from;
+      while (j < to && a[off + j] === d[base + j]) j++;
+      if (j === to) return r;
     }
     return -1;
   }
@@ -180,6 +190,9 @@ export class VxlanPort implements Port {
       if (remote < 0) {
         if (this.remoteCount < MAX_REMOTES && alen > 2 && alen <= ADDR_STRIDE) {
           remote = this.addRemote(this.addrs, i * ADDR_STRIDE, alen);
+          // Answers go to the VXLAN port, not to the source port the sender hashed.
+          this.dests[remote * ADDR_STRIDE + 2] = this.vxlanPort >> 8;
+          this.dests[remote * ADDR_STRIDE + 3] = this.vxlanPort & 0xff;
           this.log.info(`${this.name}: learned remote ${formatSockaddr(this.dests, remote * ADDR_STRIDE, alen)}`);
         } else {
           this.counters.drop('vxlan-remote-table-full');
