@@ -11,6 +11,7 @@
         "native/ping.cc",
         "native/rtnetlink.cc",
         "native/sandbox.cc",
+        "native/socket_io.cc",
         "native/tap.cc",
         "native/tcp_sockets.cc"
       ],

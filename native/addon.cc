@@ -51,6 +51,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitSandbox(env, exports);
   InitExec(env, exports);
   InitTcpSockets(env, exports);
+  InitSocketIo(env, exports);
   return exports;
 }
 

@@ -143,5 +143,6 @@ void InitPing(Napi::Env env, Napi::Object exports);
 void InitSandbox(Napi::Env env, Napi::Object exports);
 void InitExec(Napi::Env env, Napi::Object exports);
 void InitTcpSockets(Napi::Env env, Napi::Object exports);
+void InitSocketIo(Napi::Env env, Napi::Object exports);
 
 }  // namespace usernet

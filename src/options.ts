@@ -14,6 +14,7 @@ import { isMulticastMac, parseMac } from '../stack/wire/mac.js';
 import { ConfigError } from './errors.js';
 import { isLogLevel, type LogLevel } from './log.js';
 import type { ForwardSpec } from './nat/port-forward.js';
+import { hasSocketPorts, parseSocketPortOptions, type SocketPortSpecs } from './socket-port-options.js';
 
 export interface RuntimeOptions {
   /** Network address as a u32. */
@@ -50,6 +51,8 @@ export interface RuntimeOptions {
   ipv6Prefix?: string | null;
   /** Local address of outbound IPv6 host sockets (slirp4netns --outbound-addr6). */
   outboundAddress6?: string | null;
+  /** VM sockets and VXLAN endpoints (--listen-qemu, --listen-dgram, --vxlan; src/socket-ports.ts). */
+  sockets?: SocketPortSpecs;
 }
 
 export interface MainCommand {
@@ -105,6 +108,9 @@ export const common = {
   'ipv6-prefix': { type: 'string' },
   'disable-ipv6': { type: 'boolean' },
   publish: { type: 'string', multiple: true, short: 'p' },
+  'listen-qemu': { type: 'string', multiple: true },
+  'listen-dgram': { type: 'string', multiple: true },
+  vxlan: { type: 'string', multiple: true },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'V' },
 } as const satisfies ParseArgsConfig['options'];
@@ -124,12 +130,15 @@ export function parseCommandLine(argv: string[]): Command {
   if (values.help) return { kind: 'help', topic: 'main' };
   if (values.version) return { kind: 'version' };
   const taps = values.tap ?? [];
-  if (taps.length === 0) {
-    throw new ConfigError('no tap given: use --tap NAME (repeatable), or `usernet run -- CMD` to start a command in a new network namespace');
-  }
   for (const t of taps) checkIfName(t, '--tap');
   if (new Set(taps).size !== taps.length) throw new ConfigError('the same tap is given twice');
   const options = runtimeOptions(values, 'info');
+  // A network of VMs (or of hosts over VXLAN) needs no tap.
+  if (taps.length === 0 && !hasSocketPorts(options.sockets)) {
+    throw new ConfigError(
+      'no tap given: use --tap NAME (repeatable), --listen-qemu/--listen-dgram for VMs, or `usernet run -- CMD` to start a command in a new network namespace',
+    );
+  }
   for (const f of options.forwards ?? []) {
     if (f.guestAddr === GUEST_IPV6_AUTO) {
       throw new ConfigError(`-p ${f.hostAddr}:${f.hostPort}: give the guest's IPv6 address with --tap, e.g. -p [::1]:8080:[fd00::5054:ff:fe12:3456]:80`);
@@ -258,6 +267,7 @@ export function runtimeOptions(v: CommonValues, defaultLogLevel: LogLevel): Runt
     outboundAddress: null,
     forwards,
     ipv6Prefix,
+    sockets: parseSocketPortOptions(v),
   };
 }
 

@@ -24,6 +24,7 @@ import { findInPath } from './find-in-path.js';
 import type { Logger } from './log.js';
 import type { RunCommand } from './options.js';
 import { Runtime } from './runtime.js';
+import { SocketPorts } from './socket-ports.js';
 import { native } from './native/addon.js';
 import { TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_USO4, TUN_F_USO6 } from './native/types.js';
 import { formatIpv4 } from '../stack/wire/ipv4-address.js';
@@ -77,6 +78,7 @@ export async function runInNamespace(cmd: RunCommand, log: Logger): Promise<numb
   let runtime: Runtime | null = null;
   let stopStats = () => {};
   let warm: RunningWarmUp | null = null;
+  let sockets: SocketPorts | null = null;
   let dnsDir: string | null = null;
   try {
     const spaces = await guestNamespaces(log);
@@ -128,6 +130,8 @@ export async function runInNamespace(cmd: RunCommand, log: Logger): Promise<numb
       f.guestAddr = guest6;
     }
     await runtime.startForwards();
+    sockets = new SocketPorts(runtime, log);
+    await sockets.start(o.sockets);
     checkAbort();
     await warm?.stop();
     warm = null;
@@ -149,6 +153,7 @@ export async function runInNamespace(cmd: RunCommand, log: Logger): Promise<numb
     endStartup();
     stopStats();
     await warm?.stop();
+    await sockets?.close();
     runtime?.close();
     for (const fd of fds) native.closeFd(fd);
     if (dnsDir !== null) rmSync(dnsDir, { recursive: true, force: true });

@@ -10,7 +10,8 @@ import type { Logger } from './log.js';
 import type { RuntimeOptions } from './options.js';
 import { PcapWriter } from './pcap-writer.js';
 import { Scheduler } from './scheduler.js';
-import { TapPort } from './tap-port.js';
+import { TapPort, type BatchSink } from './tap-port.js';
+import type { ClosablePort } from './socket-ports.js';
 import type { TapHandle } from './native/types.js';
 import { formatMac } from '../stack/wire/mac.js';
 import type { Frame, Port } from '../stack/frame.js';
@@ -133,20 +134,40 @@ export class Runtime {
     return this.wallAtStart + (now - this.monoAtStart);
   }
 
+  /** Where every port that reads in batches (taps, VM sockets, VXLAN) hands its frames. */
+  readonly portSink: BatchSink = {
+    input: (from: Port, frame: Frame, now: number) => {
+      this.inTapBatch = true;
+      this.batchFrames++;
+      this.batchBytes += frame.len;
+      this.bridge.input(from, frame, now);
+    },
+    flush: (now: number) => {
+      this.inTapBatch = false;
+      this.flush(now);
+    },
+  };
+
+  /** Ports other than taps (VM sockets, VXLAN endpoints: src/socket-ports.ts), closed with the runtime. */
+  readonly socketPorts = new Set<ClosablePort>();
+
+  /** Puts a non-tap port on the bridge and starts its reads. */
+  attachPort(port: ClosablePort): void {
+    this.socketPorts.add(port);
+    this.bridge.addPort(port);
+    port.start();
+  }
+
+  /** Takes a non-tap port off the bridge (its MACs forgotten) and closes it. */
+  detachPort(port: ClosablePort): void {
+    if (!this.socketPorts.delete(port)) return;
+    this.bridge.flush(this.now());
+    this.bridge.removePort(port);
+    port.close();
+  }
+
   addTap(handle: TapHandle): TapPort {
-    const bridge = this.bridge;
-    const sink = {
-      input: (from: Port, frame: Frame, now: number) => {
-        this.inTapBatch = true;
-        this.batchFrames++;
-        this.batchBytes += frame.len;
-        bridge.input(from, frame, now);
-      },
-      flush: (now: number) => {
-        this.inTapBatch = false;
-        this.flush(now);
-      },
-    };
+    const sink = this.portSink;
     const port = new TapPort(handle, sink, this.now, {
       mtu: this.options.mtu,
       onError: (p, err) => {
@@ -308,6 +329,8 @@ export class Runtime {
     this.icmpProxy.closeAll();
     for (const p of this.ports) p.close();
     this.ports.clear();
+    for (const p of this.socketPorts) p.close();
+    this.socketPorts.clear();
     this.pcap?.close();
   }
 }

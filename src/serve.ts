@@ -11,6 +11,7 @@ import { formatIpv4 } from '../stack/wire/ipv4-address.js';
 import { startWarmUp } from './warm-up.js';
 import { onStatsSignal } from './stats-signal.js';
 import { runtimeOptionsForTaps } from './tap-report.js';
+import { SocketPorts } from './socket-ports.js';
 
 export async function serveTaps(cmd: MainCommand, log: Logger): Promise<number> {
   const o = cmd.options;
@@ -29,8 +30,10 @@ export async function serveTaps(cmd: MainCommand, log: Logger): Promise<number> 
   log.info(
     `gateway ${formatIpv4((o.network + 2) >>> 0)} and DNS ${formatIpv4((o.network + 3) >>> 0)} on ${o.cidrText}, mtu ${o.mtu}`,
   );
+  const sockets = new SocketPorts(runtime, log);
   try {
     await runtime.startForwards();
+    await sockets.start(o.sockets);
   } catch (err) {
     stopStats();
     runtime.close();
@@ -44,7 +47,8 @@ export async function serveTaps(cmd: MainCommand, log: Logger): Promise<number> 
       process.off('SIGINT', stop);
       process.off('SIGTERM', stop);
       stopStats();
-      void (warm?.stop() ?? Promise.resolve()).then(() => {
+      void (warm?.stop() ?? Promise.resolve()).then(async () => {
+        await sockets.close();
         runtime.close();
         resolve(0);
       });

@@ -42,6 +42,19 @@ Latency:
                          transactions through a private copy of the stack, so that
                          the first real connections run compiled code)
 
+VMs and other hosts (repeatable; plain Ethernet frames):
+  --listen-qemu unix:PATH|tcp:HOST:PORT
+                         accept QEMU -netdev stream connections (each a 32-bit
+                         big-endian length before every frame); one bridge port
+                         per connected VM, removed when it disconnects
+  --listen-dgram unix:PATH
+                         one VM on QEMU -netdev dgram (one frame per datagram;
+                         the peer is learned from its datagrams)
+  --vxlan REMOTE[:PORT][,vni=N][,local=ADDR:PORT]
+                         extend the segment over VXLAN (RFC 7348; port 4789,
+                         flannel 8472; VNI 1); same local address: one endpoint,
+                         several remotes. Outer packets are 50 bytes over the MTU
+
 Diagnostics:
   --pcap FILE            write every frame crossing the bridge to FILE (pcap; tcpdump -r FILE)
   --stats-interval S     log counters every S seconds (SIGUSR1 logs them once)
@@ -56,6 +69,8 @@ Usage:
   usernet --tap NAME [--tap NAME ...] [OPTIONS]
       Attach to taps in this network namespace (creating missing ones) and bridge them
       with a virtual gateway until SIGINT or SIGTERM.
+  usernet --listen-qemu unix:PATH [--listen-dgram unix:PATH] [--vxlan ...] [OPTIONS]
+      The same for VMs (and hosts over VXLAN) without any tap.
   usernet run [OPTIONS] [--] CMD [ARGS...]
       Run CMD in a new network namespace whose tap is bridged to the gateway.
       Exits with CMD's status. See usernet run --help.

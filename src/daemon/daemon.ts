@@ -20,6 +20,7 @@ import { startWarmUp } from '../warm-up.js';
 import { startApi, type ApiServer } from './api.js';
 import type { DockerPlugin } from './docker-plugin.js';
 import { Guests } from './guests.js';
+import { SocketPorts } from '../socket-ports.js';
 
 export interface DaemonCommand {
   options: RuntimeOptions;
@@ -36,10 +37,12 @@ export async function runDaemon(cmd: DaemonCommand, log: Logger): Promise<number
   const runtime = new Runtime(cmd.options, log, { localNames: names });
   const stopStats = onStatsSignal(() => runtime.logStats());
   const guests = new Guests(runtime, cmd.options, names, log);
+  const sockets = new SocketPorts(runtime, log);
   let api: ApiServer;
   let plugin: DockerPlugin | null = null;
   try {
     await runtime.startForwards();
+    await sockets.start(cmd.options.sockets);
     api = await startApi(cmd.apiSocket, cmd.socketMode, runtime, guests, log);
     if (cmd.dockerPluginSocket) {
       const { startDockerPlugin } = await import('./docker-plugin.js');
@@ -51,6 +54,7 @@ export async function runDaemon(cmd: DaemonCommand, log: Logger): Promise<number
     }
   } catch (err) {
     stopStats();
+    await sockets.close();
     runtime.close();
     throw err;
   }
@@ -71,6 +75,7 @@ export async function runDaemon(cmd: DaemonCommand, log: Logger): Promise<number
         await api.close();
         await warm?.stop();
         guests.closeAll();
+        await sockets.close();
         stopStats();
         runtime.close();
         if (cmd.pidFile !== null) rmSync(cmd.pidFile, { force: true });

@@ -131,6 +131,11 @@ export function addonPath(): string {
   return nodeGypBuild.path(packageRoot());
 }
 
+/** The loaded addon without this module's typing, for modules that type their own part (socket-io.ts). */
+export function loadAddon(): unknown {
+  return raw();
+}
+
 function raw(): RawAddon {
   if (loaded !== undefined) return loaded;
   const root = packageRoot();
