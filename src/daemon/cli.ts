@@ -41,7 +41,7 @@ Daemon options: those of \`usernet --help\` (--cidr, --mtu, --dns, --ipv6-prefix
 Guests get N+100 and up (a lease per id, kept across detach and attach),
 MAC 52:54 + the IPv4 address, the gateway N+2 (host loopback), DNS N+3, which
 also answers the names of attached guests. API: HTTP/1.1 + JSON on the
-socket; see README.md, "One usernet for many namespaces".
+socket; see README.md, "Containers".
 `;
 
 export const DEFAULT_DOCKER_HOST = 'unix:///var/run/docker.sock';
