@@ -19,15 +19,15 @@
  * (shutting down). The socket is created with mode 0600 (only its owner may
  * attach namespaces); connections are bounded in number and time.
  */
-import { chmodSync, mkdirSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { dirname } from 'node:path';
 import { ConfigError, NativeError, UsernetError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { ForwardSpec } from '../nat/port-forward.js';
 import type { Runtime } from '../runtime.js';
 import type { AttachRequest, Guests } from './guests.js';
 import { prometheusText } from './metrics.js';
+import { listenUnix } from './unix-listen.js';
 
 /** Requests are small JSON objects; anything larger is refused before it is read in full. */
 export const MAX_BODY_BYTES = 64 * 1024;
@@ -129,22 +129,7 @@ export async function startApi(path: string, mode: number, runtime: Runtime, gue
     }
   }
 
-  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-  rmSync(path, { force: true });
-  // The socket file takes its mode from the umask at bind time: never more open than asked, even for a moment.
-  const umask = process.umask(0o777 & ~mode);
-  try {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(path, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-  } finally {
-    process.umask(umask);
-  }
-  chmodSync(path, mode);
+  await listenUnix(server, path, mode, 0o700);
   return {
     path,
     close: async () => {

@@ -33,10 +33,10 @@
  * - State lives in this process only: when it restarts, its guests are gone;
  *   restart the containers.
  */
+import { listenUnix } from './unix-listen.js';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdirSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { dirname } from 'node:path';
 import { formatIpv4, parseIpv4 } from '../../stack/wire/ipv4-address.js';
 import { UsernetError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -272,21 +272,7 @@ export async function startDockerPlugin(path: string, runtime: Runtime, guests: 
     }
   }
 
-  mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
-  rmSync(path, { force: true });
-  const umask = process.umask(0o177);
-  try {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(path, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-  } finally {
-    process.umask(umask);
-  }
-  chmodSync(path, 0o600);
+  await listenUnix(server, path, 0o600, 0o755);
   log.info(`docker: network and IPAM driver on ${path}`);
   return {
     path,
