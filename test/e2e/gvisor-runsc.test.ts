@@ -38,7 +38,7 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, wr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { run, USERNET } from './harness.js';
+import { ROOT, run, USERNET } from './harness.js';
 import { findInPath } from '../../src/find-in-path.js';
 
 const RUNSC = findInPath('runsc');
@@ -76,12 +76,22 @@ const containers: Container[] = [];
 afterEach(() => {
   for (const c of containers.splice(0)) {
     if (RUNSC !== null) {
-      run(RUNSC, ['--root', c.state, 'kill', c.id, 'KILL'], 20_000);
-      run(RUNSC, ['--root', c.state, 'delete', '--force', c.id], 30_000);
+      run(...privateMounts(RUNSC, ['--root', c.state, 'kill', c.id, 'KILL']), 20_000);
+      run(...privateMounts(RUNSC, ['--root', c.state, 'delete', '--force', c.id]), 30_000);
     }
     rmSync(c.dir, { recursive: true, force: true });
   }
 });
+
+/**
+ * runsc as the command of a private mount namespace: the sandbox's root is the
+ * host's /, and whatever runsc mounts or unmounts while it sets up or tears
+ * down a sandbox must stay out of the host's mount table (the namespaces of
+ * other tests live there, as bind mounts under /run/netns).
+ */
+function privateMounts(runsc: string, args: string[]): [string, string[]] {
+  return ['unshare', ['--mount', '--propagation', 'private', '--', runsc, ...args]];
+}
 
 /** The script run inside the sandbox. Every wait in it is bounded; results are RESULT lines on stdout. */
 function insideScript(usernetArgs: string[]): string {
@@ -164,10 +174,12 @@ async function runInGvisor(usernetArgs: string[]): Promise<Outcome> {
   config.mounts.push(
     { destination: '/tmp', type: 'tmpfs', source: 'tmpfs' },
     { destination: '/w', type: 'bind', source: w, options: ['rbind', 'rw'] },
+    // The checkout may live under /tmp (CI clones anywhere), which the tmpfs above hides.
+    { destination: ROOT, type: 'bind', source: ROOT, options: ['rbind', 'ro'] },
   );
   writeFileSync(join(bundle, 'config.json'), JSON.stringify(config, null, 1));
 
-  const child = spawn(runsc, ['--root', c.state, '--ignore-cgroups', '--network=none', 'run', '--bundle', bundle, c.id], {
+  const child = spawn(...privateMounts(runsc, ['--root', c.state, '--ignore-cgroups', '--network=none', 'run', '--bundle', bundle, c.id]), {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stdout = '';
@@ -176,7 +188,7 @@ async function runInGvisor(usernetArgs: string[]): Promise<Outcome> {
   child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
   const timer = setTimeout(() => {
     stderr += `\n[test] the container ran past ${CONTAINER_TIMEOUT_MS} ms: killed\n`;
-    run(runsc, ['--root', c.state, 'kill', c.id, 'KILL'], 20_000);
+    run(...privateMounts(runsc, ['--root', c.state, 'kill', c.id, 'KILL']), 20_000);
   }, CONTAINER_TIMEOUT_MS);
   await new Promise<void>((resolve) => child.on('close', () => resolve()));
   clearTimeout(timer);
