@@ -2,9 +2,9 @@
  * Two usernet instances joined by VXLAN, as README.md's two-host example
  * has them. Namespaces (all i16b-<tag>-<hex>, removed afterwards):
  *
- *   H1: "host A": underlay veth 10.199.0.1/24; `usernet --tap T1 --vxlan
+ *   H1: "host A": underlay veth 10.199.0.1/24; `usernet --tap T1 --mtu 1450 --vxlan
  *       10.199.0.2,vni=42` (DHCP on); an HTTP server on its 127.0.0.1:8000
- *   H2: "host B": underlay veth 10.199.0.2/24; `usernet --tap T2 --no-dhcp
+ *   H2: "host B": underlay veth 10.199.0.2/24; `usernet --tap T2 --mtu 1450 --no-dhcp
  *       --vxlan 10.199.0.1,vni=42`; an HTTP server on its 127.0.0.1:8000
  *       that answers differently
  *   G1: A's guest on T1, address by DHCP from A (10.0.2.15)
@@ -77,8 +77,8 @@ describe('two usernets joined by VXLAN', () => {
 
     const [node, cli] = usernetArgs([]);
     const common = ['--mtu', '1450', '--no-warm-up', '--log-level', 'info'];
-    const a = box.spawn('ip', ['netns', 'exec', h1, node, ...cli, '--tap', t1, ...common, '--vxlan', '10.199.0.2,vni=42,local=10.199.0.1:4789']);
-    const b = box.spawn('ip', ['netns', 'exec', h2, node, ...cli, '--tap', t2, ...common, '--no-dhcp', '--vxlan', '10.199.0.1,vni=42,local=10.199.0.2:4789']);
+    const a = box.spawn('ip', ['netns', 'exec', h1, node, ...cli, '--tap', t1, ...common, '--vxlan', '10.199.0.2,vni=42']);
+    const b = box.spawn('ip', ['netns', 'exec', h2, node, ...cli, '--tap', t2, ...common, '--no-dhcp', '--vxlan', '10.199.0.1,vni=42']);
     await a.waitFor(/gateway 10\.0\.2\.2/, 30_000);
     await b.waitFor(/gateway 10\.0\.2\.2/, 30_000);
 
