@@ -180,6 +180,12 @@ export class SocketPorts {
       if (spec.path !== null) server.listen(spec.path, () => resolve());
       else server.listen(spec.port, spec.host, () => resolve());
     });
+    if (this.closed) {
+      // Closed while listen() was under way (a daemon stopping during POST /v1/ports).
+      await new Promise<void>((r) => server.close(() => r()));
+      if (spec.path !== null) rmSync(spec.path, { force: true });
+      throw new UsernetError('ERR_SHUTTING_DOWN', 'the socket ports are closing');
+    }
     server.on('error', (err) => this.log.error(`qemu ${where}: ${err.message}`));
     this.log.info(`qemu: listening on ${spec.path === null ? `tcp:${where}` : `unix:${where}`} (-netdev stream)`);
     return this.register({
