@@ -2,7 +2,7 @@
  * `npm run bench`: usernet side by side with the kernel, slirp4netns, pasta
  * and vde_switch, in one run on this machine, printed as one table.
  *
- *   npm run bench -- [--only tcp,bridge,tx,footprint,many,micro] [--seconds 5]
+ *   npm run bench -- [--only tcp,bridge,vxlan,tx,footprint,many,micro] [--seconds 5]
  *                    [--reps 3] [--micro-seconds 10] [--no-install] [--no-write]
  *
  * Needs root (namespaces, taps). Every namespace, tap, veth, bridge, process,
@@ -25,10 +25,11 @@ import { manySuite } from './suites/many.js';
 import { microSuite } from './suites/micro.js';
 import { tcpSuite } from './suites/tcp.js';
 import { txSuite } from './suites/tx.js';
+import { vxlanSuite } from './suites/vxlan.js';
 
 const BENCH_DIR = resolve(import.meta.dirname);
 const ROOT = dirname(BENCH_DIR);
-const SUITES = ['tcp', 'bridge', 'tx', 'footprint', 'many', 'micro'] as const;
+const SUITES = ['tcp', 'bridge', 'vxlan', 'tx', 'footprint', 'many', 'micro'] as const;
 type Suite = (typeof SUITES)[number];
 
 const USAGE = `usage: npm run bench -- [--only ${SUITES.join(',')}] [--seconds N] [--reps N] [--micro-seconds N] [--no-install] [--no-write]
@@ -215,6 +216,7 @@ async function main(): Promise<number> {
     const run: Record<Suite, () => Promise<Row[]>> = {
       tcp: () => (tools.iperf3 ? tcpSuite(ctx) : Promise.resolve([])),
       bridge: () => (tools.iperf3 ? bridgeSuite(ctx) : Promise.resolve([])),
+      vxlan: () => (tools.iperf3 ? vxlanSuite(ctx) : Promise.resolve([])),
       tx: () => txSuite(ctx),
       footprint: () => footprintSuite(ctx, notes),
       many: () => manySuite(ctx, notes),
@@ -257,7 +259,8 @@ async function main(): Promise<number> {
       `Medians of ${reps} runs (engine rows: one run, averaged over millions of frames). ` +
         'Ratios are "times better than": value ÷ peer where higher is better (↑), peer ÷ value where lower is better (↓); ' +
         'above 1 means usernet wins. `*`: some repetitions failed (see below); `fail`: all did; `—`: not measured. ' +
-        'Kernel rows are two namespaces joined by a veth pair (TCP) or a Linux bridge (Bridge); every usernet, slirp4netns ' +
+        'Kernel rows are two namespaces joined by a veth pair (TCP), a Linux bridge (Bridge) or the kernel\'s vxlan device on ' +
+        'both ends of a veth underlay (VXLAN, where usernet is one end and the kernel the other); every usernet, slirp4netns ' +
         'and pasta TCP row goes namespace ↔ host 127.0.0.1 through the gateway address 10.0.2.2. ' +
         'CPU rows are the user-space process\'s own utime+stime (usernet, slirp4netns, pasta) per GB received.',
       '',

@@ -9,7 +9,9 @@
  * --vxlan options with the same local address form one endpoint (one socket,
  * one bridge port) with several remotes; they must then agree on the VNI.
  */
+import { statSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { dirname, isAbsolute } from 'node:path';
 import { ConfigError } from './errors.js';
 import { VNI_MAX, VXLAN_PORT } from '../stack/wire/vxlan.js';
 
@@ -73,8 +75,7 @@ function hostPort(flag: string, text: string, s: string, portOptional: boolean):
   return [m[1], m[2] ?? null];
 }
 
-export function parseListenQemu(text: string): StreamListenSpec {
-  const flag = '--listen-qemu';
+export function parseListenQemu(text: string, flag = '--listen-qemu'): StreamListenSpec {
   if (text.startsWith('unix:')) return { text, path: unixPath(flag, text, text.slice(5)), host: '', port: 0 };
   if (text.startsWith('tcp:')) {
     const [host, p] = hostPort(flag, text, text.slice(4), false);
@@ -83,13 +84,12 @@ export function parseListenQemu(text: string): StreamListenSpec {
   throw new ConfigError(`${flag} ${text}: expected unix:PATH or tcp:HOST:PORT`);
 }
 
-export function parseListenDgram(text: string): DgramListenSpec {
-  if (!text.startsWith('unix:')) throw new ConfigError(`--listen-dgram ${text}: expected unix:PATH`);
-  return { text, path: unixPath('--listen-dgram', text, text.slice(5)) };
+export function parseListenDgram(text: string, flag = '--listen-dgram'): DgramListenSpec {
+  if (!text.startsWith('unix:')) throw new ConfigError(`${flag} ${text}: expected unix:PATH`);
+  return { text, path: unixPath(flag, text, text.slice(5)) };
 }
 
-export function parseVxlanOne(text: string): VxlanSpec {
-  const flag = '--vxlan';
+export function parseVxlanOne(text: string, flag = '--vxlan'): VxlanSpec {
   const [remoteText, ...opts] = text.split(',');
   const [address, p] = hostPort(flag, text, remoteText, true);
   const remotePort = p === null ? VXLAN_PORT : port(flag, text, p);
@@ -134,9 +134,50 @@ export function parseVxlan(texts: string[]): VxlanSpec[] {
 }
 
 export function parseSocketPortOptions(v: { 'listen-qemu'?: string[]; 'listen-dgram'?: string[]; vxlan?: string[] }): SocketPortSpecs {
-  const listenQemu = (v['listen-qemu'] ?? []).map(parseListenQemu);
-  const listenDgram = (v['listen-dgram'] ?? []).map(parseListenDgram);
+  const listenQemu = (v['listen-qemu'] ?? []).map((t) => parseListenQemu(t));
+  const listenDgram = (v['listen-dgram'] ?? []).map((t) => parseListenDgram(t));
   const paths = [...listenQemu.flatMap((s) => (s.path === null ? [] : [s.path])), ...listenDgram.map((s) => s.path)];
   if (new Set(paths).size !== paths.length) throw new ConfigError('the same socket path is given twice');
   return { listenQemu, listenDgram, vxlan: parseVxlan(v.vxlan ?? []) };
+}
+
+/** One socket port to open at run time (the daemon's POST /v1/ports). */
+export type SocketPortRequest = { kind: 'qemu-stream'; spec: StreamListenSpec } | { kind: 'dgram'; spec: DgramListenSpec } | { kind: 'vxlan'; spec: VxlanSpec };
+
+const REQUEST_FIELDS: Record<SocketPortRequest['kind'], string[]> = {
+  'qemu-stream': ['kind', 'listen'],
+  dgram: ['kind', 'listen'],
+  vxlan: ['kind', 'remote', 'vni', 'local'],
+};
+
+/**
+ * A POST /v1/ports body: {"kind":"qemu-stream","listen":"unix:PATH"|"tcp:HOST:PORT"},
+ * {"kind":"dgram","listen":"unix:PATH"} or {"kind":"vxlan","remote":"ADDR[:PORT]",
+ * "vni":N?,"local":"ADDR:PORT"?}, checked as the command-line options are. A
+ * unix path must be absolute (the daemon's working directory is nobody's
+ * business) in a directory that exists.
+ */
+export function parseSocketPortRequest(body: Record<string, unknown>): SocketPortRequest {
+  const kind = body.kind;
+  if (kind !== 'qemu-stream' && kind !== 'dgram' && kind !== 'vxlan') throw new ConfigError('kind must be "qemu-stream", "dgram" or "vxlan"', 'kind');
+  for (const k of Object.keys(body)) {
+    if (!REQUEST_FIELDS[kind].includes(k)) throw new ConfigError(`unknown field "${k}" for kind "${kind}" (expected ${REQUEST_FIELDS[kind].join(', ')})`, k);
+  }
+  if (kind === 'vxlan') {
+    const { remote, vni, local } = body;
+    if (typeof remote !== 'string' || remote.includes(',')) throw new ConfigError('remote must be "ADDR[:PORT]"', 'remote');
+    if (vni !== undefined && (!Number.isInteger(vni) || (vni as number) < 0 || (vni as number) > VNI_MAX)) throw new ConfigError(`vni must be an integer 0..${VNI_MAX}`, 'vni');
+    if (local !== undefined && (typeof local !== 'string' || local.includes(','))) throw new ConfigError('local must be "ADDR:PORT"', 'local');
+    const text = `${remote}${vni === undefined ? '' : `,vni=${vni as number}`}${local === undefined ? '' : `,local=${local}`}`;
+    return { kind, spec: parseVxlanOne(text, 'vxlan') };
+  }
+  const listen = body.listen;
+  if (typeof listen !== 'string') throw new ConfigError(kind === 'dgram' ? 'listen must be "unix:PATH"' : 'listen must be "unix:PATH" or "tcp:HOST:PORT"', 'listen');
+  const r: SocketPortRequest = kind === 'dgram' ? { kind, spec: parseListenDgram(listen, 'listen') } : { kind, spec: parseListenQemu(listen, 'listen') };
+  const path = r.spec.path;
+  if (path !== null) {
+    if (!isAbsolute(path)) throw new ConfigError(`listen ${listen}: the path must be absolute`, 'listen');
+    if (!statSync(dirname(path), { throwIfNoEntry: false })?.isDirectory()) throw new ConfigError(`listen ${listen}: ${dirname(path)} is not a directory`, 'listen');
+  }
+  return r;
 }

@@ -11,18 +11,23 @@
  * Unix socket paths: a stale socket file at the path is replaced (a
  * previous usernet that died); anything else there is an error. The files
  * are removed at close.
+ *
+ * Every listener (a stream listener with its connections, a datagram socket,
+ * a VXLAN endpoint) has an id: the daemon adds and removes them at run time
+ * (add(), remove(); POST and DELETE /v1/ports). Removing one takes its ports
+ * off the bridge, closes its socket and removes its file.
  */
 import { lstatSync, rmSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Port } from '../stack/frame.js';
 import { VXLAN_OVERHEAD_IPV4 } from '../stack/wire/vxlan.js';
-import { ConfigError } from './errors.js';
+import { ConfigError, UsernetError } from './errors.js';
 import type { Logger } from './log.js';
 import type { Runtime } from './runtime.js';
 import { DatagramPort } from './datagram-port.js';
 import { ipSockaddr, socketIo, unixSockaddr } from './native/socket-io.js';
 import { native } from './native/addon.js';
-import type { DgramListenSpec, SocketPortSpecs, StreamListenSpec, VxlanSpec } from './socket-port-options.js';
+import type { DgramListenSpec, SocketPortRequest, SocketPortSpecs, StreamListenSpec, VxlanSpec } from './socket-port-options.js';
 import { StreamPort } from './stream-port.js';
 import { VxlanPort } from './vxlan-port.js';
 
@@ -37,13 +42,18 @@ export interface ClosablePort extends Port {
 }
 
 export interface SocketPortInfo {
-  kind: 'qemu-stream' | 'qemu-dgram' | 'vxlan';
+  id: number;
+  kind: SocketPortRequest['kind'];
   spec: string;
+  /** The bridge ports it has now (a stream listener: one per connected VM). */
   ports: string[];
 }
 
 interface Listener {
+  id: number;
   kind: SocketPortInfo['kind'];
+  /** Its unix socket path, if any. */
+  path: string | null;
   spec: string;
   ports: Set<ClosablePort>;
   close(): Promise<void>;
@@ -62,6 +72,9 @@ function freeStaleSocket(path: string): void {
 
 export class SocketPorts {
   private readonly listeners: Listener[] = [];
+  /** Unix paths in use or being opened: add() refuses a second listener on one. */
+  private readonly paths = new Set<string>();
+  private nextId = 1;
   private connections = 0;
   private closed = false;
 
@@ -87,7 +100,47 @@ export class SocketPorts {
     }
   }
 
-  async listenStream(spec: StreamListenSpec): Promise<void> {
+  /** Opens one more listener at run time; its info. */
+  async add(req: SocketPortRequest): Promise<SocketPortInfo> {
+    if (this.closed) throw new UsernetError('ERR_SHUTTING_DOWN', 'the socket ports are closing');
+    const l =
+      req.kind === 'qemu-stream' ? await this.listenStream(req.spec) : req.kind === 'dgram' ? this.listenDgram(req.spec) : this.addVxlan(req.spec);
+    return this.describe(l);
+  }
+
+  /** Closes listener `id` and takes its ports off the bridge; false if there is none. */
+  async remove(id: number): Promise<boolean> {
+    const i = this.listeners.findIndex((l) => l.id === id);
+    if (i < 0) return false;
+    const [l] = this.listeners.splice(i, 1);
+    await l.close();
+    if (l.path !== null) this.paths.delete(l.path);
+    this.log.info(`${l.kind} ${l.spec}: removed (port ${l.id})`);
+    return true;
+  }
+
+  private claimPath(path: string): void {
+    if (this.paths.has(path)) throw new UsernetError('ERR_PORT_EXISTS', `${path} is already a socket port of this usernet`);
+    this.paths.add(path);
+  }
+
+  private register(l: Omit<Listener, 'id'>): Listener {
+    const listener = { id: this.nextId++, ...l };
+    this.listeners.push(listener);
+    return listener;
+  }
+
+  async listenStream(spec: StreamListenSpec): Promise<Listener> {
+    if (spec.path !== null) this.claimPath(spec.path);
+    try {
+      return await this.openStream(spec);
+    } catch (err) {
+      if (spec.path !== null) this.paths.delete(spec.path);
+      throw err;
+    }
+  }
+
+  private async openStream(spec: StreamListenSpec): Promise<Listener> {
     const ports = new Set<ClosablePort>();
     let n = 0;
     const where = spec.path ?? `${spec.host}:${spec.port}`;
@@ -123,14 +176,21 @@ export class SocketPorts {
     });
     if (spec.path !== null) freeStaleSocket(spec.path);
     await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
+      server.once('error', (err: NodeJS.ErrnoException) => reject(new UsernetError(err.code ?? 'ERR_LISTEN', `qemu ${spec.text}: ${err.message}`)));
       if (spec.path !== null) server.listen(spec.path, () => resolve());
       else server.listen(spec.port, spec.host, () => resolve());
     });
+    if (this.closed) {
+      // Closed while listen() was under way (a daemon stopping during POST /v1/ports).
+      await new Promise<void>((r) => server.close(() => r()));
+      if (spec.path !== null) rmSync(spec.path, { force: true });
+      throw new UsernetError('ERR_SHUTTING_DOWN', 'the socket ports are closing');
+    }
     server.on('error', (err) => this.log.error(`qemu ${where}: ${err.message}`));
     this.log.info(`qemu: listening on ${spec.path === null ? `tcp:${where}` : `unix:${where}`} (-netdev stream)`);
-    this.listeners.push({
+    return this.register({
       kind: 'qemu-stream',
+      path: spec.path,
       spec: spec.text,
       ports,
       close: async () => {
@@ -143,7 +203,17 @@ export class SocketPorts {
     });
   }
 
-  listenDgram(spec: DgramListenSpec): void {
+  listenDgram(spec: DgramListenSpec): Listener {
+    this.claimPath(spec.path);
+    try {
+      return this.openDgram(spec);
+    } catch (err) {
+      this.paths.delete(spec.path);
+      throw err;
+    }
+  }
+
+  private openDgram(spec: DgramListenSpec): Listener {
     freeStaleSocket(spec.path);
     const [fd] = socketIo.bindDatagram(unixSockaddr(spec.path));
     const name = `dgram:${spec.path}`;
@@ -167,8 +237,9 @@ export class SocketPorts {
     ports.add(port);
     this.runtime.attachPort(port);
     this.log.info(`qemu: listening on unix:${spec.path} (-netdev dgram)`);
-    this.listeners.push({
-      kind: 'qemu-dgram',
+    return this.register({
+      kind: 'dgram',
+      path: spec.path,
       spec: spec.text,
       ports,
       close: async () => {
@@ -179,7 +250,7 @@ export class SocketPorts {
     });
   }
 
-  addVxlan(spec: VxlanSpec): void {
+  addVxlan(spec: VxlanSpec): Listener {
     const [fd, boundPort] = socketIo.bindDatagram(ipSockaddr(spec.localAddress, spec.localPort));
     const local = spec.localAddress.includes(':') ? `[${spec.localAddress}]:${boundPort}` : `${spec.localAddress}:${boundPort}`;
     const name = `vxlan:${spec.vni}@${local}`;
@@ -210,8 +281,9 @@ export class SocketPorts {
       `vxlan: VNI ${spec.vni} on udp ${local}, remotes ${remotes.join(', ')}; outer packets are the inner MTU + ${VXLAN_OVERHEAD_IPV4} bytes` +
         ` (IPv4 underlay; use --mtu ${1500 - VXLAN_OVERHEAD_IPV4} on a 1500-byte link)`,
     );
-    this.listeners.push({
+    return this.register({
       kind: 'vxlan',
+      path: null,
       spec: spec.text,
       ports,
       close: async () => {
@@ -221,8 +293,12 @@ export class SocketPorts {
     });
   }
 
+  private describe(l: Listener): SocketPortInfo {
+    return { id: l.id, kind: l.kind, spec: l.spec, ports: [...l.ports].map((p) => p.name) };
+  }
+
   info(): SocketPortInfo[] {
-    return this.listeners.map((l) => ({ kind: l.kind, spec: l.spec, ports: [...l.ports].map((p) => p.name) }));
+    return this.listeners.map((l) => this.describe(l));
   }
 
   async close(): Promise<void> {

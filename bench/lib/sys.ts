@@ -105,6 +105,15 @@ export class Proc {
 
 type Undo = { kind: 'proc'; proc: Proc } | { kind: 'fn'; label: string; fn: () => void };
 
+/**
+ * What the bench creates is named `ubn-TAG-HEX` (namespaces), `ubTAGHEX`
+ * (interfaces) and `usernet-bench-*` (directories); with
+ * $USERNET_BENCH_PREFIX (letters, digits, dashes; at most 6) all three start
+ * with that instead, so a run beside other work is told apart.
+ */
+const PREFIX = process.env.USERNET_BENCH_PREFIX;
+if (PREFIX !== undefined && !/^[a-z0-9-]{1,6}$/.test(PREFIX)) throw new Error(`USERNET_BENCH_PREFIX=${PREFIX}: at most 6 of a-z, 0-9 and -`);
+
 export class Cleanup {
   private undo: Undo[] = [];
 
@@ -119,7 +128,7 @@ export class Cleanup {
   }
 
   netns(tag: string): string {
-    const name = `ubn-${tag}-${suffix()}`;
+    const name = `${PREFIX ?? 'ubn-'}${tag}-${suffix()}`;
     must('ip', ['netns', 'add', name]);
     this.add(`netns ${name}`, () => void sh('ip', ['netns', 'del', name]));
     must('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
@@ -128,7 +137,8 @@ export class Cleanup {
 
   /** An interface name of at most 15 bytes. */
   ifname(tag: string): string {
-    return `ub${tag.slice(0, 5)}${suffix()}`;
+    const head = PREFIX ?? 'ub';
+    return `${head}${tag.slice(0, PREFIX === undefined ? 5 : 9 - head.length)}${suffix()}`;
   }
 
   /** A persistent tap in the root namespace; deleted wherever it moved to (its namespace going also removes it). */
@@ -140,7 +150,7 @@ export class Cleanup {
   }
 
   tmpdir(): string {
-    const d = mkdtempSync(join(tmpdir(), 'usernet-bench-'));
+    const d = mkdtempSync(join(tmpdir(), PREFIX ?? 'usernet-bench-'));
     this.add(`dir ${d}`, () => rmSync(d, { recursive: true, force: true }));
     return d;
   }

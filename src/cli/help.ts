@@ -79,7 +79,7 @@ Usage:
       See usernet slirp4netns --help.
   usernet daemon [OPTIONS]
       One network for many namespaces, attached at run time through an API:
-      usernet attach|detach|ls|publish|unpublish|stats. See usernet daemon --help.
+      usernet attach|detach|ls|publish|unpublish|port|stats. See usernet daemon --help.
   usernet check [--no-offload] [--disable-ipv6] [--log-level LEVEL]
       Prove that usernet works on this machine: what the kernel grants, then TCP,
       UDP, DNS, ICMP echo and IPv6 from a new namespace through the gateway.

@@ -10,7 +10,7 @@ import { checkHelp, mainHelp, runHelp } from './help.js';
 import { packageVersion as version, versionLines } from './version.js';
 
 /** Handled by src/daemon/cli.ts, loaded only for them. */
-const DAEMON_COMMANDS = new Set(['daemon', 'attach', 'detach', 'ls', 'publish', 'unpublish', 'stats', 'docker', 'docker-plugin']);
+const DAEMON_COMMANDS = new Set(['daemon', 'attach', 'detach', 'ls', 'publish', 'unpublish', 'port', 'stats', 'docker', 'docker-plugin']);
 
 export const EXIT_RUNTIME = 1;
 export const EXIT_USAGE = 2;

@@ -10,6 +10,9 @@
  *   POST   /v1/forwards          {proto, hostAddr, hostPort, guest (an id) | guestAddr, guestPort} -> 201 ForwardEntry
  *                                 (a forward to a guest by id is removed when that guest is detached)
  *   DELETE /v1/forwards/ID       {"removed":ID}
+ *   GET    /v1/ports             {"ports":[SocketPortInfo...]} (socket ports, also those from the command line)
+ *   POST   /v1/ports             {kind:"qemu-stream"|"dgram", listen} | {kind:"vxlan", remote, vni?, local?} -> 201 SocketPortInfo
+ *   DELETE /v1/ports/ID          {"removed":ID} (its VMs or remotes leave the bridge, its socket closes)
  *   GET    /stats                the runtime's counters (as SIGUSR1 prints them) and the guests
  *   GET    /metrics              the same counters in Prometheus text format
  *
@@ -25,6 +28,8 @@ import { ConfigError, NativeError, UsernetError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { ForwardSpec } from '../nat/port-forward.js';
 import type { Runtime } from '../runtime.js';
+import type { SocketPorts } from '../socket-ports.js';
+import { parseSocketPortRequest } from '../socket-port-options.js';
 import type { AttachRequest, Guests } from './guests.js';
 import { prometheusText } from './metrics.js';
 import { listenUnix } from './unix-listen.js';
@@ -51,7 +56,7 @@ class HttpError extends UsernetError {
   }
 }
 
-export async function startApi(path: string, mode: number, runtime: Runtime, guests: Guests, log: Logger): Promise<ApiServer> {
+export async function startApi(path: string, mode: number, runtime: Runtime, guests: Guests, sockets: SocketPorts, log: Logger): Promise<ApiServer> {
   const startedAt = Date.now();
   let closing = false;
   const server: Server = createServer({ requestTimeout: REQUEST_TIMEOUT_MS, headersTimeout: REQUEST_TIMEOUT_MS }, (req, res) => {
@@ -112,6 +117,15 @@ export async function startApi(path: string, mode: number, runtime: Runtime, gue
         if (!Number.isInteger(n) || !runtime.forwards.remove(n)) throw new HttpError(404, 'ERR_NO_FORWARD', `no forward ${id}`);
         return reply(res, 200, { removed: n });
       }
+      case 'GET /v1/ports':
+        return reply(res, 200, { ports: sockets.info() });
+      case 'POST /v1/ports':
+        return reply(res, 201, await sockets.add(parseSocketPortRequest((await readJson(req)) as Record<string, unknown>)));
+      case 'DELETE /v1/ports/:id': {
+        const n = Number(id);
+        if (!/^\d+$/.test(id) || !(await sockets.remove(n))) throw new HttpError(404, 'ERR_NO_PORT', `no port ${id}`);
+        return reply(res, 200, { removed: n });
+      }
       case 'GET /stats':
         return reply(res, 200, { ...runtime.stats(), guests: guests.list() });
       case 'GET /metrics': {
@@ -121,7 +135,7 @@ export async function startApi(path: string, mode: number, runtime: Runtime, gue
         return;
       }
       default: {
-        const known = ['/v1/health', '/v1/guests', '/v1/guests/:id', '/v1/forwards', '/v1/forwards/:id', '/stats', '/metrics'];
+        const known = ['/v1/health', '/v1/guests', '/v1/guests/:id', '/v1/forwards', '/v1/forwards/:id', '/v1/ports', '/v1/ports/:id', '/stats', '/metrics'];
         const path = route.slice(route.indexOf(' ') + 1);
         if (known.includes(path)) throw new HttpError(405, 'ERR_METHOD', `${method} is not allowed on ${url.pathname}`);
         throw new HttpError(404, 'ERR_NOT_FOUND', `no such endpoint: ${method} ${url.pathname} (see usernet daemon --help)`);
@@ -200,7 +214,7 @@ function forwardSpec(body: unknown, guests: Guests): ForwardSpec {
 function errorStatus(err: unknown): number {
   if (err instanceof HttpError) return err.status;
   if (err instanceof ConfigError) return 400;
-  if (err instanceof UsernetError && ['ERR_GUEST_EXISTS', 'ERR_NAME_TAKEN', 'ERR_ADDRESS_TAKEN', 'ERR_POOL_EXHAUSTED', 'ERR_GUEST_LIMIT', 'ERR_TAP_EXISTS'].includes(err.code)) return 409;
+  if (err instanceof UsernetError && ['ERR_GUEST_EXISTS', 'ERR_NAME_TAKEN', 'ERR_ADDRESS_TAKEN', 'ERR_POOL_EXHAUSTED', 'ERR_GUEST_LIMIT', 'ERR_TAP_EXISTS', 'ERR_PORT_EXISTS'].includes(err.code)) return 409;
   if (err instanceof NativeError && (err.code === 'ENOENT' || err.code === 'ESRCH')) return 404;
   if (err instanceof UsernetError && err.code === 'EADDRINUSE') return 409;
   return 500;

@@ -1,6 +1,6 @@
 /**
  * The daemon's command line: `usernet daemon` runs it; `attach`, `detach`,
- * `ls`, `publish`, `unpublish` and `stats` are clients of its API socket.
+ * `ls`, `publish`, `unpublish`, `port` and `stats` are clients of its API socket.
  */
 import { request } from 'node:http';
 import { isIP } from 'node:net';
@@ -10,6 +10,7 @@ import { createLogger, type Logger } from '../log.js';
 import { common, runtimeOptions, usageError, type CommonValues } from '../options.js';
 import { DEFAULT_PLUGIN_SOCKET } from './docker-plugin.js';
 import type { GuestInfo } from './guests.js';
+import type { SocketPortInfo } from '../socket-ports.js';
 
 export const daemonHelp = `usernet daemon: one bridge, gateway and NAT for many namespaces, controlled through an API
 
@@ -25,6 +26,13 @@ Usage:
   usernet publish [--guest ID] [HOST_ADDR:]HOST_PORT:[GUEST_ADDR:]GUEST_PORT[/tcp|udp]
                                                      forward a host port (IPv6 in brackets)
   usernet unpublish FORWARD_ID                       remove a forward
+  usernet port add qemu-stream unix:PATH|tcp:HOST:PORT
+  usernet port add dgram unix:PATH
+  usernet port add vxlan REMOTE[:PORT][,vni=N][,local=ADDR:PORT]
+                                                     open a socket port for VMs or a VXLAN endpoint
+                                                     (as --listen-qemu, --listen-dgram, --vxlan); prints its id
+  usernet port ls [--json]                           list socket ports (those given at start-up too)
+  usernet port rm PORT_ID                            close one: its VMs or remotes leave the network
   usernet stats                                      counters as JSON
 
 Every client takes --api-socket PATH (default: $USERNET_API_SOCKET, else
@@ -214,6 +222,28 @@ export async function runDaemonCommand(argv: string[]): Promise<number> {
       await call(str(values, 'api-socket'), 'DELETE', `/v1/forwards/${positionals[0]}`);
       return 0;
     }
+    case 'port': {
+      const { values, positionals } = parse(rest, { ...apiOpt, json: { type: 'boolean' } }, 3);
+      if (values.help) return help();
+      const [sub, ...args] = positionals;
+      const socket = str(values, 'api-socket');
+      if (sub === 'add' && args.length === 2) {
+        const p = (await call(socket, 'POST', '/v1/ports', portRequest(args[0], args[1]))) as SocketPortInfo;
+        process.stdout.write(values.json ? `${JSON.stringify(p)}\n` : `${p.id}\n`);
+        return 0;
+      }
+      if (sub === 'ls' && args.length === 0) {
+        const { ports } = (await call(socket, 'GET', '/v1/ports')) as { ports: SocketPortInfo[] };
+        if (values.json) process.stdout.write(`${JSON.stringify(ports)}\n`);
+        else for (const p of ports) process.stdout.write(`${[p.id, p.kind, p.spec, p.ports.join(',') || '-'].join('\t')}\n`);
+        return 0;
+      }
+      if (sub === 'rm' && args.length === 1 && /^\d+$/.test(args[0])) {
+        await call(socket, 'DELETE', `/v1/ports/${args[0]}`);
+        return 0;
+      }
+      throw new ConfigError('port needs add KIND SPEC, ls, or rm PORT_ID (see usernet daemon --help)');
+    }
     case 'stats': {
       const { values } = parse(rest, apiOpt);
       if (values.help) return help();
@@ -237,6 +267,20 @@ function help(): number {
 
 function guestLine(g: GuestInfo): string {
   return [g.id, g.ifname, `${g.ipv4}/${g.prefixLength}`, g.ipv6 ?? '-', g.mac, g.name ?? '-', g.target].join('\t');
+}
+
+/** `port add KIND SPEC` as a POST /v1/ports body; the daemon checks the values. */
+export function portRequest(kind: string, spec: string): Record<string, unknown> {
+  if (kind === 'qemu-stream' || kind === 'dgram') return { kind, listen: spec };
+  if (kind !== 'vxlan') throw new ConfigError(`port add ${kind}: the kind is qemu-stream, dgram or vxlan`);
+  const [remote, ...opts] = spec.split(',');
+  const body: Record<string, unknown> = { kind, remote };
+  for (const o of opts) {
+    const m = /^(vni|local)=(.*)$/.exec(o);
+    if (m === null) throw new ConfigError(`port add vxlan ${spec}: unknown option "${o}" (expected REMOTE[:PORT][,vni=N][,local=ADDR:PORT])`);
+    body[m[1]] = m[1] === 'vni' && /^\d+$/.test(m[2]) ? Number(m[2]) : m[2];
+  }
+  return body;
 }
 
 /**

@@ -43,7 +43,7 @@ export async function runDaemon(cmd: DaemonCommand, log: Logger): Promise<number
   try {
     await runtime.startForwards();
     await sockets.start(cmd.options.sockets);
-    api = await startApi(cmd.apiSocket, cmd.socketMode, runtime, guests, log);
+    api = await startApi(cmd.apiSocket, cmd.socketMode, runtime, guests, sockets, log);
     if (cmd.dockerPluginSocket) {
       const { startDockerPlugin } = await import('./docker-plugin.js');
       const server = api;

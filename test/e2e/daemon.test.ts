@@ -3,7 +3,9 @@
  * between guests and to host loopback, names, forwards added at run time,
  * detach and re-attach, the API's refusals, and what a kill leaves behind.
  */
+import { createSocket } from 'node:dgram';
 import { request } from 'node:http';
+import { createConnection, type Socket } from 'node:net';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -42,6 +44,52 @@ function raw(method: string, path: string, body?: string | Buffer, headers: Reco
     req.on('error', reject);
     req.end(body);
   });
+}
+
+/** An ARP request from `mac` (10.0.2.77) for the gateway, padded to 60 bytes. */
+function arpRequest(mac: string): Buffer {
+  const f = Buffer.alloc(60);
+  f.fill(0xff, 0, 6);
+  Buffer.from(mac.replaceAll(':', ''), 'hex').copy(f, 6);
+  f.writeUInt16BE(0x0806, 12);
+  Buffer.from('0001080006040001', 'hex').copy(f, 14);
+  Buffer.from(mac.replaceAll(':', ''), 'hex').copy(f, 22);
+  Buffer.from([10, 0, 2, 77]).copy(f, 28);
+  Buffer.from([10, 0, 2, 2]).copy(f, 38);
+  return f;
+}
+
+/** True for the gateway's ARP reply to arpRequest(mac). */
+function isArpReply(f: Buffer, mac: string): boolean {
+  const hex = f.toString('hex');
+  return f.length >= 42 && hex.slice(0, 12) === mac.replaceAll(':', '') && hex.slice(24, 44) === '08060001080006040002' &&
+    hex.slice(44, 56) === '52550a000202' && hex.slice(56, 64) === '0a000202';
+}
+
+/** Frames of a -netdev stream connection (a 32-bit big-endian length before each) until `done` says stop. */
+function streamClient(path: string): { sock: Socket; frames: Buffer[]; closed: Promise<void> } {
+  const sock = createConnection(path);
+  const frames: Buffer[] = [];
+  let pending = Buffer.alloc(0);
+  sock.on('data', (d: Buffer) => {
+    pending = Buffer.concat([pending, d]);
+    while (pending.length >= 4 && pending.length >= 4 + pending.readUInt32BE(0)) {
+      const n = pending.readUInt32BE(0);
+      frames.push(pending.subarray(4, 4 + n));
+      pending = pending.subarray(4 + n);
+    }
+  });
+  const closed = new Promise<void>((r) => sock.on('close', () => r()));
+  sock.on('error', () => undefined);
+  return { sock, frames, closed };
+}
+
+async function waitUntil(what: string, ok: () => boolean, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!ok()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
 }
 
 beforeAll(async () => {
@@ -144,6 +192,116 @@ describe('usernet daemon', () => {
     expect(daemon.running).toBe(true);
     const health = JSON.parse((await raw('GET', '/v1/health')).body);
     expect(health).toMatchObject({ ok: true, guests: 2 });
+  });
+
+  it('adds socket ports at run time (stream, dgram, VXLAN) that answer ARP for the gateway, lists and removes them', async () => {
+    // A -netdev stream port.
+    const streamPath = join(dir, 'vm-stream.sock');
+    const added = await client(['port', 'add', 'qemu-stream', `unix:${streamPath}`]);
+    expect(added.stderr).toBe('');
+    const streamId = added.stdout.trim();
+    expect(streamId).toMatch(/^\d+$/);
+    const vm = streamClient(streamPath);
+    await new Promise<void>((r) => vm.sock.once('connect', () => r()));
+    const streamMac = '02:16:0b:00:00:01';
+    const req = arpRequest(streamMac);
+    const prefix = Buffer.alloc(4);
+    prefix.writeUInt32BE(req.length);
+    vm.sock.write(Buffer.concat([prefix, req]));
+    await waitUntil('the ARP reply on the stream', () => vm.frames.some((f) => isArpReply(f, streamMac)));
+
+    // A -netdev dgram port: the client binds its own path, as QEMU's local.path.
+    const dgramPath = join(dir, 'vm-dgram.sock');
+    const dgramAdd = JSON.parse((await client(['port', 'add', 'dgram', `unix:${dgramPath}`, '--json'])).stdout);
+    expect(dgramAdd).toMatchObject({ kind: 'dgram', spec: `unix:${dgramPath}`, ports: [`dgram:${dgramPath}`] });
+    const dgramMac = '02:16:0b:00:00:02';
+    const py = [
+      'import socket, sys',
+      's = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)',
+      `s.bind(${JSON.stringify(join(dir, 'vm-dgram-client.sock'))})`,
+      's.settimeout(5)',
+      `s.sendto(bytes.fromhex("${arpRequest(dgramMac).toString('hex')}"), ${JSON.stringify(dgramPath)})`,
+      'while True:',
+      '    d = s.recv(65536)',
+      '    if d[12:14] == b"\\x08\\x06" and d[20:22] == b"\\x00\\x02": print(d.hex()); break',
+    ].join('\n');
+    const dg = await runAsync('python3', ['-c', py], 15_000);
+    expect(dg.stderr).toBe('');
+    expect(isArpReply(Buffer.from(dg.stdout.trim(), 'hex'), dgramMac)).toBe(true);
+
+    // A VXLAN endpoint whose remote is a UDP socket here; answers go to the remote's port.
+    const remote = createSocket('udp4');
+    await new Promise<void>((r) => remote.bind(0, '127.0.0.1', () => r()));
+    const probe = createSocket('udp4');
+    await new Promise<void>((r) => probe.bind(0, '127.0.0.1', () => r()));
+    const localPort = probe.address().port;
+    probe.close();
+    const vxlanSpec = `127.0.0.1:${remote.address().port},vni=7,local=127.0.0.1:${localPort}`;
+    const vxlanAdd = await client(['port', 'add', 'vxlan', vxlanSpec]);
+    expect(vxlanAdd.stderr).toBe('');
+    const vxlanMac = '02:16:0b:00:00:03';
+    const got: Buffer[] = [];
+    remote.on('message', (m: Buffer) => got.push(m));
+    const header = Buffer.from([0x08, 0, 0, 0, 0, 0, 7, 0]);
+    remote.send(Buffer.concat([header, arpRequest(vxlanMac)]), localPort, '127.0.0.1');
+    await waitUntil('the ARP reply over VXLAN', () => got.some((m) => m.subarray(0, 8).equals(header) && isArpReply(m.subarray(8), vxlanMac)));
+    remote.close();
+
+    const ls = (await client(['port', 'ls'])).stdout.split('\n').filter((l) => l !== '').map((l) => l.split('\t'));
+    expect(ls).toEqual([
+      [streamId, 'qemu-stream', `unix:${streamPath}`, `qemu:${streamPath}#1`],
+      [String(dgramAdd.id), 'dgram', `unix:${dgramPath}`, `dgram:${dgramPath}`],
+      [vxlanAdd.stdout.trim(), 'vxlan', vxlanSpec, `vxlan:7@127.0.0.1:${localPort}`],
+    ]);
+
+    // Removing the stream port ends its VM's connection and removes the socket file.
+    expect((await client(['port', 'rm', streamId])).status).toBe(0);
+    await vm.closed;
+    expect(existsSync(streamPath)).toBe(false);
+    for (const id of [String(dgramAdd.id), vxlanAdd.stdout.trim()]) expect((await client(['port', 'rm', id])).status).toBe(0);
+    expect(existsSync(dgramPath)).toBe(false);
+    expect(JSON.parse((await raw('GET', '/v1/ports')).body)).toEqual({ ports: [] });
+    expect(daemon.stderr).toMatch(/qemu-stream unix:.*: removed/);
+  });
+
+  it('refuses bad port requests in the API\'s error format', async () => {
+    const post = (body: unknown) => raw('POST', '/v1/ports', JSON.stringify(body), { 'content-type': 'application/json' });
+    const refused = async (body: unknown, status: number, code: string, message: RegExp) => {
+      const r = await post(body);
+      expect(r.status, r.body).toBe(status);
+      expect(JSON.parse(r.body).error).toMatchObject({ code });
+      expect(JSON.parse(r.body).error.message).toMatch(message);
+    };
+    await refused({ kind: 'tap' }, 400, 'ERR_CONFIG', /kind must be/);
+    await refused({ kind: 'dgram' }, 400, 'ERR_CONFIG', /listen must be/);
+    await refused({ kind: 'dgram', listen: 'unix:relative.sock' }, 400, 'ERR_CONFIG', /absolute/);
+    await refused({ kind: 'dgram', listen: `unix:${join(dir, 'no-such-dir', 's.sock')}` }, 400, 'ERR_CONFIG', /not a directory/);
+    await refused({ kind: 'qemu-stream', listen: 'udp:1.2.3.4:5' }, 400, 'ERR_CONFIG', /unix:PATH or tcp:HOST:PORT/);
+    await refused({ kind: 'qemu-stream', listen: `unix:${join(dir, 'x.sock')}`, remote: '1.2.3.4' }, 400, 'ERR_CONFIG', /unknown field "remote"/);
+    await refused({ kind: 'vxlan', remote: 'not-an-address' }, 400, 'ERR_CONFIG', /not ADDRESS:PORT/);
+    await refused({ kind: 'vxlan', remote: '127.0.0.1', vni: 1 << 24 }, 400, 'ERR_CONFIG', /vni must be/);
+    await refused({ kind: 'vxlan', remote: '127.0.0.1,vni=3' }, 400, 'ERR_CONFIG', /remote must be/);
+    await refused({ kind: 'vxlan', remote: '[::1]', local: '127.0.0.1:4789' }, 400, 'ERR_CONFIG', /one family/);
+    // The same path twice, and a TCP port that is taken.
+    const path = join(dir, 'twice.sock');
+    const first = await post({ kind: 'dgram', listen: `unix:${path}` });
+    expect(first.status).toBe(201);
+    await refused({ kind: 'qemu-stream', listen: `unix:${path}` }, 409, 'ERR_PORT_EXISTS', /already a socket port/);
+    expect((await raw('DELETE', `/v1/ports/${JSON.parse(first.body).id}`)).status).toBe(200);
+    const taken = sandbox.spawn('python3', ['-c', 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(); print(s.getsockname()[1], flush=True); import time; time.sleep(60)']);
+    await taken.waitFor(/^\d+$/m);
+    await refused({ kind: 'qemu-stream', listen: `tcp:127.0.0.1:${taken.stdout.trim()}` }, 409, 'EADDRINUSE', /address already in use/);
+    await taken.stop();
+    const missing = await raw('DELETE', '/v1/ports/999');
+    expect(missing.status).toBe(404);
+    expect(JSON.parse(missing.body).error.code).toBe('ERR_NO_PORT');
+    expect((await raw('PUT', '/v1/ports')).status).toBe(405);
+    const cli = await client(['port', 'add', 'bogus', 'x']);
+    expect(cli.status).toBe(2);
+    expect(cli.stderr).toMatch(/qemu-stream, dgram or vxlan/);
+    expect((await client(['port', 'rm', '999'])).stderr).toMatch(/no port 999/);
+    expect(JSON.parse((await raw('GET', '/v1/ports')).body)).toEqual({ ports: [] });
+    expect(daemon.running).toBe(true);
   });
 
   it('serves stats and Prometheus metrics', async () => {

@@ -9,7 +9,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { createSocket } from 'node:dgram';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,7 +18,7 @@ import { createLogger } from '../../src/log.js';
 import { runtimeOptions } from '../../src/options.js';
 import { Runtime } from '../../src/runtime.js';
 import { SocketPorts } from '../../src/socket-ports.js';
-import { parseSocketPortOptions } from '../../src/socket-port-options.js';
+import { parseSocketPortOptions, parseSocketPortRequest } from '../../src/socket-port-options.js';
 import { ADDR_STRIDE, socketIo, unixSockaddr } from '../../src/native/socket-io.js';
 import { checkVxlanHeader, VXLAN_BAD_FLAGS, VXLAN_BAD_VNI, VXLAN_OK, writeVxlanHeader } from '../../stack/wire/vxlan.js';
 import { ConfigError } from '../../src/errors.js';
@@ -296,5 +296,46 @@ describe('VXLAN port', () => {
     // Only the one valid frame reached the bridge.
     expect(c.rxFrames).toBe(1);
     await new Promise<void>((r) => peer.close(() => r()));
+  });
+});
+
+describe('ports added and removed at run time (the daemon API)', () => {
+  it('add() opens a listener with an id, remove() closes it and takes its VMs off the bridge', async () => {
+    const path = join(dir, 'rt.sock');
+    const info = await sockets.add(parseSocketPortRequest({ kind: 'qemu-stream', listen: `unix:${path}` }));
+    expect(info).toEqual({ id: 1, kind: 'qemu-stream', spec: `unix:${path}`, ports: [] });
+    const c = await streamClient(path);
+    c.sock.write(prefixed(arpRequest()));
+    await until(() => c.frames.some(isArpReplyFromGateway));
+    expect(sockets.info()[0].ports).toEqual([`qemu:${path}#1`]);
+    await expect(sockets.add(parseSocketPortRequest({ kind: 'dgram', listen: `unix:${path}` }))).rejects.toMatchObject({ code: 'ERR_PORT_EXISTS' });
+    expect(await sockets.remove(1)).toBe(true);
+    await until(() => c.closed());
+    expect(portCounters('qemu:')).toEqual([]);
+    expect(existsSync(path)).toBe(false);
+    expect(await sockets.remove(1)).toBe(false);
+    // The path is free again.
+    expect((await sockets.add(parseSocketPortRequest({ kind: 'dgram', listen: `unix:${path}` }))).id).toBe(2);
+  });
+
+  it('parseSocketPortRequest checks kinds, fields and values', () => {
+    expect(parseSocketPortRequest({ kind: 'vxlan', remote: '10.0.0.2', vni: 42, local: '10.0.0.1:4789' }).spec).toMatchObject({
+      vni: 42,
+      localAddress: '10.0.0.1',
+      localPort: 4789,
+      remotes: [{ address: '10.0.0.2', port: 4789 }],
+    });
+    const bad: [Record<string, unknown>, RegExp][] = [
+      [{ kind: 'tap' }, /kind must be/],
+      [{ kind: 'dgram', listen: 5 }, /listen must be/],
+      [{ kind: 'dgram', listen: 'tcp:1.2.3.4:5' }, /expected unix:PATH/],
+      [{ kind: 'dgram', listen: 'unix:rel.sock' }, /absolute/],
+      [{ kind: 'dgram', listen: '/x', vni: 1 }, /unknown field "vni"/],
+      [{ kind: 'vxlan', remote: '10.0.0.2', vni: -1 }, /vni must be/],
+      [{ kind: 'vxlan', remote: '10.0.0.2', vni: '5' }, /vni must be/],
+      [{ kind: 'vxlan', remote: '10.0.0.2', local: '10.0.0.1' }, /needs a port/],
+      [{ kind: 'vxlan', remote: '10.0.0.2,vni=5' }, /remote must be/],
+    ];
+    for (const [body, re] of bad) expect(() => parseSocketPortRequest(body)).toThrow(re);
   });
 });
