@@ -113,7 +113,7 @@ export class SocketPorts {
           else this.log.warn(`${p.name}: ${reason}`);
           ports.delete(p);
           this.connections--;
-          this.runtime.detachPort(p);
+          this.runtime.detachPort(p, reason === null ? null : new Error(reason));
         },
       });
       this.connections++;
@@ -156,7 +156,7 @@ export class SocketPorts {
         onError: (p, err) => {
           this.log.error(`${p.name}: ${err.message}; removing it from the bridge`);
           ports.delete(p);
-          this.runtime.detachPort(p);
+          this.runtime.detachPort(p, err);
         },
       });
     } catch (err) {
@@ -196,7 +196,7 @@ export class SocketPorts {
         onError: (p, err) => {
           this.log.error(`${p.name}: ${err.message}; removing it from the bridge`);
           ports.delete(p);
-          this.runtime.detachPort(p);
+          this.runtime.detachPort(p, err);
         },
       });
     } catch (err) {
