@@ -171,7 +171,11 @@ export interface FlowClosedInfo extends FlowInfo {
 export interface DropInfo {
   /** Drops since the previous 'drop' event (or since the first listener came). */
   total: number;
-  /** By port name (frames the port brought in) and reason; 'host' for host-side sockets. */
+  /**
+   * By port name and reason, as the ports' counters have them ('gateway' for
+   * what the gateway and NAT refused, a tap's name for what came in on it
+   * malformed or could not be written to it), and 'host' for the host-side sockets.
+   */
   byPort: Record<string, Record<string, number>>;
 }
 
