@@ -21,7 +21,8 @@
  *   registered, the NAT reports each flow's start and end
  *   (stack/nat/flow-events.ts); the addresses are formatted then. With no
  *   listener the NAT holds null and does nothing per flow or per packet.
- *   A flow opened before the first listener came has no flowClosed.
+ *   A flow opened before the first listener came has no flowClosed, nor
+ *   has one still open at close().
  * - drop: aggregated, not per packet. While a 'drop' listener is
  *   registered, a timer (dropIntervalMs, 1 s by default) compares the drop
  *   counters of every port and of the host side with the previous look and
@@ -41,10 +42,9 @@ import { Guests, type AttachRequest, type GuestInfo } from './daemon/guests.js';
 import { ConfigError, UsernetError } from './errors.js';
 import { createLogger, isLogLevel, type Logger, type LogLevel } from './log.js';
 import { native } from './native/addon.js';
-import type { TapHandle } from './native/types.js';
+import { OFFLOADS, type TapHandle } from './native/types.js';
 import type { ForwardEntry, ForwardSpec } from './nat/port-forward.js';
 import { GUEST_IPV6_AUTO, parsePublish, runtimeOptions, type CommonValues, type RuntimeOptions } from './options.js';
-import { OFFLOADS } from './run.js';
 import { Runtime } from './runtime.js';
 import { SocketPorts } from './socket-ports.js';
 import { DatagramPort } from './datagram-port.js';
@@ -217,6 +217,10 @@ interface Internals {
   addTap(handle: TapHandle): TapInfo;
   /** Starts the warm-up (src/warm-up.ts), stopped by close(): the front ends start it where they want it. */
   startWarmUp(): void;
+  /** Stops it early (`usernet run`, before the command starts). */
+  stopWarmUp(): Promise<void>;
+  /** With openNetwork's deferPorts: opens the forwards and socket ports of the options now. */
+  startPorts(): Promise<void>;
 }
 const internals = new WeakMap<Network, Internals>();
 
@@ -259,6 +263,15 @@ export class Network extends EventEmitter<NetworkEvents> {
       addTap: (h) => this.addTapHandle(h),
       startWarmUp: () => {
         if (this.warm === null && !this.closed) this.warm = startWarmUp(this.runtime.options, this.log);
+      },
+      stopWarmUp: async () => {
+        const w = this.warm;
+        this.warm = null;
+        await w?.stop();
+      },
+      startPorts: async () => {
+        await runtime.startForwards();
+        await this.sockets.start(runtime.options.sockets);
       },
     });
     runtime.portEvents = {
@@ -518,13 +531,25 @@ function portInfo(port: Port): PortInfo {
 
 /**
  * Opens a network with already validated runtime options (the CLI front
- * ends; Network.create after checkOptions): the taps, then the runtime, the
- * forwards and the socket ports. On a failure closes what was opened.
+ * ends; Network.create after checkOptions): the taps, then the runtime
+ * (following what the taps do: runtimeOptionsForTaps), the forwards and the
+ * socket ports. On a failure closes what was opened.
+ * - taps: names to open in this namespace; handles: taps the caller opened
+ *   (in another namespace), which the network then owns.
+ * - deferPorts: leave the forwards and socket ports to internals.startPorts()
+ *   (`usernet run` knows the guest's IPv6 address for -p only later).
+ * - onTapLost: see Runtime.onTapLost (the slirp4netns front end exits then).
  */
 export async function openNetwork(
   options: RuntimeOptions,
   log: Logger,
-  extra: { taps?: string[]; dropIntervalMs?: number } = {},
+  extra: {
+    taps?: string[];
+    handles?: TapHandle[];
+    deferPorts?: boolean;
+    onTapLost?: (port: TapPort, err: Error) => void;
+    dropIntervalMs?: number;
+  } = {},
 ): Promise<Network> {
   const handles: TapHandle[] = [];
   try {
@@ -535,19 +560,21 @@ export async function openNetwork(
     for (const h of handles) native.closeFd(h.fd);
     throw err;
   }
+  handles.push(...(extra.handles ?? []));
   const ro = runtimeOptionsForTaps(options, handles, log);
   const names = new LocalNames();
   const runtime = new Runtime(ro, log, { localNames: names });
+  runtime.onTapLost = extra.onTapLost ?? null;
   const net = new (Network as unknown as new (r: Runtime, n: LocalNames, l: Logger, d: number) => Network)(
     runtime,
     names,
     log,
     extra.dropIntervalMs ?? DROP_INTERVAL_DEFAULT_MS,
   );
+  const internals = networkInternals(net);
   try {
-    for (const h of handles) networkInternals(net).addTap(h);
-    await runtime.startForwards();
-    await networkInternals(net).sockets.start(ro.sockets);
+    for (const h of handles) internals.addTap(h);
+    if (!extra.deferPorts) await internals.startPorts();
   } catch (err) {
     await net.close();
     throw err;
