@@ -1,8 +1,9 @@
 /**
  * The library API: one virtual network (bridge, gateway, DHCP/DNS, NAT) in
  * this process, with taps, namespaces and VM sockets attached to it, port
- * forwards, counters and events. `usernet --tap` and `usernet daemon` are
- * built on it; `import { Network } from 'usernet'` gets it (src/index.ts).
+ * forwards, counters and events. Every front end (`usernet --tap`, `run`,
+ * `daemon`, `slirp4netns`) is built on it, through openNetwork and
+ * networkInternals; `import { Network } from 'usernet'` gets it (src/index.ts).
  *
  * How it works
  * - A Network owns one Runtime (src/runtime.ts), the daemon's Guests
