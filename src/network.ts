@@ -18,6 +18,8 @@
  * - portUp/portDown: the runtime reports every port joining the bridge and
  *   every one leaving it while the network runs (detach, a failed tap, a VM
  *   that disconnected). close() emits 'close' instead of a portDown per port.
+ *   The taps and socket ports of create()'s options are up when it resolves:
+ *   their portUp went out before anyone could listen.
  * - flowOpened/flowClosed: while at least one listener for either is
  *   registered, the NAT reports each flow's start and end
  *   (stack/nat/flow-events.ts); the addresses are formatted then. With no
