@@ -23,23 +23,20 @@ import { join } from 'node:path';
 import { findInPath } from './find-in-path.js';
 import type { Logger } from './log.js';
 import type { RunCommand } from './options.js';
-import { Runtime } from './runtime.js';
-import { SocketPorts } from './socket-ports.js';
+import { networkInternals, openNetwork, type Network } from './network.js';
 import { native } from './native/addon.js';
-import { TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_USO4, TUN_F_USO6 } from './native/types.js';
+import { OFFLOADS } from './native/types.js';
 import { formatIpv4 } from '../stack/wire/ipv4-address.js';
 import { macToBytes } from '../stack/wire/mac.js';
 import { UsernetError } from './errors.js';
 import { GUEST_IPV6_AUTO } from './options.js';
 import { formatIpv6, parsePrefix, prefixHost } from '../stack/wire/ipv6-address.js';
-import { startWarmUp, type RunningWarmUp } from './warm-up.js';
 import type { NamespaceTarget } from './native/types.js';
 import { guestResolvConf, RESOLV_CONF_PATH } from './resolv-conf.js';
 import { onStatsSignal } from './stats-signal.js';
 import { namespacesWithSubordinateIds } from './userns.js';
-import { runtimeOptionsForTaps } from './tap-report.js';
 
-export const OFFLOADS = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_USO4 | TUN_F_USO6;
+export { OFFLOADS };
 
 /** Guest address offset within the network, as in slirp: N+100. */
 const GUEST_HOST = 100;
@@ -75,10 +72,8 @@ export async function runInNamespace(cmd: RunCommand, log: Logger): Promise<numb
   const guest = formatIpv4((o.network + GUEST_HOST) >>> 0);
   const gateway = formatIpv4((o.network + GATEWAY_HOST) >>> 0);
   const fds: number[] = [];
-  let runtime: Runtime | null = null;
+  let network: Network | null = null;
   let stopStats = () => {};
-  let warm: RunningWarmUp | null = null;
-  let sockets: SocketPorts | null = null;
   let dnsDir: string | null = null;
   try {
     const spaces = await guestNamespaces(log);
@@ -106,12 +101,12 @@ export async function runInNamespace(cmd: RunCommand, log: Logger): Promise<numb
     log.debug(`namespace ready: ${cmd.tapName} ${guest}/${o.prefix} via ${gateway}`);
 
     // The tap may run without the vnet header or keep another MTU (gVisor): the runtime follows it.
-    runtime = new Runtime(runtimeOptionsForTaps(o, [ns], log), log);
-    const rt = runtime;
-    stopStats = onStatsSignal(() => rt.logStats());
-    runtime.addTap(ns);
+    // Forwards and socket ports wait: a -p to the guest's IPv6 address needs SLAAC first.
+    network = await openNetwork(o, log, { handles: [ns], deferPorts: true });
+    const internals = networkInternals(network);
+    stopStats = onStatsSignal(() => internals.runtime.logStats());
     // While the namespace's kernel configures IPv6 (about 2 s), the warm-up runs; the command starts either way.
-    warm = startWarmUp(runtime.options, log);
+    internals.startWarmUp();
     const nsArgs = [`--net=/proc/${process.pid}/fd/${netnsFd}`];
     if (usernsFd >= 0) {
       // The single-id map denies setgroups, which nsenter would call to drop
@@ -129,12 +124,9 @@ export async function runInNamespace(cmd: RunCommand, log: Logger): Promise<numb
       if (guest6 === null) throw new UsernetError('ERR_FORWARD_ADDRESS', `-p ${f.hostAddr}:${f.hostPort}: the namespace has no IPv6 address to forward to`);
       f.guestAddr = guest6;
     }
-    await runtime.startForwards();
-    sockets = new SocketPorts(runtime, log);
-    await sockets.start(o.sockets);
+    await internals.startPorts();
     checkAbort();
-    await warm?.stop();
-    warm = null;
+    await internals.stopWarmUp();
     let argv = cmd.argv;
     if (o.dns) {
       dnsDir = mkdtempSync(join(tmpdir(), 'usernet-dns-'));
@@ -152,9 +144,8 @@ export async function runInNamespace(cmd: RunCommand, log: Logger): Promise<numb
   } finally {
     endStartup();
     stopStats();
-    await warm?.stop();
-    await sockets?.close();
-    runtime?.close();
+    // The warm-up, the socket ports, then the runtime (the tap with it).
+    await network?.close();
     for (const fd of fds) native.closeFd(fd);
     if (dnsDir !== null) rmSync(dnsDir, { recursive: true, force: true });
   }

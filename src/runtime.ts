@@ -52,6 +52,13 @@ export class Runtime {
    */
   onTapLost: ((port: TapPort, err: Error) => void) | null = null;
 
+  /**
+   * Told when a port joins the bridge (addTap, attachPort) or leaves it while
+   * the runtime runs (removeTap, detachPort; `err` when it failed). The
+   * library's portUp/portDown events (src/network.ts); null: nobody asked.
+   */
+  portEvents: { up(port: Port): void; down(port: Port, err: Error | null): void } | null = null;
+
   readonly now = (): number => performance.now();
 
   constructor(
@@ -156,14 +163,16 @@ export class Runtime {
     this.socketPorts.add(port);
     this.bridge.addPort(port);
     port.start();
+    this.portEvents?.up(port);
   }
 
-  /** Takes a non-tap port off the bridge (its MACs forgotten) and closes it. */
-  detachPort(port: ClosablePort): void {
+  /** Takes a non-tap port off the bridge (its MACs forgotten) and closes it; `err`: why, when it failed. */
+  detachPort(port: ClosablePort, err: Error | null = null): void {
     if (!this.socketPorts.delete(port)) return;
     this.bridge.flush(this.now());
     this.bridge.removePort(port);
     port.close();
+    this.portEvents?.down(port, err);
   }
 
   addTap(handle: TapHandle): TapPort {
@@ -172,7 +181,7 @@ export class Runtime {
       mtu: this.options.mtu,
       onError: (p, err) => {
         this.log.error(`tap ${p.name}: ${err.message}; removing it from the bridge`);
-        this.removeTap(p);
+        this.removeTap(p, err);
         this.onTapLost?.(p, err);
       },
       onTooBig: (p, len) => {
@@ -197,6 +206,7 @@ export class Runtime {
     this.bridge.addPort(port);
     port.start();
     this.log.info(formatTapReport(handle));
+    this.portEvents?.up(port);
     return port;
   }
 
@@ -205,13 +215,15 @@ export class Runtime {
     for (const f of this.options.forwards ?? []) await this.forwards.add(f);
   }
 
-  removeTap(port: TapPort): void {
+  /** Takes a tap off the bridge and closes it; `err`: why, when it failed. */
+  removeTap(port: TapPort, err: Error | null = null): void {
     if (!this.ports.delete(port)) return;
     // Frames queued in its receive area leave before the other ports forget that memory.
     this.bridge.flush(this.now());
     this.bridge.removePort(port);
     for (const other of this.ports) other.unregisterStable(port.rxArea);
     port.close();
+    this.portEvents?.down(port, err);
   }
 
   private flush(now: number): void {

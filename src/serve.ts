@@ -4,54 +4,29 @@
  */
 import type { Logger } from './log.js';
 import type { MainCommand } from './options.js';
-import { Runtime } from './runtime.js';
-import { native } from './native/addon.js';
-import { OFFLOADS } from './run.js';
 import { formatIpv4 } from '../stack/wire/ipv4-address.js';
-import { startWarmUp } from './warm-up.js';
 import { onStatsSignal } from './stats-signal.js';
-import { runtimeOptionsForTaps } from './tap-report.js';
-import { SocketPorts } from './socket-ports.js';
+import { networkInternals, openNetwork } from './network.js';
 
 export async function serveTaps(cmd: MainCommand, log: Logger): Promise<number> {
   const o = cmd.options;
-  const handles = [];
-  try {
-    for (const name of cmd.taps) {
-      handles.push(native.openTap({ name, vnetHdr: o.offload, offloads: o.offload ? OFFLOADS : 0 }));
-    }
-  } catch (err) {
-    for (const h of handles) native.closeFd(h.fd);
-    throw err;
-  }
-  const runtime = new Runtime(runtimeOptionsForTaps(o, handles, log), log);
-  const stopStats = onStatsSignal(() => runtime.logStats());
-  for (const h of handles) runtime.addTap(h);
+  // Taps, then the runtime (following what the taps do), forwards and socket ports: all closed again on a failure.
+  const network = await openNetwork(o, log, { taps: cmd.taps });
+  const internals = networkInternals(network);
+  const stopStats = onStatsSignal(() => internals.runtime.logStats());
   log.info(
     `gateway ${formatIpv4((o.network + 2) >>> 0)} and DNS ${formatIpv4((o.network + 3) >>> 0)} on ${o.cidrText}, mtu ${o.mtu}`,
   );
-  const sockets = new SocketPorts(runtime, log);
-  try {
-    await runtime.startForwards();
-    await sockets.start(o.sockets);
-  } catch (err) {
-    stopStats();
-    runtime.close();
-    throw err;
-  }
   // The guests may already be talking: the warm-up's steps interleave with theirs for about a second.
-  const warm = startWarmUp(runtime.options, log);
+  internals.startWarmUp();
   return new Promise((resolve) => {
     const stop = (sig: NodeJS.Signals) => {
       log.info(`${sig}: stopping`);
       process.off('SIGINT', stop);
       process.off('SIGTERM', stop);
       stopStats();
-      void (warm?.stop() ?? Promise.resolve()).then(async () => {
-        await sockets.close();
-        runtime.close();
-        resolve(0);
-      });
+      // The warm-up stops first, then the socket ports, then the runtime.
+      void network.close().then(() => resolve(0));
     };
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);

@@ -166,7 +166,7 @@ export class SocketPorts {
           else this.log.warn(`${p.name}: ${reason}`);
           ports.delete(p);
           this.connections--;
-          this.runtime.detachPort(p);
+          this.runtime.detachPort(p, reason === null ? null : new Error(reason));
         },
       });
       this.connections++;
@@ -226,7 +226,7 @@ export class SocketPorts {
         onError: (p, err) => {
           this.log.error(`${p.name}: ${err.message}; removing it from the bridge`);
           ports.delete(p);
-          this.runtime.detachPort(p);
+          this.runtime.detachPort(p, err);
         },
       });
     } catch (err) {
@@ -267,7 +267,7 @@ export class SocketPorts {
         onError: (p, err) => {
           this.log.error(`${p.name}: ${err.message}; removing it from the bridge`);
           ports.delete(p);
-          this.runtime.detachPort(p);
+          this.runtime.detachPort(p, err);
         },
       });
     } catch (err) {

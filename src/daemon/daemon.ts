@@ -1,6 +1,6 @@
 /**
- * `usernet daemon`: one long-running bridge, gateway and NAT that many
- * network namespaces attach to at run time through the control API
+ * `usernet daemon`: one long-running bridge, gateway and NAT (a Network,
+ * src/network.ts) that many network namespaces attach to at run time through the control API
  * (api.ts); `usernet attach|detach|ls|publish|unpublish` are its clients
  * (cli.ts).
  *
@@ -11,16 +11,12 @@
  * the socket and pid file are removed. SIGUSR1 prints the counters.
  */
 import { closeSync, rmSync, writeFileSync, writeSync } from 'node:fs';
-import { LocalNames } from '../../stack/dns-local-names.js';
 import type { Logger } from '../log.js';
 import type { RuntimeOptions } from '../options.js';
-import { Runtime } from '../runtime.js';
 import { onStatsSignal } from '../stats-signal.js';
-import { startWarmUp } from '../warm-up.js';
 import { startApi, type ApiServer } from './api.js';
 import type { DockerPlugin } from './docker-plugin.js';
-import { Guests } from './guests.js';
-import { SocketPorts } from '../socket-ports.js';
+import { networkInternals, openNetwork } from '../network.js';
 
 export interface DaemonCommand {
   options: RuntimeOptions;
@@ -33,16 +29,13 @@ export interface DaemonCommand {
 }
 
 export async function runDaemon(cmd: DaemonCommand, log: Logger): Promise<number> {
-  const names = new LocalNames();
-  const runtime = new Runtime(cmd.options, log, { localNames: names });
+  // The runtime (with the names the DNS forwarder answers for guests), forwards and socket ports.
+  const network = await openNetwork(cmd.options, log);
+  const { runtime, guests, sockets, startWarmUp } = networkInternals(network);
   const stopStats = onStatsSignal(() => runtime.logStats());
-  const guests = new Guests(runtime, cmd.options, names, log);
-  const sockets = new SocketPorts(runtime, log);
   let api: ApiServer;
   let plugin: DockerPlugin | null = null;
   try {
-    await runtime.startForwards();
-    await sockets.start(cmd.options.sockets);
     api = await startApi(cmd.apiSocket, cmd.socketMode, runtime, guests, sockets, log);
     if (cmd.dockerPluginSocket) {
       const { startDockerPlugin } = await import('./docker-plugin.js');
@@ -54,8 +47,7 @@ export async function runDaemon(cmd: DaemonCommand, log: Logger): Promise<number
     }
   } catch (err) {
     stopStats();
-    await sockets.close();
-    runtime.close();
+    await network.close();
     throw err;
   }
   if (cmd.pidFile !== null) writeFileSync(cmd.pidFile, `${process.pid}\n`);
@@ -64,7 +56,7 @@ export async function runDaemon(cmd: DaemonCommand, log: Logger): Promise<number
     writeSync(cmd.readyFd, '1');
     closeSync(cmd.readyFd);
   }
-  const warm = startWarmUp(cmd.options, log);
+  startWarmUp();
   return new Promise<number>((resolve) => {
     const stop = (sig: NodeJS.Signals) => {
       process.off('SIGINT', stop);
@@ -73,11 +65,9 @@ export async function runDaemon(cmd: DaemonCommand, log: Logger): Promise<number
       void (async () => {
         await plugin?.close();
         await api.close();
-        await warm?.stop();
-        guests.closeAll();
-        await sockets.close();
+        // The warm-up, every guest, the socket ports, then the runtime.
+        await network.close();
         stopStats();
-        runtime.close();
         if (cmd.pidFile !== null) rmSync(cmd.pidFile, { force: true });
         resolve(0);
       })();

@@ -45,7 +45,7 @@ import type { Logger } from '../log.js';
 import { native } from '../native/addon.js';
 import type { NamespaceTarget, PidWatch, TapHandle } from '../native/types.js';
 import type { RuntimeOptions } from '../options.js';
-import { OFFLOADS } from '../run.js';
+import { OFFLOADS } from '../native/types.js';
 import type { Runtime } from '../runtime.js';
 import type { TapPort } from '../tap-port.js';
 

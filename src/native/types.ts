@@ -12,6 +12,8 @@ export const TUN_F_TSO_ECN = 0x08;
 export const TUN_F_UFO = 0x10;
 export const TUN_F_USO4 = 0x20;
 export const TUN_F_USO6 = 0x40;
+/** The offloads usernet asks for when it opens a tap with the virtio-net header. */
+export const OFFLOADS = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_USO4 | TUN_F_USO6;
 
 export interface TapOpenOptions {
   /** Interface name, at most 15 bytes. */

@@ -44,15 +44,13 @@ import { createLogger, isLogLevel, type Logger } from '../log.js';
 import type { RuntimeOptions } from '../options.js';
 import { native } from '../native/addon.js';
 import type { NamespaceTapRequest, PidWatch } from '../native/types.js';
-import { OFFLOADS } from '../run.js';
-import { Runtime } from '../runtime.js';
+import { OFFLOADS } from '../native/types.js';
+import { networkInternals, openNetwork } from '../network.js';
 import { startApiServer, type ApiServer } from './api.js';
 import { slirpUsage } from './help.js';
 import { parseSlirpArgs, SlirpRuntimeError, SlirpUsageError, unsupportedOption, type SlirpOptions } from './options.js';
 import { decideUserns, reexecInUserns, usernsFacts } from './userns-reexec.js';
-import { startWarmUp, type RunningWarmUp } from '../warm-up.js';
 import { onStatsSignal } from '../stats-signal.js';
-import { runtimeOptionsForTaps } from '../tap-report.js';
 
 /** The slirp4netns release whose interface this front end speaks, and its commit. */
 export const SLIRP4NETNS_COMPAT_VERSION = '1.2.0';
@@ -289,8 +287,6 @@ async function serve(o: SlirpOptions, log: Logger, inTargetUserns: boolean): Pro
   const outbound = o.outboundAddr === null ? null : resolveOutboundAddress(o.outboundAddr);
   const outbound6 = o.outboundAddr6 === null ? null : resolveOutboundAddress(o.outboundAddr6, 6);
   const handle = native.openTapInNamespace(namespaceRequest(o, inTargetUserns));
-  const runtime = new Runtime(runtimeOptionsForTaps(runtimeOptionsFor(o, log, outbound, outbound6), [handle], log), log);
-  onStatsSignal(() => runtime.logStats());
   let api: ApiServer | null = null;
   let exitWatch: Socket | null = null;
   let targetWatch: PidWatch | null = null;
@@ -299,9 +295,14 @@ async function serve(o: SlirpOptions, log: Logger, inTargetUserns: boolean): Pro
   let end = (why: string, code: number): void => {
     early ??= { why, code };
   };
+  // The tap may run without the vnet header or keep another MTU: the runtime follows it (openNetwork).
+  const network = await openNetwork(runtimeOptionsFor(o, log, outbound, outbound6), log, {
+    handles: [handle],
+    onTapLost: (port, err) => end(`tap ${port.name} failed (${err.message})`, 1),
+  });
+  const { runtime, startWarmUp } = networkInternals(network);
+  onStatsSignal(() => runtime.logStats());
   try {
-    runtime.onTapLost = (port, err) => end(`tap ${port.name} failed (${err.message})`, 1);
-    runtime.addTap(handle);
     if (o.apiSocket !== null) {
       api = await startApiServer(o.apiSocket, runtime.forwards, formatIpv4((o.network + GUEST_HOST) >>> 0), log);
     }
@@ -312,10 +313,9 @@ async function serve(o: SlirpOptions, log: Logger, inTargetUserns: boolean): Pro
   } catch (err) {
     targetWatch?.close();
     api?.close();
-    runtime.close();
+    await network.close();
     throw err;
   }
-  let warm: RunningWarmUp | null = null;
   return new Promise<number>((resolve) => {
     let stopped = false;
     const stop = (why: string, code: number) => {
@@ -327,10 +327,8 @@ async function serve(o: SlirpOptions, log: Logger, inTargetUserns: boolean): Pro
       exitWatch?.destroy();
       targetWatch?.close();
       api?.close();
-      void (warm?.stop() ?? Promise.resolve()).then(() => {
-        runtime.close();
-        resolve(code);
-      });
+      // The warm-up stops first, then the runtime.
+      void network.close().then(() => resolve(code));
     };
     const onSignal = (sig: NodeJS.Signals) => stop(sig, 0);
     end = stop;
@@ -360,7 +358,7 @@ async function serve(o: SlirpOptions, log: Logger, inTargetUserns: boolean): Pro
       }
     }
     // Ready is out and the container starts; the warm-up runs next to its first steps for about a second.
-    warm = startWarmUp(runtime.options, log);
+    startWarmUp();
   });
 }
 

@@ -1,5 +1,6 @@
 import { newDropCounters, type DropCounts } from '../counters.js';
 import type { DropReason } from '../drop-reasons.js';
+import type { FlowEvents, FlowProto } from './flow-events.js';
 
 /**
  * Numeric flow keys and the bookkeeping the NAT flow tables (UDP, ICMP echo)
@@ -184,6 +185,8 @@ export class FlowTableCore<F extends NatFlow> {
   expired = 0;
   evicted = 0;
   removed = 0;
+  /** Told of every flow's start (`opened`, called by the table that owns this core) and end; null: nobody asked. */
+  events: FlowEvents | null = null;
   private readonly dropped = newDropCounters();
   /** Drops by reason so far (allocates: for stats and tests). */
   get drops(): DropCounts {
@@ -206,6 +209,8 @@ export class FlowTableCore<F extends NatFlow> {
     private readonly make: () => F,
     private readonly unindex: (flow: F) => void,
     private readonly onClose: ((id: number, flow: F, reason: FlowCloseReason) => void) | null,
+    /** The protocol named in `events` calls. */
+    private readonly proto: FlowProto = 'udp',
   ) {
     this.maxFlows = Math.max(1, Math.floor(maxFlows));
     this.timeouts = timeouts;
@@ -269,9 +274,15 @@ export class FlowTableCore<F extends NatFlow> {
     }
   }
 
+  /** Reports a flow the owner has just filled in and indexed (to `events`, if set). */
+  opened(f: F, inbound: boolean, guestIp: number, guestPort: number, remoteIp: number, remotePort: number): void {
+    if (this.events !== null) this.events.opened(this.proto, f, inbound, guestIp, guestPort, remoteIp, remotePort);
+  }
+
   /** Takes the flow out of the table; reports it when reason is given. */
   release(f: F, reason: FlowCloseReason | null): void {
     if (!f.active) return;
+    if (this.events !== null) this.events.closed(this.proto, f, reason ?? 'removed', f.bytesOut, f.bytesIn);
     this.unindex(f);
     this.lists[f.timeoutClass].unlink(f);
     f.active = false;

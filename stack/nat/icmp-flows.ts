@@ -22,6 +22,7 @@
  *   already past its timeout, else it is refused ('flow-table-full').
  */
 import { endpointKey, FlowIndex, FlowTableCore, NatFlow, type FlowCloseReason, type FlowTableStats } from './flow-key.js';
+import type { FlowEvents } from './flow-events.js';
 import type { IpAddresses } from './ip-addresses.js';
 import type { DropCounts } from '../counters.js';
 
@@ -69,7 +70,16 @@ export class IcmpFlowTable {
             opts.onClose?.(id, f, reason);
             this.releaseAddresses(f);
           },
+      'icmp',
     );
+  }
+
+  /** Flow start and end reports (stack/nat/flow-events.ts); null: none. */
+  get events(): FlowEvents | null {
+    return this.core.events;
+  }
+  set events(e: FlowEvents | null) {
+    this.core.events = e;
   }
 
   private releaseAddresses(f: IcmpFlow): void {
@@ -117,6 +127,7 @@ export class IcmpFlowTable {
     f.hostIp = a === null ? hostIp : a.retain(hostIp);
     f.hostIdent = -1;
     this.index.add(f, g, dstIp);
+    this.core.opened(f, false, f.guestIp, f.guestIdent, f.dstIp, 0);
     return f;
   }
 

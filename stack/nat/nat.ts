@@ -14,6 +14,7 @@
  * whose addresses are handles (ip-addresses.ts); for IPv6 the Nat holds a
  * reference on both addresses while the packet is handled.
  */
+import type { FlowEvents } from './flow-events.js';
 import type { LocalNames } from '../dns-local-names.js';
 import type { FrameSink } from '../frame.js';
 import type { Frame } from '../frame.js';
@@ -91,6 +92,13 @@ export class Nat implements Ipv4Handler, Ipv6Handler {
   readonly dhcp: DhcpServer | null;
   /** Port forwards' way in: host clients -> guest flows (MAC resolution included). */
   readonly inbound: InboundForwarder;
+
+  /** Reports every TCP, UDP and ICMP flow's start and end to `events` (null: stop); see stack/nat/flow-events.ts. */
+  setFlowEvents(events: FlowEvents | null): void {
+    this.tcp.events = events;
+    this.udp.flows.events = events;
+    this.icmp.flows.events = events;
+  }
 
   constructor(opts: NatOptions, gateway: Gateway, sink: FrameSink, drain: (now: number) => void) {
     // Every flow holds at most three IPv6 addresses, mostly shared (the guest's, ::1); this bounds the table by the flow tables.

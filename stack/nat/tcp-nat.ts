@@ -71,6 +71,7 @@ import { writeIcmpError } from '../icmp-errors.js';
 import type { AddressMap } from './address-map.js';
 import { DeadlineQueue } from './deadline-queue.js';
 import { endpointKey, FlowIndex, NatFlow } from './flow-key.js';
+import type { FlowEvents } from './flow-events.js';
 import type { GuestOutput } from './guest-output.js';
 import { IPV6_HANDLE_BASE, type IpAddresses } from './ip-addresses.js';
 import type { IpPacket } from './ip-packet.js';
@@ -187,6 +188,8 @@ export interface TcpNatStats {
 
 export class TcpNat {
   host!: TcpHostEnv;
+  /** Flow start and end reports (stack/nat/flow-events.ts); null: none. */
+  events: FlowEvents | null = null;
   /**
    * How long a dial may take before the guest gets ICMP host unreachable
    * (dialFailed 'ETIMEDOUT'). The host side sets it: it knows its sockets. A
@@ -319,6 +322,7 @@ export class TcpNat {
     this.active++;
     this.created++;
     flow.conn = TcpConnection.fromSyn(tcp, pkt.v6 ? this.tcp6 : this.opts.tcp, flow, now);
+    if (this.events !== null) this.events.opened('tcp', flow, false, flow.guestIp, flow.guestPort, flow.remoteIp, flow.remotePort);
     this.host.dial(flow);
     this.schedule(flow);
     return null;
@@ -365,6 +369,7 @@ export class TcpNat {
     this.created++;
     this.inboundOpened++;
     flow.conn = TcpConnection.connect(guestIp >= IPV6_HANDLE_BASE ? this.tcp6 : this.opts.tcp, flow, now, port, guestPort);
+    if (this.events !== null) this.events.opened('tcp', flow, true, flow.guestIp, flow.guestPort, flow.remoteIp, flow.remotePort);
     this.schedule(flow);
     return flow;
   }
@@ -550,6 +555,7 @@ export class TcpNat {
     this.freeIds.push(flow.id);
     this.active--;
     this.releaseQuote(flow);
+    if (this.events !== null) this.events.closed('tcp', flow, reason, flow.conn.counters.bytesIn, flow.conn.counters.bytesOut);
     this.host.onClosed(flow, reason);
     // After the runtime heard of it: it may still format the addresses.
     this.addrs.release(flow.guestIp);

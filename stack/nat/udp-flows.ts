@@ -25,6 +25,7 @@
  */
 import { DNS_PORT } from './address-map.js';
 import { endpointKey, FlowIndex, FlowTableCore, NatFlow, type FlowCloseReason, type FlowTableStats } from './flow-key.js';
+import type { FlowEvents } from './flow-events.js';
 import type { IpAddresses } from './ip-addresses.js';
 import type { DropCounts } from '../counters.js';
 
@@ -80,7 +81,16 @@ export class UdpFlowTable {
             opts.onClose?.(id, f, reason);
             this.releaseAddresses(f);
           },
+      'udp',
     );
+  }
+
+  /** Flow start and end reports (stack/nat/flow-events.ts); null: none. */
+  get events(): FlowEvents | null {
+    return this.core.events;
+  }
+  set events(e: FlowEvents | null) {
+    this.core.events = e;
   }
 
   private releaseAddresses(f: UdpFlow): void {
@@ -122,6 +132,8 @@ export class UdpFlowTable {
     hostIp: number,
     hostPort: number,
     now: number,
+    /** A port forward's flow (reported as such to `events`). */
+    inbound = false,
   ): UdpFlow | null {
     const g = endpointKey(guestIp, guestPort);
     const d = endpointKey(dstIp, dstPort);
@@ -140,6 +152,7 @@ export class UdpFlowTable {
     f.hostIp = a === null ? hostIp >>> 0 : a.retain(hostIp);
     f.hostPort = hostPort & 0xffff;
     this.index.add(f, g, d);
+    this.core.opened(f, inbound, f.guestIp, f.guestPort, f.dstIp, f.dstPort);
     return f;
   }
 

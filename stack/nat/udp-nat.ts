@@ -219,7 +219,7 @@ export class UdpNat {
       if (gw < 0) return 'udp-inbound-no-ipv6';
       const port = this.pickInboundPort(guestIp, guestPort, gw);
       if (port < 0) return 'udp-inbound-no-port';
-      flow = this.flows.lookupOrCreate(guestIp, guestPort, gw, port, clientIp, clientPort, now);
+      flow = this.flows.lookupOrCreate(guestIp, guestPort, gw, port, clientIp, clientPort, now, true);
       if (flow === null) return 'udp-flow-table-full';
       this.inboundForward[flow.id] = forwardId;
       this.inboundFlows++;

@@ -70,4 +70,20 @@ describe('IcmpFlowTable', () => {
     expect(closed).toEqual([]);
     expect(t.pollAt()).toBe(Infinity);
   });
+
+  it('reports flows to events: opened on creation only, closed once with the reason', () => {
+    const { t } = table({ idleTimeoutMs: 100 });
+    const seen: unknown[] = [];
+    t.events = {
+      opened: (proto, f, inbound, gIp, gPort, rIp, rPort) => seen.push(['opened', proto, f.id, inbound, gIp, gPort, rIp, rPort]),
+      closed: (proto, f, reason) => seen.push(['closed', proto, f.id, reason]),
+    };
+    const f = t.lookupOrCreate(GUEST, 0x1234, DST, DST, 0)!;
+    t.lookupOrCreate(GUEST, 0x1234, DST, DST, 1);
+    t.poll(200);
+    expect(seen).toEqual([
+      ['opened', 'icmp', f.id, false, GUEST, 0x1234, DST, 0],
+      ['closed', 'icmp', f.id, 'idle'],
+    ]);
+  });
 });

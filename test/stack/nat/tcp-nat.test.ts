@@ -216,6 +216,29 @@ describe('TcpNat: dial before SYN-ACK', () => {
   });
 });
 
+describe('TcpNat: flow events', () => {
+  it('reports a flow once when opened and once when closed, with its addresses and reason; nothing without events', () => {
+    const { gw, nat, host } = setup();
+    const seen: unknown[] = [];
+    nat.setFlowEvents({
+      opened: (proto, flow, inbound, gIp, gPort, rIp, rPort) => seen.push(['opened', proto, flow.id, inbound, nat.addrs.format(gIp), gPort, nat.addrs.format(rIp), rPort]),
+      closed: (proto, flow, reason, fromGuest, toGuest) => seen.push(['closed', proto, flow.id, reason, fromGuest, toGuest]),
+    });
+    gw.deliver(segment({ flags: TCP_SYN }), 0);
+    gw.deliver(segment({ flags: TCP_SYN }), 0);
+    expect(seen).toHaveLength(1);
+    const id = host.dials[0].id;
+    expect(seen[0]).toEqual(['opened', 'tcp', id, false, '10.0.2.100', expect.any(Number), expect.any(String), expect.any(Number)]);
+    nat.tcp.dialSucceeded(host.dials[0], 1);
+    gw.deliver(segment({ flags: TCP_RST, seq: 1001 }), 2);
+    nat.flush(2);
+    expect(seen[1]).toEqual(['closed', 'tcp', id, 'reset', 0, 0]);
+    nat.setFlowEvents(null);
+    gw.deliver(segment({ flags: TCP_SYN, srcPort: 40001 }), 3);
+    expect(seen).toHaveLength(2);
+  });
+});
+
 describe('TcpNat: transactions', () => {
   /** A flow past the handshake: SYN at 0, dial done at 1, the guest's ACK at 2. Returns our ISS. */
   function established(over: Partial<NatOptions> = {}) {

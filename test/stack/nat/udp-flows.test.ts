@@ -176,4 +176,26 @@ describe('UdpFlowTable', () => {
     // DNS flows (odd i) went first.
     expect(closed.slice(0, UDP_MAX_FLOWS / 2).every(([, , port]) => (port - 1024) % 2 === 1)).toBe(true);
   });
+
+  it('reports flows to events: opened on creation only, closed once with the reason', () => {
+    const { t } = table({ idleTimeoutMs: 100 });
+    const seen: unknown[] = [];
+    t.events = {
+      opened: (proto, f, inbound, gIp, gPort, rIp, rPort) => seen.push(['opened', proto, f.id, inbound, gIp, gPort, rIp, rPort]),
+      closed: (proto, f, reason, fromGuest, toGuest) => seen.push(['closed', proto, f.id, reason, fromGuest, toGuest]),
+    };
+    const a = t.lookupOrCreate(GUEST, 40000, DST, 443, HOST, 443, 0)!;
+    t.lookupOrCreate(GUEST, 40000, DST, 443, HOST, 443, 1);
+    t.recordOutbound(a, 10, 1);
+    t.recordInbound(a, 20, 1);
+    const b = t.lookupOrCreate(GUEST, 40001, DST, 443, HOST, 443, 2, true)!;
+    t.poll(101);
+    t.remove(b.id);
+    expect(seen).toEqual([
+      ['opened', 'udp', a.id, false, GUEST, 40000, DST, 443],
+      ['opened', 'udp', b.id, true, GUEST, 40001, DST, 443],
+      ['closed', 'udp', a.id, 'idle', 10, 20],
+      ['closed', 'udp', b.id, 'removed', 0, 0],
+    ]);
+  });
 });
