@@ -59,6 +59,9 @@ Diagnostics:
   --pcap FILE            write every frame crossing the bridge to FILE (pcap; tcpdump -r FILE)
   --stats-interval S     log counters every S seconds (SIGUSR1 logs them once)
   --log-level LEVEL      error, warn, info or debug
+  --log-format FORMAT    text (default): TIME usernet: LEVEL: MESSAGE, the time in
+                         ISO 8601 UTC; json: one object per line, {time, level, msg, ...}
+  --log-file FILE        append log lines (and stats) to FILE instead of stderr
   -h, --help             show this help
   -V, --version          show the version
 `;

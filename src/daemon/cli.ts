@@ -8,6 +8,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ConfigError, UsernetError } from '../errors.js';
 import { createLogger, type Logger } from '../log.js';
 import { common, runtimeOptions, usageError, type CommonValues } from '../options.js';
+import { frontEndLogger } from '../observability-options.js';
 import { DEFAULT_PLUGIN_SOCKET } from './docker-plugin.js';
 import type { GuestInfo } from './guests.js';
 
@@ -122,7 +123,7 @@ export async function runDaemonCommand(argv: string[]): Promise<number> {
       const readyFd = readyText === undefined ? -1 : Number(readyText);
       if (readyText !== undefined && (!/^\d+$/.test(readyText) || readyFd > 0x7fff_ffff)) throw new ConfigError(`--ready-fd ${readyText}: a file descriptor number`);
       const options = runtimeOptions(values as CommonValues, 'info');
-      const log: Logger = createLogger(options.logLevel);
+      const log: Logger = frontEndLogger(options.logLevel, options.observe);
       const { runDaemon } = await import('./daemon.js');
       return await runDaemon(
         {

@@ -1,0 +1,52 @@
+/**
+ * The diagnostics flags shared by `usernet --tap`, `run` and `daemon`
+ * (--log-format, --log-file), parsed apart from options.ts so
+ * that the runtime's options gain one spread, not a block of checks.
+ */
+import type { ParseArgsConfig } from 'node:util';
+import { ConfigError } from './errors.js';
+import { isLogFormat, openLogger, type LogFormat, type LogLevel, type Logger } from './log.js';
+
+export const observabilityFlags = {
+  'log-format': { type: 'string' },
+  'log-file': { type: 'string' },
+} as const satisfies ParseArgsConfig['options'];
+
+export interface ObservabilityValues {
+  'log-format'?: string;
+  'log-file'?: string;
+}
+
+export interface ObservabilityOptions {
+  logFormat: LogFormat;
+  /** Append log lines here instead of stderr. */
+  logFile: string | null;
+}
+
+export function observabilityOptions(v: ObservabilityValues): ObservabilityOptions {
+  const logFormat = v['log-format'] ?? 'text';
+  if (!isLogFormat(logFormat)) throw new ConfigError(`--log-format ${logFormat}: use text or json`);
+  const logFile = v['log-file'] ?? null;
+  if (logFile === '') throw new ConfigError('--log-file: give a file name');
+  return {
+    logFormat,
+    logFile,
+  };
+}
+
+/** The logger a front end runs with: --log-level, --log-format, --log-file, timestamps on. */
+export function frontEndLogger(level: LogLevel, o: ObservabilityOptions | undefined): Logger {
+  return openLogger(level, o?.logFormat ?? 'text', o?.logFile ?? null);
+}
+
+/**
+ * A fatal error as the front end's last words: on stderr as a plain line
+ * (whoever started usernet sees why it stopped), and through the logger
+ * when that writes a file; a json logger on stderr writes it instead of the
+ * plain line, so that stderr stays one object per line.
+ */
+export function reportFatal(log: Logger | null, text: string): void {
+  const jsonOnStderr = log !== null && log.format === 'json' && log.destination === 'stderr';
+  if (log !== null && (jsonOnStderr || log.destination !== 'stderr')) log.error(text);
+  if (!jsonOnStderr) process.stderr.write(`usernet: ${text}\n`);
+}
