@@ -1,6 +1,6 @@
 /**
  * The diagnostics flags shared by `usernet --tap`, `run` and `daemon`
- * (--log-format, --log-file), parsed apart from options.ts so
+ * (--log-format, --log-file, --stats-mac-table), parsed apart from options.ts so
  * that the runtime's options gain one spread, not a block of checks.
  */
 import type { ParseArgsConfig } from 'node:util';
@@ -10,17 +10,21 @@ import { isLogFormat, openLogger, type LogFormat, type LogLevel, type Logger } f
 export const observabilityFlags = {
   'log-format': { type: 'string' },
   'log-file': { type: 'string' },
+  'stats-mac-table': { type: 'boolean' },
 } as const satisfies ParseArgsConfig['options'];
 
 export interface ObservabilityValues {
   'log-format'?: string;
   'log-file'?: string;
+  'stats-mac-table'?: boolean;
 }
 
 export interface ObservabilityOptions {
   logFormat: LogFormat;
   /** Append log lines here instead of stderr. */
   logFile: string | null;
+  /** Stats lines (SIGUSR1, --stats-interval) include the MAC table's entries. */
+  statsMacTable: boolean;
 }
 
 export function observabilityOptions(v: ObservabilityValues): ObservabilityOptions {
@@ -31,6 +35,7 @@ export function observabilityOptions(v: ObservabilityValues): ObservabilityOptio
   return {
     logFormat,
     logFile,
+    statsMacTable: v['stats-mac-table'] === true,
   };
 }
 

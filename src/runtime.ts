@@ -297,11 +297,15 @@ export class Runtime {
   private batchFrames = 0;
   private batchBytes = 0;
 
-  stats(): object {
+  /** The counters, stamped with the time and uptime; the MAC table's entries only when asked for. */
+  stats(opts: { macTable?: boolean } = {}): object {
+    const now = this.now();
     return {
+      time: new Date(this.wallClock(now)).toISOString(),
+      uptimeSeconds: Math.round(now - this.monoAtStart) / 1000,
       gateway: { mac: formatMac(this.gateway.mac), ...this.gateway.stats() },
       taps: [...this.ports].map((p) => tapStats(p.handle)),
-      bridge: this.bridge.stats(this.now()),
+      bridge: this.bridge.stats(now, opts.macTable === true),
       nat: this.nat.stats(),
       hostSockets: { tcp: this.tcpProxy.sockets, udp: this.udpProxy.openSockets, icmp: this.icmpProxy.openSockets },
       hostDrops: { udp: this.udpProxy.drops, icmp: this.icmpProxy.drops },
@@ -309,9 +313,9 @@ export class Runtime {
     };
   }
 
-  /** Counters as one JSON line on stderr, whatever the log level: they were asked for. */
+  /** Counters as one line through the logger, whatever its level: they were asked for (log.ts: record). */
   logStats(): void {
-    process.stderr.write(`usernet: stats ${JSON.stringify(this.stats())}\n`);
+    this.log.record('stats', this.stats({ macTable: this.options.observe?.statsMacTable }));
   }
 
   close(): void {

@@ -57,7 +57,11 @@ VMs and other hosts (repeatable; plain Ethernet frames):
 
 Diagnostics:
   --pcap FILE            write every frame crossing the bridge to FILE (pcap; tcpdump -r FILE)
-  --stats-interval S     log counters every S seconds (SIGUSR1 logs them once)
+  --stats-interval S     log counters every S seconds (SIGUSR1 logs them once): one
+                         JSON object with time and uptimeSeconds; in text format after
+                         TIME usernet: stats
+  --stats-mac-table      include the MAC table's entries in those (size and capacity
+                         are always there)
   --log-level LEVEL      error, warn, info or debug
   --log-format FORMAT    text (default): TIME usernet: LEVEL: MESSAGE, the time in
                          ISO 8601 UTC; json: one object per line, {time, level, msg, ...}

@@ -10,7 +10,8 @@
  *   POST   /v1/forwards          {proto, hostAddr, hostPort, guest (an id) | guestAddr, guestPort} -> 201 ForwardEntry
  *                                 (a forward to a guest by id is removed when that guest is detached)
  *   DELETE /v1/forwards/ID       {"removed":ID}
- *   GET    /stats                the runtime's counters (as SIGUSR1 prints them) and the guests
+ *   GET    /stats                the runtime's counters (as SIGUSR1 prints them) and the guests;
+ *                                 ?macTable=1 adds the MAC table's entries
  *   GET    /metrics              the same counters in Prometheus text format
  *
  * Errors: {"error":{"code":"ERR_...","message":"..."}} with 400 (bad
@@ -113,7 +114,7 @@ export async function startApi(path: string, mode: number, runtime: Runtime, gue
         return reply(res, 200, { removed: n });
       }
       case 'GET /stats':
-        return reply(res, 200, { ...runtime.stats(), guests: guests.list() });
+        return reply(res, 200, { ...runtime.stats({ macTable: wantsMacTable(url) }), guests: guests.list() });
       case 'GET /metrics': {
         const text = prometheusText(runtime.stats(), guests.size);
         res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4', 'content-length': Buffer.byteLength(text) });
@@ -219,6 +220,12 @@ function errorStatus(err: unknown): number {
   if (err instanceof NativeError && (err.code === 'ENOENT' || err.code === 'ESRCH')) return 404;
   if (err instanceof UsernetError && err.code === 'EADDRINUSE') return 409;
   return 500;
+}
+
+/** ?macTable=1 (or true, yes, or the bare key). */
+export function wantsMacTable(url: URL): boolean {
+  const v = url.searchParams.get('macTable');
+  return v !== null && ['', '1', 'true', 'yes'].includes(v);
 }
 
 function errorBody(err: unknown, log: Logger): unknown {

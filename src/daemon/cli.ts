@@ -26,7 +26,8 @@ Usage:
   usernet publish [--guest ID] [HOST_ADDR:]HOST_PORT:[GUEST_ADDR:]GUEST_PORT[/tcp|udp]
                                                      forward a host port (IPv6 in brackets)
   usernet unpublish FORWARD_ID                       remove a forward
-  usernet stats                                      counters as JSON
+  usernet stats [--mac-table]                        counters as JSON (--mac-table: with
+                                                     the MAC table's entries)
 
 Every client takes --api-socket PATH (default: $USERNET_API_SOCKET, else
 /run/usernet/usernet.sock as root, $XDG_RUNTIME_DIR/usernet/usernet.sock or
@@ -216,9 +217,10 @@ export async function runDaemonCommand(argv: string[]): Promise<number> {
       return 0;
     }
     case 'stats': {
-      const { values } = parse(rest, apiOpt);
+      const { values } = parse(rest, { ...apiOpt, 'mac-table': { type: 'boolean' } });
       if (values.help) return help();
-      process.stdout.write(`${JSON.stringify(await call(str(values, 'api-socket'), 'GET', '/stats'))}\n`);
+      const path = values['mac-table'] === true ? '/stats?macTable=1' : '/stats';
+      process.stdout.write(`${JSON.stringify(await call(str(values, 'api-socket'), 'GET', path))}\n`);
       return 0;
     }
     default:
