@@ -1,22 +1,28 @@
 /**
  * The diagnostics flags shared by `usernet --tap`, `run` and `daemon`
- * (--log-format, --log-file, --stats-mac-table), parsed apart from options.ts so
+ * (--log-format, --log-file, --stats-mac-table, --metrics,
+ * --metrics-allow-remote), parsed apart from options.ts so
  * that the runtime's options gain one spread, not a block of checks.
  */
 import type { ParseArgsConfig } from 'node:util';
 import { ConfigError } from './errors.js';
+import { parseMetricsListen, type MetricsListen } from './metrics-server.js';
 import { isLogFormat, openLogger, type LogFormat, type LogLevel, type Logger } from './log.js';
 
 export const observabilityFlags = {
   'log-format': { type: 'string' },
   'log-file': { type: 'string' },
   'stats-mac-table': { type: 'boolean' },
+  metrics: { type: 'string' },
+  'metrics-allow-remote': { type: 'boolean' },
 } as const satisfies ParseArgsConfig['options'];
 
 export interface ObservabilityValues {
   'log-format'?: string;
   'log-file'?: string;
   'stats-mac-table'?: boolean;
+  metrics?: string;
+  'metrics-allow-remote'?: boolean;
 }
 
 export interface ObservabilityOptions {
@@ -25,6 +31,8 @@ export interface ObservabilityOptions {
   logFile: string | null;
   /** Stats lines (SIGUSR1, --stats-interval) include the MAC table's entries. */
   statsMacTable: boolean;
+  /** Serve GET /metrics (and GET /stats) here (metrics-server.ts). */
+  metrics: MetricsListen | null;
 }
 
 export function observabilityOptions(v: ObservabilityValues): ObservabilityOptions {
@@ -32,10 +40,12 @@ export function observabilityOptions(v: ObservabilityValues): ObservabilityOptio
   if (!isLogFormat(logFormat)) throw new ConfigError(`--log-format ${logFormat}: use text or json`);
   const logFile = v['log-file'] ?? null;
   if (logFile === '') throw new ConfigError('--log-file: give a file name');
+  if (v['metrics-allow-remote'] && v.metrics === undefined) throw new ConfigError('--metrics-allow-remote needs --metrics tcp:ADDRESS:PORT');
   return {
     logFormat,
     logFile,
     statsMacTable: v['stats-mac-table'] === true,
+    metrics: v.metrics === undefined ? null : parseMetricsListen(v.metrics, v['metrics-allow-remote'] === true),
   };
 }
 

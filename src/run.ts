@@ -25,6 +25,7 @@ import type { Logger } from './log.js';
 import type { RunCommand } from './options.js';
 import { Runtime } from './runtime.js';
 import { SocketPorts } from './socket-ports.js';
+import { startMetrics, type MetricsServer } from './metrics-server.js';
 import { native } from './native/addon.js';
 import { TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_USO4, TUN_F_USO6 } from './native/types.js';
 import { formatIpv4 } from '../stack/wire/ipv4-address.js';
@@ -79,6 +80,7 @@ export async function runInNamespace(cmd: RunCommand, log: Logger): Promise<numb
   let stopStats = () => {};
   let warm: RunningWarmUp | null = null;
   let sockets: SocketPorts | null = null;
+  let metrics: MetricsServer | null = null;
   let dnsDir: string | null = null;
   try {
     const spaces = await guestNamespaces(log);
@@ -110,6 +112,7 @@ export async function runInNamespace(cmd: RunCommand, log: Logger): Promise<numb
     const rt = runtime;
     stopStats = onStatsSignal(() => rt.logStats());
     runtime.addTap(ns);
+    metrics = await startMetrics(o, runtime, log);
     // While the namespace's kernel configures IPv6 (about 2 s), the warm-up runs; the command starts either way.
     warm = startWarmUp(runtime.options, log);
     const nsArgs = [`--net=/proc/${process.pid}/fd/${netnsFd}`];
@@ -154,6 +157,7 @@ export async function runInNamespace(cmd: RunCommand, log: Logger): Promise<numb
     stopStats();
     await warm?.stop();
     await sockets?.close();
+    await metrics?.close();
     runtime?.close();
     for (const fd of fds) native.closeFd(fd);
     if (dnsDir !== null) rmSync(dnsDir, { recursive: true, force: true });

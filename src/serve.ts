@@ -12,6 +12,7 @@ import { startWarmUp } from './warm-up.js';
 import { onStatsSignal } from './stats-signal.js';
 import { runtimeOptionsForTaps } from './tap-report.js';
 import { SocketPorts } from './socket-ports.js';
+import { startMetrics, type MetricsServer } from './metrics-server.js';
 
 export async function serveTaps(cmd: MainCommand, log: Logger): Promise<number> {
   const o = cmd.options;
@@ -31,11 +32,14 @@ export async function serveTaps(cmd: MainCommand, log: Logger): Promise<number> 
     `gateway ${formatIpv4((o.network + 2) >>> 0)} and DNS ${formatIpv4((o.network + 3) >>> 0)} on ${o.cidrText}, mtu ${o.mtu}`,
   );
   const sockets = new SocketPorts(runtime, log);
+  let metrics: MetricsServer | null = null;
   try {
     await runtime.startForwards();
     await sockets.start(o.sockets);
+    metrics = await startMetrics(o, runtime, log);
   } catch (err) {
     stopStats();
+    await sockets.close();
     runtime.close();
     throw err;
   }
@@ -48,6 +52,7 @@ export async function serveTaps(cmd: MainCommand, log: Logger): Promise<number> 
       process.off('SIGTERM', stop);
       stopStats();
       void (warm?.stop() ?? Promise.resolve()).then(async () => {
+        await metrics?.close();
         await sockets.close();
         runtime.close();
         resolve(0);

@@ -62,6 +62,11 @@ Diagnostics:
                          TIME usernet: stats
   --stats-mac-table      include the MAC table's entries in those (size and capacity
                          are always there)
+  --metrics unix:PATH|tcp:HOST:PORT
+                         serve GET /metrics (Prometheus text, as the daemon's API does)
+                         and GET /stats (JSON; ?macTable=1 adds the MAC table) there;
+                         TCP on a loopback address only (no authentication)
+  --metrics-allow-remote let --metrics tcp: listen on any address
   --log-level LEVEL      error, warn, info or debug
   --log-format FORMAT    text (default): TIME usernet: LEVEL: MESSAGE, the time in
                          ISO 8601 UTC; json: one object per line, {time, level, msg, ...}

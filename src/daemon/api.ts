@@ -29,6 +29,7 @@ import type { ForwardSpec } from '../nat/port-forward.js';
 import type { Runtime } from '../runtime.js';
 import type { AttachRequest, Guests } from './guests.js';
 import { prometheusText } from './metrics.js';
+import { wantsMacTable } from '../metrics-server.js';
 
 /** Requests are small JSON objects; anything larger is refused before it is read in full. */
 export const MAX_BODY_BYTES = 64 * 1024;
@@ -220,12 +221,6 @@ function errorStatus(err: unknown): number {
   if (err instanceof NativeError && (err.code === 'ENOENT' || err.code === 'ESRCH')) return 404;
   if (err instanceof UsernetError && err.code === 'EADDRINUSE') return 409;
   return 500;
-}
-
-/** ?macTable=1 (or true, yes, or the bare key). */
-export function wantsMacTable(url: URL): boolean {
-  const v = url.searchParams.get('macTable');
-  return v !== null && ['', '1', 'true', 'yes'].includes(v);
 }
 
 function errorBody(err: unknown, log: Logger): unknown {

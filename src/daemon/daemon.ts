@@ -21,6 +21,7 @@ import { startApi, type ApiServer } from './api.js';
 import type { DockerPlugin } from './docker-plugin.js';
 import { Guests } from './guests.js';
 import { SocketPorts } from '../socket-ports.js';
+import { startMetrics, type MetricsServer } from '../metrics-server.js';
 
 export interface DaemonCommand {
   options: RuntimeOptions;
@@ -40,9 +41,11 @@ export async function runDaemon(cmd: DaemonCommand, log: Logger): Promise<number
   const sockets = new SocketPorts(runtime, log);
   let api: ApiServer;
   let plugin: DockerPlugin | null = null;
+  let metrics: MetricsServer | null = null;
   try {
     await runtime.startForwards();
     await sockets.start(cmd.options.sockets);
+    metrics = await startMetrics(cmd.options, runtime, log, () => guests.size);
     api = await startApi(cmd.apiSocket, cmd.socketMode, runtime, guests, log);
     if (cmd.dockerPluginSocket) {
       const { startDockerPlugin } = await import('./docker-plugin.js');
@@ -54,6 +57,7 @@ export async function runDaemon(cmd: DaemonCommand, log: Logger): Promise<number
     }
   } catch (err) {
     stopStats();
+    await metrics?.close();
     await sockets.close();
     runtime.close();
     throw err;
@@ -73,6 +77,7 @@ export async function runDaemon(cmd: DaemonCommand, log: Logger): Promise<number
       void (async () => {
         await plugin?.close();
         await api.close();
+        await metrics?.close();
         await warm?.stop();
         guests.closeAll();
         await sockets.close();
