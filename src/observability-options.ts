@@ -1,11 +1,12 @@
 /**
  * The diagnostics flags shared by `usernet --tap`, `run` and `daemon`
  * (--log-format, --log-file, --stats-mac-table, --metrics,
- * --metrics-allow-remote), parsed apart from options.ts so
+ * --metrics-allow-remote, --pcap-format), parsed apart from options.ts so
  * that the runtime's options gain one spread, not a block of checks.
  */
 import type { ParseArgsConfig } from 'node:util';
 import { ConfigError } from './errors.js';
+import type { CaptureFormat } from './pcap-writer.js';
 import { parseMetricsListen, type MetricsListen } from './metrics-server.js';
 import { isLogFormat, openLogger, type LogFormat, type LogLevel, type Logger } from './log.js';
 
@@ -15,6 +16,7 @@ export const observabilityFlags = {
   'stats-mac-table': { type: 'boolean' },
   metrics: { type: 'string' },
   'metrics-allow-remote': { type: 'boolean' },
+  'pcap-format': { type: 'string' },
 } as const satisfies ParseArgsConfig['options'];
 
 export interface ObservabilityValues {
@@ -23,6 +25,7 @@ export interface ObservabilityValues {
   'stats-mac-table'?: boolean;
   metrics?: string;
   'metrics-allow-remote'?: boolean;
+  'pcap-format'?: string;
 }
 
 export interface ObservabilityOptions {
@@ -33,6 +36,8 @@ export interface ObservabilityOptions {
   statsMacTable: boolean;
   /** Serve GET /metrics (and GET /stats) here (metrics-server.ts). */
   metrics: MetricsListen | null;
+  /** --pcap's file format. */
+  pcapFormat: CaptureFormat;
 }
 
 export function observabilityOptions(v: ObservabilityValues): ObservabilityOptions {
@@ -40,13 +45,20 @@ export function observabilityOptions(v: ObservabilityValues): ObservabilityOptio
   if (!isLogFormat(logFormat)) throw new ConfigError(`--log-format ${logFormat}: use text or json`);
   const logFile = v['log-file'] ?? null;
   if (logFile === '') throw new ConfigError('--log-file: give a file name');
+  const pcapFormat = v['pcap-format'] ?? 'pcapng';
+  if (!isCaptureFormat(pcapFormat)) throw new ConfigError(`--pcap-format ${pcapFormat}: use pcapng (one interface per bridge port) or pcap`);
   if (v['metrics-allow-remote'] && v.metrics === undefined) throw new ConfigError('--metrics-allow-remote needs --metrics tcp:ADDRESS:PORT');
   return {
     logFormat,
     logFile,
     statsMacTable: v['stats-mac-table'] === true,
     metrics: v.metrics === undefined ? null : parseMetricsListen(v.metrics, v['metrics-allow-remote'] === true),
+    pcapFormat,
   };
+}
+
+export function isCaptureFormat(s: string): s is CaptureFormat {
+  return s === 'pcapng' || s === 'pcap';
 }
 
 /** The logger a front end runs with: --log-level, --log-format, --log-file, timestamps on. */

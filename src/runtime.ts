@@ -8,7 +8,7 @@ import { Bridge } from '../stack/bridge.js';
 import { Gateway } from '../stack/gateway.js';
 import type { Logger } from './log.js';
 import type { RuntimeOptions } from './options.js';
-import { PcapWriter } from './pcap-writer.js';
+import { openCapture, type CaptureWriter } from './pcap-writer.js';
 import { Scheduler } from './scheduler.js';
 import { TapPort, type BatchSink } from './tap-port.js';
 import type { ClosablePort } from './socket-ports.js';
@@ -39,7 +39,7 @@ export class Runtime {
   /** Host -> guest forwards (-p, the slirp4netns API). Call startForwards for the ones in options. */
   readonly forwards: PortForwards;
   private readonly scheduler: Scheduler;
-  private readonly pcap: PcapWriter | null;
+  private readonly pcap: CaptureWriter | null;
   private readonly wallAtStart = Date.now();
   private readonly monoAtStart = performance.now();
   private statsTimer: NodeJS.Timeout | null = null;
@@ -115,10 +115,10 @@ export class Runtime {
     this.icmpProxy = new IcmpProxy(this.nat.icmp, this.now, flushPorts, log);
     this.nat.icmp.host = this.icmpProxy;
     this.forwards = new PortForwards(this.nat, this.tcpProxy, this.udpProxy, this.now, flushPorts, log);
-    this.pcap = options.pcapPath === null ? null : new PcapWriter(options.pcapPath);
+    this.pcap = options.pcapPath === null ? null : openCapture(options.pcapPath, options.observe?.pcapFormat ?? 'pcapng');
     if (this.pcap !== null) {
       const pcap = this.pcap;
-      this.bridge.monitor = (frame, _from, now) => pcap.record(frame, this.wallClock(now));
+      this.bridge.monitor = (frame, from, now) => pcap.record(frame, from, this.wallClock(now));
     }
     this.scheduler = new Scheduler(this.now, (now) => this.flush(now));
     this.scheduler.add(this.bridge);

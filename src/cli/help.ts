@@ -56,7 +56,10 @@ VMs and other hosts (repeatable; plain Ethernet frames):
                          several remotes. Outer packets are 50 bytes over the MTU
 
 Diagnostics:
-  --pcap FILE            write every frame crossing the bridge to FILE (pcap; tcpdump -r FILE)
+  --pcap FILE            write every frame crossing the bridge to FILE (tcpdump -r FILE):
+                         pcapng with one interface per bridge port (the tap's name,
+                         "gateway" for the gateway's own frames, VM and VXLAN ports)
+  --pcap-format FORMAT   pcapng (default) or pcap (classic, no interfaces)
   --stats-interval S     log counters every S seconds (SIGUSR1 logs them once): one
                          JSON object with time and uptimeSeconds; in text format after
                          TIME usernet: stats

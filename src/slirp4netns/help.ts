@@ -41,6 +41,8 @@ USERNET_LOG_LEVEL=LEVEL  error, warn (default), info or debug
 USERNET_LOG_FORMAT=FMT   text (default; lines start with the time) or json (one
                          object per line: time, level, msg)
 USERNET_LOG_FILE=PATH    append log lines to PATH instead of stderr
-USERNET_PCAP=PATH        write every frame crossing the bridge to PATH
+USERNET_PCAP=PATH        write every frame crossing the bridge to PATH (pcapng: one
+                         interface per port, the tap and "gateway")
+USERNET_PCAP_FORMAT=FMT  pcapng (default) or pcap
 `;
 }

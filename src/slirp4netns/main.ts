@@ -53,6 +53,8 @@ import { decideUserns, reexecInUserns, usernsFacts } from './userns-reexec.js';
 import { startWarmUp, type RunningWarmUp } from '../warm-up.js';
 import { onStatsSignal } from '../stats-signal.js';
 import { runtimeOptionsForTaps } from '../tap-report.js';
+import { isCaptureFormat } from '../observability-options.js';
+import type { CaptureFormat } from '../pcap-writer.js';
 
 /** The slirp4netns release whose interface this front end speaks, and its commit. */
 export const SLIRP4NETNS_COMPAT_VERSION = '1.2.0';
@@ -129,6 +131,14 @@ export function slirpLogger(env: NodeJS.ProcessEnv): Logger {
   const format = env.USERNET_LOG_FORMAT ?? 'text';
   if (!isLogFormat(format)) process.stderr.write(`usernet: warn: USERNET_LOG_FORMAT=${format}: use text or json; using text\n`);
   return openLogger(isLogLevel(level) ? level : 'warn', isLogFormat(format) ? format : 'text', env.USERNET_LOG_FILE || null);
+}
+
+/** USERNET_PCAP_FORMAT: pcapng (default) or pcap; another value is said and pcapng used. */
+export function slirpPcapFormat(env: NodeJS.ProcessEnv, log: Logger): CaptureFormat {
+  const f = env.USERNET_PCAP_FORMAT ?? 'pcapng';
+  if (isCaptureFormat(f)) return f;
+  log.warn(`USERNET_PCAP_FORMAT=${f}: use pcapng or pcap; using pcapng`);
+  return 'pcapng';
 }
 
 /**
@@ -250,6 +260,7 @@ export function runtimeOptionsFor(o: SlirpOptions, log: Logger, outboundAddress:
     macSweepMs: defaults.macSweepMs,
     offload: true,
     pcapPath: process.env.USERNET_PCAP ?? null,
+    observe: { logFormat: log.format, logFile: null, statsMacTable: false, metrics: null, pcapFormat: slirpPcapFormat(process.env, log) },
     logLevel: log.level,
     statsIntervalMs: 0,
     busyPollMicros: defaults.busyPollMicros,

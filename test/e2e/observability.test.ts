@@ -1,13 +1,14 @@
 /**
  * Observability end to end: json logs line by line, --log-file, stats lines,
  * the --metrics endpoint over a unix socket and over loopback TCP, on the
- * real `usernet --tap` and `usernet run`.
+ * real `usernet --tap` and `usernet run`; pcapng captures read by tcpdump
+ * and, where installed, tshark (which names the interfaces).
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { freePort, Sandbox, sleep, usernet, usernetAsync, type Background } from './harness.js';
+import { freePort, must, Sandbox, sleep, usernet, usernetAsync, type Background } from './harness.js';
 
 const sandbox = new Sandbox('i19o');
 afterEach(() => sandbox.cleanup());
@@ -137,5 +138,72 @@ describe('--metrics', () => {
     const r = usernet(['--tap', 'i19o-none', '--metrics', 'tcp:0.0.0.0:9464']);
     expect(r.status).toBe(2);
     expect(r.stderr).toMatch(/not a loopback address.*--metrics-allow-remote/);
+  });
+});
+
+describe('--pcap (pcapng)', () => {
+  const tshark = existsSync('/usr/bin/tshark');
+
+  /** tshark's interface name and source MAC for each frame. */
+  function interfacesOf(file: string): { iface: string; src: string; info: string }[] {
+    const out = must('tshark', ['-r', file, '-T', 'fields', '-e', 'frame.interface_name', '-e', 'eth.src', '-e', '_ws.col.Info']);
+    return out
+      .trim()
+      .split('\n')
+      .map((l) => l.split('\t'))
+      .map(([iface, src, info]) => ({ iface, src, info }));
+  }
+
+  it('usernet run: tcpdump reads it; the namespace tap and the gateway are two interfaces', async () => {
+    const file = join(sandbox.tmpdir(), 'cap.pcapng');
+    const r = await usernetAsync(['run', '--pcap', file, '--', 'ping', '-c', '2', '-i', '0.2', '10.0.2.2']);
+    expect(r.status).toBe(0);
+    expect(readFileSync(file).readUInt32LE(0)).toBe(0x0a0d0d0a);
+    const text = must('tcpdump', ['-n', '-e', '-r', file]);
+    expect(text).toMatch(/ARP \(0x0806\).*Request who-has 10\.0\.2\.2 tell 10\.0\.2\.100/);
+    expect(text).toMatch(/10\.0\.2\.2 > 10\.0\.2\.100: ICMP echo reply/);
+    if (!tshark) return;
+    const frames = interfacesOf(file);
+    expect(new Set(frames.map((f) => f.iface))).toEqual(new Set(['tap0', 'gateway']));
+    expect(frames.filter((f) => /Echo \(ping\) request/.test(f.info)).every((f) => f.iface === 'tap0')).toBe(true);
+    expect(frames.filter((f) => /Echo \(ping\) reply/.test(f.info)).every((f) => f.iface === 'gateway' && f.src === '52:55:0a:00:02:02')).toBe(true);
+  });
+
+  it.runIf(tshark)('usernet --tap with two taps: each frame on the tap it came in on', async () => {
+    const file = join(sandbox.tmpdir(), 'two.pcapng');
+    const tapA = sandbox.tap('pa');
+    const tapB = sandbox.tap('pb');
+    const bg = sandbox.spawnUsernet(['--tap', tapA, '--tap', tapB, '--no-warm-up', '--pcap', file]);
+    await bg.waitFor(/gateway 10\.0\.2\.2/, 30_000);
+    const a = sandbox.guestOnTap(tapA, '10.0.2.101', 'pa');
+    sandbox.guestOnTap(tapB, '10.0.2.102', 'pb');
+    expect(must('ip', ['netns', 'exec', a, 'ping', '-c', '2', '-i', '0.2', '-W', '2', '10.0.2.102'])).toMatch(/2 received/);
+    await bg.stop('SIGTERM', 10_000);
+    const frames = interfacesOf(file);
+    const requests = frames.filter((f) => /Echo \(ping\) request/.test(f.info));
+    const replies = frames.filter((f) => /Echo \(ping\) reply/.test(f.info));
+    expect(requests.length).toBeGreaterThanOrEqual(2);
+    expect(replies.length).toBeGreaterThanOrEqual(2);
+    expect(requests.every((f) => f.iface === tapA)).toBe(true);
+    expect(replies.every((f) => f.iface === tapB)).toBe(true);
+  });
+
+  it.runIf(tshark)('the slirp4netns front end: USERNET_PCAP, pcapng by default', async () => {
+    const file = join(sandbox.tmpdir(), 'slirp.pcapng');
+    const ns = sandbox.netns('sl');
+    const saved = process.env.USERNET_PCAP;
+    process.env.USERNET_PCAP = file;
+    let bg: Background;
+    try {
+      bg = sandbox.spawnUsernet(['slirp4netns', '-c', '-r', '1', '--netns-type=path', `/run/netns/${ns}`, 'tap0']);
+    } finally {
+      if (saved === undefined) delete process.env.USERNET_PCAP;
+      else process.env.USERNET_PCAP = saved;
+    }
+    await bg.waitFor(/^1/, 30_000);
+    expect(must('ip', ['netns', 'exec', ns, 'ping', '-c', '1', '-W', '2', '10.0.2.2'])).toMatch(/1 received/);
+    await bg.stop('SIGTERM', 10_000);
+    const ifaces = new Set(interfacesOf(file).map((f) => f.iface));
+    expect(ifaces).toEqual(new Set(['tap0', 'gateway']));
   });
 });
