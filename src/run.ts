@@ -17,6 +17,7 @@
  * must not fail to start because IPv6 did not come up.
  */
 import { spawn } from 'node:child_process';
+import { performance } from 'node:perf_hooks';
 import { constants as osConstants, tmpdir } from 'node:os';
 import { mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -123,9 +124,12 @@ export async function runInNamespace(cmd: RunCommand, log: Logger): Promise<numb
     }
     let guest6: string | null = null;
     if (o.ipv6Prefix) {
+      // The command waits for this (about two seconds): a line when it starts and one when it is done.
+      const since = performance.now();
+      log.info(`IPv6: waiting for the namespace's SLAAC address in ${o.ipv6Prefix} (at most ${IPV6_WAIT_MS / 1000} s)`);
       guest6 = await waitForSlaac(nsenter, nsArgs, netnsFd, o.ipv6Prefix, log, startup.signal);
       checkAbort();
-      if (guest6 !== null) log.debug(`namespace IPv6 ready: ${guest6}`);
+      if (guest6 !== null) log.info(`namespace IPv6 ready: ${guest6} after ${(performance.now() - since).toFixed(0)} ms`);
     }
     for (const f of o.forwards ?? []) {
       if (f.guestAddr !== GUEST_IPV6_AUTO) continue;

@@ -62,6 +62,12 @@ describe('logs', () => {
       expect(typeof l.msg).toBe('string');
     }
     expect(lines.some((l) => String(l.msg).startsWith('namespace ready'))).toBe(true);
+    // Progress at info for what the command waits on: one line as each starts, one as it ends.
+    const info = lines.filter((l) => l.level === 'info').map((l) => String(l.msg));
+    expect(info.filter((m) => m.startsWith('IPv6: waiting for the namespace'))).toHaveLength(1);
+    expect(info.filter((m) => /^namespace IPv6 ready: fd00::\S+ after \d+ ms$/.test(m))).toHaveLength(1);
+    expect(info.filter((m) => m.startsWith('warm-up: started'))).toHaveLength(1);
+    expect(info.filter((m) => /^warm-up: \d+ connections/.test(m))).toHaveLength(1);
   });
 
   it('usernet --tap --log-file: lines appended to the file with a timestamp, none on stderr; stats lines there too', async () => {
