@@ -140,6 +140,23 @@ describe('--metrics', () => {
     await bg.stop('SIGTERM', 10_000);
   });
 
+  it('usernet daemon: --metrics with usernet_guests; usernet stats --mac-table asks for the MAC table', async () => {
+    const dir = sandbox.tmpdir();
+    const api = join(dir, 'api.sock');
+    const path = join(dir, 'metrics.sock');
+    const bg = sandbox.spawnUsernet(['daemon', '--api-socket', api, '--no-warm-up', '--log-format', 'json', '--metrics', `unix:${path}`]);
+    const text = await scrape(bg, { socketPath: path });
+    expect(text).toMatch(/^usernet_guests 0$/m);
+    const plain = await usernetAsync(['stats', '--api-socket', api], 30_000);
+    expect(plain.status).toBe(0);
+    expect(JSON.parse(plain.stdout).bridge.macTable.entries).toBeUndefined();
+    const withTable = await usernetAsync(['stats', '--api-socket', api, '--mac-table'], 30_000);
+    expect(JSON.parse(withTable.stdout).bridge.macTable.entries).toContainEqual(expect.objectContaining({ port: 'gateway', isStatic: true }));
+    await bg.stop('SIGTERM', 10_000);
+    expect(jsonLines(bg.stderr).some((l) => l.msg === 'SIGTERM: detaching 0 guest(s) and stopping')).toBe(true);
+    expect(existsSync(path)).toBe(false);
+  });
+
   it('refuses a non-loopback address unless --metrics-allow-remote', () => {
     const r = usernet(['--tap', 'i19o-none', '--metrics', 'tcp:0.0.0.0:9464']);
     expect(r.status).toBe(2);
