@@ -17,6 +17,7 @@
  * is lost when the process exits right after logging).
  */
 import { openSync, writeSync } from 'node:fs';
+import { UsernetError } from './errors.js';
 
 export const LOG_LEVELS = ['error', 'warn', 'info', 'debug'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -105,9 +106,14 @@ function textFields(fields: LogFields): string {
  * The logger of a front end (usernet --tap, run, daemon, slirp4netns):
  * timestamps on, stderr or `file` (appended, created 0644).
  */
-export function openLogger(level: LogLevel, format: LogFormat, file: string | null): Logger {
+export function openLogger(level: LogLevel, format: LogFormat, file: string | null, what = '--log-file'): Logger {
   if (file === null) return createLogger(level, defaultWrite, { format, timestamps: true });
-  const fd = openSync(file, 'a', 0o644);
+  let fd: number;
+  try {
+    fd = openSync(file, 'a', 0o644);
+  } catch (err) {
+    throw new UsernetError('ERR_LOG_FILE', `${what} ${file}: ${(err as Error).message}`, { cause: err });
+  }
   const write = (line: string) => {
     try {
       writeSync(fd, line);

@@ -130,7 +130,7 @@ export function slirpLogger(env: NodeJS.ProcessEnv): Logger {
   const level = env.USERNET_LOG_LEVEL ?? 'warn';
   const format = env.USERNET_LOG_FORMAT ?? 'text';
   if (!isLogFormat(format)) process.stderr.write(`usernet: warn: USERNET_LOG_FORMAT=${format}: use text or json; using text\n`);
-  return openLogger(isLogLevel(level) ? level : 'warn', isLogFormat(format) ? format : 'text', env.USERNET_LOG_FILE || null);
+  return openLogger(isLogLevel(level) ? level : 'warn', isLogFormat(format) ? format : 'text', env.USERNET_LOG_FILE || null, 'USERNET_LOG_FILE');
 }
 
 /** USERNET_PCAP_FORMAT: pcapng (default) or pcap; another value is said and pcapng used. */

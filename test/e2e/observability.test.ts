@@ -89,6 +89,18 @@ describe('logs', () => {
     expect(bg.stderr).toBe('');
   });
 
+  it('a fatal error: with json on stderr, a json line too; a --log-file that cannot be opened is named', () => {
+    // `lo` exists and is no tap: opening it fails (EINVAL) and changes nothing.
+    const r = usernet(['--tap', 'lo', '--no-warm-up', '--log-format', 'json']);
+    expect(r.status).toBe(1);
+    const lines = jsonLines(r.stderr);
+    expect(lines.at(-1)).toMatchObject({ level: 'error', msg: expect.stringMatching(/^tap lo: ioctl\(TUNSETIFF\) failed/) });
+    const dir = sandbox.tmpdir();
+    const bad = usernet(['--tap', 'lo', '--log-file', join(dir, 'no-such-dir', 'x.log')]);
+    expect(bad.status).toBe(1);
+    expect(bad.stderr).toMatch(/^usernet: --log-file \S+x\.log: ENOENT/);
+  });
+
   it('json stats: one clean object (msg "stats", time, uptime), the MAC table with --stats-mac-table', async () => {
     const tap = sandbox.tap('js');
     const bg = sandbox.spawnUsernet(['--tap', tap, '--no-warm-up', '--log-format', 'json', '--stats-mac-table']);
