@@ -5,8 +5,8 @@
  *   GET /stats     the same counters as JSON, as the stats line has them
  *                  (?macTable=1 adds the MAC table's entries)
  * and nothing else (404; 405 for other methods). Read-only, no
- * authentication: so a TCP address must be a loopback one (127.0.0.0/8, ::1,
- * localhost) unless --metrics-allow-remote says otherwise. A unix socket
+ * authentication: metrics-endpoint.ts refuses a TCP address that is not a
+ * loopback one unless --metrics-allow-remote says otherwise. A unix socket
  * takes its permissions from the umask; an existing socket file there is
  * replaced (a previous run's), any other file is refused; it is removed at
  * close. Connections are bounded in number and time: a scraper is one
@@ -14,52 +14,15 @@
  */
 import { lstatSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
-import { isIP, type AddressInfo } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { ConfigError } from './errors.js';
 import type { Logger } from './log.js';
 import { prometheusText } from './daemon/metrics.js';
+import type { MetricsListen, MetricsServer, StatsSource } from './metrics-endpoint.js';
 
 const MAX_CONNECTIONS = 16;
 const REQUEST_TIMEOUT_MS = 10_000;
 const IDLE_TIMEOUT_MS = 30_000;
-
-export type MetricsListen = { kind: 'unix'; path: string } | { kind: 'tcp'; host: string; port: number };
-
-export function parseMetricsListen(text: string, allowRemote: boolean): MetricsListen {
-  const bad = (why: string) => new ConfigError(`--metrics ${text}: ${why} (expected unix:PATH or tcp:HOST:PORT, e.g. tcp:127.0.0.1:9464)`);
-  if (text.startsWith('unix:')) {
-    const path = text.slice(5);
-    if (path === '') throw bad('no path');
-    return { kind: 'unix', path };
-  }
-  if (!text.startsWith('tcp:')) throw bad('unknown kind');
-  const m = /^tcp:(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(text);
-  if (m === null) throw bad('not HOST:PORT (IPv6 in brackets)');
-  const host = m[1] ?? m[2];
-  const port = Number(m[3]);
-  if (port > 65535) throw bad('port out of range');
-  if (host !== 'localhost' && isIP(host) === 0) throw bad(`"${host}" is not an IP address`);
-  if (!allowRemote && !isLoopback(host)) {
-    throw new ConfigError(
-      `--metrics ${text}: not a loopback address; the endpoint has no authentication, so other hosts may read it only with --metrics-allow-remote`,
-    );
-  }
-  return { kind: 'tcp', host, port };
-}
-
-function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
-}
-
-/** Where a running metrics server listens: `unix:PATH` or `tcp:HOST:PORT` (the port the kernel gave for 0). */
-export interface MetricsServer {
-  readonly address: string;
-  close(): Promise<void>;
-}
-
-export interface StatsSource {
-  stats(opts?: { macTable?: boolean }): object;
-}
 
 /** Starts serving; rejects when it cannot listen. `guests`: the daemon's count (usernet_guests). */
 export async function startMetricsServer(listen: MetricsListen, source: StatsSource, log: Logger, guests?: () => number): Promise<MetricsServer> {
@@ -147,10 +110,4 @@ function removeStaleSocket(path: string): void {
   }
   if (!st.isSocket()) throw new ConfigError(`--metrics unix:${path}: the file exists and is not a socket`);
   rmSync(path, { force: true });
-}
-
-/** The front ends' call: null when --metrics was not given. */
-export function startMetrics(o: { observe?: { metrics: MetricsListen | null } }, source: StatsSource, log: Logger, guests?: () => number): Promise<MetricsServer | null> {
-  const listen = o.observe?.metrics ?? null;
-  return listen === null ? Promise.resolve(null) : startMetricsServer(listen, source, log, guests);
 }

@@ -7,7 +7,7 @@
 import type { ParseArgsConfig } from 'node:util';
 import { ConfigError } from './errors.js';
 import type { CaptureFormat } from './pcap-writer.js';
-import { parseMetricsListen, type MetricsListen } from './metrics-server.js';
+import { parseMetricsListen, type MetricsListen } from './metrics-endpoint.js';
 import { isLogFormat, openLogger, type LogFormat, type LogLevel, type Logger } from './log.js';
 
 export const observabilityFlags = {

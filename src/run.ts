@@ -26,7 +26,7 @@ import type { Logger } from './log.js';
 import type { RunCommand } from './options.js';
 import { Runtime } from './runtime.js';
 import { SocketPorts } from './socket-ports.js';
-import { startMetrics, type MetricsServer } from './metrics-server.js';
+import { startMetrics, type MetricsServer } from './metrics-endpoint.js';
 import { native } from './native/addon.js';
 import { TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_USO4, TUN_F_USO6 } from './native/types.js';
 import { formatIpv4 } from '../stack/wire/ipv4-address.js';

@@ -12,7 +12,7 @@ import { startWarmUp } from './warm-up.js';
 import { onStatsSignal } from './stats-signal.js';
 import { runtimeOptionsForTaps } from './tap-report.js';
 import { SocketPorts } from './socket-ports.js';
-import { startMetrics, type MetricsServer } from './metrics-server.js';
+import { startMetrics, type MetricsServer } from './metrics-endpoint.js';
 
 export async function serveTaps(cmd: MainCommand, log: Logger): Promise<number> {
   const o = cmd.options;

@@ -21,7 +21,7 @@ import { startApi, type ApiServer } from './api.js';
 import type { DockerPlugin } from './docker-plugin.js';
 import { Guests } from './guests.js';
 import { SocketPorts } from '../socket-ports.js';
-import { startMetrics, type MetricsServer } from '../metrics-server.js';
+import { startMetrics, type MetricsServer } from '../metrics-endpoint.js';
 
 export interface DaemonCommand {
   options: RuntimeOptions;

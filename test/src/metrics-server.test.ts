@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/errors.js';
 import { createLogger } from '../../src/log.js';
-import { parseMetricsListen, startMetricsServer, type MetricsServer } from '../../src/metrics-server.js';
+import { parseMetricsListen, type MetricsServer } from '../../src/metrics-endpoint.js';
+import { startMetricsServer } from '../../src/metrics-server.js';
 import { prometheusText } from '../../src/daemon/metrics.js';
 import { observabilityOptions } from '../../src/observability-options.js';
 
