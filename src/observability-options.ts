@@ -61,9 +61,13 @@ export function isCaptureFormat(s: string): s is CaptureFormat {
   return s === 'pcapng' || s === 'pcap';
 }
 
+/** The front end's logger, for its last words (reportFatal). */
+let frontEnd: Logger | null = null;
+
 /** The logger a front end runs with: --log-level, --log-format, --log-file, timestamps on. */
 export function frontEndLogger(level: LogLevel, o: ObservabilityOptions | undefined): Logger {
-  return openLogger(level, o?.logFormat ?? 'text', o?.logFile ?? null);
+  frontEnd = openLogger(level, o?.logFormat ?? 'text', o?.logFile ?? null);
+  return frontEnd;
 }
 
 /**
@@ -72,7 +76,7 @@ export function frontEndLogger(level: LogLevel, o: ObservabilityOptions | undefi
  * when that writes a file; a json logger on stderr writes it instead of the
  * plain line, so that stderr stays one object per line.
  */
-export function reportFatal(log: Logger | null, text: string): void {
+export function reportFatal(text: string, log: Logger | null = frontEnd): void {
   const jsonOnStderr = log !== null && log.format === 'json' && log.destination === 'stderr';
   if (log !== null && (jsonOnStderr || log.destination !== 'stderr')) log.error(text);
   if (!jsonOnStderr) process.stderr.write(`usernet: ${text}\n`);

@@ -4,7 +4,6 @@
  */
 import { basename } from 'node:path';
 import { ConfigError, UsernetError } from '../errors.js';
-import type { Logger } from '../log.js';
 import { frontEndLogger, reportFatal } from '../observability-options.js';
 import { parseCommandLine, type Command } from '../options.js';
 import { checkHelp, mainHelp, runHelp } from './help.js';
@@ -23,9 +22,6 @@ function slirpArgs(argv: string[]): { args: string[]; prog: string } | null {
   if (argv[0] === 'slirp4netns') return { args: argv.slice(1), prog: 'usernet slirp4netns' };
   return null;
 }
-
-/** The logger of the front end that runs, for its last words (reportFatal). */
-let activeLog: Logger | null = null;
 
 async function main(argv: string[]): Promise<number> {
   const slirp = slirpArgs(argv);
@@ -74,12 +70,12 @@ async function main(argv: string[]): Promise<number> {
       return await checkCommand(cmd, (s) => process.stdout.write(s));
     }
     case 'main': {
-      const log = (activeLog = frontEndLogger(cmd.options.logLevel, cmd.options.observe));
+      const log = frontEndLogger(cmd.options.logLevel, cmd.options.observe);
       const { serveTaps } = await import('../serve.js');
       return await serveTaps(cmd, log);
     }
     case 'run': {
-      const log = (activeLog = frontEndLogger(cmd.options.logLevel, cmd.options.observe));
+      const log = frontEndLogger(cmd.options.logLevel, cmd.options.observe);
       const { runInNamespace } = await import('../run.js');
       return await runInNamespace(cmd, log);
     }
@@ -94,7 +90,7 @@ main(process.argv.slice(2)).then(
       process.exit(EXIT_USAGE);
     }
     const hint = err instanceof UsernetError && 'hint' in err && err.hint ? `\nhint: ${String(err.hint)}` : '';
-    reportFatal(activeLog, `${(err as Error).message ?? String(err)}${hint}`);
+    reportFatal(`${(err as Error).message ?? String(err)}${hint}`);
     if (process.env.USERNET_DEBUG) process.stderr.write(`${(err as Error).stack}\n`);
     process.exit(EXIT_RUNTIME);
   },

@@ -4,7 +4,7 @@
  * real `usernet --tap` and `usernet run`; pcapng captures read by tcpdump
  * and, where installed, tshark (which names the interfaces).
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -96,6 +96,11 @@ describe('logs', () => {
     const lines = jsonLines(r.stderr);
     expect(lines.at(-1)).toMatchObject({ level: 'error', msg: expect.stringMatching(/^tap lo: ioctl\(TUNSETIFF\) failed/) });
     const dir = sandbox.tmpdir();
+    // The daemon too: its API socket cannot go under a regular file.
+    writeFileSync(join(dir, 'plain'), '');
+    const d = usernet(['daemon', '--no-warm-up', '--log-format', 'json', '--api-socket', join(dir, 'plain', 'api.sock')]);
+    expect(d.status).toBe(1);
+    expect(jsonLines(d.stderr).at(-1)).toMatchObject({ level: 'error', msg: expect.stringMatching(/EEXIST/) });
     const bad = usernet(['--tap', 'lo', '--log-file', join(dir, 'no-such-dir', 'x.log')]);
     expect(bad.status).toBe(1);
     expect(bad.stderr).toMatch(/^usernet: --log-file \S+x\.log: ENOENT/);
