@@ -15,6 +15,7 @@ import { ConfigError } from './errors.js';
 import { isLogLevel, type LogLevel } from './log.js';
 import type { ForwardSpec } from './nat/port-forward.js';
 import { hasSocketPorts, parseSocketPortOptions, type SocketPortSpecs } from './socket-port-options.js';
+import { observabilityFlags, observabilityOptions, type ObservabilityOptions } from './observability-options.js';
 
 export interface RuntimeOptions {
   /** Network address as a u32. */
@@ -53,6 +54,8 @@ export interface RuntimeOptions {
   outboundAddress6?: string | null;
   /** VM sockets and VXLAN endpoints (--listen-qemu, --listen-dgram, --vxlan; src/socket-ports.ts). */
   sockets?: SocketPortSpecs;
+  /** Log format and file, stats, metrics, capture format (observability-options.ts); absent: the defaults. */
+  observe?: ObservabilityOptions;
 }
 
 export interface MainCommand {
@@ -111,6 +114,7 @@ export const common = {
   'listen-qemu': { type: 'string', multiple: true },
   'listen-dgram': { type: 'string', multiple: true },
   vxlan: { type: 'string', multiple: true },
+  ...observabilityFlags,
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'V' },
 } as const satisfies ParseArgsConfig['options'];
@@ -268,6 +272,7 @@ export function runtimeOptions(v: CommonValues, defaultLogLevel: LogLevel): Runt
     forwards,
     ipv6Prefix,
     sockets: parseSocketPortOptions(v),
+    observe: observabilityOptions(v),
   };
 }
 

@@ -17,6 +17,7 @@
  * must not fail to start because IPv6 did not come up.
  */
 import { spawn } from 'node:child_process';
+import { performance } from 'node:perf_hooks';
 import { constants as osConstants, tmpdir } from 'node:os';
 import { mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -24,6 +25,7 @@ import { findInPath } from './find-in-path.js';
 import type { Logger } from './log.js';
 import type { RunCommand } from './options.js';
 import { networkInternals, openNetwork, type Network } from './network.js';
+import { startMetrics, type MetricsServer } from './metrics-endpoint.js';
 import { native } from './native/addon.js';
 import { OFFLOADS } from './native/types.js';
 import { formatIpv4 } from '../stack/wire/ipv4-address.js';
@@ -74,6 +76,7 @@ export async function runInNamespace(cmd: RunCommand, log: Logger): Promise<numb
   const fds: number[] = [];
   let network: Network | null = null;
   let stopStats = () => {};
+  let metrics: MetricsServer | null = null;
   let dnsDir: string | null = null;
   try {
     const spaces = await guestNamespaces(log);
@@ -105,6 +108,7 @@ export async function runInNamespace(cmd: RunCommand, log: Logger): Promise<numb
     network = await openNetwork(o, log, { handles: [ns], deferPorts: true });
     const internals = networkInternals(network);
     stopStats = onStatsSignal(() => internals.runtime.logStats());
+    metrics = await startMetrics(o, internals.runtime, log);
     // While the namespace's kernel configures IPv6 (about 2 s), the warm-up runs; the command starts either way.
     internals.startWarmUp();
     const nsArgs = [`--net=/proc/${process.pid}/fd/${netnsFd}`];
@@ -115,9 +119,12 @@ export async function runInNamespace(cmd: RunCommand, log: Logger): Promise<numb
     }
     let guest6: string | null = null;
     if (o.ipv6Prefix) {
+      // The command waits for this (about two seconds): a line when it starts and one when it is done.
+      const since = performance.now();
+      log.info(`IPv6: waiting for the namespace's SLAAC address in ${o.ipv6Prefix} (at most ${IPV6_WAIT_MS / 1000} s)`);
       guest6 = await waitForSlaac(nsenter, nsArgs, netnsFd, o.ipv6Prefix, log, startup.signal);
       checkAbort();
-      if (guest6 !== null) log.debug(`namespace IPv6 ready: ${guest6}`);
+      if (guest6 !== null) log.info(`namespace IPv6 ready: ${guest6} after ${(performance.now() - since).toFixed(0)} ms`);
     }
     for (const f of o.forwards ?? []) {
       if (f.guestAddr !== GUEST_IPV6_AUTO) continue;
@@ -144,6 +151,7 @@ export async function runInNamespace(cmd: RunCommand, log: Logger): Promise<numb
   } finally {
     endStartup();
     stopStats();
+    await metrics?.close();
     // The warm-up, the socket ports, then the runtime (the tap with it).
     await network?.close();
     for (const fd of fds) native.closeFd(fd);

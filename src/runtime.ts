@@ -8,7 +8,7 @@ import { Bridge } from '../stack/bridge.js';
 import { Gateway } from '../stack/gateway.js';
 import type { Logger } from './log.js';
 import type { RuntimeOptions } from './options.js';
-import { PcapWriter } from './pcap-writer.js';
+import { openCapture, type CaptureWriter } from './pcap-writer.js';
 import { Scheduler } from './scheduler.js';
 import { TapPort, type BatchSink } from './tap-port.js';
 import type { ClosablePort } from './socket-ports.js';
@@ -39,7 +39,7 @@ export class Runtime {
   /** Host -> guest forwards (-p, the slirp4netns API). Call startForwards for the ones in options. */
   readonly forwards: PortForwards;
   private readonly scheduler: Scheduler;
-  private readonly pcap: PcapWriter | null;
+  private readonly pcap: CaptureWriter | null;
   private readonly wallAtStart = Date.now();
   private readonly monoAtStart = performance.now();
   private statsTimer: NodeJS.Timeout | null = null;
@@ -122,10 +122,10 @@ export class Runtime {
     this.icmpProxy = new IcmpProxy(this.nat.icmp, this.now, flushPorts, log);
     this.nat.icmp.host = this.icmpProxy;
     this.forwards = new PortForwards(this.nat, this.tcpProxy, this.udpProxy, this.now, flushPorts, log);
-    this.pcap = options.pcapPath === null ? null : new PcapWriter(options.pcapPath);
+    this.pcap = options.pcapPath === null ? null : openCapture(options.pcapPath, options.observe?.pcapFormat ?? 'pcapng');
     if (this.pcap !== null) {
       const pcap = this.pcap;
-      this.bridge.monitor = (frame, _from, now) => pcap.record(frame, this.wallClock(now));
+      this.bridge.monitor = (frame, from, now) => pcap.record(frame, from, this.wallClock(now));
     }
     this.scheduler = new Scheduler(this.now, (now) => this.flush(now));
     this.scheduler.add(this.bridge);
@@ -309,11 +309,15 @@ export class Runtime {
   private batchFrames = 0;
   private batchBytes = 0;
 
-  stats(): object {
+  /** The counters, stamped with the time and uptime; the MAC table's entries only when asked for. */
+  stats(opts: { macTable?: boolean } = {}): object {
+    const now = this.now();
     return {
+      time: new Date(this.wallClock(now)).toISOString(),
+      uptimeSeconds: Math.round(now - this.monoAtStart) / 1000,
       gateway: { mac: formatMac(this.gateway.mac), ...this.gateway.stats() },
       taps: [...this.ports].map((p) => tapStats(p.handle)),
-      bridge: this.bridge.stats(this.now()),
+      bridge: this.bridge.stats(now, opts.macTable === true),
       nat: this.nat.stats(),
       hostSockets: { tcp: this.tcpProxy.sockets, udp: this.udpProxy.openSockets, icmp: this.icmpProxy.openSockets },
       hostDrops: { udp: this.udpProxy.drops, icmp: this.icmpProxy.drops },
@@ -321,9 +325,9 @@ export class Runtime {
     };
   }
 
-  /** Counters as one JSON line on stderr, whatever the log level: they were asked for. */
+  /** Counters as one line through the logger, whatever its level: they were asked for (log.ts: record). */
   logStats(): void {
-    process.stderr.write(`usernet: stats ${JSON.stringify(this.stats())}\n`);
+    this.log.record('stats', this.stats({ macTable: this.options.observe?.statsMacTable }));
   }
 
   close(): void {

@@ -7,6 +7,7 @@ import type { MainCommand } from './options.js';
 import { formatIpv4 } from '../stack/wire/ipv4-address.js';
 import { onStatsSignal } from './stats-signal.js';
 import { networkInternals, openNetwork } from './network.js';
+import { startMetrics } from './metrics-endpoint.js';
 
 export async function serveTaps(cmd: MainCommand, log: Logger): Promise<number> {
   const o = cmd.options;
@@ -17,6 +18,14 @@ export async function serveTaps(cmd: MainCommand, log: Logger): Promise<number> 
   log.info(
     `gateway ${formatIpv4((o.network + 2) >>> 0)} and DNS ${formatIpv4((o.network + 3) >>> 0)} on ${o.cidrText}, mtu ${o.mtu}`,
   );
+  let metrics;
+  try {
+    metrics = await startMetrics(o, internals.runtime, log);
+  } catch (err) {
+    stopStats();
+    await network.close();
+    throw err;
+  }
   // The guests may already be talking: the warm-up's steps interleave with theirs for about a second.
   internals.startWarmUp();
   return new Promise((resolve) => {
@@ -25,8 +34,8 @@ export async function serveTaps(cmd: MainCommand, log: Logger): Promise<number> 
       process.off('SIGINT', stop);
       process.off('SIGTERM', stop);
       stopStats();
-      // The warm-up stops first, then the socket ports, then the runtime.
-      void network.close().then(() => resolve(0));
+      // The metrics endpoint, the warm-up, then the socket ports, then the runtime.
+      void (metrics?.close() ?? Promise.resolve()).then(() => network.close()).then(() => resolve(0));
     };
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);

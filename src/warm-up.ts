@@ -528,6 +528,8 @@ export function startWarmUp(options: RuntimeOptions, log: Logger): RunningWarmUp
     return null;
   }
   const w = new WarmUp(options, log);
+  // One line when it starts and one when it is over (below): the guest's first connections are slower until then.
+  log.info('warm-up: started (about a second of loopback transactions, so that the first connections run compiled code)');
   const done = w.run().then(
     (r) => {
       if (r.error !== null) log.warn(`warm-up failed (it only speeds up the first connections): ${r.error}`);

@@ -61,7 +61,8 @@ export interface BridgeStats {
   macTable: {
     size: number;
     capacity: number;
-    entries: Array<{ mac: string; port: string; isStatic: boolean; ageMs: number | null }>;
+    /** Left out unless asked for (stats(now, true)): it can be thousands of entries. */
+    entries?: Array<{ mac: string; port: string; isStatic: boolean; ageMs: number | null }>;
   };
 }
 
@@ -201,7 +202,8 @@ export class Bridge implements FrameSink {
   }
 
   /** Snapshot for the stats endpoint; allocates. */
-  stats(now?: number): BridgeStats {
+  /** Counters; with `macEntries`, every MAC table entry too. */
+  stats(now?: number, macEntries = true): BridgeStats {
     return {
       forwarded: this.forwarded,
       flooded: this.flooded,
@@ -217,12 +219,16 @@ export class Bridge implements FrameSink {
       macTable: {
         size: this.table.size,
         capacity: this.table.maxEntries,
-        entries: this.table.entries().map((e) => ({
-          mac: formatMac(e.mac),
-          port: this.byId[e.portId]?.name ?? `#${e.portId}`,
-          isStatic: e.isStatic,
-          ageMs: e.isStatic || now === undefined ? null : now - e.lastSeen,
-        })),
+        ...(macEntries
+          ? {
+              entries: this.table.entries().map((e) => ({
+                mac: formatMac(e.mac),
+                port: this.byId[e.portId]?.name ?? `#${e.portId}`,
+                isStatic: e.isStatic,
+                ageMs: e.isStatic || now === undefined ? null : now - e.lastSeen,
+              })),
+            }
+          : {}),
       },
     };
   }

@@ -56,9 +56,24 @@ VMs and other hosts (repeatable; plain Ethernet frames):
                          several remotes. Outer packets are 50 bytes over the MTU
 
 Diagnostics:
-  --pcap FILE            write every frame crossing the bridge to FILE (pcap; tcpdump -r FILE)
-  --stats-interval S     log counters every S seconds (SIGUSR1 logs them once)
+  --pcap FILE            write every frame crossing the bridge to FILE (tcpdump -r FILE):
+                         pcapng with one interface per bridge port (the tap's name,
+                         "gateway" for the gateway's own frames, VM and VXLAN ports)
+  --pcap-format FORMAT   pcapng (default) or pcap (classic, no interfaces)
+  --stats-interval S     log counters every S seconds (SIGUSR1 logs them once): one
+                         JSON object with time and uptimeSeconds; in text format after
+                         TIME usernet: stats
+  --stats-mac-table      include the MAC table's entries in those (size and capacity
+                         are always there)
+  --metrics unix:PATH|tcp:HOST:PORT
+                         serve GET /metrics (Prometheus text, as the daemon's API does)
+                         and GET /stats (JSON; ?macTable=1 adds the MAC table) there;
+                         TCP on a loopback address only (no authentication)
+  --metrics-allow-remote let --metrics tcp: listen on any address
   --log-level LEVEL      error, warn, info or debug
+  --log-format FORMAT    text (default): TIME usernet: LEVEL: MESSAGE, the time in
+                         ISO 8601 UTC; json: one object per line, {time, level, msg, ...}
+  --log-file FILE        append log lines (and stats) to FILE instead of stderr
   -h, --help             show this help
   -V, --version          show the version
 `;

@@ -4,7 +4,7 @@
  */
 import { basename } from 'node:path';
 import { ConfigError, UsernetError } from '../errors.js';
-import { createLogger } from '../log.js';
+import { frontEndLogger, reportFatal } from '../observability-options.js';
 import { parseCommandLine, type Command } from '../options.js';
 import { checkHelp, mainHelp, runHelp } from './help.js';
 import { packageVersion as version, versionLines } from './version.js';
@@ -70,12 +70,12 @@ async function main(argv: string[]): Promise<number> {
       return await checkCommand(cmd, (s) => process.stdout.write(s));
     }
     case 'main': {
-      const log = createLogger(cmd.options.logLevel);
+      const log = frontEndLogger(cmd.options.logLevel, cmd.options.observe);
       const { serveTaps } = await import('../serve.js');
       return await serveTaps(cmd, log);
     }
     case 'run': {
-      const log = createLogger(cmd.options.logLevel);
+      const log = frontEndLogger(cmd.options.logLevel, cmd.options.observe);
       const { runInNamespace } = await import('../run.js');
       return await runInNamespace(cmd, log);
     }
@@ -90,7 +90,7 @@ main(process.argv.slice(2)).then(
       process.exit(EXIT_USAGE);
     }
     const hint = err instanceof UsernetError && 'hint' in err && err.hint ? `\nhint: ${String(err.hint)}` : '';
-    process.stderr.write(`usernet: ${(err as Error).message ?? String(err)}${hint}\n`);
+    reportFatal(`${(err as Error).message ?? String(err)}${hint}`);
     if (process.env.USERNET_DEBUG) process.stderr.write(`${(err as Error).stack}\n`);
     process.exit(EXIT_RUNTIME);
   },

@@ -13,7 +13,8 @@
  *   GET    /v1/ports             {"ports":[SocketPortInfo...]} (socket ports, also those from the command line)
  *   POST   /v1/ports             {kind:"qemu-stream"|"dgram", listen} | {kind:"vxlan", remote, vni?, local?} -> 201 SocketPortInfo
  *   DELETE /v1/ports/ID          {"removed":ID} (its VMs or remotes leave the bridge, its socket closes)
- *   GET    /stats                the runtime's counters (as SIGUSR1 prints them) and the guests
+ *   GET    /stats                the runtime's counters (as SIGUSR1 prints them) and the guests;
+ *                                 ?macTable=1 adds the MAC table's entries
  *   GET    /metrics              the same counters in Prometheus text format
  *
  * Errors: {"error":{"code":"ERR_...","message":"..."}} with 400 (bad
@@ -33,6 +34,7 @@ import { parseSocketPortRequest } from '../socket-port-options.js';
 import type { AttachRequest, Guests } from './guests.js';
 import { prometheusText } from './metrics.js';
 import { listenUnix } from './unix-listen.js';
+import { wantsMacTable } from '../metrics-server.js';
 
 /** Requests are small JSON objects; anything larger is refused before it is read in full. */
 export const MAX_BODY_BYTES = 64 * 1024;
@@ -127,7 +129,7 @@ export async function startApi(path: string, mode: number, runtime: Runtime, gue
         return reply(res, 200, { removed: n });
       }
       case 'GET /stats':
-        return reply(res, 200, { ...runtime.stats(), guests: guests.list() });
+        return reply(res, 200, { ...runtime.stats({ macTable: wantsMacTable(url) }), guests: guests.list() });
       case 'GET /metrics': {
         const text = prometheusText(runtime.stats(), guests.size);
         res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4', 'content-length': Buffer.byteLength(text) });

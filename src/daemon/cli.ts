@@ -8,6 +8,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ConfigError, UsernetError } from '../errors.js';
 import { createLogger, type Logger } from '../log.js';
 import { common, runtimeOptions, usageError, type CommonValues } from '../options.js';
+import { frontEndLogger } from '../observability-options.js';
 import { DEFAULT_PLUGIN_SOCKET } from './docker-plugin.js';
 import type { GuestInfo } from './guests.js';
 import type { SocketPortInfo } from '../socket-ports.js';
@@ -33,7 +34,8 @@ Usage:
                                                      (as --listen-qemu, --listen-dgram, --vxlan); prints its id
   usernet port ls [--json]                           list socket ports (those given at start-up too)
   usernet port rm PORT_ID                            close one: its VMs or remotes leave the network
-  usernet stats                                      counters as JSON
+  usernet stats [--mac-table]                        counters as JSON (--mac-table: with
+                                                     the MAC table's entries)
 
 Every client takes --api-socket PATH (default: $USERNET_API_SOCKET, else
 /run/usernet/usernet.sock as root, $XDG_RUNTIME_DIR/usernet/usernet.sock or
@@ -130,7 +132,7 @@ export async function runDaemonCommand(argv: string[]): Promise<number> {
       const readyFd = readyText === undefined ? -1 : Number(readyText);
       if (readyText !== undefined && (!/^\d+$/.test(readyText) || readyFd > 0x7fff_ffff)) throw new ConfigError(`--ready-fd ${readyText}: a file descriptor number`);
       const options = runtimeOptions(values as CommonValues, 'info');
-      const log: Logger = createLogger(options.logLevel);
+      const log: Logger = frontEndLogger(options.logLevel, options.observe);
       const { runDaemon } = await import('./daemon.js');
       return await runDaemon(
         {
@@ -245,9 +247,10 @@ export async function runDaemonCommand(argv: string[]): Promise<number> {
       throw new ConfigError('port needs add KIND SPEC, ls, or rm PORT_ID (see usernet daemon --help)');
     }
     case 'stats': {
-      const { values } = parse(rest, apiOpt);
+      const { values } = parse(rest, { ...apiOpt, 'mac-table': { type: 'boolean' } });
       if (values.help) return help();
-      process.stdout.write(`${JSON.stringify(await call(str(values, 'api-socket'), 'GET', '/stats'))}\n`);
+      const path = values['mac-table'] === true ? '/stats?macTable=1' : '/stats';
+      process.stdout.write(`${JSON.stringify(await call(str(values, 'api-socket'), 'GET', path))}\n`);
       return 0;
     }
     default:

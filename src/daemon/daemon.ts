@@ -17,6 +17,7 @@ import { onStatsSignal } from '../stats-signal.js';
 import { startApi, type ApiServer } from './api.js';
 import type { DockerPlugin } from './docker-plugin.js';
 import { networkInternals, openNetwork } from '../network.js';
+import { startMetrics, type MetricsServer } from '../metrics-endpoint.js';
 
 export interface DaemonCommand {
   options: RuntimeOptions;
@@ -35,7 +36,9 @@ export async function runDaemon(cmd: DaemonCommand, log: Logger): Promise<number
   const stopStats = onStatsSignal(() => runtime.logStats());
   let api: ApiServer;
   let plugin: DockerPlugin | null = null;
+  let metrics: MetricsServer | null = null;
   try {
+    metrics = await startMetrics(cmd.options, runtime, log, () => guests.size);
     api = await startApi(cmd.apiSocket, cmd.socketMode, runtime, guests, sockets, log);
     if (cmd.dockerPluginSocket) {
       const { startDockerPlugin } = await import('./docker-plugin.js');
@@ -47,6 +50,7 @@ export async function runDaemon(cmd: DaemonCommand, log: Logger): Promise<number
     }
   } catch (err) {
     stopStats();
+    await metrics?.close();
     await network.close();
     throw err;
   }
@@ -65,6 +69,7 @@ export async function runDaemon(cmd: DaemonCommand, log: Logger): Promise<number
       void (async () => {
         await plugin?.close();
         await api.close();
+        await metrics?.close();
         // The warm-up, every guest, the socket ports, then the runtime.
         await network.close();
         stopStats();

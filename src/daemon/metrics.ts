@@ -7,8 +7,10 @@
  * MAC table) and strings are left out.
  */
 
-export function prometheusText(stats: object, guests: number): string {
-  const lines: string[] = ['# usernet counters, from the same object as GET /stats', `usernet_guests ${guests}`];
+export function prometheusText(stats: object, guests?: number): string {
+  const lines: string[] = ['# usernet counters, from the same object as GET /stats'];
+  // The daemon's attached namespaces; --tap and run have no such count.
+  if (guests !== undefined) lines.push(`usernet_guests ${guests}`);
   walk('usernet', stats, '', lines);
   return `${lines.join('\n')}\n`;
 }

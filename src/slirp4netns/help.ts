@@ -35,5 +35,14 @@ User-mode networking for unprivileged network namespaces (usernet's slirp4netns-
 -v, --version            show the version and exit
 
 Addresses: gateway and host N+2 (10.0.2.2), DNS N+3, DHCP N+15..N+30, guest N+100.
+
+Environment (usernet's own switches, which slirp4netns' command line has no room for):
+USERNET_LOG_LEVEL=LEVEL  error, warn (default), info or debug
+USERNET_LOG_FORMAT=FMT   text (default; lines start with the time) or json (one
+                         object per line: time, level, msg)
+USERNET_LOG_FILE=PATH    append log lines to PATH instead of stderr
+USERNET_PCAP=PATH        write every frame crossing the bridge to PATH (pcapng: one
+                         interface per port, the tap and "gateway")
+USERNET_PCAP_FORMAT=FMT  pcapng (default) or pcap
 `;
 }

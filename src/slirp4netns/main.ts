@@ -40,7 +40,7 @@ import { defaults } from '../../stack/config.js';
 import { formatIpv4 } from '../../stack/wire/ipv4-address.js';
 import { macToBytes, parseMac } from '../../stack/wire/mac.js';
 import { UsernetError } from '../errors.js';
-import { createLogger, isLogLevel, type Logger } from '../log.js';
+import { isLogFormat, isLogLevel, openLogger, type Logger } from '../log.js';
 import type { RuntimeOptions } from '../options.js';
 import { native } from '../native/addon.js';
 import type { NamespaceTapRequest, PidWatch } from '../native/types.js';
@@ -51,6 +51,8 @@ import { slirpUsage } from './help.js';
 import { parseSlirpArgs, SlirpRuntimeError, SlirpUsageError, unsupportedOption, type SlirpOptions } from './options.js';
 import { decideUserns, reexecInUserns, usernsFacts } from './userns-reexec.js';
 import { onStatsSignal } from '../stats-signal.js';
+import { isCaptureFormat } from '../observability-options.js';
+import type { CaptureFormat } from '../pcap-writer.js';
 
 /** The slirp4netns release whose interface this front end speaks, and its commit. */
 export const SLIRP4NETNS_COMPAT_VERSION = '1.2.0';
@@ -95,8 +97,7 @@ export async function runSlirp4netns(argv: string[], prog: string, usernetVersio
     process.stderr.write(`${refused}\n`);
     return 1;
   }
-  const envLevel = process.env.USERNET_LOG_LEVEL ?? 'warn';
-  const log = createLogger(isLogLevel(envLevel) ? envLevel : 'warn', (line) => process.stderr.write(line));
+  const log = slirpLogger(process.env);
   const facts = usernsFacts(o);
   const userns = decideUserns(o, facts);
   try {
@@ -114,6 +115,28 @@ export async function runSlirp4netns(argv: string[], prog: string, usernetVersio
     if (process.env.USERNET_DEBUG) process.stderr.write(`${(err as Error).stack}\n`);
     return 1;
   }
+}
+
+/**
+ * slirp4netns' command line has no room for usernet's own switches: the
+ * environment carries them. USERNET_LOG_LEVEL (default warn),
+ * USERNET_LOG_FORMAT (text or json), USERNET_LOG_FILE (append there instead
+ * of stderr; opened before the sandbox, which keeps the fd). A value it does
+ * not know is said once on stderr and the default used.
+ */
+export function slirpLogger(env: NodeJS.ProcessEnv): Logger {
+  const level = env.USERNET_LOG_LEVEL ?? 'warn';
+  const format = env.USERNET_LOG_FORMAT ?? 'text';
+  if (!isLogFormat(format)) process.stderr.write(`usernet: warn: USERNET_LOG_FORMAT=${format}: use text or json; using text\n`);
+  return openLogger(isLogLevel(level) ? level : 'warn', isLogFormat(format) ? format : 'text', env.USERNET_LOG_FILE || null, 'USERNET_LOG_FILE');
+}
+
+/** USERNET_PCAP_FORMAT: pcapng (default) or pcap; another value is said and pcapng used. */
+export function slirpPcapFormat(env: NodeJS.ProcessEnv, log: Logger): CaptureFormat {
+  const f = env.USERNET_PCAP_FORMAT ?? 'pcapng';
+  if (isCaptureFormat(f)) return f;
+  log.warn(`USERNET_PCAP_FORMAT=${f}: use pcapng or pcap; using pcapng`);
+  return 'pcapng';
 }
 
 /**
@@ -235,6 +258,7 @@ export function runtimeOptionsFor(o: SlirpOptions, log: Logger, outboundAddress:
     macSweepMs: defaults.macSweepMs,
     offload: true,
     pcapPath: process.env.USERNET_PCAP ?? null,
+    observe: { logFormat: log.format, logFile: null, statsMacTable: false, metrics: null, pcapFormat: slirpPcapFormat(process.env, log) },
     logLevel: log.level,
     statsIntervalMs: 0,
     busyPollMicros: defaults.busyPollMicros,

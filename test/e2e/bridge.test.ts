@@ -46,7 +46,7 @@ async function stats(usernet: Background): Promise<any> {
 
 describe('bridge between two namespaces', () => {
   it('forwards ping both ways, answers the gateway, and learns both MACs', async () => {
-    const { usernet, a, b } = await twoHosts();
+    const { usernet, a, b } = await twoHosts(['--stats-mac-table']);
     const ab = must('ip', ['netns', 'exec', a.ns, 'ping', '-c', '3', '-i', '0.2', '-W', '2', b.ip]);
     expect(ab).toMatch(/3 received/);
     const ba = must('ip', ['netns', 'exec', b.ns, 'ping', '-c', '2', '-i', '0.2', '-W', '2', a.ip]);

@@ -173,8 +173,8 @@ describe('signals', () => {
     await bg.waitFor(/warm-up: \d+ connections/, 30_000);
     bg.proc.kill('SIGUSR1');
     const deadline = Date.now() + 10_000;
-    while ((bg.stderr.match(/^usernet: stats \{/gm) ?? []).length < 2 && Date.now() < deadline) await sleep(20);
-    expect((bg.stderr.match(/^usernet: stats \{/gm) ?? []).length).toBe(2);
+    while ((bg.stderr.match(/^\S+Z usernet: stats \{/gm) ?? []).length < 2 && Date.now() < deadline) await sleep(20);
+    expect((bg.stderr.match(/^\S+Z usernet: stats \{/gm) ?? []).length).toBe(2);
     expect(bg.stderr).not.toMatch(/Debugger listening|inspector/i);
     expect(run('ss', ['-Htln', 'sport = :9229']).stdout.trim()).toBe('');
     expect(bg.running).toBe(true);
@@ -195,7 +195,7 @@ describe('signals', () => {
       await bg.waitFor(/^1/, 30_000);
     }
     bg.proc.kill('SIGUSR1');
-    await bg.waitFor(/^usernet: stats \{/m, 10_000);
+    await bg.waitFor(/^\S+Z usernet: stats \{/m, 10_000);
     expect(bg.stderr).not.toMatch(/Debugger listening/);
     expect(bg.running).toBe(true);
     await bg.stop('SIGTERM', 10_000);

@@ -51,17 +51,20 @@ describe('usernet run', () => {
     expect(must('ip', ['-o', 'link', 'show', 'type', 'tun'])).toBe(before);
   });
 
-  it('writes a pcap that tcpdump reads', () => {
+  it.each([
+    ['pcap', 0xa1b2c3d4],
+    ['pcapng', 0x0a0d0d0a],
+  ])('writes a capture that tcpdump reads (--pcap-format %s)', (format, magic) => {
     const dir = sandbox.tmpdir();
-    const file = join(dir, 'cap.pcap');
-    const r = usernet(['run', '--pcap', file, '--', 'ping', '-c', '2', '-i', '0.2', '10.0.2.2']);
+    const file = join(dir, `cap.${format}`);
+    const r = usernet(['run', '--pcap', file, '--pcap-format', format, '--', 'ping', '-c', '2', '-i', '0.2', '10.0.2.2']);
     expect(r.status).toBe(0);
     const text = must('tcpdump', ['-n', '-e', '-r', file]);
     expect(text).toMatch(/ARP \(0x0806\).*Request who-has 10\.0\.2\.2 tell 10\.0\.2\.100/);
     expect(text).toMatch(/ARP \(0x0806\).*Reply 10\.0\.2\.2 is-at 52:55:0a:00:02:02/);
     expect(text).toMatch(/10\.0\.2\.100 > 10\.0\.2\.2: ICMP echo request/);
     expect(text).toMatch(/10\.0\.2\.2 > 10\.0\.2\.100: ICMP echo reply/);
-    expect(readFileSync(file).readUInt32LE(0)).toBe(0xa1b2c3d4);
+    expect(readFileSync(file).readUInt32LE(0)).toBe(magic);
     // The warm-up's transactions go through a private runtime: none of them on the real bridge.
     expect(text).not.toMatch(/Flags \[/);
   });

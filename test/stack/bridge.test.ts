@@ -210,10 +210,12 @@ describe('Bridge: forwarding', () => {
       [2, 'p3', 0],
     ]);
     expect(s.macTable.capacity).toBe(2);
-    expect(s.macTable.entries.sort((a, b) => a.mac.localeCompare(b.mac))).toEqual([
+    expect(s.macTable.entries!.sort((a, b) => a.mac.localeCompare(b.mac))).toEqual([
       { mac: '02:00:00:00:00:0b', port: 'p2', isStatic: false, ageMs: 20 },
       { mac: '02:00:00:00:00:0c', port: 'p2', isStatic: false, ageMs: 10 },
     ]);
+    // Without the entries: size and capacity only (the stats line and /metrics).
+    expect(bridge.stats(30, false).macTable).toEqual({ size: 2, capacity: 2 });
   });
 });
 
