@@ -176,7 +176,9 @@ describe.skipIf(skip !== null)('QEMU VMs on -netdev stream and -netdev dgram', (
         const ip = (await waitMarker(vm, /I16-IP (10\.0\.2\.\d+)/, bootMs))[1];
         ips.push(ip);
         await waitMarker(vm, /I16-PING-OK/, 20_000);
-        expect((await waitMarker(vm, /I16-SHA ([0-9a-f]{64})/, 30_000))[1]).toBe(host.sha);
+        // Bounds, not expectations of speed: under TCG on a loaded machine, and with the dgram
+        // port's bursts capped by the peer's unix datagram queue (README), the fetch can be slow.
+        expect((await waitMarker(vm, /I16-SHA ([0-9a-f]{64})/, 120_000))[1]).toBe(host.sha);
         await waitMarker(vm, /I16-READY/, 10_000);
         const fwd = ip === '10.0.2.15' ? fwd15 : ip === '10.0.2.16' ? fwd16 : -1;
         expect(fwd, `VM ${i} got ${ip}`).toBeGreaterThan(0);
