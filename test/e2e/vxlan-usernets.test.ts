@@ -76,7 +76,7 @@ describe('two usernets joined by VXLAN', () => {
     }
 
     const [node, cli] = usernetArgs([]);
-    const common = ['--mtu', '1450', '--no-warm-up', '--log-level', 'info'];
+    const common = ['--mtu', '1450', '--no-warm-up', '--log-level', 'info', '--stats-mac-table'];
     const a = box.spawn('ip', ['netns', 'exec', h1, node, ...cli, '--tap', t1, ...common, '--vxlan', '10.199.0.2,vni=42']);
     const b = box.spawn('ip', ['netns', 'exec', h2, node, ...cli, '--tap', t2, ...common, '--no-dhcp', '--vxlan', '10.199.0.1,vni=42']);
     await a.waitFor(/gateway 10\.0\.2\.2/, 30_000);
