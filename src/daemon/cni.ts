@@ -21,11 +21,12 @@
  * Errors go to stdout in the CNI error format with the spec's codes.
  */
 import { spawn } from 'node:child_process';
-import { mkdirSync, openSync, readFileSync } from 'node:fs';
+import { openSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { UsernetError } from '../errors.js';
 import { call, defaultApiSocket } from './cli.js';
+import { makeDirs } from './unix-listen.js';
 import type { GuestInfo } from './guests.js';
 
 export const CNI_VERSIONS = ['0.4.0', '1.0.0', '1.1.0'];
@@ -255,7 +256,7 @@ async function ensureDaemon(conf: NetConf, socket: string): Promise<void> {
   } catch (err) {
     if (!(err instanceof UsernetError && err.code === 'ERR_NO_DAEMON')) throw err;
   }
-  mkdirSync(dirname(socket), { recursive: true, mode: 0o700 });
+  makeDirs(dirname(socket), 0o700);
   const logFd = openSync(join(dirname(socket), 'daemon.log'), 'a', 0o600);
   const main = fileURLToPath(new URL('../cli/main.js', import.meta.url));
   const child = spawn(process.execPath, [main, 'daemon', '--api-socket', socket, '--ready-fd', '3', ...(conf.daemonArgs ?? [])], {

@@ -4,12 +4,36 @@
  * under a umask that makes it no more open than `mode` even for the moment
  * before the chmod.
  */
-import { chmodSync, mkdirSync, rmSync } from 'node:fs';
+import { chmodSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import type { Server } from 'node:net';
 import { dirname } from 'node:path';
+import { UsernetError } from '../errors.js';
+
+/**
+ * `mkdir -p` one level at a time. Node 20's mkdirSync({ recursive: true })
+ * never returns for a path where mkdir fails with ENOENT although the parent
+ * exists (a directory under /proc): here that is an error that names the path.
+ */
+export function makeDirs(dir: string, mode: number): void {
+  try {
+    if (statSync(dir).isDirectory()) return;
+    throw new UsernetError('ERR_NOT_A_DIRECTORY', `${dir} exists and is not a directory`);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  const parent = dirname(dir);
+  if (parent !== dir) makeDirs(parent, mode);
+  try {
+    mkdirSync(dir, { mode });
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    if (e.code === 'EEXIST') return;
+    throw new UsernetError(e.code ?? 'ERR_MKDIR', `cannot create the directory ${dir}: ${e.message}`);
+  }
+}
 
 export async function listenUnix(server: Server, path: string, mode: number, dirMode: number): Promise<void> {
-  mkdirSync(dirname(path), { recursive: true, mode: dirMode });
+  makeDirs(dirname(path), dirMode);
   rmSync(path, { force: true });
   const umask = process.umask(0o777 & ~mode);
   try {

@@ -351,6 +351,12 @@ describe('usernet daemon', () => {
     await d3.stop('SIGTERM');
   });
 
+  it('an API socket where no directory can be made is an error, not a hang', async () => {
+    const r = await usernetAsync(['daemon', '--api-socket', '/proc/usernet-no-such-dir/api.sock', '--no-warm-up'], 30_000);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/cannot create the directory \/proc\/usernet-no-such-dir/);
+  });
+
   it('a client without a daemon says how to start one', async () => {
     const r = await usernetAsync(['ls', '--api-socket', join(dir, 'none.sock')]);
     expect(r.status).toBe(1);
