@@ -17,7 +17,7 @@ import { UsernetError } from '../errors.js';
 export function makeDirs(dir: string, mode: number): void {
   try {
     if (statSync(dir).isDirectory()) return;
-    throw new UsernetError('ERR_NOT_A_DIRECTORY', `${dir} exists and is not a directory`);
+    throw new UsernetError('EEXIST', `cannot create the directory ${dir}: EEXIST: a file of that name exists and is not a directory`);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
