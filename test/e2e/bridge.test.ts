@@ -3,7 +3,7 @@
  * stacks on both ends, ping and iperf3 across, counters read back via SIGUSR1.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { must, run, Sandbox, sleep, type Background } from './harness.js';
+import { must, run, Sandbox, statsOf, type Background } from './harness.js';
 
 const sandbox = new Sandbox();
 afterEach(() => sandbox.cleanup());
@@ -32,18 +32,6 @@ async function twoHosts(extraArgs: string[] = []): Promise<{ usernet: Background
   return { usernet, a: hosts[0], b: hosts[1] };
 }
 
-async function stats(usernet: Background): Promise<any> {
-  const before = usernet.stderr.length;
-  process.kill(usernet.pid, 'SIGUSR1');
-  const deadline = Date.now() + 5_000;
-  for (;;) {
-    const m = /usernet: stats (\{.*\})\n/.exec(usernet.stderr.slice(before));
-    if (m) return JSON.parse(m[1]);
-    if (Date.now() > deadline) throw new Error(`no stats line: ${usernet.stderr}`);
-    await sleep(20);
-  }
-}
-
 describe('bridge between two namespaces', () => {
   it('forwards ping both ways, answers the gateway, and learns both MACs', async () => {
     const { usernet, a, b } = await twoHosts(['--stats-mac-table']);
@@ -54,7 +42,7 @@ describe('bridge between two namespaces', () => {
     const gw = must('ip', ['netns', 'exec', b.ns, 'ping', '-c', '1', '-W', '2', '10.0.2.2']);
     expect(gw).toMatch(/1 received/);
 
-    const s = await stats(usernet);
+    const s = await statsOf(usernet);
     const table = new Map<string, string>(s.bridge.macTable.entries.map((e: any) => [e.mac, e.port]));
     expect(table.get(a.mac)).toBe(a.tap);
     expect(table.get(b.mac)).toBe(b.tap);
@@ -76,7 +64,7 @@ describe('bridge between two namespaces', () => {
       const result = JSON.parse(r.stdout);
       expect(result.error).toBeUndefined();
       expect(result.end.sum_received.bytes).toBeGreaterThan(1_000_000);
-      const s = await stats(usernet);
+      const s = await statsOf(usernet);
       if (offload) expect(s.bridge.ports.find((p: any) => p.name === a.tap).vnet).toBe(true);
       else expect(s.bridge.ports.find((p: any) => p.name === a.tap).vnet).toBe(false);
     });

@@ -203,3 +203,16 @@ export function usernetAsync(args: string[], timeoutMs = 120_000, prefix: string
     });
   });
 }
+
+/** Asks a running usernet for its counters (SIGUSR1) and returns the stats object it prints next. */
+export async function statsOf(usernet: Background): Promise<any> {
+  const before = usernet.stderr.length;
+  process.kill(usernet.pid, 'SIGUSR1');
+  const deadline = Date.now() + 5_000;
+  for (;;) {
+    const m = /usernet: stats (\{.*\})\n/.exec(usernet.stderr.slice(before));
+    if (m) return JSON.parse(m[1]);
+    if (Date.now() > deadline) throw new Error(`no stats line: ${usernet.stderr}`);
+    await sleep(20);
+  }
+}

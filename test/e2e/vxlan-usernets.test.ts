@@ -19,7 +19,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { must, run, Sandbox, sleep, usernetArgs, type Background } from './harness.js';
+import { must, run, Sandbox, sleep, statsOf, usernetArgs } from './harness.js';
 
 const box = new Sandbox('i16b');
 afterAll(() => box.cleanup());
@@ -35,18 +35,6 @@ async function inNs(ns: string, script: string, timeoutMs = 60_000): Promise<str
   clearTimeout(timer);
   if (end.code !== 0) throw new Error(`in ${ns}: ${script}: exit ${end.code ?? end.signal}: ${p.stderr}`);
   return p.stdout;
-}
-
-async function stats(usernet: Background): Promise<any> {
-  const before = usernet.stderr.length;
-  process.kill(usernet.pid, 'SIGUSR1');
-  const deadline = Date.now() + 5_000;
-  for (;;) {
-    const m = /usernet: stats (\{.*\})\n/.exec(usernet.stderr.slice(before));
-    if (m) return JSON.parse(m[1]);
-    if (Date.now() > deadline) throw new Error(`no stats line: ${usernet.stderr}`);
-    await sleep(20);
-  }
 }
 
 describe('two usernets joined by VXLAN', () => {
@@ -125,7 +113,7 @@ describe('two usernets joined by VXLAN', () => {
     // Each bridge kept the gateway MAC pinned to its own gateway, and learned the other guest behind VXLAN.
     const macOf = (g: string, t: string) => /link\/ether ([0-9a-f:]{17})/.exec(ip(g, 'link', 'show', t))![1];
     for (const [u, remoteMac] of [[a, macOf(g2, t2)], [b, macOf(g1, t1)]] as const) {
-      const s = await stats(u);
+      const s = await statsOf(u);
       const table = new Map<string, string>(s.bridge.macTable.entries.map((e: any) => [e.mac, e.port]));
       expect(table.get(GATEWAY_MAC)).toBe('gateway');
       expect(table.get(remoteMac)).toMatch(/^vxlan:42@/);
