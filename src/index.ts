@@ -24,4 +24,4 @@ export type {
 } from './network.js';
 export type { FlowProto } from '../stack/nat/flow-events.js';
 export { ConfigError, NativeError, TapError, UsernetError } from './errors.js';
-export { ForwardError } from './nat/port-forward.js';
+export { ForwardError } from './host/port-forwards.js';

@@ -46,7 +46,7 @@ import { ConfigError, UsernetError } from './errors.js';
 import { createLogger, isLogLevel, type Logger, type LogLevel } from './log.js';
 import { native } from './native/addon.js';
 import { OFFLOADS, type TapHandle } from './native/types.js';
-import type { ForwardEntry, ForwardSpec } from './nat/port-forward.js';
+import type { ForwardEntry, ForwardSpec } from './host/port-forwards.js';
 import { GUEST_IPV6_AUTO, parsePublish, runtimeOptions, type CommonValues, type RuntimeOptions } from './options.js';
 import { Runtime } from './runtime.js';
 import { SocketPorts } from './socket-ports.js';

@@ -13,7 +13,7 @@ import { GUEST_HOST_NUMBER } from '../stack/nat/address-map.js';
 import { isMulticastMac, parseMac } from '../stack/wire/mac.js';
 import { ConfigError } from './errors.js';
 import { isLogLevel, type LogLevel } from './log.js';
-import type { ForwardSpec } from './nat/port-forward.js';
+import type { ForwardSpec } from './host/port-forwards.js';
 import { hasSocketPorts, parseSocketPortOptions, type SocketPortSpecs } from './socket-port-options.js';
 import { observabilityFlags, observabilityOptions, type ObservabilityOptions } from './observability-options.js';
 

@@ -260,7 +260,7 @@ export const DROP_REASONS = [
   'unknown-id',
   'wrong-upstream',
   'question-mismatch',
-  // host side (src/nat/udp-proxy.ts, src/nat/icmp-proxy.ts)
+  // host side (src/host/udp-proxy.ts, src/host/icmp-proxy.ts)
   'udp-no-socket',
   'udp-pending-full',
   'udp-forward-gone',

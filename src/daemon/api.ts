@@ -27,7 +27,7 @@ import { rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { ConfigError, NativeError, UsernetError } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { ForwardSpec } from '../nat/port-forward.js';
+import type { ForwardSpec } from '../host/port-forwards.js';
 import type { Runtime } from '../runtime.js';
 import type { SocketPorts } from '../socket-ports.js';
 import { parseSocketPortRequest } from '../socket-port-options.js';

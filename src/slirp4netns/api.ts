@@ -28,7 +28,7 @@ import { closeSync, constants as fsConstants, openSync, unlinkSync } from 'node:
 import { basename, dirname } from 'node:path';
 import { native } from '../native/addon.js';
 import { isIPv4 } from 'node:net';
-import type { ForwardEntry, ForwardSpec } from '../nat/port-forward.js';
+import type { ForwardEntry, ForwardSpec } from '../host/port-forwards.js';
 import type { Logger } from '../log.js';
 
 export const API_REQUEST_MAX = 4096;

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { API_REPLY_MAX, handleApiRequest, startApiServer, type ApiLimits, type ApiServer, type ForwardTable } from '../../../src/slirp4netns/api.js';
 import { createLogger } from '../../../src/log.js';
-import type { ForwardEntry, ForwardSpec } from '../../../src/nat/port-forward.js';
+import type { ForwardEntry, ForwardSpec } from '../../../src/host/port-forwards.js';
 
 class FakeForwards implements ForwardTable {
   entries: ForwardEntry[] = [];
