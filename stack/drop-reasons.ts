@@ -125,7 +125,7 @@ export const DROP_REASONS = [
   'icmp-echo-too-big',
   'fragment-gso',
   'fragment-too-big',
-  // IPv4 reassembly and fragmentation (stack/ipv4-reassembly.ts, stack/ipv4-fragmenter.ts)
+  // IPv4 reassembly and fragmentation (stack/ip/reassembly.ts, stack/ip4/fragmenter.ts)
   'frag-truncated',
   'frag-bad-offset',
   'frag-bad-length',
@@ -166,7 +166,7 @@ export const DROP_REASONS = [
   'ndp-na-multicast-target',
   'ndp-na-solicited-multicast',
   'ndp-na-conflict',
-  // ICMP errors about guest packets (stack/icmp-errors.ts)
+  // ICMP errors about guest packets (stack/ip4/icmp-errors.ts)
   'icmp-error-malformed',
   'icmp-error-link-broadcast',
   'icmp-error-broadcast',
@@ -174,7 +174,7 @@ export const DROP_REASONS = [
   'icmp-error-bad-source',
   'icmp-error-fragment',
   'icmp-error-about-error',
-  // NAT dispatch and output (stack/nat/nat.ts, stack/nat/ip-output.ts)
+  // NAT dispatch and output (stack/nat/nat.ts, stack/ip/ip-output.ts)
   'ipv6-address-table-full',
   'ip-too-big',
   'ip6-mtu-too-small',

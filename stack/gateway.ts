@@ -53,7 +53,7 @@ import {
 import { ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, Icmpv4View } from './wire/icmpv4.js';
 import { isMulticastIpv4, prefixToMask, subnetBroadcast, subnetHost } from './wire/ipv4-address.js';
 import { emitIpv4Header, IPV4_HEADER_LEN, IPV4_MAX_HEADER_LEN, IP_PROTO_ICMP, IP_PROTO_TCP, IP_PROTO_UDP, Ipv4View } from './wire/ipv4.js';
-import { MAX_REASSEMBLED_PAYLOAD, type Ipv4Reassembler } from './ipv4-reassembly.js';
+import { MAX_REASSEMBLED_PAYLOAD, type IpReassembler } from './ip/reassembly.js';
 import type { Ipv6Router } from './ipv6-router.js';
 import { isMulticastMac } from './wire/mac.js';
 import {
@@ -185,7 +185,7 @@ export class Gateway implements Port {
   private readonly vnetHdr = new VnetHeaderView();
   private readonly input: Ipv4Input;
   private readonly handlers: (Ipv4Handler | null)[] = new Array<Ipv4Handler | null>(256).fill(null);
-  private reassembler: Ipv4Reassembler | null = null;
+  private reassembler: IpReassembler | null = null;
   private ipv6Router: Ipv6Router | null = null;
   private ipv6Handler: Ipv6Handler | null = null;
   /** A reassembled datagram is rebuilt here (header of its last fragment + payload) and dispatched like any other. */
@@ -271,7 +271,7 @@ export class Gateway implements Port {
   }
 
   /** Fragments addressed to the gateway go through this reassembler (the owner polls it); without one they are dropped. */
-  setReassembler(r: Ipv4Reassembler | null): void {
+  setReassembler(r: IpReassembler | null): void {
     this.reassembler = r;
   }
 

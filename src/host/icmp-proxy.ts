@@ -19,7 +19,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import type { IcmpHostEnv, IcmpNat } from '../../stack/nat/icmp-nat.js';
 import type { IcmpFlow } from '../../stack/nat/icmp-flows.js';
-import { isIpv6Handle } from '../../stack/nat/ip-addresses.js';
+import { isIpv6Handle } from '../../stack/ip/ip-addresses.js';
 import { native } from '../native/addon.js';
 import {
   PING_ADDR,

@@ -18,12 +18,12 @@
  * - Either IP version on either side: the host side is a proxy, so a host
  *   listener on ::1 may lead to an IPv4 guest and the other way round. The
  *   guest address is interned for the forward's lifetime (a handle, see
- *   stack/nat/ip-addresses.ts); an IPv6 guest needs IPv6 enabled.
+ *   stack/ip/ip-addresses.ts); an IPv6 guest needs IPv6 enabled.
  */
 import { isIP } from 'node:net';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import type { Nat } from '../../stack/nat/nat.js';
-import { isIpv6Handle } from '../../stack/nat/ip-addresses.js';
+import { isIpv6Handle } from '../../stack/ip/ip-addresses.js';
 import type { Logger } from '../log.js';
 import type { AcceptedSocket, TcpProxy } from './tcp-proxy.js';
 import type { UdpProxy } from './udp-proxy.js';

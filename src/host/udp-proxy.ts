@@ -15,7 +15,7 @@ import { createSocket, type Socket } from 'node:dgram';
 import { isIPv6 } from 'node:net';
 import type { UdpHostEnv, UdpNat } from '../../stack/nat/udp-nat.js';
 import type { UdpFlow } from '../../stack/nat/udp-flows.js';
-import { isIpv6Handle } from '../../stack/nat/ip-addresses.js';
+import { isIpv6Handle } from '../../stack/ip/ip-addresses.js';
 import type { Logger } from '../log.js';
 import { ErrnoCounts, newDropCounters, type DropAndErrnoCounts } from '../../stack/counters.js';
 import type { DropReason } from '../../stack/drop-reasons.js';

@@ -39,7 +39,7 @@
  */
 import { IP_PROTO_TCP, IP_PROTO_UDP } from '../wire/ipv4.js';
 import { ipv6PrefixMatch } from '../wire/ipv6-address.js';
-import { IPV6_HANDLE_BASE, type IpAddresses } from './ip-addresses.js';
+import { IPV6_HANDLE_BASE, type IpAddresses } from '../ip/ip-addresses.js';
 
 export const GATEWAY_HOST_NUMBER = 2;
 export const DNS_HOST_NUMBER = 3;

@@ -7,7 +7,7 @@
  *   Null is the default and costs one comparison per flow opened or closed:
  *   nothing on the per-packet path, nothing allocated.
  * - `opened` is called once the flow is in its table with its addresses
- *   (handles, stack/nat/ip-addresses.ts: format them during the call);
+ *   (handles, stack/ip/ip-addresses.ts: format them during the call);
  *   `closed` exactly once per opened flow, before its addresses are released.
  *   A flow id is unique among the live flows of one protocol and is reused
  *   after `closed`.

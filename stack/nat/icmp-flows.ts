@@ -23,7 +23,7 @@
  */
 import { endpointKey, FlowIndex, FlowTableCore, NatFlow, type FlowCloseReason, type FlowTableStats } from './flow-key.js';
 import type { FlowEvents } from './flow-events.js';
-import type { IpAddresses } from './ip-addresses.js';
+import type { IpAddresses } from '../ip/ip-addresses.js';
 import type { DropCounts } from '../counters.js';
 
 export const ICMP_MAX_FLOWS = 1024;

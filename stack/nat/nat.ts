@@ -25,16 +25,16 @@ import { VIRTIO_NET_HDR_GSO_NONE } from '../wire/vnet.js';
 import { ICMPV6_ECHO_REQUEST } from '../wire/icmpv6.js';
 import { parsePrefix, prefixHost } from '../wire/ipv6-address.js';
 import { DhcpServer } from '../dhcp-server.js';
-import { Ipv4Reassembler } from '../ipv4-reassembly.js';
+import { IpReassembler } from '../ip/reassembly.js';
 import { IP_PROTO_ICMP, IP_PROTO_TCP, IP_PROTO_UDP } from '../wire/ipv4.js';
 import { tcpDefaults, type TcpConfig } from '../tcp/config.js';
 import { AddressMap } from './address-map.js';
-import { GuestOutput } from './guest-output.js';
+import { GuestOutput } from '../ip/guest-output.js';
 import { IcmpNat } from './icmp-nat.js';
-import { IpAddresses, IPV6_MAX_SLOTS } from './ip-addresses.js';
-import { IpOutput } from './ip-output.js';
-import { IpPacket } from './ip-packet.js';
-import { Neighbors } from './neighbors.js';
+import { IpAddresses, IPV6_MAX_SLOTS } from '../ip/ip-addresses.js';
+import { IpOutput } from '../ip/ip-output.js';
+import { IpPacket } from '../ip/ip-packet.js';
+import { Neighbors } from '../ip/neighbors.js';
 import { InboundForwarder } from './port-forward.js';
 import { TcpNat } from './tcp-nat.js';
 import { UdpNat } from './udp-nat.js';
@@ -80,9 +80,9 @@ export class Nat implements Ipv4Handler, Ipv6Handler {
   /** IPv6 packets dropped because the address table was full. */
   private ipv6AddressFull = 0;
   readonly neighbors = new Neighbors();
-  readonly reassembler = new Ipv4Reassembler();
+  readonly reassembler = new IpReassembler();
   /** IPv6 fragments (addresses are handles; slots hold references). */
-  readonly reassembler6: Ipv4Reassembler;
+  readonly reassembler6: IpReassembler;
   /** A reassembled IPv6 datagram, rebuilt: header + payload (the payload of an IPv6 packet is at most 65535 bytes). */
   private readonly reassembled6 = Buffer.alloc(IPV6_HEADER_LEN + 65_535);
   private readonly reassembledFrame6: Frame = { buf: this.reassembled6, off: 0, len: 0, vnet: false };
@@ -104,7 +104,7 @@ export class Nat implements Ipv4Handler, Ipv6Handler {
     // Every flow holds at most three IPv6 addresses, mostly shared (the guest's, ::1); this bounds the table by the flow tables.
     this.addrs = new IpAddresses(Math.min(IPV6_MAX_SLOTS, opts.tcpMaxFlows + opts.udpMaxFlows + opts.icmpMaxFlows + 1024));
     this.pkt = new IpPacket(this.addrs);
-    this.reassembler6 = new Ipv4Reassembler({ addrs: this.addrs });
+    this.reassembler6 = new IpReassembler({ addrs: this.addrs });
     const prefix6 = opts.ipv6Prefix ?? null;
     if (prefix6 !== null && opts.mtu < 1280) throw new RangeError(`IPv6 needs an MTU of at least 1280, got ${opts.mtu}`);
     this.router6 =

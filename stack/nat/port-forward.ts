@@ -15,10 +15,10 @@
  *   flow (SYN sent; the runtime attaches its socket to flow.host) or null
  *   with a reason, after which the runtime closes its socket.
  */
-import type { Neighbors, NeighborWaiter } from './neighbors.js';
+import type { Neighbors, NeighborWaiter } from '../ip/neighbors.js';
 import type { TcpFlow, TcpNat } from './tcp-nat.js';
 import type { UdpNat } from './udp-nat.js';
-import type { IpAddresses } from './ip-addresses.js';
+import type { IpAddresses } from '../ip/ip-addresses.js';
 import { newDropCounters, type DropCounts } from '../counters.js';
 import type { DropReason } from '../drop-reasons.js';
 

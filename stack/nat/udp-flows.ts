@@ -26,7 +26,7 @@
 import { DNS_PORT } from './address-map.js';
 import { endpointKey, FlowIndex, FlowTableCore, NatFlow, type FlowCloseReason, type FlowTableStats } from './flow-key.js';
 import type { FlowEvents } from './flow-events.js';
-import type { IpAddresses } from './ip-addresses.js';
+import type { IpAddresses } from '../ip/ip-addresses.js';
 import type { DropCounts } from '../counters.js';
 
 export const UDP_MAX_FLOWS = 4096;

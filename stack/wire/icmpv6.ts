@@ -1,7 +1,7 @@
 /**
  * ICMPv6 (RFC 4443): a message view, the checksum over the IPv6
  * pseudo-header, and the error builder the gateway uses on behalf of the
- * outside world (the IPv6 counterpart of stack/icmp-errors.ts).
+ * outside world (the IPv6 counterpart of stack/ip4/icmp-errors.ts).
  *
  * Errors quote the offending packet from its IPv6 header on, as much as keeps
  * the whole error within the IPv6 minimum MTU (1280, RFC 4443 2.4(c)).

@@ -8,7 +8,7 @@ import type { Frame, FrameSink, Port } from '../../../stack/frame.js';
 import type { Gateway } from '../../../stack/gateway.js';
 import type { NatOptions } from '../../../stack/nat/nat.js';
 import { GW_MAC, makeNat, NET } from './nat-fixture.js';
-import { ARP_ATTEMPTS, ARP_RETRY_MS } from '../../../stack/nat/neighbors.js';
+import { ARP_ATTEMPTS, ARP_RETRY_MS } from '../../../stack/ip/neighbors.js';
 import { INBOUND_PORT_FIRST, type TcpFlow, type TcpHostEnv } from '../../../stack/nat/tcp-nat.js';
 import type { UdpHostEnv } from '../../../stack/nat/udp-nat.js';
 import type { UdpFlow } from '../../../stack/nat/udp-flows.js';

@@ -38,14 +38,14 @@
  * A completed datagram is returned as a window onto the slot's buffer; it
  * stays valid until the next `input` call.
  *
- * IPv6: the NAT keeps a second instance whose addresses are handles
- * (stack/nat/ip-addresses.ts) and ids 32 bits; given `addrs`, a slot holds a
+ * One class for both families. IPv6: a second instance whose addresses are handles
+ * (stack/ip/ip-addresses.ts) and ids 32 bits; given `addrs`, a slot holds a
  * reference on its two addresses until it is released, so a handle cannot be
  * reused for another address while fragments wait.
  */
-import type { IpAddresses } from './nat/ip-addresses.js';
-import { newDropCounters, type DropCounts } from './counters.js';
-import type { DropReason } from './drop-reasons.js';
+import type { IpAddresses } from './ip-addresses.js';
+import { newDropCounters, type DropCounts } from '../counters.js';
+import type { DropReason } from '../drop-reasons.js';
 
 export const REASSEMBLY_MAX_DATAGRAMS = 64;
 export const REASSEMBLY_MAX_BYTES = 4 * 1024 * 1024;
@@ -60,7 +60,7 @@ const BITMAP_BYTES = Math.ceil(BLOCKS / 8);
 const MIN_BUFFER = 2048;
 const MAX_BUFFER = 65536;
 
-export interface Ipv4ReassemblerOptions {
+export interface IpReassemblerOptions {
   maxDatagrams?: number;
   maxBytes?: number;
   timeoutMs?: number;
@@ -75,7 +75,7 @@ export interface ReassembledDatagram {
   len: number;
 }
 
-export interface Ipv4ReassemblerStats {
+export interface IpReassemblerStats {
   inProgress: number;
   bufferedBytes: number;
   reassembled: number;
@@ -109,7 +109,7 @@ function indexKey(src: number, id: number): number {
   return src * 0x10000 + (id & 0xffff);
 }
 
-export class Ipv4Reassembler {
+export class IpReassembler {
   readonly maxDatagrams: number;
   readonly maxBytes: number;
   readonly timeoutMs: number;
@@ -132,7 +132,7 @@ export class Ipv4Reassembler {
   private readonly result: ReassembledDatagram = { buf: Buffer.alloc(0), off: 0, len: 0 };
   private readonly addrs: IpAddresses | null;
 
-  constructor(opts: Ipv4ReassemblerOptions = {}) {
+  constructor(opts: IpReassemblerOptions = {}) {
     this.addrs = opts.addrs ?? null;
     this.maxDatagrams = Math.max(1, opts.maxDatagrams ?? REASSEMBLY_MAX_DATAGRAMS);
     this.maxBytes = Math.max(0, opts.maxBytes ?? REASSEMBLY_MAX_BYTES);
@@ -281,7 +281,7 @@ export class Ipv4Reassembler {
     return n;
   }
 
-  stats(): Ipv4ReassemblerStats {
+  stats(): IpReassemblerStats {
     return {
       inProgress: this.count,
       bufferedBytes: this.held,

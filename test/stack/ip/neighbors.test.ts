@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ARP_ATTEMPTS, ARP_MAX_PENDING, ARP_MAX_WAITERS, ARP_RETRY_MS, Neighbors, type NeighborWaiter } from '../../../stack/nat/neighbors.js';
+import { ARP_ATTEMPTS, ARP_MAX_PENDING, ARP_MAX_WAITERS, ARP_RETRY_MS, Neighbors, type NeighborWaiter } from '../../../stack/ip/neighbors.js';
 
 class Waiter implements NeighborWaiter {
   macs: number[] = [];

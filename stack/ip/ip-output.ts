@@ -20,7 +20,7 @@ import { ETH_HEADER_LEN, ETHERTYPE_IPV4, ETHERTYPE_IPV6 } from '../wire/ethernet
 import { fold, sumBytes } from '../wire/checksum.js';
 import { VIRTIO_NET_HDR_F_NEEDS_CSUM } from '../wire/vnet.js';
 import { writeUdpHeader } from '../wire/udp.js';
-import { Ipv4Fragmenter, type Ipv4HeaderTemplate } from '../ipv4-fragmenter.js';
+import { Ipv4Fragmenter, type Ipv4HeaderTemplate } from '../ip4/fragmenter.js';
 import type { GuestOutput } from './guest-output.js';
 import { IPV6_HANDLE_BASE, type IpAddresses } from './ip-addresses.js';
 import type { DropReason } from '../drop-reasons.js';

@@ -4,7 +4,7 @@ import {
   icmpErrorSuppressed,
   mayGenerateIcmpError,
   writeIcmpError,
-} from '../../stack/icmp-errors.js';
+} from '../../../stack/ip4/icmp-errors.js';
 import {
   ICMP_DEST_UNREACHABLE,
   ICMP_TIME_EXCEEDED,
@@ -16,8 +16,8 @@ import {
   ICMP_UNREACH_PORT,
   ICMP_UNREACH_PROTOCOL,
   Icmpv4View,
-} from '../../stack/wire/icmpv4.js';
-import { Ipv4View } from '../../stack/wire/ipv4.js';
+} from '../../../stack/wire/icmpv4.js';
+import { Ipv4View } from '../../../stack/wire/ipv4.js';
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 const GW = 0x0a000202;

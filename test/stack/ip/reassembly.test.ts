@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import {
-  Ipv4Reassembler,
+  IpReassembler,
   MAX_REASSEMBLED_PAYLOAD,
   REASSEMBLY_MAX_BYTES,
   REASSEMBLY_MAX_DATAGRAMS,
   REASSEMBLY_TIMEOUT_MS,
-} from '../../stack/ipv4-reassembly.js';
+} from '../../../stack/ip/reassembly.js';
 
 const SRC = 0x0a00020f;
 const DST = 0x5db8d822;
@@ -18,13 +18,13 @@ function pattern(n: number, seed = 1): Buffer {
 }
 
 /** Feeds data[start, end) as one fragment. */
-function feed(r: Ipv4Reassembler, data: Buffer, start: number, end: number, mf: boolean, now = 0, id = 1, src = SRC) {
+function feed(r: IpReassembler, data: Buffer, start: number, end: number, mf: boolean, now = 0, id = 1, src = SRC) {
   return r.input(src, DST, UDP, id, start, mf, data, start, end - start, now);
 }
 
-describe('Ipv4Reassembler', () => {
+describe('IpReassembler', () => {
   it('has Linux-like defaults', () => {
-    const r = new Ipv4Reassembler();
+    const r = new IpReassembler();
     expect(r.maxDatagrams).toBe(REASSEMBLY_MAX_DATAGRAMS);
     expect(REASSEMBLY_MAX_DATAGRAMS).toBe(64);
     expect(r.maxBytes).toBe(REASSEMBLY_MAX_BYTES);
@@ -35,7 +35,7 @@ describe('Ipv4Reassembler', () => {
   });
 
   it('reassembles in order, byte-exact, and frees the slot', () => {
-    const r = new Ipv4Reassembler();
+    const r = new IpReassembler();
     const d = pattern(3080);
     expect(feed(r, d, 0, 1480, true)).toBeNull();
     expect(feed(r, d, 1480, 2960, true)).toBeNull();
@@ -51,7 +51,7 @@ describe('Ipv4Reassembler', () => {
   });
 
   it('reassembles in reverse and interleaved orders', () => {
-    const r = new Ipv4Reassembler();
+    const r = new IpReassembler();
     const a = pattern(5000, 2);
     const b = pattern(2001, 3);
     expect(feed(r, a, 4000, 5000, false, 0, 1)).toBeNull();
@@ -64,7 +64,7 @@ describe('Ipv4Reassembler', () => {
   });
 
   it('keeps datagrams apart by src, dst, protocol and id', () => {
-    const r = new Ipv4Reassembler();
+    const r = new IpReassembler();
     const d = pattern(16);
     expect(r.input(SRC, DST, UDP, 9, 0, true, d, 0, 8, 0)).toBeNull();
     expect(r.input(SRC, DST + 1, UDP, 9, 8, false, d, 8, 8, 0)).toBeNull();
@@ -81,7 +81,7 @@ describe('Ipv4Reassembler', () => {
   });
 
   it('hands an unfragmented packet back without copying', () => {
-    const r = new Ipv4Reassembler();
+    const r = new IpReassembler();
     const d = pattern(100);
     const out = r.input(SRC, DST, UDP, 1, 0, false, d, 10, 50, 0);
     expect(out!.buf).toBe(d);
@@ -91,7 +91,7 @@ describe('Ipv4Reassembler', () => {
   });
 
   it('kills the datagram on an overlap with different bytes', () => {
-    const r = new Ipv4Reassembler();
+    const r = new IpReassembler();
     const d = pattern(3000);
     feed(r, d, 0, 1480, true);
     const evil = Buffer.from(d);
@@ -106,7 +106,7 @@ describe('Ipv4Reassembler', () => {
   });
 
   it('kills the datagram on a partial overlap even with equal bytes', () => {
-    const r = new Ipv4Reassembler();
+    const r = new IpReassembler();
     const d = pattern(3000);
     feed(r, d, 0, 1480, true);
     expect(feed(r, d, 1472, 2000, true)).toBeNull();
@@ -115,13 +115,13 @@ describe('Ipv4Reassembler', () => {
   });
 
   it('ignores exact duplicates', () => {
-    const r = new Ipv4Reassembler();
+    const r = new IpReassembler();
     const d = pattern(2001);
     feed(r, d, 0, 1000, true);
     expect(feed(r, d, 0, 1000, true)).toBeNull();
     expect(feed(r, d, 1000, 2001, false)!.len).toBe(2001);
     expect(r.drops['frag-duplicate']).toBe(1);
-    const r2 = new Ipv4Reassembler();
+    const r2 = new IpReassembler();
     feed(r2, d, 1000, 2001, false);
     expect(feed(r2, d, 1000, 2001, false)).toBeNull();
     expect(r2.drops['frag-duplicate']).toBe(1);
@@ -129,7 +129,7 @@ describe('Ipv4Reassembler', () => {
   });
 
   it('refuses non-last fragments that are not a multiple of 8 long', () => {
-    const r = new Ipv4Reassembler();
+    const r = new IpReassembler();
     const d = pattern(100);
     expect(feed(r, d, 0, 13, true)).toBeNull();
     expect(feed(r, d, 8, 8, true)).toBeNull(); // empty
@@ -138,7 +138,7 @@ describe('Ipv4Reassembler', () => {
   });
 
   it('refuses offsets that are not 8-byte units or out of range, and bad ranges', () => {
-    const r = new Ipv4Reassembler();
+    const r = new IpReassembler();
     const d = pattern(100);
     expect(r.input(SRC, DST, UDP, 1, 4, true, d, 0, 8, 0)).toBeNull();
     expect(r.input(SRC, DST, UDP, 1, -8, true, d, 0, 8, 0)).toBeNull();
@@ -151,7 +151,7 @@ describe('Ipv4Reassembler', () => {
   });
 
   it('rejects data beyond the last fragment and a second, different last fragment', () => {
-    const r = new Ipv4Reassembler();
+    const r = new IpReassembler();
     const d = pattern(4000);
     feed(r, d, 1000, 2000, false);
     expect(feed(r, d, 1992, 2400, true)).toBeNull();
@@ -169,7 +169,7 @@ describe('Ipv4Reassembler', () => {
   });
 
   it('rejects a datagram larger than 65535 bytes in total', () => {
-    const r = new Ipv4Reassembler();
+    const r = new IpReassembler();
     const big = pattern(70000);
     expect(feed(r, big, 0, 8000, true)).toBeNull();
     expect(feed(r, big, 64000, 65520, false)).toBeNull();
@@ -186,7 +186,7 @@ describe('Ipv4Reassembler', () => {
   });
 
   it('evicts the oldest datagram when too many are in progress', () => {
-    const r = new Ipv4Reassembler({ maxDatagrams: 3 });
+    const r = new IpReassembler({ maxDatagrams: 3 });
     const d = pattern(16);
     for (let id = 1; id <= 4; id++) feed(r, d, 0, 8, true, id, id);
     expect(r.inProgress).toBe(3);
@@ -199,7 +199,7 @@ describe('Ipv4Reassembler', () => {
   });
 
   it('keeps held bytes under maxBytes by evicting the oldest others', () => {
-    const r = new Ipv4Reassembler({ maxBytes: 4000 });
+    const r = new IpReassembler({ maxBytes: 4000 });
     const d = pattern(6000);
     feed(r, d, 0, 1480, true, 0, 1);
     feed(r, d, 0, 1480, true, 1, 2);
@@ -210,14 +210,14 @@ describe('Ipv4Reassembler', () => {
     expect(r.bufferedBytes).toBe(2960);
     expect(feed(r, d, 2960, 3000, false, 3, 2)!.len).toBe(3000);
     // A fragment that can never fit is refused outright.
-    const tiny = new Ipv4Reassembler({ maxBytes: 100 });
+    const tiny = new IpReassembler({ maxBytes: 100 });
     expect(feed(tiny, d, 0, 1480, true)).toBeNull();
     expect(tiny.drops['frag-memory']).toBe(1);
     expect(tiny.inProgress).toBe(0);
   });
 
   it('times out after 30 s through pollAt/poll', () => {
-    const r = new Ipv4Reassembler();
+    const r = new IpReassembler();
     const d = pattern(3000);
     feed(r, d, 0, 1480, true, 1000, 1);
     feed(r, d, 0, 1480, true, 5000, 2);
@@ -236,7 +236,7 @@ describe('Ipv4Reassembler', () => {
   });
 
   it('reuses slot buffers: capacity stays bounded over many datagrams', () => {
-    const r = new Ipv4Reassembler({ maxDatagrams: 4 });
+    const r = new IpReassembler({ maxDatagrams: 4 });
     const d = pattern(9000);
     for (let i = 0; i < 200; i++) {
       for (let o = 0; o < 9000; o += 1480) feed(r, d, o, Math.min(o + 1480, 9000), o + 1480 < 9000, i, i);
@@ -248,11 +248,11 @@ describe('Ipv4Reassembler', () => {
 
 describe('IPv6 use (address handles, 32-bit ids)', () => {
   it('keeps datagrams apart by their full 32-bit id and holds address references while waiting', async () => {
-    const { IpAddresses } = await import('../../stack/nat/ip-addresses.js');
+    const { IpAddresses } = await import('../../../stack/ip/ip-addresses.js');
     const addrs = new IpAddresses(8);
     const src = addrs.parse('fd00::100');
     const dst = addrs.parse('fd00::2');
-    const r = new Ipv4Reassembler({ addrs });
+    const r = new IpReassembler({ addrs });
     const a = Buffer.alloc(16, 0x61);
     const b = Buffer.alloc(16, 0x62);
     // Same low 16 bits of the id, different high bits: two datagrams.

@@ -16,9 +16,9 @@
  * - A datagram with DF set that does not fit is not fragmented: the caller
  *   gets 'frag-df-set' and decides (ICMP frag-needed, or drop).
  */
-import { checksum } from './wire/checksum.js';
-import { emitIpv4Header, IPV4_HEADER_LEN } from './wire/ipv4.js';
-import { newDropCounters, type DropCounts } from './counters.js';
+import { checksum } from '../wire/checksum.js';
+import { emitIpv4Header, IPV4_HEADER_LEN } from '../wire/ipv4.js';
+import { newDropCounters, type DropCounts } from '../counters.js';
 
 /** RFC 791: every host must accept 68-byte datagrams, so no link MTU is smaller. */
 export const IPV4_MIN_MTU = 68;

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { Ipv4Fragmenter, type Ipv4HeaderTemplate } from '../../stack/ipv4-fragmenter.js';
-import { Ipv4Reassembler } from '../../stack/ipv4-reassembly.js';
-import { Ipv4View } from '../../stack/wire/ipv4.js';
+import { Ipv4Fragmenter, type Ipv4HeaderTemplate } from '../../../stack/ip4/fragmenter.js';
+import { IpReassembler } from '../../../stack/ip/reassembly.js';
+import { Ipv4View } from '../../../stack/wire/ipv4.js';
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 
@@ -71,7 +71,7 @@ describe('Ipv4Fragmenter', () => {
     const v = new Ipv4View();
     for (const mtu of [68, 576, 1280, 1500, 1501, 9000, 65535]) {
       const f = new Ipv4Fragmenter(mtu);
-      const r = new Ipv4Reassembler();
+      const r = new IpReassembler();
       for (const len of [0, 1, 48, 1473, 8000, 65515]) {
         let result: Buffer | null = null;
         let count = 0;

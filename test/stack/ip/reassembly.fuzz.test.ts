@@ -4,8 +4,8 @@
  * garbage. Seeded, so a failure reproduces.
  */
 import { describe, expect, it } from 'vitest';
-import { Ipv4Reassembler, MAX_REASSEMBLED_PAYLOAD } from '../../stack/ipv4-reassembly.js';
-import { prng as rng } from '../helpers/prng.js';
+import { IpReassembler, MAX_REASSEMBLED_PAYLOAD } from '../../../stack/ip/reassembly.js';
+import { prng as rng } from '../../helpers/prng.js';
 
 interface Frag {
   src: number;
@@ -58,11 +58,11 @@ function keyOf(src: number, id: number): number {
   return src * 0x10000 + id;
 }
 
-describe('Ipv4Reassembler fuzz', () => {
+describe('IpReassembler fuzz', () => {
   it('clean fragments with duplicates, shuffled: every datagram reassembles byte-exact', () => {
     for (let round = 0; round < 20; round++) {
       const rand = rng(1000 + round);
-      const r = new Ipv4Reassembler();
+      const r = new IpReassembler();
       const originals = new Map<number, Buffer>();
       const frags: Frag[] = [];
       // Stay under the default limits so nothing may be evicted.
@@ -97,7 +97,7 @@ describe('Ipv4Reassembler fuzz', () => {
     const maxBytes = 512 * 1024;
     for (let round = 0; round < 30; round++) {
       const rand = rng(77 + round);
-      const r = new Ipv4Reassembler({ maxDatagrams, maxBytes, timeoutMs: 500 });
+      const r = new IpReassembler({ maxDatagrams, maxBytes, timeoutMs: 500 });
       const originals = new Map<number, Buffer>();
       const frags: Frag[] = [];
       for (let i = 0; i < 60; i++) {

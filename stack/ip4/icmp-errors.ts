@@ -15,14 +15,14 @@
  * - Everything is written into a buffer the caller gives; the header fields
  *   are positional arguments, so building an error allocates nothing.
  */
-import { checksum } from './wire/checksum.js';
+import { checksum } from '../wire/checksum.js';
 import {
   ICMP_DEST_UNREACHABLE,
   ICMP_UNREACH_FRAG_NEEDED,
   ICMPV4_HEADER_LEN,
-} from './wire/icmpv4.js';
-import { emitIpv4Header, IPV4_HEADER_LEN, IP_PROTO_ICMP } from './wire/ipv4.js';
-import type { DropReason } from './drop-reasons.js';
+} from '../wire/icmpv4.js';
+import { emitIpv4Header, IPV4_HEADER_LEN, IP_PROTO_ICMP } from '../wire/ipv4.js';
+import type { DropReason } from '../drop-reasons.js';
 
 /** RFC 1812 4.3.2.3: an ICMP error should not exceed 576 bytes. */
 export const ICMP_ERROR_MAX_LENGTH = 576;

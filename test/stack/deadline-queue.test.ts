@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DeadlineQueue } from '../../../stack/nat/deadline-queue.js';
+import { DeadlineQueue } from '../../stack/deadline-queue.js';
 
 describe('DeadlineQueue', () => {
   it('pops due flows in time order and nothing early', () => {

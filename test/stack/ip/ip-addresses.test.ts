@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { IpAddresses, IPV6_HANDLE_BASE, isIpv6Handle } from '../../../stack/nat/ip-addresses.js';
+import { IpAddresses, IPV6_HANDLE_BASE, isIpv6Handle } from '../../../stack/ip/ip-addresses.js';
 import { AddressMap } from '../../../stack/nat/address-map.js';
 import { endpointKey } from '../../../stack/nat/flow-key.js';
 import { UdpFlowTable } from '../../../stack/nat/udp-flows.js';
