@@ -5,15 +5,13 @@
  *
  * Creation
  * - `TcpConnection.fromSyn(syn, config, env, now, iss?)`: passive open from the
- *   guest's SYN (a parsed TcpView with `parseOptions()` done). State
- *   'DIALING': nothing is sent; duplicate SYNs are absorbed
- *   (counters.dupSynWhileDialing). Then exactly one of:
- *   - `accept(now)` once the host connect succeeded: SYN-ACK, 'SYN-RECEIVED';
- *   - `refuse(now)`: RST|ACK to the guest, 'CLOSED', onClosed('refused').
- *   A RST from the guest while dialing closes with onClosed('reset'):
- *   cancel the host connect.
+ *   peer's SYN (a parsed TcpView with `parseOptions()` done, or any
+ *   `TcpSynIn`): the SYN-ACK leaves at once, 'SYN-RECEIVED'. The engine has
+ *   no dial wait: an owner that must connect somewhere before answering (the
+ *   NAT's pending open, stack/nat/tcp-nat.ts) keeps the SYN and calls
+ *   fromSyn when it may answer.
  * - `TcpConnection.connect(config, env, now, localPort, remotePort, iss?)`:
- *   active open towards the guest (port forwards): SYN, 'SYN-SENT'.
+ *   active open towards the peer (port forwards): SYN, 'SYN-SENT'.
  *   A RST answer gives onClosed('refused').
  *
  * Input
@@ -98,7 +96,6 @@ import type { DropCounters } from '../counters.js';
 import type { DropReason } from '../drop-reasons.js';
 
 export type TcpState =
-  | 'DIALING'
   | 'SYN-SENT'
   | 'SYN-RECEIVED'
   | 'ESTABLISHED'
@@ -123,6 +120,16 @@ export interface TcpSegmentIn {
   readonly buf: Uint8Array;
   readonly payloadOffset: number;
   readonly payloadLength: number;
+  readonly options: TcpOptions;
+}
+
+/** What a passive open reads from the peer's SYN; TcpView satisfies it. */
+export interface TcpSynIn {
+  readonly srcPort: number;
+  readonly dstPort: number;
+  readonly seq: number;
+  /** The SYN's window field (never scaled, RFC 7323 §2.2). */
+  readonly window: number;
   readonly options: TcpOptions;
 }
 
@@ -163,7 +170,6 @@ export class TcpCounters {
   rtoExpiries = 0;
   dupAcks = 0;
   oooSegments = 0;
-  dupSynWhileDialing = 0;
   challengeAcks = 0;
   windowProbes = 0;
   windowUpdates = 0;
@@ -343,9 +349,9 @@ export class TcpConnection {
     };
   }
 
-  /** Passive open from the guest's SYN; stays DIALING until accept() or refuse(). */
-  static fromSyn(syn: TcpSegmentIn, config: TcpConfig, env: TcpEnv, now: number, iss = randomU32()): TcpConnection {
-    const c = new TcpConnection(config, env, now, 'DIALING', syn.dstPort, syn.srcPort, iss);
+  /** Passive open from the peer's SYN: sends the SYN-ACK now. */
+  static fromSyn(syn: TcpSynIn, config: TcpConfig, env: TcpEnv, now: number, iss = randomU32()): TcpConnection {
+    const c = new TcpConnection(config, env, now, 'SYN-RECEIVED', syn.dstPort, syn.srcPort, iss);
     c.irs = syn.seq >>> 0;
     c.rcvNxt = seqAdd(c.irs, 1);
     c.lastAckSent = c.rcvNxt;
@@ -357,6 +363,8 @@ export class TcpConnection {
     c.sndWl1 = c.irs;
     c.sndWl2 = c.iss;
     c.counters.segmentsIn++;
+    c.sendSyn(now, true);
+    c.fire();
     return c;
   }
 
@@ -382,30 +390,11 @@ export class TcpConnection {
 
   // ---------------------------------------------------------------- owner API
 
-  /** Host connect succeeded: answer the SYN. */
-  accept(now: number): void {
-    if (this.state !== 'DIALING') return;
-    this.lastActivity = now;
-    this.state = 'SYN-RECEIVED';
-    this.sendSyn(now, true);
-    this.fire();
-  }
-
-  /** Host connect failed: RST|ACK the SYN and close. */
-  refuse(now: number): void {
-    if (this.state !== 'DIALING') return;
-    this.emitRst(0, this.rcvNxt, true);
-    this.close('refused');
-    this.fire();
-  }
-
   /** Reset the connection (host socket error). */
   abort(now: number): void {
     if (this.state === 'CLOSED') return;
     this.lastActivity = now;
-    if (this.state === 'DIALING') {
-      this.emitRst(0, this.rcvNxt, true);
-    } else if (this.state !== 'SYN-SENT' && this.state !== 'TIME-WAIT') {
+    if (this.state !== 'SYN-SENT' && this.state !== 'TIME-WAIT') {
       this.emitRst(this.sndNxt, this.rcvNxt, true);
     }
     this.close('reset');
@@ -450,10 +439,6 @@ export class TcpConnection {
     if (this.finQueued) return;
     this.lastActivity = now;
     switch (this.state) {
-      case 'DIALING':
-        // The host side cannot have ended before its connect succeeded.
-        this.abort(now);
-        return;
       case 'SYN-SENT':
       case 'SYN-RECEIVED':
         // Queued data and the FIN leave once the handshake completes.
@@ -532,7 +517,7 @@ export class TcpConnection {
   }
 
   pollAt(): number {
-    if (this.state === 'CLOSED' || this.state === 'DIALING') return INF;
+    if (this.state === 'CLOSED') return INF;
     if (this.outputPending || this.ackNow) return 0;
     let t = this.rtoAt;
     if (this.persistAt < t) t = this.persistAt;
@@ -546,7 +531,7 @@ export class TcpConnection {
   }
 
   poll(now: number): void {
-    if (this.state === 'CLOSED' || this.state === 'DIALING') return;
+    if (this.state === 'CLOSED') return;
     if (now >= this.timeWaitAt) {
       this.close('normal');
       this.fire();
@@ -638,9 +623,6 @@ export class TcpConnection {
       case 'CLOSED':
         this.drop('closed');
         break;
-      case 'DIALING':
-        this.inputDialing(seg);
-        break;
       case 'SYN-SENT':
         this.lastActivity = this.lastPeerSegment = now;
         this.inputSynSent(seg, now);
@@ -652,23 +634,6 @@ export class TcpConnection {
     }
     this.fire();
     return result;
-  }
-
-  private inputDialing(seg: TcpSegmentIn): void {
-    const f = seg.flags;
-    if ((f & TCP_RST) !== 0) {
-      // The guest gave up on its SYN: the owner should cancel the dial.
-      if (seg.seq === this.rcvNxt) this.close('reset');
-      else this.drop('rst-out-of-window');
-      return;
-    }
-    if ((f & TCP_SYN) !== 0 && (f & TCP_ACK) === 0) {
-      // A retransmitted SYN while the host connect is in progress: the answer comes with accept().
-      this.counters.dupSynWhileDialing++;
-      if (seg.seq !== this.irs) this.drop('syn-while-dialing');
-      return;
-    }
-    this.drop('dialing');
   }
 
   /** RFC 9293 §3.10.7.3. */
@@ -1167,7 +1132,7 @@ export class TcpConnection {
     if (st === 'ESTABLISHED' || st === 'CLOSE-WAIT' || st === 'FIN-WAIT-1' || st === 'CLOSING' || st === 'LAST-ACK') {
       sent = this.sendData(now);
     }
-    if (st === 'SYN-SENT' || st === 'SYN-RECEIVED' || st === 'DIALING' || st === 'CLOSED') {
+    if (st === 'SYN-SENT' || st === 'SYN-RECEIVED' || st === 'CLOSED') {
       this.ackNow = false;
       this.ackAt = INF;
       return;

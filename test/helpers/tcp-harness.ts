@@ -301,17 +301,16 @@ export interface BuildOptions {
   syn?: SegOptions;
 }
 
-/** DIALING: the container's SYN arrived, nothing answered yet. */
-export function dialing(o: BuildOptions = {}): Harness {
+/** Passive open from the peer's SYN: SYN-RECEIVED, the SYN-ACK sent and not yet taken. */
+export function passiveOpen(o: BuildOptions = {}): Harness {
   const h = new Harness(o.cfg ?? TEST_CONFIG);
   h.conn = TcpConnection.fromSyn(synSeg(o.syn), h.cfg, h.env, h.now, LOCAL_ISS);
   return h;
 }
 
-/** SYN-RECEIVED: accepted, SYN-ACK sent (and taken). */
+/** SYN-RECEIVED: SYN-ACK sent (and taken). */
 export function synReceived(o: BuildOptions = {}): Harness {
-  const h = dialing(o);
-  h.conn.accept(h.now);
+  const h = passiveOpen(o);
   h.takeSent();
   return h;
 }
