@@ -39,8 +39,10 @@
  *   flows idle for `idleTimeoutMs` are reset; a dial that takes longer than
  *   `dialTimeoutMs` (set by the runtime) ends in ICMP host unreachable, from
  *   the same deadline queue.
- * - A flow leaves the table when its connection closes (onClosed); the
- *   runtime hears of it through `host.onClosed` and releases its socket.
+ * - A flow leaves the table when its connection closes (onClosed), or when
+ *   its pending open ends without one; the runtime hears of it through
+ *   `host.onClosed` and releases its socket (a pending flow has no rings to
+ *   recycle: `flow.recycleBuffers()` knows).
  * - Both IP versions take this one path: addresses are handles
  *   (ip-addresses.ts), packets come as IpPacket, and only the header
  *   writing, the GSO type and the ICMP error differ. A flow holds a
