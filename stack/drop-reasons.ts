@@ -199,10 +199,11 @@ export const DROP_REASONS = [
   'inbound-flow-table-full',
   'inbound-no-ipv6',
   'inbound-no-port',
-  // TCP engine, RFC 9293 segment checks (stack/tcp/connection.ts)
-  'closed',
+  // a pending open (the guest's SYN held while the host connect is in progress)
   'dialing',
   'syn-while-dialing',
+  // TCP engine, RFC 9293 segment checks (stack/tcp/connection.ts)
+  'closed',
   'syn-sent-no-syn',
   'rst-without-ack',
   'rst-out-of-window',

@@ -104,7 +104,6 @@ export async function tcpSegments(maxSegmentLen: number, seconds: number, onStea
       if (view.reset(l.buf, off, len) !== null || view.parseOptions() !== null) throw new Error('bad segment on the link');
       if (to.conn === null) {
         to.conn = TcpConnection.fromSyn(view, cfg, to, now, ISS_B);
-        to.conn.accept(now);
         continue;
       }
       to.conn.input(view, now);

@@ -616,14 +616,14 @@ export class TcpProxy implements TcpHostEnv {
     // Nothing reads into the rings after this, whatever happens to the socket.
     flow.host = null;
     if (c === null || c.fd < 0) {
-      // The socket is gone already (or there never was one).
-      flow.conn.recycleBuffers();
+      // The socket is gone already (or there never was one). A flow closed while dialing has no rings.
+      flow.recycleBuffers();
       return;
     }
     if (reason !== 'normal') {
       // A connected socket is reset, so the host sees the guest's abort as one.
       this.closeConn(c, (reason === 'reset' || reason === 'timeout') && c.connected);
-      flow.conn.recycleBuffers();
+      flow.recycleBuffers();
       return;
     }
     // Everything the guest sent before its FIN is still to be written, then our FIN.

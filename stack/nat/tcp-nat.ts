@@ -7,11 +7,23 @@
  * - A guest SYN for an unknown 4-tuple is mapped (AddressMap): blocked
  *   destinations get a RST at once, except the gateway with host loopback
  *   off, which gets ICMP net unreachable (ICMPv6 no route), as slirp4netns
- *   answers it (the guest's connect fails with ENETUNREACH); otherwise a flow is created in DIALING and
- *   the runtime dials the host (`host.dial`). Only when the dial succeeds does
- *   the guest get its SYN-ACK (`dialSucceeded`); refused -> RST, unreachable or
- *   timed out -> ICMP host unreachable (`dialFailed`). SYNs the guest repeats
- *   meanwhile hit the same flow and are absorbed by the connection.
+ *   answers it (the guest's connect fails with ENETUNREACH); otherwise a flow
+ *   is created as a *pending open* and the runtime dials the host
+ *   (`host.dial`).
+ * - The pending open (as gVisor's tcp.Forwarder keeps its ForwarderRequest
+ *   outside the endpoint): the flow holds the guest's SYN (`flow.syn`, a
+ *   pooled PendingSyn: its ports, sequence number, window and options, and
+ *   the IP header + 8 bytes an ICMP error quotes) and no TcpConnection yet.
+ *   Only when the dial succeeds (`dialSucceeded`) is the connection created
+ *   from the held SYN, in SYN-RECEIVED, and the guest gets its SYN-ACK.
+ *   Refused -> RST|ACK; unreachable or timed out -> ICMP host unreachable
+ *   (`dialFailed`). Meanwhile the NAT answers the guest itself: a repeated
+ *   SYN is absorbed (counted in dupSynsWhileDialing; one with another
+ *   sequence number also as the drop 'syn-while-dialing'), a RST at the
+ *   SYN's sequence number + 1 closes the flow ('reset': the runtime cancels
+ *   the connect), any other RST ('rst-out-of-window') or segment
+ *   ('dialing') is dropped. These drops are the NAT's (stats drops), not the
+ *   engine's.
  * - Segments for a known flow go to its connection; at the end of each input
  *   batch `flush` lets each touched connection send one ACK and whatever data
  *   the batch made room for. An ACK that may be delayed (under two segments
@@ -27,8 +39,10 @@
  *   flows idle for `idleTimeoutMs` are reset; a dial that takes longer than
  *   `dialTimeoutMs` (set by the runtime) ends in ICMP host unreachable, from
  *   the same deadline queue.
- * - A flow leaves the table when its connection closes (onClosed); the
- *   runtime hears of it through `host.onClosed` and releases its socket.
+ * - A flow leaves the table when its connection closes (onClosed), or when
+ *   its pending open ends without one; the runtime hears of it through
+ *   `host.onClosed` and releases its socket (a pending flow has no rings to
+ *   recycle: `flow.recycleBuffers()` knows).
  * - Both IP versions take this one path: addresses are handles
  *   (ip-addresses.ts), packets come as IpPacket, and only the header
  *   writing, the GSO type and the ICMP error differ. A flow holds a
@@ -65,7 +79,7 @@ import {
   VIRTIO_NET_HDR_GSO_TCPV6,
 } from '../wire/vnet.js';
 import { ETH_HEADER_LEN, ETHERTYPE_IPV4, ETHERTYPE_IPV6 } from '../wire/ethernet.js';
-import { TcpConnection, type TcpCloseReason, type TcpEnv, type TcpSegmentOut } from '../tcp/connection.js';
+import { TcpConnection, type TcpCloseReason, type TcpEnv, type TcpSegmentOut, type TcpSynIn } from '../tcp/connection.js';
 import type { TcpConfig } from '../tcp/config.js';
 import { writeIcmpError } from '../ip4/icmp-errors.js';
 import type { AddressMap } from './address-map.js';
@@ -84,8 +98,8 @@ import type { DropReason } from '../drop-reasons.js';
 const ICMP_UNREACH_HOST = 1;
 /** Bytes of the guest's SYN kept for an ICMP error quote: IP header (with options or extension headers) + 8. */
 const SYN_QUOTE_MAX = 256;
-/** SYN quote buffers kept for reuse. */
-const QUOTE_POOL_MAX = 256;
+/** PendingSyn records kept for reuse. */
+const PENDING_POOL_MAX = 256;
 /** IPv6 header minus IPv4 header: what an IPv6 segment gives up of the MSS. */
 const IPV6_EXTRA_HEADER = 20;
 /**
@@ -118,6 +132,40 @@ export interface TcpHostEnv {
   onEstablished?(flow: TcpFlow): void;
 }
 
+/**
+ * The guest's SYN, held by a pending open until the dial ends: what
+ * TcpConnection.fromSyn reads from it, and its quote for an ICMP error.
+ */
+export class PendingSyn implements TcpSynIn {
+  srcPort = 0;
+  dstPort = 0;
+  seq = 0;
+  window = 0;
+  readonly options = new TcpOptions();
+  /** The SYN's IP header (with options or extension headers) + 8 bytes of TCP, quoteLen of it. */
+  readonly quote = Buffer.allocUnsafe(SYN_QUOTE_MAX);
+  quoteLen = 0;
+
+  /** Takes what the passive open needs from the parsed SYN `tcp` of packet `pkt`. */
+  hold(pkt: IpPacket, tcp: TcpView): void {
+    this.srcPort = tcp.srcPort;
+    this.dstPort = tcp.dstPort;
+    this.seq = tcp.seq;
+    this.window = tcp.window;
+    const o = this.options;
+    const from = tcp.options;
+    o.clear();
+    o.mss = from.mss;
+    o.windowScale = from.windowScale;
+    o.sackPermitted = from.sackPermitted;
+    o.tsPresent = from.tsPresent;
+    o.tsVal = from.tsVal;
+    o.tsEcr = from.tsEcr;
+    this.quoteLen = Math.min(pkt.l4Off - pkt.ipOff + 8, pkt.ipLen, SYN_QUOTE_MAX);
+    copyBytes(this.quote, 0, pkt.frame.buf, pkt.ipOff, this.quoteLen);
+  }
+}
+
 export class TcpFlow extends NatFlow implements TcpEnv {
   guestIp = 0;
   guestPort = 0;
@@ -131,17 +179,19 @@ export class TcpFlow extends NatFlow implements TcpEnv {
   toDns = false;
   /** Opened towards the guest for a port forward (openInbound). */
   inbound = false;
+  /**
+   * The TCP engine's side of the flow. Unset while the open is pending
+   * (`syn` non-null): the host side touches it only once its dial succeeded
+   * (or, for an inbound flow, from the start).
+   */
   conn!: TcpConnection;
   /** The runtime's per-flow state (its socket). */
   host: unknown = null;
-  /** The guest's SYN (IP header + 8 bytes, synQuoteLen of it), kept until the dial ends, for an ICMP error. */
-  synQuote: Buffer | null = null;
-  synQuoteLen = 0;
+  /** Non-null while the open is pending: the guest's SYN, held until the dial ends. */
+  syn: PendingSyn | null = null;
   dirty = false;
   /** Its ACK is held back by flush(now, true). */
   held = false;
-  /** Set while closing without telling the guest (after an ICMP error). */
-  silent = false;
   closed = false;
 
   constructor(readonly nat: TcpNat) {
@@ -150,6 +200,11 @@ export class TcpFlow extends NatFlow implements TcpEnv {
 
   get tcpDrops(): DropCounters {
     return this.nat.engineDrops;
+  }
+
+  /** A closed flow's rings to the shared pool (TcpConnection.recycleBuffers); nothing for a pending open. */
+  recycleBuffers(): void {
+    if (this.syn === null) this.conn.recycleBuffers();
   }
 
   emit(seg: TcpSegmentOut): void {
@@ -176,6 +231,8 @@ export interface TcpNatStats {
   refusedByPolicy: number;
   rstForUnknown: number;
   dialFailures: number;
+  /** SYNs the guest repeated while their open was pending (absorbed). */
+  dupSynsWhileDialing: number;
   idleResets: number;
   /** Payload bytes guest -> host and host -> guest, closed and live flows together. */
   bytesFromGuest: number;
@@ -214,6 +271,7 @@ export class TcpNat {
   private refusedByPolicy = 0;
   private rstForUnknown = 0;
   private dialFailures = 0;
+  private dupSynsWhileDialing = 0;
   private idleResets = 0;
   private inboundOpened = 0;
   private inboundPortNext = INBOUND_PORT_FIRST;
@@ -229,8 +287,8 @@ export class TcpNat {
     return this.dialErrors.addTo(this.dropped.snapshot());
   }
   private readonly icmpScratch = Buffer.alloc(40 + 8 + SYN_QUOTE_MAX);
-  /** Spare SYN quote buffers (SYN_QUOTE_MAX bytes each). */
-  private readonly quotePool: Buffer[] = [];
+  /** Spare PendingSyn records. */
+  private readonly pendingPool: PendingSyn[] = [];
   readonly addrs: IpAddresses;
   /** The TCP settings of IPv6 flows: the same with a smaller MSS. */
   private readonly tcp6: TcpConfig;
@@ -267,6 +325,10 @@ export class TcpNat {
     const keyB = endpointKey(pkt.dst, tcp.dstPort);
     const flow = this.index.get(keyA, keyB);
     if (flow !== null) {
+      if (flow.syn !== null) {
+        this.inputPending(flow, now);
+        return null;
+      }
       if (flow.conn.input(tcp, now) === 'reopen') {
         // A new SYN on a 4-tuple in TIME-WAIT: the old connection is gone; open anew.
         return this.open(pkt, keyA, keyB, now);
@@ -313,15 +375,12 @@ export class TcpNat {
     flow.toDns = target.kind === 'dns';
     flow.hostIp = target.kind === 'dns' ? 0 : a.retain(target.ip);
     flow.hostPort = target.port;
-    const quoteLen = Math.min(pkt.l4Off - pkt.ipOff + 8, pkt.ipLen, SYN_QUOTE_MAX);
-    const quote = this.quotePool.pop() ?? Buffer.allocUnsafe(SYN_QUOTE_MAX);
-    copyBytes(quote, 0, pkt.frame.buf, pkt.ipOff, quoteLen);
-    flow.synQuote = quote;
-    flow.synQuoteLen = quoteLen;
+    const syn = this.pendingPool.pop() ?? new PendingSyn();
+    syn.hold(pkt, tcp);
+    flow.syn = syn;
     this.index.add(flow, keyA, keyB);
     this.active++;
     this.created++;
-    flow.conn = TcpConnection.fromSyn(tcp, pkt.v6 ? this.tcp6 : this.opts.tcp, flow, now);
     if (this.events !== null) this.events.opened('tcp', flow, false, flow.guestIp, flow.guestPort, flow.remoteIp, flow.remotePort);
     this.host.dial(flow);
     this.schedule(flow);
@@ -385,12 +444,34 @@ export class TcpNat {
     return -1;
   }
 
-  /** The host connect for this flow succeeded: answer the guest's SYN. */
+  /** A segment from the guest while its open is pending (see "The pending open" at the top). */
+  private inputPending(flow: TcpFlow, now: number): void {
+    const tcp = this.view;
+    const syn = flow.syn as PendingSyn;
+    const f = tcp.flags;
+    if ((f & TCP_RST) !== 0) {
+      // The guest gave up on its SYN: the runtime cancels the dial (onClosed 'reset').
+      if (tcp.seq === seqAdd(syn.seq, 1)) this.closePending(flow, 'reset', false, now);
+      else this.bump('rst-out-of-window');
+      return;
+    }
+    if ((f & TCP_SYN) !== 0 && (f & TCP_ACK) === 0) {
+      // A retransmitted SYN while the host connect is in progress: the answer comes with the dial's end.
+      this.dupSynsWhileDialing++;
+      if (tcp.seq !== syn.seq) this.bump('syn-while-dialing');
+      return;
+    }
+    this.bump('dialing');
+  }
+
+  /** The host connect for this flow succeeded: the connection starts from the held SYN and answers it. */
   dialSucceeded(flow: TcpFlow, now: number): void {
-    if (flow.closed) return;
+    const syn = flow.syn;
+    if (flow.closed || syn === null) return;
     this.now = now;
-    this.releaseQuote(flow);
-    flow.conn.accept(now);
+    const cfg = flow.guestIp >= IPV6_HANDLE_BASE ? this.tcp6 : this.opts.tcp;
+    flow.conn = TcpConnection.fromSyn(syn, cfg, flow, now);
+    this.releaseSyn(flow);
     this.touch(flow);
   }
 
@@ -400,18 +481,22 @@ export class TcpNat {
    * the guest application as EHOSTUNREACH at once.
    */
   dialFailed(flow: TcpFlow, code: string, now: number): void {
-    if (flow.closed) return;
+    if (flow.closed || flow.syn === null) return;
     this.now = now;
     this.dialFailures++;
     this.dialErrors.add(code);
-    if (code === 'ECONNREFUSED' || flow.synQuote === null) {
-      flow.conn.refuse(now);
+    if (code === 'ECONNREFUSED') {
+      this.closePending(flow, 'refused', true, now);
     } else {
       this.sendIcmpUnreachable(flow, ICMP_UNREACH_HOST, now);
-      flow.silent = true;
-      flow.conn.abort(now);
+      this.closePending(flow, 'reset', false, now);
     }
-    this.touch(flow);
+  }
+
+  /** Ends a pending open: `rst` answers the held SYN with RST|ACK first. */
+  private closePending(flow: TcpFlow, reason: TcpCloseReason, rst: boolean, now: number): void {
+    if (rst) this.sendPendingRst(flow, now);
+    this.flowClosed(flow, reason);
   }
 
   /**
@@ -426,13 +511,17 @@ export class TcpNat {
   hostAborted(flow: TcpFlow, now: number): void {
     if (flow.closed) return;
     this.now = now;
+    if (flow.syn !== null) {
+      this.closePending(flow, 'reset', true, now);
+      return;
+    }
     flow.conn.abort(now);
     this.touch(flow);
   }
 
   /** Something changed on the host side of this flow (data read, data written, EOF). */
   hostActivity(flow: TcpFlow, now: number): void {
-    if (flow.closed) return;
+    if (flow.closed || flow.syn !== null) return;
     this.now = now;
     flow.conn.flush(now);
     this.schedule(flow);
@@ -497,7 +586,7 @@ export class TcpNat {
     for (let id = this.deadlines.popDue(now); id >= 0; id = this.deadlines.popDue(now)) {
       const flow = this.flows[id];
       if (flow === null || flow === undefined || flow.closed) continue;
-      if (flow.conn.state === 'DIALING') {
+      if (flow.syn !== null) {
         if (now - flow.createdAt >= this.dialTimeoutMs) this.dialFailed(flow, 'ETIMEDOUT', now);
         else this.schedule(flow);
         continue;
@@ -515,14 +604,18 @@ export class TcpNat {
   /** Resets every connection (shutdown). */
   abortAll(now: number): void {
     this.now = now;
-    for (const flow of this.liveFlows()) if (!flow.closed) flow.conn.abort(now);
+    for (const flow of this.liveFlows()) {
+      if (flow.closed) continue;
+      if (flow.syn !== null) this.closePending(flow, 'reset', true, now);
+      else flow.conn.abort(now);
+    }
   }
 
   stats(): TcpNatStats {
     let fromGuest = this.closedBytesFromGuest;
     let toGuest = this.closedBytesToGuest;
     for (const f of this.flows) {
-      if (f === null || f === undefined) continue;
+      if (f === null || f === undefined || f.syn !== null) continue;
       fromGuest += f.conn.counters.bytesIn;
       toGuest += f.conn.counters.bytesOut;
     }
@@ -533,6 +626,7 @@ export class TcpNat {
       refusedByPolicy: this.refusedByPolicy,
       rstForUnknown: this.rstForUnknown,
       dialFailures: this.dialFailures,
+      dupSynsWhileDialing: this.dupSynsWhileDialing,
       idleResets: this.idleResets,
       bytesFromGuest: fromGuest,
       bytesToGuest: toGuest,
@@ -547,24 +641,30 @@ export class TcpNat {
     if (flow.closed) return;
     flow.closed = true;
     this.closedBy[reason]++;
-    this.closedBytesFromGuest += flow.conn.counters.bytesIn;
-    this.closedBytesToGuest += flow.conn.counters.bytesOut;
+    // A pending open carried no bytes (and has no connection).
+    const pending = flow.syn !== null;
+    const bytesIn = pending ? 0 : flow.conn.counters.bytesIn;
+    const bytesOut = pending ? 0 : flow.conn.counters.bytesOut;
+    this.closedBytesFromGuest += bytesIn;
+    this.closedBytesToGuest += bytesOut;
     this.index.remove(flow);
     this.deadlines.cancel(flow.id);
     this.flows[flow.id] = null;
     this.freeIds.push(flow.id);
     this.active--;
-    this.releaseQuote(flow);
-    if (this.events !== null) this.events.closed('tcp', flow, reason, flow.conn.counters.bytesIn, flow.conn.counters.bytesOut);
+    if (this.events !== null) this.events.closed('tcp', flow, reason, bytesIn, bytesOut);
     this.host.onClosed(flow, reason);
-    // After the runtime heard of it: it may still format the addresses.
+    // After the runtime heard of it (a pending flow is still recognisable as one by `syn`).
+    this.releaseSyn(flow);
+    // Also after the runtime heard of it: it may still format the addresses.
     this.addrs.release(flow.guestIp);
     this.addrs.release(flow.remoteIp);
     if (!flow.toDns && !flow.inbound) this.addrs.release(flow.hostIp);
   }
 
+  /** Queues the flow for the end-of-batch flush (a pending open has nothing to flush). */
   private touch(flow: TcpFlow): void {
-    if (flow.dirty || flow.closed) return;
+    if (flow.dirty || flow.closed || flow.syn !== null) return;
     flow.dirty = true;
     if (this.dirtyCount === this.dirty.length) this.dirty.push(flow);
     else this.dirty[this.dirtyCount] = flow;
@@ -573,14 +673,16 @@ export class TcpNat {
 
   private schedule(flow: TcpFlow): void {
     if (flow.closed) return;
+    if (flow.syn !== null) {
+      this.deadlines.schedule(flow.id, flow.createdAt + this.dialTimeoutMs);
+      return;
+    }
     const c = flow.conn;
-    const idle = c.state === 'DIALING' ? flow.createdAt + this.dialTimeoutMs : c.lastActivity + this.opts.idleTimeoutMs;
-    this.deadlines.schedule(flow.id, Math.min(c.pollAt(), idle));
+    this.deadlines.schedule(flow.id, Math.min(c.pollAt(), c.lastActivity + this.opts.idleTimeoutMs));
   }
 
   /** Writes one segment of `flow` to its guest. */
   emitSegment(flow: TcpFlow, seg: TcpSegmentOut): void {
-    if (flow.silent) return;
     const now = this.now;
     const tcpHeaderLen = TCP_HEADER_LEN + tcpOptionsLength(seg.options, seg.flags);
     const tcpLen = tcpHeaderLen + seg.len;
@@ -655,18 +757,45 @@ export class TcpNat {
     out.send(ipLen, now);
   }
 
+  /**
+   * RST|ACK answering a pending open's SYN (a refused dial, an abort before
+   * the dial ended): seq 0, acknowledging the SYN, no options, as RFC 9293
+   * §3.10.7.1 answers a SYN no connection takes.
+   */
+  private sendPendingRst(flow: TcpFlow, now: number): void {
+    const syn = flow.syn as PendingSyn;
+    const r = this.rst;
+    r.srcPort = flow.remotePort;
+    r.dstPort = flow.guestPort;
+    r.seq = 0;
+    r.ack = seqAdd(syn.seq, 1);
+    r.flags = TCP_RST | TCP_ACK;
+    const src = flow.remoteIp;
+    const tcpLen = TCP_HEADER_LEN;
+    const ipHeaderLen = this.addrs.headerLength(src);
+    const ipLen = ipHeaderLen + tcpLen;
+    const out = this.out;
+    const ipOff = out.begin(flow.guestMac, ipLen, now, src >= IPV6_HANDLE_BASE ? ETHERTYPE_IPV6 : ETHERTYPE_IPV4);
+    const buf = out.arena;
+    this.addrs.emitHeader(buf, ipOff, src, flow.guestIp, IP_PROTO_TCP, tcpLen, this.nextIdent(), true);
+    writeTcpHeader(buf, ipOff + ipHeaderLen, r, null as TcpOptions | null);
+    this.finishTcp(buf, ipOff, src, flow.guestIp, TCP_HEADER_LEN, tcpLen, 0);
+    out.send(ipLen, now);
+  }
+
   private sendIcmpUnreachable(flow: TcpFlow, code: number, now: number): void {
-    const q = flow.synQuote;
-    if (q === null) return;
+    const syn = flow.syn;
+    if (syn === null) return;
+    const q = syn.quote;
     const s = this.icmpScratch;
     const v6 = flow.guestIp >= IPV6_HANDLE_BASE;
     let len: number;
     if (v6) {
       // Address unreachable: Linux reports it to the application as EHOSTUNREACH, like ICMP host unreachable.
       const a = this.addrs;
-      len = writeIcmpv6Error(s, 0, s.length, ICMPV6_DEST_UNREACHABLE, ICMPV6_UNREACH_ADDRESS, a.bytes, a.offsetOf(this.opts.addressMap.gateway6), q, 0, flow.synQuoteLen);
+      len = writeIcmpv6Error(s, 0, s.length, ICMPV6_DEST_UNREACHABLE, ICMPV6_UNREACH_ADDRESS, a.bytes, a.offsetOf(this.opts.addressMap.gateway6), q, 0, syn.quoteLen);
     } else {
-      len = writeIcmpError(s, 0, s.length, ICMP_DEST_UNREACHABLE, code, this.opts.addressMap.gateway, this.nextIdent(), q, 0, flow.synQuoteLen);
+      len = writeIcmpError(s, 0, s.length, ICMP_DEST_UNREACHABLE, code, this.opts.addressMap.gateway, this.nextIdent(), q, 0, syn.quoteLen);
     }
     if (len === 0) return;
     const ipOff = this.out.begin(flow.guestMac, len, now, v6 ? ETHERTYPE_IPV6 : ETHERTYPE_IPV4);
@@ -691,13 +820,12 @@ export class TcpNat {
     this.out.send(len, now);
   }
 
-  /** A flow's SYN quote goes back to the pool (bounded: a burst of dials leaves garbage, not a big pool). */
-  private releaseQuote(flow: TcpFlow): void {
-    const q = flow.synQuote;
-    if (q === null) return;
-    flow.synQuote = null;
-    flow.synQuoteLen = 0;
-    if (this.quotePool.length < QUOTE_POOL_MAX) this.quotePool.push(q);
+  /** Ends the pending open: its PendingSyn goes back to the pool (bounded: a burst of dials leaves garbage, not a big pool). */
+  private releaseSyn(flow: TcpFlow): void {
+    const syn = flow.syn;
+    if (syn === null) return;
+    flow.syn = null;
+    if (this.pendingPool.length < PENDING_POOL_MAX) this.pendingPool.push(syn);
   }
 
   private nextIdent(): number {

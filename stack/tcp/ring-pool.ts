@@ -1,7 +1,7 @@
 /**
  * Spare ring memory of closed connections, handed to the next ones.
  *
- * How it works: every connection's first host read and first guest byte
+ * How it works: every connection's first host read and first byte from the peer
  * allocate its send and receive rings (64 KiB and 16 KiB by default). At
  * thousands of short connections per second that is hundreds of MB/s of
  * fresh ArrayBuffers, and V8 counts them as external memory, which brings

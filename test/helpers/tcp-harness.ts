@@ -4,9 +4,9 @@
  * segment templates with overrides (`seg`), builders for connections already
  * in a given state, and `expectSent` / `expectNothing`.
  *
- * Naming: "remote" is the container (the peer), "local" is our stack.
- * The container's ISS is REMOTE_ISS, ours LOCAL_ISS, so after the handshake
- * the container's next sequence number is REMOTE_SEQ and ours LOCAL_SEQ.
+ * Naming: "remote" is the peer, "local" is our stack.
+ * The peer's ISS is REMOTE_ISS, ours LOCAL_ISS, so after the handshake
+ * the peer's next sequence number is REMOTE_SEQ and ours LOCAL_SEQ.
  */
 import { expect } from 'vitest';
 import { tcpDefaults, type TcpConfig } from '../../stack/tcp/config.js';
@@ -125,7 +125,7 @@ export interface SegOptions {
   dstPort?: number;
 }
 
-/** A segment from the container; defaults: ACK at REMOTE_SEQ acknowledging LOCAL_SEQ, window 32768, no data. */
+/** A segment from the peer; defaults: ACK at REMOTE_SEQ acknowledging LOCAL_SEQ, window 32768, no data. */
 export function seg(o: SegOptions = {}): TcpSegmentIn {
   const payload = typeof o.payload === 'string' ? Buffer.from(o.payload) : (o.payload ?? Buffer.alloc(0));
   const options = new TcpOptions();
@@ -160,7 +160,7 @@ export function seg(o: SegOptions = {}): TcpSegmentIn {
   };
 }
 
-/** The container's SYN (defaults: MSS 1460, no other options). */
+/** The peer's SYN (defaults: MSS 1460, no other options). */
 export function synSeg(o: SegOptions = {}): TcpSegmentIn {
   return seg({ seq: REMOTE_ISS, ack: 0, flags: TCP_SYN, mss: 1460, ...o });
 }
@@ -297,21 +297,20 @@ export function describe(s: SentSegment): string {
 
 export interface BuildOptions {
   cfg?: TcpConfig;
-  /** Extra options on the container's SYN. */
+  /** Extra options on the peer's SYN. */
   syn?: SegOptions;
 }
 
-/** DIALING: the container's SYN arrived, nothing answered yet. */
-export function dialing(o: BuildOptions = {}): Harness {
+/** Passive open from the peer's SYN: SYN-RECEIVED, the SYN-ACK sent and not yet taken. */
+export function passiveOpen(o: BuildOptions = {}): Harness {
   const h = new Harness(o.cfg ?? TEST_CONFIG);
   h.conn = TcpConnection.fromSyn(synSeg(o.syn), h.cfg, h.env, h.now, LOCAL_ISS);
   return h;
 }
 
-/** SYN-RECEIVED: accepted, SYN-ACK sent (and taken). */
+/** SYN-RECEIVED: SYN-ACK sent (and taken). */
 export function synReceived(o: BuildOptions = {}): Harness {
-  const h = dialing(o);
-  h.conn.accept(h.now);
+  const h = passiveOpen(o);
   h.takeSent();
   return h;
 }
@@ -354,7 +353,7 @@ export function finWait2(o: BuildOptions = {}): Harness {
   return h;
 }
 
-/** CLOSE-WAIT: the container's FIN (seq REMOTE_SEQ) received and ACKed. */
+/** CLOSE-WAIT: the peer's FIN (seq REMOTE_SEQ) received and ACKed. */
 export function closeWait(o: BuildOptions = {}): Harness {
   const h = established(o);
   h.send(seg({ flags: TCP_FIN | TCP_ACK }));
@@ -383,7 +382,7 @@ export function closing(o: BuildOptions = {}): Harness {
   return h;
 }
 
-/** TIME-WAIT: we closed first, the container acknowledged and closed too. */
+/** TIME-WAIT: we closed first, the peer acknowledged and closed too. */
 export function timeWait(o: BuildOptions = {}): Harness {
   const h = finWait2(o);
   h.send(seg({ flags: TCP_FIN | TCP_ACK, ack: LOCAL_SEQ + 1 }));

@@ -216,6 +216,104 @@ describe('TcpNat: dial before SYN-ACK', () => {
   });
 });
 
+describe('TcpNat: the pending open (the guest SYN held while dialing)', () => {
+  it('absorbs repeated SYNs and counts them; one with another sequence number is also a drop', () => {
+    const { sink, gw, nat, host } = setup();
+    gw.deliver(segment({ flags: TCP_SYN }), 0);
+    gw.deliver(segment({ flags: TCP_SYN }), 1);
+    gw.deliver(segment({ flags: TCP_SYN, seq: 5000 }), 2);
+    nat.flush(2);
+    expect(sink.sent).toHaveLength(0);
+    expect(host.dials).toHaveLength(1);
+    const st = nat.tcp.stats();
+    expect(st.dupSynsWhileDialing).toBe(2);
+    expect(st.drops['syn-while-dialing']).toBe(1);
+    expect(st.engineDrops['syn-while-dialing'] ?? 0).toBe(0);
+    nat.tcp.dialSucceeded(host.dials[0], 3);
+    nat.flush(3);
+    expect(sink.sent).toHaveLength(1);
+    const synAck = tcpOf(sink.sent[0]);
+    expect(synAck.flags).toBe(TCP_SYN | TCP_ACK);
+    expect(synAck.ack).toBe(1001); // the first SYN's
+  });
+
+  it('answers from the held SYN: its options and window, not a later segment', () => {
+    const { sink, gw, nat, host } = setup();
+    gw.deliver(segment({ flags: TCP_SYN }), 0);
+    gw.deliver(segment({ flags: TCP_ACK, seq: 1001, ack: 1 }), 1);
+    nat.tcp.dialSucceeded(host.dials[0], 2);
+    nat.flush(2);
+    expect(sink.sent).toHaveLength(1);
+    const synAck = tcpOf(sink.sent[0]);
+    expect(synAck.options.mss).toBe(1460);
+    expect(synAck.options.windowScale).toBeGreaterThanOrEqual(0); // the guest offered scaling (7)
+    expect(synAck.options.sackPermitted).toBe(true);
+    const flow = host.dials[0];
+    expect(flow.conn.state).toBe('SYN-RECEIVED');
+    expect(flow.conn.windowScaling.send).toBe(7);
+    expect(flow.conn.sndWnd).toBe(64240);
+  });
+
+  it('drops a non-SYN segment while dialing, unanswered', () => {
+    const { sink, gw, nat } = setup();
+    gw.deliver(segment({ flags: TCP_SYN }), 0);
+    gw.deliver(segment({ flags: TCP_ACK, seq: 1001, ack: 1, payload: 10 }), 1);
+    nat.flush(1);
+    expect(sink.sent).toHaveLength(0);
+    expect(nat.tcp.stats().drops['dialing']).toBe(1);
+    expect(nat.tcp.flowCount).toBe(1);
+  });
+
+  it('a RST from the guest at its SYN + 1 closes the flow as reset (the host side cancels the dial); another is dropped', () => {
+    const { sink, gw, nat, host } = setup();
+    gw.deliver(segment({ flags: TCP_SYN }), 0);
+    gw.deliver(segment({ flags: TCP_RST, seq: 4242 }), 1);
+    expect(nat.tcp.stats().drops['rst-out-of-window']).toBe(1);
+    expect(host.closed).toHaveLength(0);
+    gw.deliver(segment({ flags: TCP_RST, seq: 1001 }), 2);
+    nat.flush(2);
+    expect(sink.sent).toHaveLength(0);
+    expect(host.closed.map(([, r]) => r)).toEqual(['reset']);
+    expect(nat.tcp.flowCount).toBe(0);
+    expect(nat.tcp.stats().closed.reset).toBe(1);
+    // The dial ending later changes nothing.
+    nat.tcp.dialSucceeded(host.dials[0], 3);
+    nat.tcp.dialFailed(host.dials[0], 'ECONNREFUSED', 3);
+    nat.flush(3);
+    expect(sink.sent).toHaveLength(0);
+  });
+
+  it('a refused dial answers RST|ACK with seq 0 acknowledging the SYN, and nothing follows', () => {
+    const { sink, gw, nat, host } = setup();
+    gw.deliver(segment({ flags: TCP_SYN }), 0);
+    nat.tcp.dialFailed(host.dials[0], 'ECONNREFUSED', 1);
+    nat.tcp.dialSucceeded(host.dials[0], 1);
+    nat.flush(1);
+    expect(sink.sent).toHaveLength(1);
+    const rst = tcpOf(sink.sent[0]);
+    expect(rst.flags).toBe(TCP_RST | TCP_ACK);
+    expect(rst.seq).toBe(0);
+    expect(rst.ack).toBe(1001);
+    expect(rst.srcPort).toBe(80);
+    expect(rst.dstPort).toBe(40000);
+    expect(tcpChecksumOk(sink.sent[0])).toBe(true);
+    const st = nat.tcp.stats();
+    expect(st.closed.refused).toBe(1);
+    expect(st.dialFailures).toBe(1);
+    expect(st.drops['dial-econnrefused']).toBe(1);
+  });
+
+  it('shutdown resets a pending open with RST|ACK', () => {
+    const { sink, gw, nat, host } = setup();
+    gw.deliver(segment({ flags: TCP_SYN }), 0);
+    nat.tcp.abortAll(1);
+    nat.flush(1);
+    expect(sink.sent).toHaveLength(1);
+    expect(tcpOf(sink.sent[0]).flags).toBe(TCP_RST | TCP_ACK);
+    expect(host.closed.map(([, r]) => r)).toEqual(['reset']);
+  });
+});
+
 describe('TcpNat: flow events', () => {
   it('reports a flow once when opened and once when closed, with its addresses and reason; nothing without events', () => {
     const { gw, nat, host } = setup();

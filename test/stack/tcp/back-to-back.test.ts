@@ -126,10 +126,9 @@ class Net {
       expect(v.parseOptions()).toBe(null);
       const side = p.to;
       if (side.conn === null) {
-        // The passive side is created from the first SYN and dials instantly.
+        // The passive side is created from the first SYN and answers at once.
         if ((v.flags & TCP_SYN) === 0) continue;
         side.conn = TcpConnection.fromSyn(v, this.cfg, side, this.now);
-        side.conn.accept(this.now);
         continue;
       }
       const r = side.conn.input(v, this.now);

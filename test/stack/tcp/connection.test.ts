@@ -8,11 +8,11 @@ import {
   closeWait,
   closing,
   config,
-  dialing,
   established,
   finWait1,
   finWait2,
   Harness,
+  passiveOpen,
   lastAck,
   LOCAL_ISS,
   LOCAL_PORT,
@@ -40,13 +40,9 @@ function dropCount(reason: DropReason): number {
   return harnessTcpDrops.get(reason);
 }
 
-describe('handshake: passive open with dial before SYN-ACK', () => {
-  it('stays silent in DIALING, then accept() sends the SYN-ACK and the ACK establishes', () => {
-    const h = dialing();
-    expect(h.conn.state).toBe('DIALING');
-    h.expectNothing();
-    expect(h.conn.pollAt()).toBe(Infinity);
-    h.conn.accept(h.now);
+describe('handshake: passive open', () => {
+  it('fromSyn sends the SYN-ACK at once, and the ACK establishes', () => {
+    const h = passiveOpen();
     h.expectSent({ flags: TCP_SYN | ACK, seq: LOCAL_ISS, ack: REMOTE_SEQ, mss: 1460, windowScale: -1, window: WND });
     expect(h.conn.state).toBe('SYN-RECEIVED');
     h.send(seg());
@@ -55,42 +51,6 @@ describe('handshake: passive open with dial before SYN-ACK', () => {
     expect(h.takeEvents()).toEqual(['established']);
     expect(h.conn.localPort).toBe(LOCAL_PORT);
     expect(h.conn.remotePort).toBe(REMOTE_PORT);
-  });
-
-  it('absorbs and counts duplicate SYNs while dialing, answering once on accept', () => {
-    const h = dialing();
-    h.send(synSeg());
-    h.send(synSeg());
-    h.expectNothing();
-    expect(h.conn.counters.dupSynWhileDialing).toBe(2);
-    h.conn.accept(h.now);
-    h.expectSent({ flags: TCP_SYN | ACK, seq: LOCAL_ISS, ack: REMOTE_SEQ });
-  });
-
-  it('refuse() answers RST|ACK acknowledging the SYN and closes as refused', () => {
-    const h = dialing();
-    h.conn.refuse(h.now);
-    h.expectSent({ flags: RA, seq: 0, ack: REMOTE_SEQ });
-    expect(h.conn.state).toBe('CLOSED');
-    expect(h.takeEvents()).toEqual(['closed:refused']);
-    h.conn.accept(h.now);
-    h.expectNothing();
-  });
-
-  it('a RST from the container while dialing closes as reset (cancel the dial)', () => {
-    const h = dialing();
-    h.send(seg({ flags: TCP_RST, seq: REMOTE_SEQ, ack: 0 }));
-    expect(h.conn.state).toBe('CLOSED');
-    expect(h.takeEvents()).toEqual(['closed:reset']);
-  });
-
-  it('ignores a non-SYN segment while dialing', () => {
-    const h = dialing();
-    const before = dropCount('dialing');
-    h.send(seg({ payload: 'x' }));
-    h.expectNothing();
-    expect(dropCount('dialing')).toBe(before + 1);
-    expect(h.conn.state).toBe('DIALING');
   });
 
   it('retransmits a lost SYN-ACK when the SYN is repeated, and on RTO with backoff', () => {
@@ -196,8 +156,7 @@ describe('handshake: option negotiation', () => {
   it('window scaling both ways: our shift fits the buffer, the peer window is scaled', () => {
     const cfg = config({ recvBufferMax: 4 * 1024 * 1024 });
     expect(windowShiftFor(4 * 1024 * 1024)).toBe(7);
-    const h = dialing({ cfg, syn: { windowScale: 5 } });
-    h.conn.accept(h.now);
+    const h = passiveOpen({ cfg, syn: { windowScale: 5 } });
     h.expectSent({ flags: TCP_SYN | ACK, windowScale: 7, window: 65535 });
     h.send(seg({ window: 100 }));
     expect(h.conn.sndWnd).toBe(100 << 5);
@@ -207,8 +166,7 @@ describe('handshake: option negotiation', () => {
 
   it('a peer without window scaling gets none: unscaled windows capped at 65535', () => {
     const cfg = config({ recvBufferMax: 4 * 1024 * 1024 });
-    const h = dialing({ cfg });
-    h.conn.accept(h.now);
+    const h = passiveOpen({ cfg });
     h.expectSent({ flags: TCP_SYN | ACK, windowScale: -1, window: 65535 });
     h.send(seg({ window: 40000 }));
     expect(h.conn.sndWnd).toBe(40000);
@@ -226,8 +184,7 @@ describe('handshake: option negotiation', () => {
 
   it('timestamps and SACK-permitted are echoed when offered, and timestamps shrink the MSS', () => {
     const cfg = config({ timestamps: true, sack: true });
-    const h = dialing({ cfg, syn: { ts: [5000, 0], sackPermitted: true } });
-    h.conn.accept(h.now);
+    const h = passiveOpen({ cfg, syn: { ts: [5000, 0], sackPermitted: true } });
     const synAck = h.expectSent({ flags: TCP_SYN | ACK, tsPresent: true, tsEcr: 5000, sackPermitted: true });
     expect(h.conn.sendMss).toBe(1460 - 12);
     expect(h.conn.timestampsEnabled).toBe(true);
@@ -240,17 +197,15 @@ describe('handshake: option negotiation', () => {
   });
 
   it('does not offer what the config disables, nor echo what the peer did not offer', () => {
-    const h = dialing({ syn: { ts: [1, 0], sackPermitted: true } });
-    h.conn.accept(h.now);
+    const h = passiveOpen({ syn: { ts: [1, 0], sackPermitted: true } });
     h.expectSent({ flags: TCP_SYN | ACK, tsPresent: false, sackPermitted: false });
-    const h2 = dialing({ cfg: config({ timestamps: true, sack: true }) });
-    h2.conn.accept(h2.now);
+    const h2 = passiveOpen({ cfg: config({ timestamps: true, sack: true }) });
     h2.expectSent({ flags: TCP_SYN | ACK, tsPresent: false, sackPermitted: false });
     expect(h2.conn.peerMss).toBe(1460);
   });
 
   it('assumes MSS 536 when the peer sends none', () => {
-    const h = dialing({ syn: { mss: -1 } });
+    const h = passiveOpen({ syn: { mss: -1 } });
     expect(h.conn.peerMss).toBe(536);
     expect(h.conn.sendMss).toBe(536);
   });
@@ -901,7 +856,6 @@ describe('sequence numbers wrap around 2^32', () => {
     const rIss = 0xffff_fff0;
     const lIss = 0xffff_fff8;
     h.conn = TcpConnection.fromSyn(synSeg({ seq: rIss }), h.cfg, h.env, h.now, lIss);
-    h.conn.accept(h.now);
     h.expectSent({ flags: TCP_SYN | ACK, seq: lIss, ack: 0xffff_fff1 });
     h.send(seg({ seq: 0xffff_fff1, ack: 0xffff_fff9 }));
     expect(h.conn.state).toBe('ESTABLISHED');

@@ -96,7 +96,6 @@ function deliver(p: Pair, l: Link, to: Side, now: number): void {
     if (p.view.reset(l.buf, off, len) !== null || p.view.parseOptions() !== null) throw new Error('bad segment on the link');
     if (to.conn === null) {
       to.conn = TcpConnection.fromSyn(p.view, p.cfg, to, now, ISS_B);
-      to.conn.accept(now);
       continue;
     }
     to.conn.input(p.view, now);
