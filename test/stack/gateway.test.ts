@@ -1,7 +1,8 @@
 import { beforeEach, describe, expect, it } from 'vitest';
 import type { Frame, FrameSink, Port } from '../../stack/frame.js';
 import type { DropReason } from '../../stack/drop-reasons.js';
-import { Gateway, type Ipv4Handler, type Ipv4Input } from '../../stack/gateway.js';
+import { Gateway } from '../../stack/gateway.js';
+import type { IpHandler, IpPacket } from '../../stack/ip/ip-packet.js';
 import { emitEthernetHeader, ETHERTYPE_IPV4 } from '../../stack/wire/ethernet.js';
 import { emitIpv4Header, IP_PROTO_UDP } from '../../stack/wire/ipv4.js';
 import { VIRTIO_NET_HDR_F_DATA_VALID, VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4 } from '../../stack/wire/vnet.js';
@@ -117,7 +118,7 @@ describe('Gateway', () => {
     expect(gw.broadcast).toBe(0x0a0002ff);
     expect(gw.vnet).toBe(true);
     expect(gw.name).toBe('gateway');
-    expect(gw.txBuffer.length).toBe(gw.txSlots * 1514);
+    expect(gw.tx.txBuffer.length).toBe(gw.tx.slots * 1514);
   });
 
   describe('ARP', () => {
@@ -360,14 +361,14 @@ describe('Gateway', () => {
     it('hands datagrams to a plugged-in handler and counts the reasons it returns', () => {
       const seen: { toGateway: boolean; toBroadcast: boolean; partial: boolean; dst: number; proto: number }[] = [];
       let verdict: DropReason | null = null;
-      const udp: Ipv4Handler = {
-        handleIpv4(pkt: Ipv4Input): DropReason | null {
+      const udp: IpHandler = {
+        handleIp(pkt: IpPacket): DropReason | null {
           seen.push({
             toGateway: pkt.toGateway,
             toBroadcast: pkt.toBroadcast,
             partial: pkt.l4ChecksumPartial,
-            dst: pkt.ip.dst,
-            proto: pkt.ip.protocol,
+            dst: pkt.dst,
+            proto: pkt.protocol,
           });
           return verdict;
         },
@@ -391,7 +392,7 @@ describe('Gateway', () => {
     it('gives GSO frames to a handler when one is plugged in', () => {
       let gso = -1;
       gw.setIpv4Handler(6, {
-        handleIpv4(pkt) {
+        handleIp(pkt) {
           gso = pkt.gsoSize;
           return null;
         },
@@ -407,9 +408,9 @@ describe('Gateway', () => {
       expect(a.frame).toBe(b.frame);
       expect(b.frame).toBe(c.frame);
       expect(a.from).toBe(ring);
-      expect(a.frame.buf).toBe(ring.txBuffer);
+      expect(a.frame.buf).toBe(ring.tx.txBuffer);
       expect(c.frame.off).toBe(0); // wrapped
-      expect(ring.allocTx()).toBe(1514);
+      expect(ring.tx.allocTx()).toBe(1514);
     });
 
     it('keeps port counters', () => {
