@@ -196,7 +196,7 @@ export class Runtime {
       },
     });
     // Frames received on one tap may be written to any other straight from its receive area.
-    for (const b of this.stack.transmitBuffers()) port.registerStable(b);
+    port.registerStable(this.stack.transmitBuffer);
     for (const other of this.ports) {
       other.registerStable(port.rxArea);
       port.registerStable(other.rxArea);

@@ -14,9 +14,9 @@
  *   nothing throws on input, however malformed.
  * - Traffic nobody takes (no layer or handler for it) is also counted by
  *   reason in `unhandled`; a GSO super-frame nobody takes is 'unhandled-gso'.
- * - Both layers build what they originate in the gateway's transmit ring
- *   (`tx`, stack/tx-ring.ts), registered with every port that writes from
- *   stable memory.
+ * - One transmit arena (`out`, stack/guest-output.ts) for every frame the
+ *   stack sends: the layers' own (ARP, echo, NDP, RAs) and the NAT's. It is
+ *   registered once with every port that writes from stable memory.
  * - No per-packet allocation: the link views and the transmit frame are
  *   fields.
  */
@@ -29,12 +29,11 @@ import type { IpReassembler } from './ip/reassembly.js';
 import { Ipv4Layer } from './ip4/ipv4-layer.js';
 import type { Ipv6Layer } from './ip6/ipv6-layer.js';
 import { LinkInput } from './link.js';
-import { TxRing, GATEWAY_TX_SLOTS } from './tx-ring.js';
+import { GuestOutput, GUEST_OUTPUT_ARENA } from './guest-output.js';
 import { ETH_HEADER_LEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6 } from './wire/ethernet.js';
 import { isMulticastMac } from './wire/mac.js';
 import { VIRTIO_NET_HDR_GSO_NONE } from './wire/vnet.js';
 
-export { GATEWAY_TX_SLOTS } from './tx-ring.js';
 export { GATEWAY_TTL } from './ip4/ipv4-layer.js';
 
 export interface GatewayOptions {
@@ -44,10 +43,11 @@ export interface GatewayOptions {
   prefix: number;
   /** The gateway's MAC (48-bit number, unicast). */
   mac: number;
-  /** Largest IP packet the gateway sends; a transmit slot is mtu+14 bytes. */
+  /** Largest IP packet the gateway sends. */
   mtu: number;
   name?: string;
-  txSlots?: number;
+  /** Size of the transmit arena (at least two 64 KiB frames). */
+  txArenaBytes?: number;
   /** The address table of the packets handed on (shared with the NAT). */
   addrs?: IpAddresses;
 }
@@ -75,15 +75,19 @@ export class Gateway implements Port {
   readonly mtu: number;
   /** The IPv4 layer (ARP included): always there. */
   readonly ip4: Ipv4Layer;
-  /** The transmit ring both layers write into: register `tx.txBuffer` with native I/O to write replies without a copy. */
-  readonly tx: TxRing;
+  /** The transmit arena everything the stack sends is built in: register `out.arena` with native I/O to write without a copy. */
+  readonly out: GuestOutput;
 
   private ip6Layer: Ipv6Layer | null = null;
   private readonly link = new LinkInput();
   private notForUs = 0;
   private readonly unhandled = newDropCounters();
 
-  constructor(opts: GatewayOptions, sink: FrameSink) {
+  /**
+   * `sink` takes every frame the stack sends (the bridge); `drain` makes
+   * every port write what it queued, before the transmit arena wraps.
+   */
+  constructor(opts: GatewayOptions, sink: FrameSink, drain: (now: number) => void = () => undefined) {
     const { mac, mtu } = opts;
     if (!Number.isInteger(mac) || mac < 0 || mac > 0xffff_ffff_ffff || isMulticastMac(mac)) {
       throw new RangeError(`gateway MAC must be a unicast 48-bit number, got ${mac}`);
@@ -91,10 +95,10 @@ export class Gateway implements Port {
     this.name = opts.name ?? 'gateway';
     this.mac = mac;
     this.mtu = mtu;
-    this.tx = new TxRing(sink, this, mtu + ETH_HEADER_LEN, opts.txSlots ?? GATEWAY_TX_SLOTS);
+    this.out = new GuestOutput(sink, this, mac, drain, opts.txArenaBytes ?? GUEST_OUTPUT_ARENA, mtu + ETH_HEADER_LEN);
     this.ip4 = new Ipv4Layer(
       { network: opts.network, prefix: opts.prefix, mac, mtu, ...(opts.addrs !== undefined ? { addrs: opts.addrs } : {}) },
-      this.tx,
+      this.out,
       this.unhandled,
     );
   }

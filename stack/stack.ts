@@ -1,12 +1,12 @@
 /**
  * The one place that builds the stack and wires it together, bottom up:
  *
- *   Gateway (L2 entry: Ethernet + virtio-net header parsed once, one transmit ring)
+ *   Gateway (L2 entry: Ethernet + virtio-net header parsed once, one transmit arena)
  *     ├─ Ipv4Layer (stack/ip4/: ARP, checks, reassembly, echo)  ─┐
  *     └─ Ipv6Layer (stack/ip6/: NDP, RAs, checks, reassembly, echo) ─┤ IpPacket
  *                                                                  ▼
  *   Nat (stack/nat/: the transport demultiplexer; TCP, UDP + DHCP + DNS, ICMP)
- *     └─ IpOutput + GuestOutput (stack/ip/: headers, fragments, frames to guests)
+ *     └─ IpOutput (stack/ip/: headers, fragments) into the gateway's GuestOutput arena
  *
  * Shared below the NAT: the address table (handles for both families,
  * stack/ip/ip-addresses.ts), the neighbour table (guest address -> MAC,
@@ -19,7 +19,7 @@
 import { DhcpServer } from './dhcp-server.js';
 import type { FrameSink } from './frame.js';
 import { Gateway } from './gateway.js';
-import { GuestOutput } from './ip/guest-output.js';
+import type { GuestOutput } from './guest-output.js';
 import { IpAddresses, IPV6_MAX_SLOTS } from './ip/ip-addresses.js';
 import { IpOutput } from './ip/ip-output.js';
 import { Neighbors } from './ip/neighbors.js';
@@ -65,7 +65,7 @@ export class Stack {
     // Every flow holds at most three IPv6 addresses, mostly shared (the guest's, ::1); this bounds the table by the flow tables.
     this.addrs = new IpAddresses(Math.min(IPV6_MAX_SLOTS, opts.tcpMaxFlows + opts.udpMaxFlows + opts.icmpMaxFlows + 1024));
     this.reassembler6 = new IpReassembler({ addrs: this.addrs });
-    const gateway = new Gateway({ network: opts.network, prefix: opts.prefix, mac: opts.mac, mtu: opts.mtu, addrs: this.addrs }, sink);
+    const gateway = new Gateway({ network: opts.network, prefix: opts.prefix, mac: opts.mac, mtu: opts.mtu, addrs: this.addrs }, sink, drain);
     this.gateway = gateway;
     const ip4 = gateway.ip4;
     this.ip6 =
@@ -80,9 +80,9 @@ export class Stack {
               addrs: this.addrs,
               ...(opts.ipv6RaIntervalMs !== undefined ? { maxRtrAdvIntervalMs: opts.ipv6RaIntervalMs } : {}),
             },
-            gateway.tx,
+            gateway.out,
           );
-    this.out = new GuestOutput(sink, gateway, opts.mac, drain);
+    this.out = gateway.out;
     this.ipOutput = new IpOutput(this.out, opts.mtu, this.addrs);
     this.dhcp = opts.dhcp
       ? new DhcpServer({ network: opts.network, prefix: opts.prefix, dns: opts.dnsUpstreams.length > 0 ? ip4.dnsAddress : null, mtu: opts.mtu })
@@ -131,9 +131,9 @@ export class Stack {
     }
   }
 
-  /** The memory frames leave from: every port that writes from stable memory registers these. */
-  transmitBuffers(): ArrayBuffer[] {
-    return [this.out.arena.buffer as ArrayBuffer, this.gateway.tx.txBuffer.buffer as ArrayBuffer];
+  /** The memory every frame the stack sends leaves from (the gateway's one arena): ports that write from stable memory register it. */
+  get transmitBuffer(): ArrayBufferLike {
+    return this.out.arena.buffer;
   }
 
   /** End of an input batch (`holdAcks`: see TcpNat.flush). */

@@ -14,7 +14,7 @@ import { IPV6_NH_ICMPV6 } from '../wire/ipv6.js';
 import { IP_PROTO_ICMP, IP_PROTO_TCP, IP_PROTO_UDP } from '../wire/ipv4.js';
 import { tcpDefaults, type TcpConfig } from '../tcp/config.js';
 import { AddressMap } from './address-map.js';
-import type { GuestOutput } from '../ip/guest-output.js';
+import type { GuestOutput } from '../guest-output.js';
 import { IcmpNat } from './icmp-nat.js';
 import type { IpAddresses } from '../ip/ip-addresses.js';
 import type { IpOutput } from '../ip/ip-output.js';

@@ -72,7 +72,7 @@ import type { AddressMap } from './address-map.js';
 import { DeadlineQueue } from '../deadline-queue.js';
 import { endpointKey, FlowIndex, NatFlow } from './flow-key.js';
 import type { FlowEvents } from './flow-events.js';
-import type { GuestOutput } from '../ip/guest-output.js';
+import type { GuestOutput } from '../guest-output.js';
 import { IPV6_HANDLE_BASE, type IpAddresses } from '../ip/ip-addresses.js';
 import type { IpPacket } from '../ip/ip-packet.js';
 import { seqAdd } from '../tcp/seq.js';

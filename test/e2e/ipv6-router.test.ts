@@ -10,7 +10,7 @@ import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 
 import { PortCounters, type Frame, type FrameSink, type Port } from '../../stack/frame.js';
-import { TxRing } from '../../stack/tx-ring.js';
+import { GuestOutput } from '../../stack/guest-output.js';
 import { Ipv6Layer } from '../../stack/ip6/ipv6-layer.js';
 import { formatIpv6, parseIpv6 } from '../../stack/wire/ipv6-address.js';
 import { formatMac, parseMac } from '../../stack/wire/mac.js';
@@ -89,7 +89,7 @@ describe('Ipv6Layer against a real Linux kernel', () => {
 
     const sink = new TapSink();
     const port: Port = { id: 0, name: 'gateway', vnet: false, counters: new PortCounters(), deliver() {}, flush() {} };
-    const router = new Ipv6Layer({ mac: GW_MAC, mtu: 1500, maxRtrAdvIntervalMs: 4000 }, new TxRing(sink, port, 1514));
+    const router = new Ipv6Layer({ mac: GW_MAC, mtu: 1500, maxRtrAdvIntervalMs: 4000 }, new GuestOutput(sink, port, GW_MAC, () => undefined));
     const rxBuf = new ArrayBuffer(SLOT * SLOTS);
     const rx = Buffer.from(rxBuf);
     const lengths = new Uint32Array(SLOTS);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { PortCounters, type Frame, type FrameSink, type Port } from '../../../stack/frame.js';
-import { TxRing } from '../../../stack/tx-ring.js';
+import { GuestOutput } from '../../../stack/guest-output.js';
 import { Ipv6Layer } from '../../../stack/ip6/ipv6-layer.js';
 import { emitEthernetHeader, ETHERTYPE_IPV6 } from '../../../stack/wire/ethernet.js';
 import { fillIcmpv6Checksum, ICMPV6_ECHO_REQUEST } from '../../../stack/wire/icmpv6.js';
@@ -79,7 +79,7 @@ describe('Ipv6Layer fuzz', () => {
   it('never throws on mutated frames, and every frame is accounted for', () => {
     const sink = new CountingSink();
     const port: Port = { id: 0, name: 'gateway', vnet: true, counters: new PortCounters(), deliver() {}, flush() {} };
-    const router = new Ipv6Layer({ mac: GW_MAC, mtu: 1500, neighborTableSize: 64 }, new TxRing(sink, port, 1514, 4));
+    const router = new Ipv6Layer({ mac: GW_MAC, mtu: 1500, neighborTableSize: 64 }, new GuestOutput(sink, port, GW_MAC, () => undefined, 1));
     let seed = 0x2545f491;
     const rnd = (n: number) => {
       seed ^= seed << 13;

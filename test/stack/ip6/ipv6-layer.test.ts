@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { PortCounters, type Frame, type FrameSink, type Port } from '../../../stack/frame.js';
-import { TxRing } from '../../../stack/tx-ring.js';
+import { GuestOutput } from '../../../stack/guest-output.js';
 import { Ipv6NeighborTable } from '../../../stack/ip6/neighbor-table.js';
 import { Ipv6Layer, MAX_INITIAL_RTR_ADVERTISEMENTS, type Ipv6LayerOptions } from '../../../stack/ip6/ipv6-layer.js';
 import { emitEthernetHeader, ETHERTYPE_IPV6 } from '../../../stack/wire/ethernet.js';
@@ -54,7 +54,7 @@ class Capture implements FrameSink {
 function setup(opts: Partial<Ipv6LayerOptions> = {}) {
   const sink = new Capture();
   const port: Port = { id: 0, name: 'gateway', vnet: true, counters: new PortCounters(), deliver() {}, flush() {} };
-  const router = new Ipv6Layer({ mac: GW_MAC, mtu: 1500, random: () => 0.5, ...opts }, new TxRing(sink, port, 1514));
+  const router = new Ipv6Layer({ mac: GW_MAC, mtu: 1500, random: () => 0.5, ...opts }, new GuestOutput(sink, port, GW_MAC, () => undefined));
   return { router, sink, port };
 }
 
