@@ -45,7 +45,8 @@
 import { fold } from '../wire/checksum.js';
 import { IP_PROTO_TCP } from '../wire/ipv4.js';
 import { ICMP_DEST_UNREACHABLE, ICMP_UNREACH_NET } from '../wire/icmpv4.js';
-import { ICMPV6_DEST_UNREACHABLE, ICMPV6_UNREACH_ADDRESS, ICMPV6_UNREACH_NO_ROUTE, writeIcmpv6Error } from '../wire/icmpv6.js';
+import { ICMPV6_DEST_UNREACHABLE, ICMPV6_UNREACH_ADDRESS, ICMPV6_UNREACH_NO_ROUTE } from '../wire/icmpv6.js';
+import { writeIcmpv6Error } from '../ip6/icmp-errors.js';
 import {
   TCP_ACK,
   TCP_CHECKSUM_OFFSET,
