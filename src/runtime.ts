@@ -5,7 +5,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { Bridge } from '../stack/bridge.js';
-import { Gateway } from '../stack/gateway.js';
+import type { Gateway } from '../stack/gateway.js';
 import type { Logger } from './log.js';
 import type { RuntimeOptions } from './options.js';
 import { openCapture, type CaptureWriter } from './pcap-writer.js';
@@ -16,7 +16,8 @@ import type { TapHandle } from './native/types.js';
 import { formatMac } from '../stack/wire/mac.js';
 import type { Frame, Port } from '../stack/frame.js';
 import { defaults } from '../stack/config.js';
-import { Nat } from '../stack/nat/nat.js';
+import type { Nat } from '../stack/nat/nat.js';
+import { Stack } from '../stack/stack.js';
 import { TcpProxy } from './host/tcp-proxy.js';
 import { UdpProxy } from './host/udp-proxy.js';
 import { IcmpProxy } from './host/icmp-proxy.js';
@@ -33,6 +34,8 @@ export class Runtime {
   readonly gateway: Gateway;
   readonly ports = new Set<TapPort>();
   readonly nat: Nat;
+  /** Gateway, IPv4 and IPv6 layers, NAT: built and wired in stack/stack.ts. */
+  readonly stack: Stack;
   readonly tcpProxy: TcpProxy;
   readonly udpProxy: UdpProxy;
   readonly icmpProxy: IcmpProxy;
@@ -71,16 +74,11 @@ export class Runtime {
       macAgingMs: options.macAgingMs,
       macSweepMs: options.macSweepMs,
     });
-    this.gateway = new Gateway(
-      { network: options.network, prefix: options.prefix, mac: options.gatewayMac, mtu: options.mtu },
-      this.bridge,
-    );
-    this.bridge.addPort(this.gateway);
-    this.bridge.addStaticMac(this.gateway.mac, this.gateway);
     const dnsUpstreams = options.dns ? (options.dnsServers ?? defaultUpstreams()) : [];
     const drain = (now: number) => this.bridge.flush(now);
-    this.nat = new Nat(
+    this.stack = new Stack(
       {
+        mac: options.gatewayMac,
         network: options.network,
         prefix: options.prefix,
         mtu: options.mtu,
@@ -98,10 +96,13 @@ export class Runtime {
         icmpIdleTimeoutMs: defaults.icmpIdleTimeoutMs,
         ipv6Prefix: options.ipv6Prefix ?? null,
       },
-      this.gateway,
       this.bridge,
       drain,
     );
+    this.gateway = this.stack.gateway;
+    this.nat = this.stack.nat;
+    this.bridge.addPort(this.gateway);
+    this.bridge.addStaticMac(this.gateway.mac, this.gateway);
     // Host events (socket reads, connects) produce frames outside any tap batch: write them at once.
     const flushPorts = (now: number) => this.flush(now);
     this.tcpProxy = new TcpProxy(
@@ -129,7 +130,7 @@ export class Runtime {
     }
     this.scheduler = new Scheduler(this.now, (now) => this.flush(now));
     this.scheduler.add(this.bridge);
-    this.scheduler.add(this.nat);
+    this.scheduler.add(this.stack);
     if (options.statsIntervalMs > 0) {
       this.statsTimer = setInterval(() => this.logStats(), options.statsIntervalMs);
       this.statsTimer.unref();
@@ -195,9 +196,7 @@ export class Runtime {
       },
     });
     // Frames received on one tap may be written to any other straight from its receive area.
-    port.registerStable(this.nat.out.arena.buffer);
-    port.registerStable(this.gateway.txBuffer.buffer);
-    if (this.nat.router6 !== null) port.registerStable(this.nat.router6.txBuffer.buffer);
+    port.registerStable(this.stack.transmitBuffer);
     for (const other of this.ports) {
       other.registerStable(port.rxArea);
       port.registerStable(other.rxArea);
@@ -246,7 +245,7 @@ export class Runtime {
         this.options.busyPollMicros > 0 && items > 0 && items <= defaults.busyPollBatchMax && bytes <= defaults.busyPollBytesMax;
     }
     // While we spin, a delayable ACK waits for the host's answer to carry it.
-    this.nat.flush(now, spin);
+    this.stack.flush(now, spin);
     this.bridge.flush(now);
     this.scheduler.kick();
     if (!spin) return;
@@ -260,7 +259,7 @@ export class Runtime {
     if (ready === 0) {
       // Nothing came: the held ACKs go now, before the thread sleeps.
       const later = this.now();
-      this.nat.flushHeldAcks(later);
+      this.stack.flushHeldAcks(later);
       this.bridge.flush(later);
       return;
     }
@@ -318,7 +317,7 @@ export class Runtime {
       gateway: { mac: formatMac(this.gateway.mac), ...this.gateway.stats() },
       taps: [...this.ports].map((p) => tapStats(p.handle)),
       bridge: this.bridge.stats(now, opts.macTable === true),
-      nat: this.nat.stats(),
+      nat: this.stack.natStats(),
       hostSockets: { tcp: this.tcpProxy.sockets, udp: this.udpProxy.openSockets, icmp: this.icmpProxy.openSockets },
       hostDrops: { udp: this.udpProxy.drops, icmp: this.icmpProxy.drops },
       pcapRecords: this.pcap?.records,

@@ -101,7 +101,7 @@ export const DROP_REASONS = [
   'gso-hdr-len-beyond-frame',
   'gso-segment-too-long',
   'ufo-unsupported',
-  // gateway (stack/gateway.ts)
+  // gateway: link layer and traffic nobody takes (stack/gateway.ts, stack/ip4/ipv4-layer.ts)
   'not-for-us',
   'eth-src-multicast',
   'vnet-truncated',
@@ -113,6 +113,7 @@ export const DROP_REASONS = [
   'unhandled-udp',
   'unhandled-icmp',
   'unhandled-ip-proto',
+  // IPv4 layer and ARP (stack/ip4/)
   'arp-not-request',
   'arp-other-target',
   'arp-bad-sender',
@@ -136,7 +137,7 @@ export const DROP_REASONS = [
   'frag-bad-last',
   'frag-memory',
   'frag-df-set',
-  // IPv6 router: NDP, RA, echo (stack/ipv6-router.ts)
+  // IPv6 layer: NDP, RA, echo, hand-over to the NAT (stack/ip6/ipv6-layer.ts)
   'not-ipv6',
   'ipv6-l2-broadcast',
   'ipv6-mcast-other-group',
@@ -174,7 +175,7 @@ export const DROP_REASONS = [
   'icmp-error-bad-source',
   'icmp-error-fragment',
   'icmp-error-about-error',
-  // NAT dispatch and output (stack/nat/nat.ts, stack/ip/ip-output.ts)
+  // address interning and IP output (stack/ip6/ipv6-layer.ts, stack/ip/ip-output.ts)
   'ipv6-address-table-full',
   'ip-too-big',
   'ip6-mtu-too-small',

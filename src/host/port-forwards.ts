@@ -82,7 +82,7 @@ export class PortForwards {
     }
     if (!this.nat.addressMap.isGuestSide(guestIp)) {
       addrs.release(guestIp);
-      const where = isIpv6Handle(guestIp) ? (this.nat.router6 === null ? 'IPv6 is off' : 'it is outside the IPv6 prefix') : 'it is outside the network';
+      const where = isIpv6Handle(guestIp) ? (!this.nat.ipv6Enabled ? 'IPv6 is off' : 'it is outside the IPv6 prefix') : 'it is outside the network';
       throw new ForwardError('ERR_FORWARD_ADDRESS', `guest address ${spec.guestAddr}: ${where}`);
     }
     const id = this.nextId++;

@@ -21,7 +21,7 @@ import { fold, sumBytes } from '../wire/checksum.js';
 import { VIRTIO_NET_HDR_F_NEEDS_CSUM } from '../wire/vnet.js';
 import { writeUdpHeader } from '../wire/udp.js';
 import { Ipv4Fragmenter, type Ipv4HeaderTemplate } from '../ip4/fragmenter.js';
-import type { GuestOutput } from './guest-output.js';
+import type { GuestOutput } from '../guest-output.js';
 import { IPV6_HANDLE_BASE, type IpAddresses } from './ip-addresses.js';
 import type { DropReason } from '../drop-reasons.js';
 

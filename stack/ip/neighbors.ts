@@ -3,8 +3,8 @@
  * guests that have not spoken yet.
  *
  * How it works
- * - `learn` records the MAC a guest address uses. The NAT calls it for every
- *   frame a guest sends the gateway and the gateway for every ARP packet it
+ * - `learn` records the MAC a guest address uses. The IPv4 layer calls it for every
+ *   packet it hands the NAT and its ARP for every ARP packet it
  *   sees (requests, replies and gratuitous announcements alike), so answers
  *   not triggered by a frame in hand (DNS, UDP from the host, port-forwarded
  *   connections) can be addressed.
@@ -20,9 +20,9 @@
  *   ARP_MAX_PENDING addresses and ARP_MAX_WAITERS waiters per address; a
  *   waiter beyond either is refused (resolve returns false, counted).
  * - IPv6 addresses (handles, see ip-addresses.ts) are not stored here: the
- *   IPv6 router keeps that table and answers `lookup` through `lookup6`;
+ *   IPv6 layer (stack/ip6/) keeps that table and answers `lookup` through `lookup6`;
  *   resolution works the same, with a neighbour solicitation for a request,
- *   and the router reports each neighbour advertisement with `learn`.
+ *   and the layer reports each neighbour advertisement with `learn`.
  * - Sans-IO: retries happen in `poll(now)` at `pollAt()`. Waiters run inside
  *   learn/poll; they may send frames but must not call resolve for the same
  *   address re-entrantly (they would be queued behind a finished lookup).
@@ -68,7 +68,7 @@ export interface NeighborStats {
 
 export class Neighbors {
   requester: ArpRequester | null = null;
-  /** MAC of an IPv6 handle, or -1 (the router's table). */
+  /** MAC of an IPv6 handle, or -1 (the IPv6 layer's table). */
   lookup6: ((ip: number) => number) | null = null;
   private readonly map = new Map<number, number>();
   private readonly pending = new Map<number, Pending>();

@@ -59,7 +59,8 @@
 import { fold } from '../wire/checksum.js';
 import { IP_PROTO_TCP } from '../wire/ipv4.js';
 import { ICMP_DEST_UNREACHABLE, ICMP_UNREACH_NET } from '../wire/icmpv4.js';
-import { ICMPV6_DEST_UNREACHABLE, ICMPV6_UNREACH_ADDRESS, ICMPV6_UNREACH_NO_ROUTE, writeIcmpv6Error } from '../wire/icmpv6.js';
+import { ICMPV6_DEST_UNREACHABLE, ICMPV6_UNREACH_ADDRESS, ICMPV6_UNREACH_NO_ROUTE } from '../wire/icmpv6.js';
+import { writeIcmpv6Error } from '../ip6/icmp-errors.js';
 import {
   TCP_ACK,
   TCP_CHECKSUM_OFFSET,
@@ -86,7 +87,7 @@ import type { AddressMap } from './address-map.js';
 import { DeadlineQueue } from '../deadline-queue.js';
 import { endpointKey, FlowIndex, NatFlow } from './flow-key.js';
 import type { FlowEvents } from './flow-events.js';
-import type { GuestOutput } from '../ip/guest-output.js';
+import type { GuestOutput } from '../guest-output.js';
 import { IPV6_HANDLE_BASE, type IpAddresses } from '../ip/ip-addresses.js';
 import type { IpPacket } from '../ip/ip-packet.js';
 import { seqAdd } from '../tcp/seq.js';

@@ -1,5 +1,5 @@
 // Real-kernel check of the IPv6 router: a namespace with a tap, whose frames a
-// tiny harness passes to an Ipv6Router and back (no bridge, no NAT). The
+// tiny harness passes to an Ipv6Layer and back (no bridge, no NAT). The
 // kernel must take a SLAAC address in fd00::/64 from our RAs, a default route
 // via our link-local address, and ping fd00::2. Needs root; the namespace is
 // removed in afterAll, even on failure.
@@ -10,7 +10,8 @@ import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 
 import { PortCounters, type Frame, type FrameSink, type Port } from '../../stack/frame.js';
-import { Ipv6Router } from '../../stack/ipv6-router.js';
+import { GuestOutput } from '../../stack/guest-output.js';
+import { Ipv6Layer } from '../../stack/ip6/ipv6-layer.js';
 import { formatIpv6, parseIpv6 } from '../../stack/wire/ipv6-address.js';
 import { formatMac, parseMac } from '../../stack/wire/mac.js';
 import { native } from '../../src/native/addon.js';
@@ -72,7 +73,7 @@ class TapSink implements FrameSink {
   }
 }
 
-describe('Ipv6Router against a real Linux kernel', () => {
+describe('Ipv6Layer against a real Linux kernel', () => {
   it('gives the kernel a SLAAC address and a default route, and answers ping -6 fd00::2', async () => {
     const ns = `usn6-${randomBytes(4).toString('hex')}`;
     execFileSync('ip', ['netns', 'add', ns]);
@@ -88,7 +89,7 @@ describe('Ipv6Router against a real Linux kernel', () => {
 
     const sink = new TapSink();
     const port: Port = { id: 0, name: 'gateway', vnet: false, counters: new PortCounters(), deliver() {}, flush() {} };
-    const router = new Ipv6Router({ mac: GW_MAC, mtu: 1500, maxRtrAdvIntervalMs: 4000 }, sink, port);
+    const router = new Ipv6Layer({ mac: GW_MAC, mtu: 1500, maxRtrAdvIntervalMs: 4000 }, new GuestOutput(sink, port, GW_MAC, () => undefined));
     const rxBuf = new ArrayBuffer(SLOT * SLOTS);
     const rx = Buffer.from(rxBuf);
     const lengths = new Uint32Array(SLOTS);

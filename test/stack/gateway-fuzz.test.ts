@@ -168,7 +168,7 @@ class CheckingSink implements FrameSink {
 function run(vnet: boolean, seed: number, iterations: number) {
   const rnd = prng(seed);
   const check: Check = { input: Buffer.alloc(0), problems: [], replies: 0 };
-  const gw = new Gateway({ network: NETWORK, prefix: 24, mac: GW_MAC, mtu: 1500, txSlots: 8 }, new CheckingSink(check));
+  const gw = new Gateway({ network: NETWORK, prefix: 24, mac: GW_MAC, mtu: 1500, txArenaBytes: 1 }, new CheckingSink(check));
   let thrown = 0;
   for (let n = 0; n < iterations; n++) {
     let f: Buffer = Buffer.from(SEEDS[Math.floor(rnd() * SEEDS.length)]);

@@ -1,7 +1,9 @@
 import { beforeEach, describe, expect, it } from 'vitest';
 import type { Frame, FrameSink, Port } from '../../stack/frame.js';
 import type { DropReason } from '../../stack/drop-reasons.js';
-import { Gateway, type Ipv4Handler, type Ipv4Input } from '../../stack/gateway.js';
+import { Gateway } from '../../stack/gateway.js';
+import { GUEST_OUTPUT_ARENA } from '../../stack/guest-output.js';
+import type { IpHandler, IpPacket } from '../../stack/ip/ip-packet.js';
 import { emitEthernetHeader, ETHERTYPE_IPV4 } from '../../stack/wire/ethernet.js';
 import { emitIpv4Header, IP_PROTO_UDP } from '../../stack/wire/ipv4.js';
 import { VIRTIO_NET_HDR_F_DATA_VALID, VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4 } from '../../stack/wire/vnet.js';
@@ -117,7 +119,7 @@ describe('Gateway', () => {
     expect(gw.broadcast).toBe(0x0a0002ff);
     expect(gw.vnet).toBe(true);
     expect(gw.name).toBe('gateway');
-    expect(gw.txBuffer.length).toBe(gw.txSlots * 1514);
+    expect(gw.out.arena.length).toBe(GUEST_OUTPUT_ARENA);
   });
 
   describe('ARP', () => {
@@ -360,14 +362,14 @@ describe('Gateway', () => {
     it('hands datagrams to a plugged-in handler and counts the reasons it returns', () => {
       const seen: { toGateway: boolean; toBroadcast: boolean; partial: boolean; dst: number; proto: number }[] = [];
       let verdict: DropReason | null = null;
-      const udp: Ipv4Handler = {
-        handleIpv4(pkt: Ipv4Input): DropReason | null {
+      const udp: IpHandler = {
+        handleIp(pkt: IpPacket): DropReason | null {
           seen.push({
             toGateway: pkt.toGateway,
             toBroadcast: pkt.toBroadcast,
             partial: pkt.l4ChecksumPartial,
-            dst: pkt.ip.dst,
-            proto: pkt.ip.protocol,
+            dst: pkt.dst,
+            proto: pkt.protocol,
           });
           return verdict;
         },
@@ -391,7 +393,7 @@ describe('Gateway', () => {
     it('gives GSO frames to a handler when one is plugged in', () => {
       let gso = -1;
       gw.setIpv4Handler(6, {
-        handleIpv4(pkt) {
+        handleIp(pkt) {
           gso = pkt.gsoSize;
           return null;
         },
@@ -400,16 +402,30 @@ describe('Gateway', () => {
       expect(gso).toBe(1448);
     });
 
-    it('reuses one Frame object and a ring of arena slots', () => {
-      const ring = new Gateway({ network: NETWORK, prefix: 24, mac: GW_MAC, mtu: 1500, txSlots: 2 }, ch);
-      for (let i = 0; i < 3; i++) ring.deliver(plain(ARP_REQ_GW), i);
-      const [a, b, c] = ch.sent;
+    it('reuses one Frame object and one arena, draining the ports before it wraps', () => {
+      let drains = 0;
+      const offs: number[] = [];
+      const sink: FrameSink = {
+        input(from, frame, now) {
+          offs.push(frame.off);
+          ch.input(from, frame, now);
+        },
+      };
+      const ring = new Gateway({ network: NETWORK, prefix: 24, mac: GW_MAC, mtu: 1500, txArenaBytes: 1 }, sink, () => drains++);
+      // Each reply reserves vnet header + mtu + 14 bytes and gives back what it did not use; the smallest arena holds two 64 KiB frames.
+      let n = 0;
+      while (drains === 0) ring.deliver(plain(ARP_REQ_GW), n++);
+      const [a, b] = ch.sent;
+      const c = ch.sent[ch.sent.length - 1];
       expect(a.frame).toBe(b.frame);
       expect(b.frame).toBe(c.frame);
       expect(a.from).toBe(ring);
-      expect(a.frame.buf).toBe(ring.txBuffer);
-      expect(c.frame.off).toBe(0); // wrapped
-      expect(ring.allocTx()).toBe(1514);
+      expect(a.frame.buf).toBe(ring.out.arena);
+      expect(a.frame.vnet).toBe(false);
+      expect(offs[0]).toBe(10); // room for a virtio-net header
+      expect(offs[1]).toBeGreaterThanOrEqual(offs[0] + ARP_REPLY_GW_LINUX.length);
+      expect(offs[offs.length - 1]).toBe(10); // wrapped, after the drain
+      expect(new Set(offs.slice(0, -1)).size).toBe(offs.length - 1); // no slot reused before the wrap
     });
 
     it('keeps port counters', () => {
@@ -427,13 +443,13 @@ describe('Gateway', () => {
   });
 
   it('refuses impossible configurations', () => {
-    const mk = (o: Partial<{ network: number; prefix: number; mac: number; mtu: number; txSlots: number }>) => () =>
+    const mk = (o: Partial<{ network: number; prefix: number; mac: number; mtu: number; txArenaBytes: number }>) => () =>
       new Gateway({ network: NETWORK, prefix: 24, mac: GW_MAC, mtu: 1500, ...o }, ch);
     expect(mk({ prefix: 30 })).toThrow(/prefix/);
     expect(mk({ network: 0x0a000201 })).toThrow(/host bits/);
     expect(mk({ mac: 0xffffffffffff })).toThrow(/unicast/);
     expect(mk({ mtu: 67 })).toThrow(/MTU/);
-    expect(mk({ txSlots: 0 })).toThrow(/txSlots/);
+    expect(mk({ txArenaBytes: 0 })).toThrow(/arena/);
     expect(mk({ prefix: 29, network: 0x0a0002f8 })).not.toThrow();
   });
 });

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import type { Frame, FrameSink, Port } from '../../../stack/frame.js';
 import type { IcmpHostEnv } from '../../../stack/nat/icmp-nat.js';
 import type { IcmpFlow } from '../../../stack/nat/icmp-flows.js';
-import type { NatOptions } from '../../../stack/nat/nat.js';
+import type { StackOptions } from '../../../stack/stack.js';
 import { GW_MAC, makeNat, NET } from './nat-fixture.js';
 import { checksum, fold, sumBytes } from '../../../stack/wire/checksum.js';
 import { emitEthernetHeader, ETHERTYPE_IPV4, ETHERTYPE_IPV6 } from '../../../stack/wire/ethernet.js';
@@ -48,7 +48,7 @@ class FakeIcmpHost implements IcmpHostEnv {
   }
 }
 
-function setup(over: Partial<NatOptions> = {}) {
+function setup(over: Partial<StackOptions> = {}) {
   const sink = new Capture();
   const { gw, nat } = makeNat(sink, { ipv6Prefix: 'fd00::/64', ...over });
   const host = new FakeIcmpHost();

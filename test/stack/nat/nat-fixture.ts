@@ -1,19 +1,20 @@
 /**
- * A Nat behind a Gateway on 10.0.2.0/24 with small tables, for the NAT unit
- * tests; `over` replaces any option. Frames the gateway and the NAT send go
- * to `sink`.
+ * A whole stack (gateway, IPv4/IPv6 layers, NAT) on 10.0.2.0/24 with small
+ * tables, for the NAT unit tests; `over` replaces any option. Frames the
+ * gateway and the NAT send go to `sink`.
  */
 import type { FrameSink } from '../../../stack/frame.js';
-import { Gateway } from '../../../stack/gateway.js';
-import { Nat, type NatOptions } from '../../../stack/nat/nat.js';
+import type { Gateway } from '../../../stack/gateway.js';
+import type { Nat } from '../../../stack/nat/nat.js';
+import { Stack, type StackOptions } from '../../../stack/stack.js';
 
 export const NET = 0x0a00_0200; // 10.0.2.0
 export const GW_MAC = 0x5255_0a00_0202;
 
-export function makeNat(sink: FrameSink, over: Partial<NatOptions> = {}): { gw: Gateway; nat: Nat } {
-  const gw = new Gateway({ network: NET, prefix: 24, mac: GW_MAC, mtu: over.mtu ?? 1500 }, sink);
-  const nat = new Nat(
+export function makeNat(sink: FrameSink, over: Partial<StackOptions> = {}): { gw: Gateway; nat: Nat; stack: Stack } {
+  const stack = new Stack(
     {
+      mac: GW_MAC,
       network: NET,
       prefix: 24,
       mtu: 1500,
@@ -30,9 +31,8 @@ export function makeNat(sink: FrameSink, over: Partial<NatOptions> = {}): { gw: 
       icmpIdleTimeoutMs: 30_000,
       ...over,
     },
-    gw,
     sink,
     () => undefined,
   );
-  return { gw, nat };
+  return { gw: stack.gateway, nat: stack.nat, stack };
 }

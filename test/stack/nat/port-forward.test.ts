@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Frame, FrameSink, Port } from '../../../stack/frame.js';
 import type { Gateway } from '../../../stack/gateway.js';
-import type { NatOptions } from '../../../stack/nat/nat.js';
+import type { StackOptions } from '../../../stack/stack.js';
 import { GW_MAC, makeNat, NET } from './nat-fixture.js';
 import { ARP_ATTEMPTS, ARP_RETRY_MS } from '../../../stack/ip/neighbors.js';
 import { INBOUND_PORT_FIRST, type TcpFlow, type TcpHostEnv } from '../../../stack/nat/tcp-nat.js';
@@ -60,14 +60,14 @@ class FakeUdpHost implements UdpHostEnv {
   }
 }
 
-function setup(over: Partial<NatOptions> = {}) {
+function setup(over: Partial<StackOptions> = {}) {
   const sink = new Capture();
-  const { gw, nat } = makeNat(sink, over);
+  const { gw, nat, stack } = makeNat(sink, over);
   const tcpHost = new FakeTcpHost();
   const udpHost = new FakeUdpHost();
   nat.tcp.host = tcpHost;
   nat.udp.host = udpHost;
-  return { sink, gw, nat, tcpHost, udpHost };
+  return { sink, gw, nat, stack, tcpHost, udpHost };
 }
 
 function arpFrame(op: number, senderIp: number, targetIp: number, dstMac: number, targetMac = 0): Frame {
@@ -167,10 +167,10 @@ describe('inbound TCP (port forwards)', () => {
   });
 
   it('gives up after ARP_ATTEMPTS unanswered requests', () => {
-    const { sink, nat } = setup();
+    const { sink, nat, stack } = setup();
     const reasons: (string | null)[] = [];
     nat.inbound.connectTcp(GUEST, 80, null, (_f, r) => reasons.push(r), 0);
-    for (let i = 1; i <= ARP_ATTEMPTS; i++) nat.poll(i * ARP_RETRY_MS);
+    for (let i = 1; i <= ARP_ATTEMPTS; i++) stack.poll(i * ARP_RETRY_MS);
     expect(sink.sent).toHaveLength(ARP_ATTEMPTS);
     expect(reasons).toEqual(['arp-failed']);
     expect(nat.inbound.stats().drops['arp-failed']).toBe(1);

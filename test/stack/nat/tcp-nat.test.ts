@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { Frame, FrameSink, Port } from '../../../stack/frame.js';
-import type { NatOptions } from '../../../stack/nat/nat.js';
+import type { StackOptions } from '../../../stack/stack.js';
 import { GW_MAC, makeNat, NET } from './nat-fixture.js';
 import type { TcpFlow, TcpHostEnv } from '../../../stack/nat/tcp-nat.js';
 import { checksum, pseudoHeaderSum4 } from '../../../stack/wire/checksum.js';
@@ -47,7 +47,7 @@ class FakeHost implements TcpHostEnv {
   }
 }
 
-function setup(over: Partial<NatOptions> = {}) {
+function setup(over: Partial<StackOptions> = {}) {
   const sink = new Capture();
   const { gw, nat } = makeNat(sink, over);
   const host = new FakeHost();
@@ -339,7 +339,7 @@ describe('TcpNat: flow events', () => {
 
 describe('TcpNat: transactions', () => {
   /** A flow past the handshake: SYN at 0, dial done at 1, the guest's ACK at 2. Returns our ISS. */
-  function established(over: Partial<NatOptions> = {}) {
+  function established(over: Partial<StackOptions> = {}) {
     const s = setup(over);
     s.gw.deliver(segment({ flags: TCP_SYN }), 0);
     const flow = s.host.dials[0];

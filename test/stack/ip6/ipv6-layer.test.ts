@@ -1,7 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { PortCounters, type Frame, type FrameSink, type Port } from '../../stack/frame.js';
-import { Ipv6NeighborTable, Ipv6Router, MAX_INITIAL_RTR_ADVERTISEMENTS, type Ipv6RouterOptions } from '../../stack/ipv6-router.js';
-import { emitEthernetHeader, ETHERTYPE_IPV6 } from '../../stack/wire/ethernet.js';
+import { PortCounters, type Frame, type FrameSink, type Port } from '../../../stack/frame.js';
+import { GuestOutput } from '../../../stack/guest-output.js';
+import { Ipv6NeighborTable } from '../../../stack/ip6/neighbor-table.js';
+import { Ipv6Layer, MAX_INITIAL_RTR_ADVERTISEMENTS, type Ipv6LayerOptions } from '../../../stack/ip6/ipv6-layer.js';
+import { emitEthernetHeader, ETHERTYPE_IPV6 } from '../../../stack/wire/ethernet.js';
 import {
   fillIcmpv6Checksum,
   ICMPV6_ECHO_REPLY,
@@ -9,10 +11,10 @@ import {
   ICMPV6_NEIGHBOR_ADVERTISEMENT,
   ICMPV6_ROUTER_ADVERTISEMENT,
   Icmpv6View,
-} from '../../stack/wire/icmpv6.js';
-import { emitIpv6Header, IPV6_NH_ICMPV6, IPV6_NH_TCP, IPV6_NH_UDP, Ipv6View } from '../../stack/wire/ipv6.js';
-import { formatIpv6, parseIpv6, solicitedNodeAddress, solicitedNodeMac } from '../../stack/wire/ipv6-address.js';
-import { formatMac, macToBytes, parseMac, readMac } from '../../stack/wire/mac.js';
+} from '../../../stack/wire/icmpv6.js';
+import { emitIpv6Header, IPV6_NH_ICMPV6, IPV6_NH_TCP, IPV6_NH_UDP, Ipv6View } from '../../../stack/wire/ipv6.js';
+import { formatIpv6, parseIpv6, solicitedNodeAddress, solicitedNodeMac } from '../../../stack/wire/ipv6-address.js';
+import { formatMac, macToBytes, parseMac, readMac } from '../../../stack/wire/mac.js';
 import {
   emitLinkLayerOption,
   emitNeighborAdvertisement,
@@ -28,8 +30,8 @@ import {
   NDP_OPT_TARGET_LLA,
   NdpMessageView,
   NdpOptionWalker,
-} from '../../stack/wire/ndp.js';
-import { MLDV2_REPORT, RS_WITH_SLLA } from './wire/ipv6-capture.fixture.js';
+} from '../../../stack/wire/ndp.js';
+import { MLDV2_REPORT, RS_WITH_SLLA } from '../wire/ipv6-capture.fixture.js';
 
 const GW_MAC = parseMac('52:55:0a:00:02:02');
 const GUEST_MAC = parseMac('02:00:00:00:00:0a');
@@ -49,10 +51,10 @@ class Capture implements FrameSink {
   }
 }
 
-function setup(opts: Partial<Ipv6RouterOptions> = {}) {
+function setup(opts: Partial<Ipv6LayerOptions> = {}) {
   const sink = new Capture();
   const port: Port = { id: 0, name: 'gateway', vnet: true, counters: new PortCounters(), deliver() {}, flush() {} };
-  const router = new Ipv6Router({ mac: GW_MAC, mtu: 1500, random: () => 0.5, ...opts }, sink, port);
+  const router = new Ipv6Layer({ mac: GW_MAC, mtu: 1500, random: () => 0.5, ...opts }, new GuestOutput(sink, port, GW_MAC, () => undefined));
   return { router, sink, port };
 }
 
@@ -132,7 +134,7 @@ function naOf(f: Buffer) {
   return { flags: v.flags, target: formatIpv6(f, v.targetOffset), tlla: tlla === -1 ? null : formatMac(tlla) };
 }
 
-describe('Ipv6Router configuration', () => {
+describe('Ipv6Layer configuration', () => {
   it('derives its addresses from the prefix and MAC', () => {
     const { router } = setup();
     expect(formatIpv6(router.gatewayAddress)).toBe('fd00::2');

@@ -1,10 +1,13 @@
 /**
- * The gateway's IPv6 half: neighbour discovery, router advertisements and
- * echo for the router's own addresses, sans-IO. The gateway hands it every
- * IPv6 frame (`handleFrame`); it answers what is its own business and says
- * 'to-nat' for traffic the NAT must carry.
+ * The gateway's IPv6 layer: the checks every IPv6 packet passes, neighbour
+ * discovery, router advertisements and echo for the gateway's own
+ * addresses, fragment reassembly, and the hand-over of the rest as an
+ * IpPacket to the handler plugged in for its protocol (the NAT). Sans-IO.
  *
  * How it works
+ * - The gateway parsed Ethernet and the virtio-net header once (LinkInput)
+ *   and hands every IPv6 frame to `input`; `handleFrame` parses a bare frame
+ *   itself (tests, and harnesses without a gateway).
  * - Addresses: the gateway (prefix::2), the DNS address (prefix::3, only
  *   while DNS is enabled) and the link-local fe80::EUI-64 of the gateway MAC.
  *   The prefix must be a /64: SLAAC on Ethernet needs 64-bit identifiers.
@@ -23,21 +26,27 @@
  *   [MinRtrAdvInterval, MaxRtrAdvInterval] chosen at random (RFC 4861 6.2.4,
  *   6.2.1). A solicitation from a known address is answered by unicast; one
  *   from :: by multicast, at most one per MIN_DELAY_BETWEEN_RAS.
- * - Neighbours (guest IPv6 -> MAC) are learned from source link-layer options
- *   of NS/RS, target link-layer options of NA, and the source of every frame
- *   with a usable source address. The table is bounded: a hash over the 16
- *   address bytes into preallocated typed arrays; when full, the least
- *   recently seen entry is evicted. Nothing there allocates per packet.
- * - Replies go into a transmit ring allocated once (`txSlots` slots of
- *   mtu+14 bytes) and leave through a reused Frame passed to the sink with
- *   `port` as the source, like the gateway's. Every frame yields at most one
- *   reply, so the ring must be at least as long as the largest input batch.
- * - `handleFrame` returns 'consumed', 'to-nat' or a drop reason, and counts
- *   the reason in `drops` too. After 'to-nat', `ip` and `ext` describe the
- *   packet until the next call. Nothing throws on input.
+ * - Neighbours (guest IPv6 -> MAC, stack/ip6/neighbor-table.ts) are learned
+ *   from source link-layer options of NS/RS, target link-layer options of
+ *   NA, and the source of every frame with a usable source address.
+ * - Replies are built in the gateway's transmit arena (LinkTx) and leave as
+ *   frames from the gateway port.
+ * - What is not the layer's own business ('to-nat' from `classify`): ICMPv6
+ *   other than echo requests has nowhere to go ('icmpv6-not-echo'); the rest
+ *   has its two addresses interned as handles (ip-addresses.ts, one
+ *   reference each for the time of the call), fragments go through the
+ *   reassembler and a completed datagram is rebuilt without extension
+ *   headers, and the IpPacket goes to the handler of its protocol.
+ * - `input` returns null or a drop reason (also counted in `drops`, except
+ *   the handler's own). Nothing throws on input; nothing allocates per packet.
  */
-import { type Frame, type FrameSink, type Port } from './frame.js';
-import { emitEthernetHeader, EthernetView, ETH_HEADER_LEN, ETHERTYPE_IPV6 } from './wire/ethernet.js';
+import type { Frame } from '../frame.js';
+import { IpAddresses } from '../ip/ip-addresses.js';
+import { IpPacket, type IpHandler } from '../ip/ip-packet.js';
+import type { IpReassembler } from '../ip/reassembly.js';
+import { LinkInput, type LinkTx } from '../link.js';
+import { emitEthernetHeader, ETH_HEADER_LEN, ETHERTYPE_IPV6 } from '../wire/ethernet.js';
+import { Ipv6NeighborTable } from './neighbor-table.js';
 import {
   fillIcmpv6Checksum,
   ICMPV6_ECHO_REPLY,
@@ -52,7 +61,7 @@ import {
   ICMPV6_ROUTER_ADVERTISEMENT,
   ICMPV6_ROUTER_SOLICITATION,
   Icmpv6View,
-} from './wire/icmpv6.js';
+} from '../wire/icmpv6.js';
 import {
   IPV6_ALL_NODES,
   ipv6Equal,
@@ -62,9 +71,9 @@ import {
   parsePrefix,
   prefixHost,
   type Ipv6Prefix,
-} from './wire/ipv6-address.js';
-import { emitIpv6Header, IPV6_HEADER_LEN, IPV6_NH_ICMPV6, Ipv6ExtInfo, Ipv6View, walkExtensionHeaders } from './wire/ipv6.js';
-import { isMulticastMac, macToBytes, readMac } from './wire/mac.js';
+} from '../wire/ipv6-address.js';
+import { emitIpv6Header, IPV6_HEADER_LEN, IPV6_NH_ICMPV6, Ipv6ExtInfo, Ipv6View, walkExtensionHeaders } from '../wire/ipv6.js';
+import { isMulticastMac, macToBytes } from '../wire/mac.js';
 import {
   checkNdpOption,
   emitLinkLayerOption,
@@ -84,17 +93,10 @@ import {
   NdpOptionWalker,
   PREFIX_FLAG_AUTONOMOUS,
   PREFIX_FLAG_ON_LINK,
-} from './wire/ndp.js';
-import {
-  VIRTIO_NET_HDR_F_DATA_VALID,
-  VIRTIO_NET_HDR_F_NEEDS_CSUM,
-  VIRTIO_NET_HDR_GSO_ECN,
-  VIRTIO_NET_HDR_GSO_NONE,
-  VIRTIO_NET_HDR_LEN,
-  VnetHeaderView,
-} from './wire/vnet.js';
-import { newDropCounters, type DropCounts } from './counters.js';
-import type { DropReason } from './drop-reasons.js';
+} from '../wire/ndp.js';
+import { VIRTIO_NET_HDR_GSO_NONE } from '../wire/vnet.js';
+import { newDropCounters, type DropCounts } from '../counters.js';
+import type { DropReason } from '../drop-reasons.js';
 
 /** RFC 4861 10 router constants. */
 export const MAX_INITIAL_RTR_ADVERT_INTERVAL_MS = 16_000;
@@ -114,12 +116,11 @@ export const IPV6_ROUTER_DEFAULTS = {
   rdnssLifetimeS: 1800,
   dnsEnabled: true,
   neighborTableSize: 1024,
-  txSlots: 256,
   /** Hop limit advertised in RAs and used for what the router originates (Linux's default). */
   hopLimit: 64,
 } as const;
 
-export interface Ipv6RouterOptions {
+export interface Ipv6LayerOptions {
   /** "fd00::/64" or a parsed prefix; must be a /64. */
   prefix?: string | Ipv6Prefix;
   /** Gateway MAC (48-bit number, unicast). */
@@ -135,14 +136,15 @@ export interface Ipv6RouterOptions {
   /** Claims prefix::3 and advertises it in RDNSS. */
   dnsEnabled?: boolean;
   neighborTableSize?: number;
-  txSlots?: number;
+  /** The address table the packets' handles come from (shared with the NAT); a small private one by default. */
+  addrs?: IpAddresses;
   /** Uniform [0, 1) source for RA jitter (tests pass a fixed one). */
   random?: () => number;
 }
 
 export type Ipv6Verdict = 'consumed' | 'to-nat' | DropReason;
 
-export interface Ipv6RouterStats {
+export interface Ipv6LayerStats {
   neighborAdvertsSent: number;
   dadDefended: number;
   routerAdvertsSent: number;
@@ -152,111 +154,10 @@ export interface Ipv6RouterStats {
   neighbors: number;
   solicitationsSent: number;
   drops: DropCounts;
-}
-
-const FNV_OFFSET = 0x811c9dc5;
-const FNV_PRIME = 0x01000193;
-
-/**
- * Bounded IPv6 -> MAC map: chained hash over preallocated arrays. Keys are
- * compared as bytes in place; nothing allocates after construction.
- */
-export class Ipv6NeighborTable {
-  private readonly addrs: Uint8Array;
-  /** 6 bytes per entry: a MAC kept as a 48-bit double would be boxed on its way in and out. */
-  private readonly macs: Uint8Array;
-  private readonly seen: Float64Array;
-  private readonly next: Int32Array;
-  private readonly buckets: Int32Array;
-  private readonly mask: number;
-  private used = 0;
-  private free = -1;
-  size = 0;
-
-  constructor(readonly capacity: number) {
-    this.addrs = new Uint8Array(capacity * 16);
-    this.macs = new Uint8Array(capacity * 6);
-    this.seen = new Float64Array(capacity);
-    this.next = new Int32Array(capacity).fill(-1);
-    let b = 1;
-    while (b < capacity * 2) b <<= 1;
-    this.buckets = new Int32Array(b).fill(-1);
-    this.mask = b - 1;
-  }
-
-  private hash(a: Uint8Array, off: number): number {
-    let h = FNV_OFFSET;
-    for (let i = 0; i < 16; i++) h = Math.imul(h ^ a[off + i], FNV_PRIME);
-    return (h >>> 0) & this.mask;
-  }
-
-  private find(a: Uint8Array, off: number, bucket: number): number {
-    const addrs = this.addrs;
-    for (let e = this.buckets[bucket]; e !== -1; e = this.next[e]) {
-      if (ipv6Equal(addrs, e * 16, a, off)) return e;
-    }
-    return -1;
-  }
-
-  /** The MAC of a[off, +16) as a 48-bit number, or -1. */
-  lookup(a: Uint8Array, off: number): number {
-    const e = this.find(a, off, this.hash(a, off));
-    return e === -1 ? -1 : readMac(this.macs, e * 6);
-  }
-
-  /** Copies the MAC of a[off, +16) to out[outOff, +6); false when unknown. Allocation-free. */
-  copyMac(a: Uint8Array, off: number, out: Uint8Array, outOff: number): boolean {
-    const e = this.find(a, off, this.hash(a, off));
-    if (e === -1) return false;
-    const m = this.macs;
-    for (let i = 0; i < 6; i++) out[outOff + i] = m[e * 6 + i];
-    return true;
-  }
-
-  /** Remembers a[off, +16) at the MAC mac[macOff, +6). */
-  learn(a: Uint8Array, off: number, mac: Uint8Array, macOff: number, now: number): void {
-    const bucket = this.hash(a, off);
-    let e = this.find(a, off, bucket);
-    if (e !== -1) {
-      for (let i = 0; i < 6; i++) this.macs[e * 6 + i] = mac[macOff + i];
-      this.seen[e] = now;
-      return;
-    }
-    if (this.free !== -1) {
-      e = this.free;
-      this.free = this.next[e];
-    } else if (this.used < this.capacity) {
-      e = this.used++;
-    } else {
-      // Full: evict the least recently seen. O(capacity), only when a new address appears in a full table.
-      let oldest = 0;
-      for (let i = 1; i < this.capacity; i++) if (this.seen[i] < this.seen[oldest]) oldest = i;
-      this.remove(oldest);
-      e = this.free;
-      this.free = this.next[e];
-    }
-    const addrs = this.addrs;
-    for (let i = 0; i < 16; i++) addrs[e * 16 + i] = a[off + i];
-    for (let i = 0; i < 6; i++) this.macs[e * 6 + i] = mac[macOff + i];
-    this.seen[e] = now;
-    this.next[e] = this.buckets[bucket];
-    this.buckets[bucket] = e;
-    this.size++;
-  }
-
-  private remove(e: number): void {
-    const bucket = this.hash(this.addrs, e * 16);
-    let prev = -1;
-    for (let i = this.buckets[bucket]; i !== -1; prev = i, i = this.next[i]) {
-      if (i !== e) continue;
-      if (prev === -1) this.buckets[bucket] = this.next[i];
-      else this.next[prev] = this.next[i];
-      this.next[e] = this.free;
-      this.free = e;
-      this.size--;
-      return;
-    }
-  }
+  /** IPv6 addresses interned (the NAT's flows hold most). */
+  addresses: number;
+  /** Packets dropped because the address table was full. */
+  addressTableFull: number;
 }
 
 const ALL_NODES_MAC = Uint8Array.of(0x33, 0x33, 0, 0, 0, 1);
@@ -266,7 +167,7 @@ const OWN_GW = 0;
 const OWN_DNS = 16;
 const OWN_LL = 32;
 
-export class Ipv6Router {
+export class Ipv6Layer {
   readonly prefix: Uint8Array;
   readonly prefixLength = 64;
   readonly gatewayAddress: Uint8Array;
@@ -282,22 +183,24 @@ export class Ipv6Router {
   readonly preferredLifetimeS: number;
   readonly rdnssLifetimeS: number;
 
-  readonly txBuffer: Buffer;
-  readonly txSlotSize: number;
-  readonly txSlots: number;
-  private txNext = 0;
-  private readonly txFrame: Frame;
-
   /** After 'to-nat': the packet's IPv6 header and its upper layer. */
   readonly ip = new Ipv6View();
   readonly ext = new Ipv6ExtInfo();
-  readonly eth = new EthernetView();
-  /** After 'to-nat': NEEDS_CSUM (the L4 checksum holds only the pseudo-header sum) and DATA_VALID. */
-  l4ChecksumPartial = false;
-  l4ChecksumValid = false;
-  /** After 'to-nat': VIRTIO_NET_HDR_GSO_* without ECN, and gso_size. */
-  gsoType = VIRTIO_NET_HDR_GSO_NONE;
-  gsoSize = 0;
+  /** The frame being handled (the gateway's, or handleFrame's own parse). */
+  private link: LinkInput;
+  private readonly ownLink = new LinkInput();
+  readonly addrs: IpAddresses;
+  private readonly pkt: IpPacket;
+  private readonly handlers: (IpHandler | null)[] = new Array<IpHandler | null>(256).fill(null);
+  private reassembler: IpReassembler | null = null;
+  /** Handles of prefix::2 and prefix::3 (referenced for the layer's life). */
+  private readonly gatewayHandle: number;
+  private readonly dnsHandle: number;
+  /** A reassembled datagram, rebuilt: header + payload (the payload of an IPv6 packet is at most 65535 bytes). */
+  private readonly reassembled = Buffer.alloc(IPV6_HEADER_LEN + 65_535);
+  private readonly reassembledFrame: Frame = { buf: this.reassembled, off: 0, len: 0, vnet: false };
+  /** Packets dropped because the address table was full. */
+  private addressFull = 0;
 
   readonly neighbors: Ipv6NeighborTable;
   /**
@@ -319,7 +222,6 @@ export class Ipv6Router {
   private readonly icmp = new Icmpv6View();
   private readonly ndp = new NdpMessageView();
   private readonly opts = new NdpOptionWalker();
-  private readonly vnetHdr = new VnetHeaderView();
   private readonly random: () => number;
 
   private nextRaAt = 0;
@@ -336,10 +238,8 @@ export class Ipv6Router {
   private mldIgnored = 0;
 
   constructor(
-    options: Ipv6RouterOptions,
-    private readonly sink: FrameSink,
-    /** The gateway port: the `from` of every frame the router emits. */
-    private readonly port: Port,
+    options: Ipv6LayerOptions,
+    private readonly tx: LinkTx,
   ) {
     const d = IPV6_ROUTER_DEFAULTS;
     const p = typeof options.prefix === 'object' && options.prefix !== null ? options.prefix : parsePrefix(options.prefix ?? d.prefix);
@@ -370,8 +270,6 @@ export class Ipv6Router {
     if (preferred > valid) throw new RangeError(`preferred lifetime ${preferred} exceeds valid lifetime ${valid}`);
     const tableSize = options.neighborTableSize ?? d.neighborTableSize;
     if (!Number.isInteger(tableSize) || tableSize < 1) throw new RangeError(`neighbor table size must be a positive integer, got ${tableSize}`);
-    const slots = options.txSlots ?? d.txSlots;
-    if (!Number.isInteger(slots) || slots < 1) throw new RangeError(`txSlots must be a positive integer, got ${slots}`);
 
     this.prefix = p.address;
     this.mac = mac;
@@ -393,10 +291,24 @@ export class Ipv6Router {
     this.own.set(this.linkLocalAddress, OWN_LL);
     this.ownCount = 3;
     this.neighbors = new Ipv6NeighborTable(tableSize);
-    this.txSlots = slots;
-    this.txSlotSize = mtu + ETH_HEADER_LEN;
-    this.txBuffer = Buffer.alloc(slots * this.txSlotSize);
-    this.txFrame = { buf: this.txBuffer, off: 0, len: 0, vnet: false };
+    this.link = this.ownLink;
+    this.addrs = options.addrs ?? new IpAddresses(64);
+    this.pkt = new IpPacket(this.addrs);
+    this.gatewayHandle = this.addrs.acquire(this.gatewayAddress, 0);
+    this.dnsHandle = this.addrs.acquire(this.dnsAddress, 0);
+  }
+
+  /** Plugs (or with null, unplugs) the handler for one upper-layer protocol number. */
+  setHandler(protocol: number, handler: IpHandler | null): void {
+    if (!Number.isInteger(protocol) || protocol < 0 || protocol > 255) {
+      throw new RangeError(`IP protocol must be 0..255, got ${protocol}`);
+    }
+    this.handlers[protocol] = handler;
+  }
+
+  /** Fragments go through this reassembler (whose addresses are handles of `addrs`; the owner polls it); without one they are dropped. */
+  setReassembler(r: IpReassembler | null): void {
+    this.reassembler = r;
   }
 
   /** One of the router's addresses (DNS only while enabled). */
@@ -447,7 +359,7 @@ export class Ipv6Router {
     this.nextRaAt = now + Math.round(delay);
   }
 
-  stats(): Ipv6RouterStats {
+  stats(): Ipv6LayerStats {
     return {
       neighborAdvertsSent: this.neighborAdvertsSent,
       dadDefended: this.dadDefended,
@@ -458,6 +370,8 @@ export class Ipv6Router {
       neighbors: this.neighbors.size,
       solicitationsSent: this.solicitationsSent,
       drops: this.dropped.snapshot(),
+      addresses: this.addrs.size,
+      addressTableFull: this.addressFull,
     };
   }
 
@@ -466,22 +380,6 @@ export class Ipv6Router {
     return reason;
   }
 
-  private allocTx(): number {
-    const off = this.txNext * this.txSlotSize;
-    this.txNext = this.txNext + 1 === this.txSlots ? 0 : this.txNext + 1;
-    return off;
-  }
-
-  private transmit(off: number, len: number, now: number): void {
-    const f = this.txFrame;
-    f.buf = this.txBuffer;
-    f.off = off;
-    f.len = len;
-    f.vnet = false;
-    this.port.counters.txFrames++;
-    this.port.counters.txBytes += len;
-    this.sink.input(this.port, f, now);
-  }
 
   /** Is the destination MAC one of the groups we listen to? (dst is 33:33:..., checked by the caller.) */
   private acceptsGroupMac(b: Uint8Array, o: number): boolean {
@@ -516,37 +414,47 @@ export class Ipv6Router {
   }
 
   /**
-   * Takes one IPv6 frame (Ethernet at frame.off; a virtio-net header before
-   * it when frame.vnet). Returns 'consumed', 'to-nat', or a drop reason.
+   * Takes one bare IPv6 frame (Ethernet at frame.off; a virtio-net header
+   * before it when frame.vnet), parsing its link layer itself, and returns
+   * 'consumed', 'to-nat' (nothing is handed on) or a drop reason. For tests
+   * and harnesses without a gateway; the gateway calls `input`.
    */
   handleFrame(frame: Frame, now: number): Ipv6Verdict {
-    const eth = this.eth;
-    const bad = eth.reset(frame.buf, frame.off, frame.len);
+    const link = this.ownLink;
+    const bad = link.parseEthernet(frame);
     if (bad !== null) return this.drop(bad);
-    if (eth.etherType !== ETHERTYPE_IPV6) return this.drop('not-ipv6');
+    if (link.eth.etherType !== ETHERTYPE_IPV6) return this.drop('not-ipv6');
+    if (link.eth.srcIsMulticast) return this.drop('eth-src-multicast');
+    const v = link.parseVnet();
+    if (v !== null) return this.drop(v);
+    return this.classify(link, now);
+  }
+
+  /**
+   * One IPv6 frame the gateway parsed (`link`): answered here, handed on as
+   * an IpPacket to its protocol's handler, or dropped. Returns null or the
+   * drop reason.
+   */
+  input(link: LinkInput, now: number): DropReason | null {
+    const v = this.classify(link, now);
+    if (v === 'consumed') return null;
+    if (v !== 'to-nat') return v;
+    return this.handOn(link, now);
+  }
+
+  /** The checks, and the answers to what is the layer's own business: 'consumed', 'to-nat' or a drop reason. */
+  private classify(link: LinkInput, now: number): Ipv6Verdict {
+    this.link = link;
+    const eth = link.eth;
+    const frame = link.frame;
     const b = frame.buf;
     const eo = frame.off;
-    if (eth.srcIsMulticast) return this.drop('eth-src-multicast');
     const l2Multicast = eth.dstIsMulticast;
     if (l2Multicast) {
       if (b[eo] !== 0x33 || b[eo + 1] !== 0x33) return this.drop('ipv6-l2-broadcast');
       if (!this.acceptsGroupMac(b, eo)) return this.drop('ipv6-mcast-other-group');
     } else if (!eth.dstIs(this.mac)) {
       return this.drop('not-for-us');
-    }
-
-    this.l4ChecksumPartial = false;
-    this.l4ChecksumValid = false;
-    this.gsoType = VIRTIO_NET_HDR_GSO_NONE;
-    this.gsoSize = 0;
-    if (frame.vnet) {
-      if (frame.off < VIRTIO_NET_HDR_LEN) return this.drop('vnet-truncated');
-      const v = this.vnetHdr.reset(frame.buf, frame.off - VIRTIO_NET_HDR_LEN);
-      const flags = v.flags;
-      this.l4ChecksumPartial = (flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) !== 0;
-      this.l4ChecksumValid = (flags & VIRTIO_NET_HDR_F_DATA_VALID) !== 0;
-      this.gsoType = v.gsoType & ~VIRTIO_NET_HDR_GSO_ECN;
-      this.gsoSize = v.gsoSize;
     }
 
     const ip = this.ip;
@@ -570,7 +478,7 @@ export class Ipv6Router {
 
     if (!srcUnspecified && this.usableNeighborSource(b, so)) this.neighbors.learn(b, so, b, eo + 6, now);
 
-    if (this.gsoType !== VIRTIO_NET_HDR_GSO_NONE) {
+    if (link.gsoType !== VIRTIO_NET_HDR_GSO_NONE) {
       // Super-frames are TCP/UDP for the NAT.
       if (dstMulticast || srcUnspecified) return this.drop('ipv6-gso-bad-address');
       return 'to-nat';
@@ -582,12 +490,106 @@ export class Ipv6Router {
     }
     if (srcUnspecified) return this.drop('ipv6-bad-src');
     if (dstMulticast) return this.drop('ipv6-multicast-ignored');
-    // Fragments go to the NAT, which reassembles them.
+    // Fragments are reassembled on the way to the handler.
     // Link-local destinations other than ours have no route through the gateway.
     if (b[dof] === 0xfe && (b[dof + 1] & 0xc0) === 0x80 && !ipv6Equal(b, dof, this.own, OWN_LL)) {
       return this.drop('ipv6-link-local-not-ours');
     }
     return 'to-nat';
+  }
+
+  /**
+   * Hands the packet `classify` left ('to-nat') to its protocol's handler as
+   * an IpPacket: ICMPv6 other than echo requests has nowhere to go past the
+   * gateway (errors, MLD, unknown types); the addresses are interned for the
+   * time of the call; fragments are reassembled first.
+   */
+  private handOn(link: LinkInput, now: number): DropReason | null {
+    const ext = this.ext;
+    const proto = ext.protocol;
+    const frame = link.frame;
+    if (proto === IPV6_NH_ICMPV6 && (ext.length < 1 || frame.buf[ext.offset] !== ICMPV6_ECHO_REQUEST)) return 'icmpv6-not-echo';
+    const handler = this.handlers[proto];
+    if (handler === null) return 'unhandled-ip-proto';
+    const ip = this.ip;
+    const b = frame.buf;
+    const a = this.addrs;
+    const src = a.acquire(b, ip.srcOffset);
+    if (src < 0) {
+      this.addressFull++;
+      return 'ipv6-address-table-full';
+    }
+    const dst = a.acquire(b, ip.dstOffset);
+    if (dst < 0) {
+      a.release(src);
+      this.addressFull++;
+      return 'ipv6-address-table-full';
+    }
+    const p = this.pkt;
+    p.frame = frame;
+    p.ipOff = ip.off;
+    p.ipLen = ip.packetLength;
+    p.l4Off = ext.offset;
+    p.l4Len = ext.length;
+    p.l4ChecksumPartial = link.l4ChecksumPartial;
+    p.l4ChecksumValid = link.l4ChecksumValid;
+    if (ext.hasFragment) {
+      const bad = this.reassemble(link, src, dst, now);
+      if (bad !== 'complete') {
+        a.release(dst);
+        a.release(src);
+        return bad;
+      }
+    }
+    p.srcMac = link.eth.src;
+    p.v6 = true;
+    p.src = src;
+    p.dst = dst;
+    p.protocol = proto;
+    p.gsoType = link.gsoType;
+    p.gsoSize = link.gsoSize;
+    p.toGateway = dst === this.gatewayHandle || dst === this.dnsHandle;
+    p.toBroadcast = false;
+    const r = handler.handleIp(p, now);
+    a.release(dst);
+    a.release(src);
+    return r;
+  }
+
+  /**
+   * Feeds a fragment to the reassembler. When it completes a datagram, the
+   * packet is rebuilt unfragmented (the IPv6 header without extension
+   * headers, then the payload) and `pkt` is pointed at it: 'complete'.
+   * Otherwise null (waiting, or dropped and counted by the reassembler) or
+   * a drop reason.
+   */
+  private reassemble(link: LinkInput, src: number, dst: number, now: number): DropReason | 'complete' | null {
+    const r = this.reassembler;
+    if (r === null) return 'unhandled-fragment';
+    const ext = this.ext;
+    if (link.gsoType !== VIRTIO_NET_HDR_GSO_NONE) return 'fragment-gso';
+    const frame = link.frame;
+    const d = r.input(src, dst, ext.protocol, ext.fragmentId, ext.fragmentOffset, ext.moreFragments, frame.buf, ext.offset, ext.length, now);
+    if (d === null) return null;
+    const out = this.reassembled;
+    const ipOff = this.ip.off;
+    frame.buf.copy(out, 0, ipOff, ipOff + IPV6_HEADER_LEN);
+    out[4] = d.len >>> 8;
+    out[5] = d.len & 0xff;
+    out[6] = ext.protocol;
+    d.buf.copy(out, IPV6_HEADER_LEN, d.off, d.off + d.len);
+    const f = this.reassembledFrame;
+    f.len = IPV6_HEADER_LEN + d.len;
+    const p = this.pkt;
+    p.frame = f;
+    p.ipOff = 0;
+    p.ipLen = IPV6_HEADER_LEN + d.len;
+    p.l4Off = IPV6_HEADER_LEN;
+    p.l4Len = d.len;
+    // Offload flags described only the last fragment.
+    p.l4ChecksumPartial = false;
+    p.l4ChecksumValid = false;
+    return 'complete';
   }
 
   /** Sources worth remembering: link-local or in our prefix, unicast. */
@@ -604,7 +606,7 @@ export class Ipv6Router {
     const r = icmp.reset(b, ext.offset, ext.length);
     if (r !== null) return this.drop(r);
     const type = icmp.type;
-    const checksumTrusted = this.l4ChecksumPartial || this.l4ChecksumValid;
+    const checksumTrusted = this.link.l4ChecksumPartial || this.link.l4ChecksumValid;
     switch (type) {
       case ICMPV6_NEIGHBOR_SOLICITATION:
       case ICMPV6_NEIGHBOR_ADVERTISEMENT:
@@ -689,8 +691,8 @@ export class Ipv6Router {
     // Not ours: the guest that owns it answers; a guest's DAD probe must meet silence from us.
     if (k === -1) return this.drop('ndp-ns-not-ours');
 
-    const off = this.allocTx();
-    const buf = this.txBuffer;
+    const off = this.tx.allocTx(now);
+    const buf = this.tx.txBuffer;
     const ipOff = off + ETH_HEADER_LEN;
     const icmpOff = ipOff + IPV6_HEADER_LEN;
     const len = emitNeighborAdvertisement(buf, icmpOff, 0, this.own, k);
@@ -705,13 +707,13 @@ export class Ipv6Router {
       buf[icmpOff + 4] = NA_FLAG_ROUTER | NA_FLAG_SOLICITED | NA_FLAG_OVERRIDE;
       // Reply to the link-layer address the solicitation names, else to the frame's sender.
       emitEthernetHeader(buf, off, 0, this.mac, ETHERTYPE_IPV6);
-      if (slla === -1) this.eth.copySrcTo(buf, off);
+      if (slla === -1) this.link.eth.copySrcTo(buf, off);
       else for (let i = 0; i < 6; i++) buf[off + i] = b[slla + i];
       emitIpv6Header(buf, ipOff, this.own, k, b, ip.srcOffset, IPV6_NH_ICMPV6, total, NDP_HOP_LIMIT);
     }
     fillIcmpv6Checksum(buf, icmpOff, total, buf, ipOff + 8, ipOff + 24);
     this.neighborAdvertsSent++;
-    this.transmit(off, ETH_HEADER_LEN + IPV6_HEADER_LEN + total, now);
+    this.tx.transmit(off, ETH_HEADER_LEN + IPV6_HEADER_LEN + total, now);
     return 'consumed';
   }
 
@@ -737,8 +739,8 @@ export class Ipv6Router {
    * its solicited-node group, from the gateway address (RFC 4861 7.2.2).
    */
   sendNeighborSolicitation(target: Uint8Array, tOff: number, now: number): void {
-    const off = this.allocTx();
-    const buf = this.txBuffer;
+    const off = this.tx.allocTx(now);
+    const buf = this.tx.txBuffer;
     const ipOff = off + ETH_HEADER_LEN;
     const icmpOff = ipOff + IPV6_HEADER_LEN;
     const len = emitNeighborSolicitation(buf, icmpOff, target, tOff);
@@ -758,7 +760,7 @@ export class Ipv6Router {
     emitIpv6Header(buf, ipOff, this.own, OWN_GW, dst, 0, IPV6_NH_ICMPV6, total, NDP_HOP_LIMIT);
     fillIcmpv6Checksum(buf, icmpOff, total, buf, ipOff + 8, ipOff + 24);
     this.solicitationsSent++;
-    this.transmit(off, ETH_HEADER_LEN + IPV6_HEADER_LEN + total, now);
+    this.tx.transmit(off, ETH_HEADER_LEN + IPV6_HEADER_LEN + total, now);
   }
 
   private handleRs(frame: Frame, srcUnspecified: boolean, now: number): Ipv6Verdict {
@@ -788,8 +790,8 @@ export class Ipv6Router {
 
   /** Builds and sends an RA to dst[dstOff, +16) at the MAC mac[macOff, +6). */
   private sendRa(dst: Uint8Array, dstOff: number, mac: Uint8Array, macOff: number, now: number): void {
-    const off = this.allocTx();
-    const buf = this.txBuffer;
+    const off = this.tx.allocTx(now);
+    const buf = this.tx.txBuffer;
     const ipOff = off + ETH_HEADER_LEN;
     const icmpOff = ipOff + IPV6_HEADER_LEN;
     let p = icmpOff;
@@ -813,7 +815,7 @@ export class Ipv6Router {
     for (let i = 0; i < 6; i++) buf[off + i] = mac[macOff + i];
     fillIcmpv6Checksum(buf, icmpOff, total, buf, ipOff + 8, ipOff + 24);
     this.routerAdvertsSent++;
-    this.transmit(off, ETH_HEADER_LEN + IPV6_HEADER_LEN + total, now);
+    this.tx.transmit(off, ETH_HEADER_LEN + IPV6_HEADER_LEN + total, now);
   }
 
   /** Echo reply from the address that was pinged, without the request's extension headers. */
@@ -823,10 +825,10 @@ export class Ipv6Router {
     const icmpLen = icmp.len;
     if (IPV6_HEADER_LEN + icmpLen > this.mtu) return this.drop('icmpv6-echo-too-big');
     const b = frame.buf;
-    const off = this.allocTx();
-    const buf = this.txBuffer;
+    const off = this.tx.allocTx(now);
+    const buf = this.tx.txBuffer;
     emitEthernetHeader(buf, off, 0, this.mac, ETHERTYPE_IPV6);
-    this.eth.copySrcTo(buf, off);
+    this.link.eth.copySrcTo(buf, off);
     const ipOff = off + ETH_HEADER_LEN;
     emitIpv6Header(buf, ipOff, b, ip.dstOffset, b, ip.srcOffset, IPV6_NH_ICMPV6, icmpLen, IPV6_ROUTER_DEFAULTS.hopLimit, ip.trafficClass);
     const icmpOff = ipOff + IPV6_HEADER_LEN;
@@ -836,7 +838,7 @@ export class Ipv6Router {
     buf[icmpOff + 1] = 0;
     fillIcmpv6Checksum(buf, icmpOff, icmpLen, buf, ipOff + 8, ipOff + 24);
     this.echoReplies++;
-    this.transmit(off, ETH_HEADER_LEN + IPV6_HEADER_LEN + icmpLen, now);
+    this.tx.transmit(off, ETH_HEADER_LEN + IPV6_HEADER_LEN + icmpLen, now);
     return 'consumed';
   }
 }

@@ -1,13 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { PortCounters, type Frame, type FrameSink, type Port } from '../../stack/frame.js';
-import { Ipv6Router } from '../../stack/ipv6-router.js';
-import { emitEthernetHeader, ETHERTYPE_IPV6 } from '../../stack/wire/ethernet.js';
-import { fillIcmpv6Checksum, ICMPV6_ECHO_REQUEST } from '../../stack/wire/icmpv6.js';
-import { emitIpv6Header, IPV6_NH_DEST_OPTS, IPV6_NH_ICMPV6, IPV6_NH_TCP, Ipv6View } from '../../stack/wire/ipv6.js';
-import { parseIpv6, solicitedNodeAddress, solicitedNodeMac } from '../../stack/wire/ipv6-address.js';
-import { parseMac } from '../../stack/wire/mac.js';
-import { emitLinkLayerOption, emitNeighborSolicitation, emitRouterSolicitation, NDP_OPT_SOURCE_LLA } from '../../stack/wire/ndp.js';
-import { DAD_NS, ECHO_REQUEST, MLDV2_REPORT, NA_SOLICITED, NS_GLOBAL, RS_BARE, RS_WITH_SLLA } from './wire/ipv6-capture.fixture.js';
+import { PortCounters, type Frame, type FrameSink, type Port } from '../../../stack/frame.js';
+import { GuestOutput } from '../../../stack/guest-output.js';
+import { Ipv6Layer } from '../../../stack/ip6/ipv6-layer.js';
+import { emitEthernetHeader, ETHERTYPE_IPV6 } from '../../../stack/wire/ethernet.js';
+import { fillIcmpv6Checksum, ICMPV6_ECHO_REQUEST } from '../../../stack/wire/icmpv6.js';
+import { emitIpv6Header, IPV6_NH_DEST_OPTS, IPV6_NH_ICMPV6, IPV6_NH_TCP, Ipv6View } from '../../../stack/wire/ipv6.js';
+import { parseIpv6, solicitedNodeAddress, solicitedNodeMac } from '../../../stack/wire/ipv6-address.js';
+import { parseMac } from '../../../stack/wire/mac.js';
+import { emitLinkLayerOption, emitNeighborSolicitation, emitRouterSolicitation, NDP_OPT_SOURCE_LLA } from '../../../stack/wire/ndp.js';
+import { DAD_NS, ECHO_REQUEST, MLDV2_REPORT, NA_SOLICITED, NS_GLOBAL, RS_BARE, RS_WITH_SLLA } from '../wire/ipv6-capture.fixture.js';
 
 const GW_MAC = parseMac('52:55:0a:00:02:02');
 const GUEST_MAC = parseMac('02:00:00:00:00:0a');
@@ -74,11 +75,11 @@ class CountingSink implements FrameSink {
   }
 }
 
-describe('Ipv6Router fuzz', () => {
+describe('Ipv6Layer fuzz', () => {
   it('never throws on mutated frames, and every frame is accounted for', () => {
     const sink = new CountingSink();
     const port: Port = { id: 0, name: 'gateway', vnet: true, counters: new PortCounters(), deliver() {}, flush() {} };
-    const router = new Ipv6Router({ mac: GW_MAC, mtu: 1500, neighborTableSize: 64, txSlots: 4 }, sink, port);
+    const router = new Ipv6Layer({ mac: GW_MAC, mtu: 1500, neighborTableSize: 64 }, new GuestOutput(sink, port, GW_MAC, () => undefined, 1));
     let seed = 0x2545f491;
     const rnd = (n: number) => {
       seed ^= seed << 13;
