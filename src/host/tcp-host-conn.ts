@@ -17,9 +17,9 @@
  * | dialing   | the flow closed (guest RST, dial timeout)          | closed    |
  * | accepted  | the guest completed the handshake (onEstablished)  | open      |
  * | accepted  | the guest cannot be reached, refused, timed out    | closed    |
- * | open      | the flow closed normally, the socket still owes    | lingering |
- * |           |   a write, our FIN or the host's EOF               |           |
- * | open      | the flow closed normally and nothing is owed       | closed    |
+ * | open      | the flow closed normally (the socket may still owe | lingering |
+ * |           |   a write, our FIN or the host's EOF; when nothing |           |
+ * |           |   is owed it goes on to closed in the same call)   |           |
  * | open      | the flow was reset or timed out (RST to the host)  | closed    |
  * | open      | a host socket error (the guest gets a RST)         | closed    |
  * | lingering | tail written, SHUT_WR sent and the host's EOF read | closed    |
