@@ -18,6 +18,7 @@ import type { Frame, Port } from '../stack/frame.js';
 import { defaults } from '../stack/config.js';
 import type { Nat } from '../stack/nat/nat.js';
 import { Stack } from '../stack/stack.js';
+import { SocketTable, type BatchWork } from './host/socket-table.js';
 import { TcpProxy } from './host/tcp-proxy.js';
 import { UdpProxy } from './host/udp-proxy.js';
 import { IcmpProxy } from './host/icmp-proxy.js';
@@ -36,6 +37,8 @@ export class Runtime {
   readonly nat: Nat;
   /** Gateway, IPv4 and IPv6 layers, NAT: built and wired in stack/stack.ts. */
   readonly stack: Stack;
+  /** The host TCP sockets' epoll set (dialed, accepted, listening): src/host/socket-table.ts. */
+  readonly hostSockets: SocketTable;
   readonly tcpProxy: TcpProxy;
   readonly udpProxy: UdpProxy;
   readonly icmpProxy: IcmpProxy;
@@ -105,10 +108,12 @@ export class Runtime {
     this.bridge.addStaticMac(this.gateway.mac, this.gateway);
     // Host events (socket reads, connects) produce frames outside any tap batch: write them at once.
     const flushPorts = (now: number) => this.flush(now);
+    this.hostSockets = new SocketTable(this.now, flushPorts, this.work);
     this.tcpProxy = new TcpProxy(
       this.nat.tcp,
+      this.hostSockets,
+      this.work,
       this.now,
-      flushPorts,
       {
         dialTimeoutMs: defaults.tcpDialTimeoutMs,
         dnsUpstreams,
@@ -146,8 +151,8 @@ export class Runtime {
   readonly portSink: BatchSink = {
     input: (from: Port, frame: Frame, now: number) => {
       this.inTapBatch = true;
-      this.batchFrames++;
-      this.batchBytes += frame.len;
+      this.work.items++;
+      this.work.bytes += frame.len;
       this.bridge.input(from, frame, now);
     },
     flush: (now: number) => {
@@ -235,12 +240,10 @@ export class Runtime {
     // are being handled) leaves that to the batch's own flush at its end: what a poll finds
     // is read into the memory the batch is still using.
     let spin = false;
-    if (!this.inTapBatch && !this.tcpProxy.handlingEvents) {
-      const host = this.tcpProxy.takeBatchWork();
-      const items = this.batchFrames + host.events;
-      const bytes = this.batchBytes + host.bytes;
-      this.batchFrames = 0;
-      this.batchBytes = 0;
+    if (!this.inTapBatch && !this.hostSockets.handling) {
+      const { items, bytes } = this.work;
+      this.work.items = 0;
+      this.work.bytes = 0;
       spin =
         this.options.busyPollMicros > 0 && items > 0 && items <= defaults.busyPollBatchMax && bytes <= defaults.busyPollBytesMax;
     }
@@ -255,7 +258,7 @@ export class Runtime {
       this.spinPorts[n] = p;
       this.spinFds[n++] = p.handle.fd;
     }
-    const ready = this.tcpProxy.spin(this.spinFds, n, this.options.busyPollMicros);
+    const ready = this.hostSockets.spin(this.spinFds, n, this.options.busyPollMicros);
     if (ready === 0) {
       // Nothing came: the held ACKs go now, before the thread sleeps.
       const later = this.now();
@@ -281,7 +284,7 @@ export class Runtime {
       for (let round = 0; round < INLINE_ROUNDS && this.ready !== 0; round++) {
         const r = this.ready;
         this.ready = 0;
-        if ((r & 1) !== 0) this.tcpProxy.pollNow();
+        if ((r & 1) !== 0) this.hostSockets.pollNow();
         for (let i = 0; i < this.spinPorts.length; i++) {
           const p = this.spinPorts[i];
           if ((r & (2 << i)) !== 0 && p !== null && this.ports.has(p)) p.readNow();
@@ -304,9 +307,12 @@ export class Runtime {
 
   /** The taps' fds, for busy polling (at most 15 are watched). */
   private readonly spinFds = new Int32Array(15);
-  /** Frames received since the last flush. */
-  private batchFrames = 0;
-  private batchBytes = 0;
+  /**
+   * What the input since the last flush moved: frames from the ports and host socket events
+   * (SocketTable), and their bytes (the frames', and what the TCP pump read and wrote).
+   * Small work means an answer is likely microseconds away: worth a busy poll.
+   */
+  private readonly work: BatchWork = { items: 0, bytes: 0 };
 
   /** The counters, stamped with the time and uptime; the MAC table's entries only when asked for. */
   stats(opts: { macTable?: boolean } = {}): object {
@@ -339,7 +345,7 @@ export class Runtime {
     this.nat.tcp.abortAll(now);
     this.flush(now);
     this.forwards.closeAll();
-    this.tcpProxy.closeAll();
+    this.hostSockets.close();
     this.udpProxy.closeAll();
     this.icmpProxy.closeAll();
     for (const p of this.ports) p.close();

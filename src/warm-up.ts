@@ -31,7 +31,7 @@ import { Runtime } from './runtime.js';
 import { TapPort, type BatchSink } from './tap-port.js';
 import { native } from './native/addon.js';
 import { NativeError } from './errors.js';
-import { errnoName, errnoText } from './host/tcp-proxy.js';
+import { errnoName, errnoText } from './host/errno.js';
 import { TCP_EVENTS_MAX, type TcpSockets } from './native/types.js';
 import { createLogger, type Logger } from './log.js';
 import type { RuntimeOptions } from './options.js';

@@ -3,7 +3,8 @@
  * per forward, from host addr:port to guest addr:port.
  *
  * How it works
- * - TCP: the listener is one of TcpProxy's native sockets; each accepted
+ * - TCP: the listener is a native socket of the host TCP epoll set
+ *   (tcp-listeners.ts, through TcpProxy.listen); each accepted
  *   socket goes to the engine (Nat.inbound.connectTcp), which ARPs for the
  *   guest if needed and opens a connection from N+2; the socket is then
  *   attached to the flow (TcpProxy.attach) and proxied like any other, read

@@ -94,6 +94,8 @@ import { seqAdd } from '../tcp/seq.js';
 import { copyBytes } from '../tcp/byte-copy.js';
 import { ErrnoCounts, newDropCounters, type DropAndErrnoCounts, type DropCounters, type DropCounts } from '../counters.js';
 import type { DropReason } from '../drop-reasons.js';
+import type { ByteRegion } from '../tcp/send-buffer.js';
+import type { TcpStream } from './tcp-stream.js';
 
 /** ICMP destination unreachable code for "host unreachable". */
 const ICMP_UNREACH_HOST = 1;
@@ -119,7 +121,7 @@ export interface TcpNatOptions {
   idleTimeoutMs: number;
 }
 
-/** What the runtime does for the TCP NAT: host sockets. */
+/** What the runtime does for the TCP NAT: host sockets. The bytes go through the flow's TcpStream (tcp-stream.ts). */
 export interface TcpHostEnv {
   /** Connect to flow.hostIp:flow.hostPort (a handle: TcpNat.addrs.format) or the DNS upstream when flow.toDns; then call dialSucceeded or dialFailed. */
   dial(flow: TcpFlow): void;
@@ -167,7 +169,7 @@ export class PendingSyn implements TcpSynIn {
   }
 }
 
-export class TcpFlow extends NatFlow implements TcpEnv {
+export class TcpFlow extends NatFlow implements TcpEnv, TcpStream {
   guestIp = 0;
   guestPort = 0;
   /** The destination as the guest sees it (source of our segments). */
@@ -222,6 +224,42 @@ export class TcpFlow extends NatFlow implements TcpEnv {
   }
   onClosed(reason: TcpCloseReason): void {
     this.nat.flowClosed(this, reason);
+  }
+
+  // ---- TcpStream (tcp-stream.ts): what the host side sees of this flow ----
+
+  readable(): number {
+    return this.conn.recvAvailable();
+  }
+  peek(): ByteRegion {
+    return this.conn.recvPeek();
+  }
+  consume(n: number, now: number): void {
+    this.conn.recvConsume(n, now);
+    this.nat.hostTookData(this);
+  }
+  get guestFinished(): boolean {
+    return this.conn.peerFinished;
+  }
+  writable(): ByteRegion {
+    return this.conn.sendWritable();
+  }
+  commit(n: number, now: number): void {
+    this.conn.sendCommit(n, now);
+  }
+  pushed(now: number): void {
+    this.nat.hostActivity(this, now);
+  }
+  end(now: number): void {
+    if (this.closed) return;
+    this.conn.shutdownSend(now);
+    this.nat.hostActivity(this, now);
+  }
+  abort(now: number): void {
+    this.nat.hostAborted(this, now);
+  }
+  release(): void {
+    this.recycleBuffers();
   }
 }
 

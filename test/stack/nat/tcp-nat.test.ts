@@ -8,6 +8,7 @@ import type { Frame, FrameSink, Port } from '../../../stack/frame.js';
 import type { StackOptions } from '../../../stack/stack.js';
 import { GW_MAC, makeNat, NET } from './nat-fixture.js';
 import type { TcpFlow, TcpHostEnv } from '../../../stack/nat/tcp-nat.js';
+import type { TcpStream } from '../../../stack/nat/tcp-stream.js';
 import { checksum, pseudoHeaderSum4 } from '../../../stack/wire/checksum.js';
 import { emitEthernetHeader, ETHERTYPE_IPV4 } from '../../../stack/wire/ethernet.js';
 import { emitIpv4Header, IP_PROTO_TCP } from '../../../stack/wire/ipv4.js';
@@ -498,5 +499,66 @@ describe('TcpNat: transactions', () => {
     gw.deliver(segment({ flags: TCP_ACK, seq: 1002, ack: (iss + 2) >>> 0 }), 5);
     nat.flush(5);
     expect(flow.closed).toBe(true);
+  });
+
+  describe('the flow as a TcpStream (all the host side sees of it)', () => {
+    it('guest -> host: readable bytes in place; consume opens the window, ACKed by the end-of-batch flush', () => {
+      const { sink, gw, nat, flow, iss } = established();
+      const stream: TcpStream = flow;
+      gw.deliver(segment({ flags: TCP_ACK, seq: 1001, ack: (iss + 1) >>> 0, payload: 100 }), 3);
+      expect(stream.readable()).toBe(100);
+      const r = stream.peek();
+      expect(r.len).toBe(100);
+      stream.consume(60, 3);
+      expect(stream.readable()).toBe(40);
+      stream.consume(40, 3);
+      expect(stream.readable()).toBe(0);
+      expect(sink.sent).toHaveLength(0);
+      nat.flush(3);
+      expect(sink.sent).toHaveLength(1);
+      expect(tcpOf(sink.sent[0]).ack).toBe(1101);
+      expect(stream.guestFinished).toBe(false);
+    });
+
+    it('host -> guest: bytes committed into the writable region leave as one segment once pushed', () => {
+      const { sink, flow, iss } = established();
+      const stream: TcpStream = flow;
+      const w = stream.writable();
+      expect(w.len).toBeGreaterThanOrEqual(100);
+      w.buf.fill(7, w.off, w.off + 100);
+      stream.commit(100, 3);
+      stream.pushed(3);
+      expect(sink.sent).toHaveLength(1);
+      const seg = tcpOf(sink.sent[0]);
+      expect(seg.seq).toBe((iss + 1) >>> 0);
+      expect(seg.payloadLength).toBe(100);
+    });
+
+    it("the guest's FIN shows as guestFinished; end() is the host's EOF: our FIN", () => {
+      const s = established();
+      const stream: TcpStream = s.flow;
+      s.gw.deliver(segment({ flags: TCP_ACK | 0x01, seq: 1001, ack: (s.iss + 1) >>> 0 }), 3);
+      s.nat.flush(3);
+      expect(stream.guestFinished).toBe(true);
+      expect(stream.readable()).toBe(0);
+      s.sink.sent.length = 0;
+      stream.end(4);
+      expect(s.sink.sent).toHaveLength(1);
+      expect(tcpOf(s.sink.sent[0]).flags & 0x01).toBeTruthy();
+    });
+
+    it('abort() resets the guest and closes the flow; later calls change nothing', () => {
+      const { sink, flow, host } = established();
+      const stream: TcpStream = flow;
+      stream.abort(3);
+      expect(stream.closed).toBe(true);
+      expect(sink.sent).toHaveLength(1);
+      expect(tcpOf(sink.sent[0]).flags & TCP_RST).toBeTruthy();
+      expect(host.closed.map(([, r]) => r)).toEqual(['reset']);
+      stream.end(4);
+      stream.abort(4);
+      stream.release();
+      expect(sink.sent).toHaveLength(1);
+    });
   });
 });
