@@ -12,7 +12,9 @@ import { openCapture, type CaptureWriter } from './pcap-writer.js';
 import { Scheduler } from './scheduler.js';
 import { TapPort, type BatchSink } from './tap-port.js';
 import type { ClosablePort } from './socket-ports.js';
-import type { TapHandle } from './native/types.js';
+import { TUN_F_USO4, TUN_F_USO6, type TapHandle } from './native/types.js';
+
+const USO_BOTH = TUN_F_USO4 | TUN_F_USO6;
 import { formatMac } from '../stack/wire/mac.js';
 import type { Frame, Port } from '../stack/frame.js';
 import { defaults } from '../stack/config.js';
@@ -162,6 +164,7 @@ export class Runtime {
   attachPort(port: ClosablePort): void {
     this.socketPorts.add(port);
     this.bridge.addPort(port);
+    this.updateUso();
     port.start();
     this.portEvents?.up(port);
   }
@@ -171,8 +174,28 @@ export class Runtime {
     if (!this.socketPorts.delete(port)) return;
     this.bridge.flush(this.now());
     this.bridge.removePort(port);
+    this.updateUso();
     port.close();
     this.portEvents?.down(port, err);
+  }
+
+  /**
+   * UDP bursts leave for guests as one USO frame only while every port that
+   * takes vnet frames is a tap that accepted USO: the bridge hands vnet frames
+   * to vnet ports as they are, and a tap without USO (or another vnet port)
+   * would refuse the frame. Ports without vnet headers get the bridge's
+   * segmentation either way.
+   */
+  private updateUso(): void {
+    let uso = true;
+    let any = false;
+    for (const p of this.ports) {
+      if (!p.vnet) continue;
+      any = true;
+      if ((p.handle.offloads & USO_BOTH) !== USO_BOTH) uso = false;
+    }
+    for (const p of this.socketPorts) if (p.vnet) uso = false;
+    this.nat.ipv4.uso = uso && any;
   }
 
   addTap(handle: TapHandle): TapPort {
@@ -204,8 +227,12 @@ export class Runtime {
     }
     this.ports.add(port);
     this.bridge.addPort(port);
+    this.updateUso();
     port.start();
     this.log.info(formatTapReport(handle));
+    if (handle.vnetHdr && (handle.offloads & USO_BOTH) !== USO_BOTH) {
+      this.log.info(`tap ${handle.name}: no UDP segmentation offload (the kernel refused TUN_F_USO4/USO6, Linux < 6.2): UDP bursts go to guests as single datagrams`);
+    }
     this.portEvents?.up(port);
     return port;
   }
@@ -221,6 +248,7 @@ export class Runtime {
     // Frames queued in its receive area leave before the other ports forget that memory.
     this.bridge.flush(this.now());
     this.bridge.removePort(port);
+    this.updateUso();
     for (const other of this.ports) other.unregisterStable(port.rxArea);
     port.close();
     this.portEvents?.down(port, err);
@@ -230,6 +258,7 @@ export class Runtime {
     // Guest bytes go to the host sockets once per batch (and open the windows), the NAT
     // answers the batch (one ACK per connection), then every port writes.
     this.tcpProxy.drain(now);
+    this.udpProxy.drain(now);
     // Busy polling (--busy-poll) after a small batch: its answer is likely microseconds away.
     // Bulk traffic (big batches, or many bytes: TSO frames) has its next batch coming anyway.
     // A flush from inside a batch (a port forward's callback while frames or socket events
@@ -321,6 +350,7 @@ export class Runtime {
       nat: this.nat.stats(),
       hostSockets: { tcp: this.tcpProxy.sockets, udp: this.udpProxy.openSockets, icmp: this.icmpProxy.openSockets },
       hostDrops: { udp: this.udpProxy.drops, icmp: this.icmpProxy.drops },
+      udpHost: { ...this.udpProxy.stats(), usoToGuests: this.nat.ipv4.uso, usoFrames: this.nat.ipv4.usoFrames, usoDatagrams: this.nat.ipv4.usoDatagrams },
       pcapRecords: this.pcap?.records,
     };
   }
