@@ -10,7 +10,11 @@
  *   allocated once (UDP_BATCH_MAX slots of 64 KiB, since UDP_GRO may hand a
  *   coalesced burst of up to 64 KiB as one message), one JS call per batch of
  *   messages whatever the number of flows. Each message goes to the guest
- *   as one datagram, or as one USO frame when it holds a burst.
+ *   as one datagram, or as one USO frame when it holds a burst; where guests
+ *   take USO, single datagrams of one flow and one size that arrived one
+ *   after another are put together into one USO frame too (GRO in software:
+ *   one tap write for up to GSO_MAX_SEGMENTS datagrams, at the cost of one
+ *   copy of each).
  * - Guest datagrams are gathered in a UdpSendBatch (copied into a registered
  *   tx area, runs of equal-size datagrams to one socket joined into one
  *   UDP_SEGMENT message) and leave in one native sendmmsg call per batch at
@@ -36,7 +40,8 @@ import { ErrnoCounts, newDropCounters, type DropAndErrnoCounts } from '../../sta
 import type { DropReason } from '../../stack/drop-reasons.js';
 import { native } from '../native/addon.js';
 import { UDP_BATCH_MAX, UDP_ERROR_FLAG, type UdpSockets } from '../native/types.js';
-import { UdpSendBatch } from './udp-send-batch.js';
+import { GSO_MAX_BYTES, GSO_MAX_SEGMENTS, UdpSendBatch } from './udp-send-batch.js';
+import { copyBytes } from '../../stack/tcp/byte-copy.js';
 import { errnoName } from './tcp-proxy.js';
 
 /** A receive slot holds the largest message UDP_GRO can build (64 KiB of payload). */
@@ -62,6 +67,8 @@ export interface UdpProxyStats {
   messagesIn: number;
   datagramsIn: number;
   receiveBatches: number;
+  /** Single datagrams put together into USO frames (consecutive, one flow, one size). */
+  merged: number;
   /** Sockets that took UDP_GRO; errno name once the kernel refused UDP_SEGMENT (null while it takes it). */
   groSockets: number;
   gsoRefused: string | null;
@@ -70,6 +77,8 @@ export interface UdpProxyStats {
 export class UdpProxy implements UdpHostEnv {
   private io: UdpSockets | null = null;
   private rx: Buffer | null = null;
+  /** Where single datagrams of one flow are put together into one burst for a USO frame. */
+  private gather: Buffer | null = null;
   private readonly meta = new Uint32Array(4 * UDP_BATCH_MAX);
   private batch: UdpSendBatch | null = null;
   private readonly slots: (FlowSocket | null)[] = [];
@@ -85,7 +94,7 @@ export class UdpProxy implements UdpHostEnv {
   /** Host socket errors by errno, among the drops as 'udp-EMSGSIZE' and the like. */
   private readonly socketErrors = new ErrnoCounts('udp-');
   private readonly counts: UdpProxyStats = {
-    datagramsOut: 0, messagesOut: 0, sendCalls: 0, messagesIn: 0, datagramsIn: 0, receiveBatches: 0, groSockets: 0, gsoRefused: null,
+    datagramsOut: 0, messagesOut: 0, sendCalls: 0, messagesIn: 0, datagramsIn: 0, receiveBatches: 0, merged: 0, groSockets: 0, gsoRefused: null,
   };
   /** Drops by reason so far (allocates: for stats and tests). */
   get drops(): DropAndErrnoCounts {
@@ -120,6 +129,7 @@ export class UdpProxy implements UdpHostEnv {
     if (this.io !== null) return this.io;
     const rx = new ArrayBuffer(RX_SLOT * UDP_BATCH_MAX);
     this.rx = Buffer.from(rx);
+    this.gather = Buffer.alloc(GSO_MAX_BYTES);
     const batch = new UdpSendBatch();
     this.batch = batch;
     this.io = native.createUdpSockets({
@@ -195,26 +205,66 @@ export class UdpProxy implements UdpHostEnv {
     const m = this.meta;
     const rx = this.rx as Buffer;
     const c = this.counts;
+    const uso = this.nat.output.uso;
     c.receiveBatches++;
-    for (let i = 0; i < n; i++) {
+    let i = 0;
+    while (i < n) {
       const token = m[4 * i];
       const fs = this.slots[token & SLOT_MASK];
-      if (fs === null || fs === undefined || fs.token !== token) continue;
-      const flow = fs.flow;
-      if (!flow.active || flow.generation !== fs.generation) continue;
       const len = m[4 * i + 2];
       const seg = m[4 * i + 3];
+      if (fs === null || fs === undefined || fs.token !== token || !fs.flow.active || fs.flow.generation !== fs.generation) {
+        i++;
+        continue;
+      }
+      const flow = fs.flow;
       if ((seg & UDP_ERROR_FLAG) !== 0) {
         const errno = seg & ~UDP_ERROR_FLAG;
         if (errno === ECONNREFUSED) this.nat.hostRefused(flow, now);
         else this.socketErrors.add(errnoName(-errno));
+        i++;
+        continue;
+      }
+      // Software GRO: single datagrams of one flow, of one size (the last may be
+      // shorter), that came in one after another leave as one USO frame.
+      const run = uso && len > 0 && (seg === 0 || seg >= len) ? this.runLength(i, n, token, len) : 1;
+      if (run > 1) {
+        const g = this.gather as Buffer;
+        let at = 0;
+        for (let k = i; k < i + run; k++) {
+          const l = m[4 * k + 2];
+          copyBytes(g, at, rx, m[4 * k + 1], l);
+          at += l;
+        }
+        c.messagesIn += run;
+        c.datagramsIn += run;
+        c.merged += run;
+        this.nat.fromHost(flow, g, 0, at, now, len);
+        i += run;
         continue;
       }
       c.messagesIn++;
       c.datagramsIn += seg > 0 && seg < len ? Math.ceil(len / seg) : 1;
       this.nat.fromHost(flow, rx, m[4 * i + 1], len, now, seg);
+      i++;
     }
     this.flushPorts(now);
+  }
+
+  /** How many messages from i on are single datagrams of `token` that can join one burst of `size`-byte datagrams. */
+  private runLength(i: number, n: number, token: number, size: number): number {
+    const m = this.meta;
+    let total = size;
+    let j = i + 1;
+    while (j < n && j - i < GSO_MAX_SEGMENTS && m[4 * j] === token) {
+      const l = m[4 * j + 2];
+      const seg = m[4 * j + 3];
+      if (l === 0 || l > size || (seg !== 0 && seg < l) || total + l > GSO_MAX_BYTES) break;
+      total += l;
+      j++;
+      if (l < size) break;
+    }
+    return j - i;
   }
 
   addForwardSocket(forwardId: number, socket: Socket): void {
