@@ -40,7 +40,7 @@ import { ErrnoCounts, newDropCounters, type DropAndErrnoCounts } from '../../sta
 import type { DropReason } from '../../stack/drop-reasons.js';
 import { native } from '../native/addon.js';
 import { UDP_BATCH_MAX, UDP_ERROR_FLAG, type UdpSockets } from '../native/types.js';
-import { GSO_MAX_BYTES, GSO_MAX_SEGMENTS, UdpSendBatch } from './udp-send-batch.js';
+import { GSO_MAX_BYTES, mergeableRun, UdpSendBatch } from './udp-send-batch.js';
 import { copyBytes } from '../../stack/tcp/byte-copy.js';
 import { errnoName } from './tcp-proxy.js';
 
@@ -227,7 +227,7 @@ export class UdpProxy implements UdpHostEnv {
       }
       // Software GRO: single datagrams of one flow, of one size (the last may be
       // shorter), that came in one after another leave as one USO frame.
-      const run = uso && len > 0 && (seg === 0 || seg >= len) ? this.runLength(i, n, token, len) : 1;
+      const run = uso ? mergeableRun(m, i, n) : 1;
       if (run > 1) {
         const g = this.gather as Buffer;
         let at = 0;
@@ -249,22 +249,6 @@ export class UdpProxy implements UdpHostEnv {
       i++;
     }
     this.flushPorts(now);
-  }
-
-  /** How many messages from i on are single datagrams of `token` that can join one burst of `size`-byte datagrams. */
-  private runLength(i: number, n: number, token: number, size: number): number {
-    const m = this.meta;
-    let total = size;
-    let j = i + 1;
-    while (j < n && j - i < GSO_MAX_SEGMENTS && m[4 * j] === token) {
-      const l = m[4 * j + 2];
-      const seg = m[4 * j + 3];
-      if (l === 0 || l > size || (seg !== 0 && seg < l) || total + l > GSO_MAX_BYTES) break;
-      total += l;
-      j++;
-      if (l < size) break;
-    }
-    return j - i;
   }
 
   addForwardSocket(forwardId: number, socket: Socket): void {

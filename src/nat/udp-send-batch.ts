@@ -104,3 +104,29 @@ export class UdpSendBatch {
     this.runSegs = 0;
   }
 }
+
+/**
+ * Host → guest, the other way round: of the received messages described in
+ * meta as [token, offset, length, segmentSize] (native UdpSockets), how many
+ * from i on (i < n) are single datagrams of message i's socket that can go
+ * to the guest as one burst of message i's size: one after another, none
+ * longer than the first, only the last shorter, within GSO_MAX_SEGMENTS and
+ * GSO_MAX_BYTES. At least 1.
+ */
+export function mergeableRun(meta: Uint32Array, i: number, n: number): number {
+  const token = meta[4 * i];
+  const size = meta[4 * i + 2];
+  const seg0 = meta[4 * i + 3];
+  if (size === 0 || (seg0 !== 0 && seg0 < size)) return 1;
+  let total = size;
+  let j = i + 1;
+  while (j < n && j - i < GSO_MAX_SEGMENTS && meta[4 * j] === token) {
+    const l = meta[4 * j + 2];
+    const seg = meta[4 * j + 3];
+    if (l === 0 || l > size || (seg !== 0 && seg < l) || total + l > GSO_MAX_BYTES) break;
+    total += l;
+    j++;
+    if (l < size) break;
+  }
+  return j - i;
+}

@@ -4,7 +4,8 @@
  * bursts the guest's kernel hands over as USO super-frames where the tap took
  * USO (UDP_SEGMENT on the guest's socket), and the server answers with bursts
  * of its own (UDP_SEGMENT on the host, so usernet's flow socket receives them
- * coalesced by UDP_GRO). Both sides check every datagram's number and bytes,
+ * coalesced by UDP_GRO), then as single datagrams (which usernet may put
+ * together into USO frames itself). Both sides check every datagram's number and bytes,
  * and the stats say which paths were taken. Traffic: loopback and the run's
  * namespace only.
  */
@@ -17,7 +18,7 @@ const sandbox = new Sandbox();
 afterEach(() => sandbox.cleanup());
 
 /** Datagrams each way, their size, and how many go per burst (one sendmsg with UDP_SEGMENT). */
-const COUNT = 600;
+const COUNT = 800;
 const SIZE = 1200;
 const BURST = 20;
 
@@ -30,15 +31,18 @@ COUNT, SIZE, BURST = ${COUNT}, ${SIZE}, ${BURST}
 def datagram(i):
     return struct.pack('>I', i) + bytes((i + k) & 0xff for k in range(SIZE - 4))
 def send_bursts(s, addr):
+    # The first half as UDP_SEGMENT bursts, the second as single datagrams sent back to back.
     s.setsockopt(SOL_UDP, UDP_SEGMENT, SIZE)
     for b in range(0, COUNT, BURST):
-        payload = b''.join(datagram(i) for i in range(b, min(b + BURST, COUNT)))
-        if addr is None:
-            s.send(payload)
-        else:
-            s.sendto(payload, addr)
+        if b == COUNT // 2:
+            s.setsockopt(SOL_UDP, UDP_SEGMENT, 0)
+        ds = [datagram(i) for i in range(b, min(b + BURST, COUNT))]
+        for payload in ([b''.join(ds)] if b < COUNT // 2 else ds):
+            if addr is None:
+                s.send(payload)
+            else:
+                s.sendto(payload, addr)
         time.sleep(0.002)
-    s.setsockopt(SOL_UDP, UDP_SEGMENT, 0)
 def check(got):
     nums = [struct.unpack('>I', d[:4])[0] for d in got]
     bad = [n for n, d in zip(nums, got) if n >= COUNT or d != datagram(n)]

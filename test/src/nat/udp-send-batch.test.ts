@@ -3,7 +3,7 @@
  * of them join into one UDP_SEGMENT message.
  */
 import { describe, expect, it } from 'vitest';
-import { GSO_MAX_SEGMENTS, UdpSendBatch } from '../../../src/nat/udp-send-batch.js';
+import { GSO_MAX_SEGMENTS, mergeableRun, UdpSendBatch } from '../../../src/nat/udp-send-batch.js';
 
 function bytes(n: number, fill: number): Buffer {
   return Buffer.alloc(n, fill);
@@ -101,5 +101,47 @@ describe('UdpSendBatch', () => {
     b.clear();
     expect(b.count).toBe(0);
     expect(b.add(3, bytes(10, 0), 0, 10)).toBe(true);
+  });
+});
+
+describe('mergeableRun', () => {
+  /** meta rows [token, offset, length, segmentSize]. */
+  function meta(rows: [number, number, number][]): Uint32Array {
+    const m = new Uint32Array(rows.length * 4);
+    rows.forEach(([token, len, seg], i) => m.set([token, i * 65536, len, seg], i * 4));
+    return m;
+  }
+
+  it('joins single datagrams of one socket and one size, the last one maybe shorter', () => {
+    const m = meta([
+      [1, 1400, 1400],
+      [1, 1400, 1400],
+      [1, 700, 700],
+      [1, 1400, 1400],
+    ]);
+    expect(mergeableRun(m, 0, 4)).toBe(3);
+    expect(mergeableRun(m, 3, 4)).toBe(1);
+  });
+
+  it('stops at another socket, a longer datagram, a GRO burst or an error', () => {
+    expect(mergeableRun(meta([[1, 100, 100], [2, 100, 100]]), 0, 2)).toBe(1);
+    expect(mergeableRun(meta([[1, 100, 100], [1, 200, 200]]), 0, 2)).toBe(1);
+    expect(mergeableRun(meta([[1, 100, 100], [1, 100, 100], [1, 300, 100]]), 0, 3)).toBe(2);
+    expect(mergeableRun(meta([[1, 300, 100], [1, 100, 100]]), 0, 2)).toBe(1);
+    expect(mergeableRun(meta([[1, 100, 100], [1, 0, 0x8000_006f]]), 0, 2)).toBe(1);
+    expect(mergeableRun(meta([[1, 0, 0], [1, 0, 0]]), 0, 2)).toBe(1);
+  });
+
+  it('keeps within the segment and byte limits', () => {
+    const small = meta(Array.from({ length: GSO_MAX_SEGMENTS + 5 }, () => [1, 10, 10] as [number, number, number]));
+    expect(mergeableRun(small, 0, GSO_MAX_SEGMENTS + 5)).toBe(GSO_MAX_SEGMENTS);
+    const big = meta(Array.from({ length: 60 }, () => [1, 1400, 1400] as [number, number, number]));
+    const r = mergeableRun(big, 0, 60);
+    expect(r * 1400).toBeLessThanOrEqual(65_000);
+    expect((r + 1) * 1400).toBeGreaterThan(65_000);
+  });
+
+  it('looks only up to n', () => {
+    expect(mergeableRun(meta([[1, 10, 10], [1, 10, 10], [1, 10, 10]]), 0, 2)).toBe(2);
   });
 });
