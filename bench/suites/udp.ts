@@ -13,11 +13,16 @@
  * - kernel: a veth pair between two namespaces the bench creates.
  *
  * MTU 1500 everywhere: a 1400-byte datagram is one frame, as on a real link.
+ *
+ * A second set of rows gives the user-space process's CPU time (utime +
+ * stime from /proc, sampled as the TCP suite does) per million datagrams
+ * delivered: on a shared machine the delivered rate depends on how much CPU
+ * the receiving iperf3 gets, while the cost per datagram is the path's own.
  */
 import { freePort, type BenchContext } from '../lib/context.js';
 import { parseUdp } from '../lib/iperf.js';
-import { repeat, type Row, type Sample, type SystemName } from '../lib/results.js';
-import { type Proc } from '../lib/sys.js';
+import { repeat, sample, type Row, type Sample, type SystemName } from '../lib/results.js';
+import { CpuSampler, type Proc } from '../lib/sys.js';
 import { slirpNamespace, vethPair } from './tcp.js';
 
 const MTU = 1500;
@@ -45,19 +50,35 @@ function shellWrap(args: string[]): string[] {
   return ['sh', '-c', `${args.join(' ')}; s=$?; sleep 0.3; exit $s`];
 }
 
-/** The delivered rate: Gbit/s of payload for 1400 B, kpps for 64 B. */
-async function transfer(ctx: BenchContext, label: string, cmd: string[], c: Cell): Promise<number> {
-  const p: Proc = ctx.c.spawn(cmd[0], cmd.slice(1), label);
-  const r = await p.wait((ctx.seconds + 25) * 1000);
-  if (r.timedOut) throw new Error(`${label}: no result within ${ctx.seconds + 25} s (stalled)`);
-  const u = parseUdp(p.stdout);
-  return c.size >= 1000 ? (u.packetsPerSecond * c.size * 8) / 1e9 : u.packetsPerSecond / 1000;
+interface Transfer {
+  /** Gbit/s of payload for 1400 B, kpps for 64 B. */
+  rate: number;
+  /** CPU seconds of the measured process per million datagrams delivered; null for the kernel. */
+  cpuPerMpkt: number | null;
 }
 
-type Runner = (c: Cell) => Promise<number>;
+async function transfer(ctx: BenchContext, label: string, cmd: string[], c: Cell, cpuPid?: number): Promise<Transfer> {
+  const p: Proc = ctx.c.spawn(cmd[0], cmd.slice(1), label);
+  const sampler = new CpuSampler(cpuPid ?? p.pid);
+  const r = await p.wait((ctx.seconds + 25) * 1000);
+  const cpu = sampler.stop();
+  if (r.timedOut) throw new Error(`${label}: no result within ${ctx.seconds + 25} s (stalled)`);
+  const u = parseUdp(p.stdout);
+  const delivered = u.packets - u.lost;
+  return {
+    rate: c.size >= 1000 ? (u.packetsPerSecond * c.size * 8) / 1e9 : u.packetsPerSecond / 1000,
+    cpuPerMpkt: cpu !== null && delivered > 0 && cpuPid !== -1 ? cpu / (delivered / 1e6) : null,
+  };
+}
 
-async function cellsFor(ctx: BenchContext, name: string, setup: () => Promise<{ run: Runner; done: () => Promise<void> }>): Promise<Map<string, Sample>> {
-  const out = new Map<string, Sample>();
+type Runner = (c: Cell) => Promise<Transfer>;
+interface CellResult {
+  rate: Sample;
+  cpu: Sample;
+}
+
+async function cellsFor(ctx: BenchContext, name: string, setup: () => Promise<{ run: Runner; done: () => Promise<void> }>): Promise<Map<string, CellResult>> {
+  const out = new Map<string, CellResult>();
   let env: { run: Runner; done: () => Promise<void> } | null = null;
   let setupError = '';
   try {
@@ -67,9 +88,16 @@ async function cellsFor(ctx: BenchContext, name: string, setup: () => Promise<{ 
   }
   try {
     for (const c of cells) {
-      const s = env ? await repeat(ctx.reps, () => env!.run(c)) : { value: null, reps: [], errors: [setupError] };
-      out.set(udpCellName(c), s);
-      ctx.log(`  ${name} ${udpCellName(c)}: ${s.value?.toFixed(2) ?? 'fail'} ${c.size >= 1000 ? 'Gbit/s' : 'kpps'} ${s.errors.join('; ')}`);
+      const cpus: number[] = [];
+      const rate = env
+        ? await repeat(ctx.reps, async () => {
+            const t = await env!.run(c);
+            if (t.cpuPerMpkt !== null) cpus.push(t.cpuPerMpkt);
+            return t.rate;
+          })
+        : { value: null, reps: [], errors: [setupError] };
+      out.set(udpCellName(c), { rate, cpu: sample(cpus) });
+      ctx.log(`  ${name} ${udpCellName(c)}: ${rate.value?.toFixed(2) ?? 'fail'} ${c.size >= 1000 ? 'Gbit/s' : 'kpps'} ${rate.errors.join('; ')}`);
     }
   } finally {
     await env?.done();
@@ -101,7 +129,7 @@ function slirp(ctx: BenchContext, port: number) {
   return cellsFor(ctx, 'slirp4netns', async () => {
     const s = await slirpNamespace(ctx, MTU);
     return {
-      run: (c) => transfer(ctx, 'slirp4netns client', ['ip', 'netns', 'exec', s.ns, ...clientArgs(ctx, '10.0.2.2', port, c)], c),
+      run: (c) => transfer(ctx, 'slirp4netns client', ['ip', 'netns', 'exec', s.ns, ...clientArgs(ctx, '10.0.2.2', port, c)], c, s.pid),
       done: s.release,
     };
   });
@@ -129,7 +157,7 @@ function kernel(ctx: BenchContext) {
     const srv = ctx.c.spawn('ip', ['netns', 'exec', v.server, 'iperf3', '-s', '--forceflush', '-B', v.serverIp, '-p', String(port)], 'kernel iperf3 server');
     await srv.waitFor(/Server listening/);
     return {
-      run: (c) => transfer(ctx, 'kernel client', ['ip', 'netns', 'exec', v.client, ...clientArgs(ctx, v.serverIp, port, c)], c),
+      run: (c) => transfer(ctx, 'kernel client', ['ip', 'netns', 'exec', v.client, ...clientArgs(ctx, v.serverIp, port, c)], c, -1),
       done: () => ctx.c.release(mark),
     };
   });
@@ -137,7 +165,7 @@ function kernel(ctx: BenchContext) {
 
 export async function udpSuite(ctx: BenchContext): Promise<Row[]> {
   const mark = ctx.c.mark();
-  const results = new Map<SystemName, Map<string, Sample>>();
+  const results = new Map<SystemName, Map<string, CellResult>>();
   try {
     const port = await hostServer(ctx);
     ctx.log('udp: kernel veth');
@@ -157,12 +185,19 @@ export async function udpSuite(ctx: BenchContext): Promise<Row[]> {
   } finally {
     await ctx.c.release(mark);
   }
-  return cells.map((c) => {
+  const rows: Row[] = cells.map((c) => {
     const name = udpCellName(c);
     const values: Row['values'] = {};
-    for (const [sys, m] of results) if (m.has(name)) values[sys] = m.get(name)!;
+    for (const [sys, m] of results) if (m.has(name)) values[sys] = m.get(name)!.rate;
     return { group: 'UDP', metric: name, unit: c.size >= 1000 ? 'Gbit/s' : 'kpps', higherIsBetter: true, values };
   });
+  for (const c of cells) {
+    const name = udpCellName(c);
+    const values: Row['values'] = {};
+    for (const [sys, m] of results) if (sys !== 'kernel' && m.has(name)) values[sys] = m.get(name)!.cpu;
+    rows.push({ group: 'CPU', metric: `UDP ${name.replace(' delivered', '')}, process CPU per million datagrams delivered`, unit: 's/Mpkt', higherIsBetter: false, values });
+  }
+  return rows;
 }
 
 /** The issue's UDP targets (≥ 3× slirp4netns and ≥ 0.7× kernel, every cell), as lines for checkTargets. */
