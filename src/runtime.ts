@@ -13,8 +13,6 @@ import { Scheduler } from './scheduler.js';
 import { TapPort, type BatchSink } from './tap-port.js';
 import type { ClosablePort } from './socket-ports.js';
 import { TUN_F_USO4, TUN_F_USO6, type TapHandle } from './native/types.js';
-
-const USO_BOTH = TUN_F_USO4 | TUN_F_USO6;
 import { formatMac } from '../stack/wire/mac.js';
 import type { Frame, Port } from '../stack/frame.js';
 import { defaults } from '../stack/config.js';
@@ -26,6 +24,9 @@ import { PortForwards } from './nat/port-forward.js';
 import { defaultUpstreams } from './resolv-conf.js';
 import type { LocalNames } from '../stack/dns-local-names.js';
 import { formatTapReport, tapStats } from './tap-report.js';
+
+/** Both USO bits: a guest takes USO frames of either IP version. */
+const USO_BOTH = TUN_F_USO4 | TUN_F_USO6;
 
 /** Rounds of busy-poll hand-offs handled inline before the event loop gets a turn (dispatchReady). */
 const INLINE_ROUNDS = 16;
