@@ -13,7 +13,8 @@
         "native/sandbox.cc",
         "native/socket_io.cc",
         "native/tap.cc",
-        "native/tcp_sockets.cc"
+        "native/tcp_sockets.cc",
+        "native/udp_sockets.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")"

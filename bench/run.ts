@@ -2,7 +2,7 @@
  * `npm run bench`: usernet side by side with the kernel, slirp4netns, pasta
  * and vde_switch, in one run on this machine, printed as one table.
  *
- *   npm run bench -- [--only tcp,bridge,vxlan,tx,footprint,many,micro] [--seconds 5]
+ *   npm run bench -- [--only tcp,udp,bridge,vxlan,tx,footprint,many,micro] [--seconds 5]
  *                    [--reps 3] [--micro-seconds 10] [--no-install] [--no-write]
  *
  * Needs root (namespaces, taps). Every namespace, tap, veth, bridge, process,
@@ -25,11 +25,12 @@ import { manySuite } from './suites/many.js';
 import { microSuite } from './suites/micro.js';
 import { tcpSuite } from './suites/tcp.js';
 import { txSuite } from './suites/tx.js';
+import { udpSuite } from './suites/udp.js';
 import { vxlanSuite } from './suites/vxlan.js';
 
 const BENCH_DIR = resolve(import.meta.dirname);
 const ROOT = dirname(BENCH_DIR);
-const SUITES = ['tcp', 'bridge', 'vxlan', 'tx', 'footprint', 'many', 'micro'] as const;
+const SUITES = ['tcp', 'udp', 'bridge', 'vxlan', 'tx', 'footprint', 'many', 'micro'] as const;
 type Suite = (typeof SUITES)[number];
 
 const USAGE = `usage: npm run bench -- [--only ${SUITES.join(',')}] [--seconds N] [--reps N] [--micro-seconds N] [--no-install] [--no-write]
@@ -192,7 +193,7 @@ async function main(): Promise<number> {
     for (const m of tools.missing) log(`missing: ${m}`);
     for (const m of tools.missing) notes.push(`Missing: ${m}; its cells are empty.`);
     let pastaOk = false;
-    if (tools.pasta && only.includes('tcp')) {
+    if (tools.pasta && (only.includes('tcp') || only.includes('udp'))) {
       const p = preparePastaUser(c);
       pastaOk = p.ok;
       if (!p.ok) notes.push(`pasta left out: ${p.why}`);
@@ -215,6 +216,7 @@ async function main(): Promise<number> {
     };
     const run: Record<Suite, () => Promise<Row[]>> = {
       tcp: () => (tools.iperf3 ? tcpSuite(ctx) : Promise.resolve([])),
+      udp: () => (tools.iperf3 ? udpSuite(ctx) : Promise.resolve([])),
       bridge: () => (tools.iperf3 ? bridgeSuite(ctx) : Promise.resolve([])),
       vxlan: () => (tools.iperf3 ? vxlanSuite(ctx) : Promise.resolve([])),
       tx: () => txSuite(ctx),

@@ -52,6 +52,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitExec(env, exports);
   InitTcpSockets(env, exports);
   InitSocketIo(env, exports);
+  InitUdpSockets(env, exports);
   return exports;
 }
 

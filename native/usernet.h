@@ -144,5 +144,6 @@ void InitSandbox(Napi::Env env, Napi::Object exports);
 void InitExec(Napi::Env env, Napi::Object exports);
 void InitTcpSockets(Napi::Env env, Napi::Object exports);
 void InitSocketIo(Napi::Env env, Napi::Object exports);
+void InitUdpSockets(Napi::Env env, Napi::Object exports);
 
 }  // namespace usernet

@@ -12,7 +12,7 @@ import { openCapture, type CaptureWriter } from './pcap-writer.js';
 import { Scheduler } from './scheduler.js';
 import { TapPort, type BatchSink } from './tap-port.js';
 import type { ClosablePort } from './socket-ports.js';
-import type { TapHandle } from './native/types.js';
+import { TUN_F_USO4, TUN_F_USO6, type TapHandle } from './native/types.js';
 import { formatMac } from '../stack/wire/mac.js';
 import type { Frame, Port } from '../stack/frame.js';
 import { defaults } from '../stack/config.js';
@@ -26,6 +26,9 @@ import { PortForwards } from './host/port-forwards.js';
 import { defaultUpstreams } from './resolv-conf.js';
 import type { LocalNames } from '../stack/dns-local-names.js';
 import { formatTapReport, tapStats } from './tap-report.js';
+
+/** Both USO bits: a guest takes USO frames of either IP version. */
+const USO_BOTH = TUN_F_USO4 | TUN_F_USO6;
 
 /** Rounds of busy-poll hand-offs handled inline before the event loop gets a turn (dispatchReady). */
 const INLINE_ROUNDS = 16;
@@ -168,6 +171,7 @@ export class Runtime {
   attachPort(port: ClosablePort): void {
     this.socketPorts.add(port);
     this.bridge.addPort(port);
+    this.updateUso();
     port.start();
     this.portEvents?.up(port);
   }
@@ -177,8 +181,28 @@ export class Runtime {
     if (!this.socketPorts.delete(port)) return;
     this.bridge.flush(this.now());
     this.bridge.removePort(port);
+    this.updateUso();
     port.close();
     this.portEvents?.down(port, err);
+  }
+
+  /**
+   * UDP bursts leave for guests as one USO frame only while every port that
+   * takes vnet frames is a tap that accepted USO: the bridge hands vnet frames
+   * to vnet ports as they are, and a tap without USO (or another vnet port)
+   * would refuse the frame. Ports without vnet headers get the bridge's
+   * segmentation either way.
+   */
+  private updateUso(): void {
+    let uso = true;
+    let any = false;
+    for (const p of this.ports) {
+      if (!p.vnet) continue;
+      any = true;
+      if ((p.handle.offloads & USO_BOTH) !== USO_BOTH) uso = false;
+    }
+    for (const p of this.socketPorts) if (p.vnet) uso = false;
+    this.nat.ipv4.uso = uso && any;
   }
 
   addTap(handle: TapHandle): TapPort {
@@ -208,8 +232,12 @@ export class Runtime {
     }
     this.ports.add(port);
     this.bridge.addPort(port);
+    this.updateUso();
     port.start();
     this.log.info(formatTapReport(handle));
+    if (handle.vnetHdr && (handle.offloads & USO_BOTH) !== USO_BOTH) {
+      this.log.info(`tap ${handle.name}: no UDP segmentation offload (the kernel refused TUN_F_USO4/USO6, Linux < 6.2): UDP bursts go to guests as single datagrams`);
+    }
     this.portEvents?.up(port);
     return port;
   }
@@ -225,6 +253,7 @@ export class Runtime {
     // Frames queued in its receive area leave before the other ports forget that memory.
     this.bridge.flush(this.now());
     this.bridge.removePort(port);
+    this.updateUso();
     for (const other of this.ports) other.unregisterStable(port.rxArea);
     port.close();
     this.portEvents?.down(port, err);
@@ -234,6 +263,7 @@ export class Runtime {
     // Guest bytes go to the host sockets once per batch (and open the windows), the NAT
     // answers the batch (one ACK per connection), then every port writes.
     this.tcpProxy.drain(now);
+    this.udpProxy.drain(now);
     // Busy polling (--busy-poll) after a small batch: its answer is likely microseconds away.
     // Bulk traffic (big batches, or many bytes: TSO frames) has its next batch coming anyway.
     // A flush from inside a batch (a port forward's callback while frames or socket events
@@ -326,6 +356,7 @@ export class Runtime {
       nat: this.stack.natStats(),
       hostSockets: { tcp: this.tcpProxy.sockets, udp: this.udpProxy.openSockets, icmp: this.icmpProxy.openSockets },
       hostDrops: { udp: this.udpProxy.drops, icmp: this.icmpProxy.drops },
+      udpHost: { ...this.udpProxy.stats(), usoToGuests: this.nat.ipv4.uso, usoFrames: this.nat.ipv4.usoFrames, usoDatagrams: this.nat.ipv4.usoDatagrams },
       pcapRecords: this.pcap?.records,
     };
   }

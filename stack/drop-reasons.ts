@@ -223,6 +223,9 @@ export const DROP_REASONS = [
   'udp-inbound-no-ipv6',
   'udp-inbound-no-port',
   'udp-no-neighbor',
+  /** A guest UDP super-frame (USO) to the DNS forwarder, or one whose GSO type is not UDP_L4. */
+  'udp-gso-dns',
+  'udp-gso-bad-type',
   'dns-disabled',
   'dns-no-neighbor',
   'dhcp-disabled',
@@ -265,6 +268,10 @@ export const DROP_REASONS = [
   // host side (src/host/udp-proxy.ts, src/host/icmp-proxy.ts)
   'udp-no-socket',
   'udp-pending-full',
+  /** The host socket could not be opened (its errno is counted too). */
+  'udp-open-failed',
+  /** sendmmsg refused a message (its errno is counted too). */
+  'udp-send-failed',
   'udp-forward-gone',
   'dns-unknown-upstream',
   'icmp-no-socket',

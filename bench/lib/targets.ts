@@ -4,6 +4,7 @@
  * written here as the issue states them; a miss is reported, never relaxed.
  */
 import type { Row, SystemName } from './results.js';
+import { udpTargets } from '../suites/udp.js';
 
 function v(rows: Row[], group: string, metric: string, sys: SystemName): number | null {
   return rows.find((r) => r.group === group && r.metric === metric)?.values[sys]?.value ?? null;
@@ -30,6 +31,7 @@ export function checkTargets(rows: Row[]): string {
     out.push(`- TCP ${c}: ≥ 0.5× kernel: ${verdict(kr === null ? null : kr >= 0.5)} (${kr === null ? '—' : r2(kr)}×); ` +
       `≥ ${need}× slirp4netns: ${verdict(sr === null ? null : sr >= need)} (${sr === null ? '—' : r2(sr)}×)`);
   }
+  out.push(...udpTargets(rows));
   const bt = [v(rows, 'Bridge', 'TCP ns↔ns MTU 1500', 'usernet'), v(rows, 'Bridge', 'TCP ns↔ns MTU 1500', 'vde_switch')];
   const bu = [v(rows, 'Bridge', 'UDP 64 B delivered', 'usernet'), v(rows, 'Bridge', 'UDP 64 B delivered', 'vde_switch')];
   const br = [v(rows, 'Bridge', 'ping RTT avg', 'usernet'), v(rows, 'Bridge', 'ping RTT avg', 'vde_switch')];

@@ -4,9 +4,28 @@
  * only the flow's peer can answer), and one socket per address family for
  * the DNS forwarder's upstream queries.
  *
- * Datagrams the guest sends before the socket is connected wait in a short
- * queue (PENDING_MAX); beyond it they are dropped and counted, as a full
- * socket buffer would drop them.
+ * How it works
+ * - Flow sockets live in native UdpSockets (native/udp_sockets.cc), not in
+ *   Node's dgram: one epoll set, read with recvmmsg into a receive area
+ *   allocated once (UDP_BATCH_MAX slots of 64 KiB, since UDP_GRO may hand a
+ *   coalesced burst of up to 64 KiB as one message), one JS call per batch of
+ *   messages whatever the number of flows. Each message goes to the guest
+ *   as one datagram, or as one USO frame when it holds a burst; where guests
+ *   take USO, single datagrams of one flow and one size that arrived one
+ *   after another are put together into one USO frame too (GRO in software:
+ *   one tap write for up to GSO_MAX_SEGMENTS datagrams, at the cost of one
+ *   copy of each).
+ * - Guest datagrams are gathered in a UdpSendBatch (copied into a registered
+ *   tx area, runs of equal-size datagrams to one socket joined into one
+ *   UDP_SEGMENT message) and leave in one native sendmmsg call per batch at
+ *   `drain`, which the runtime calls at the end of every batch (as TcpProxy's).
+ * - Flows are found by a token (slot | generation << 16) that the native
+ *   side hands back with every message, so a closed flow's late messages are
+ *   recognised and dropped. Nothing is allocated per datagram.
+ * - A socket that cannot be opened, or a message the kernel refuses, is a
+ *   drop counted by reason and errno (UDP's loss); the flow lives on.
+ * - The native sockets and their areas are made with the first flow: a
+ *   usernet that never proxies UDP does not pay for them.
  *
  * Port forwards register their bound socket with `addForwardSocket`; guest
  * replies on inbound flows leave through it to the client (`sendToClient`).
@@ -19,25 +38,65 @@ import { isIpv6Handle } from '../../stack/ip/ip-addresses.js';
 import type { Logger } from '../log.js';
 import { ErrnoCounts, newDropCounters, type DropAndErrnoCounts } from '../../stack/counters.js';
 import type { DropReason } from '../../stack/drop-reasons.js';
+import { native } from '../native/addon.js';
+import { UDP_BATCH_MAX, UDP_ERROR_FLAG, type UdpSockets } from '../native/types.js';
+import { GSO_MAX_BYTES, mergeableRun, UdpSendBatch } from './udp-send-batch.js';
+import { copyBytes } from '../../stack/tcp/byte-copy.js';
+import { errnoName } from './errno.js';
 
-const PENDING_MAX = 64;
+/** A receive slot holds the largest message UDP_GRO can build (64 KiB of payload). */
+const RX_SLOT = 65_536;
+const SLOT_BITS = 16;
+const SLOT_MASK = (1 << SLOT_BITS) - 1;
+const GEN_MASK = 0x7fff;
+const ECONNREFUSED = 111;
 
 interface FlowSocket {
-  socket: Socket;
+  fd: number;
+  token: number;
+  flow: UdpFlow;
   generation: number;
-  connected: boolean;
-  pending: Buffer[] | null;
+}
+
+export interface UdpProxyStats {
+  /** Datagrams and native send calls guest → host, and messages (a run joined by UDP_SEGMENT is one). */
+  datagramsOut: number;
+  messagesOut: number;
+  sendCalls: number;
+  /** Messages host → guest, the datagrams they held (more with UDP_GRO), and native receive batches. */
+  messagesIn: number;
+  datagramsIn: number;
+  receiveBatches: number;
+  /** Single datagrams put together into USO frames (consecutive, one flow, one size). */
+  merged: number;
+  /** Sockets that took UDP_GRO; errno name once the kernel refused UDP_SEGMENT (null while it takes it). */
+  groSockets: number;
+  gsoRefused: string | null;
 }
 
 export class UdpProxy implements UdpHostEnv {
-  private readonly sockets = new Map<number, FlowSocket>();
+  private io: UdpSockets | null = null;
+  private rx: Buffer | null = null;
+  /** Where single datagrams of one flow are put together into one burst for a USO frame. */
+  private gather: Buffer | null = null;
+  private readonly meta = new Uint32Array(4 * UDP_BATCH_MAX);
+  private batch: UdpSendBatch | null = null;
+  private readonly slots: (FlowSocket | null)[] = [];
+  private readonly gens: number[] = [];
+  private readonly freeSlots: number[] = [];
+  /** Flow id -> its socket. */
+  private readonly byFlow: (FlowSocket | null)[] = [];
+  private socketCount = 0;
   private dns4: Socket | null = null;
   private dns6: Socket | null = null;
   private readonly forwardSockets = new Map<number, Socket>();
   private readonly dropped = newDropCounters();
-  /** Drops by reason so far (allocates: for stats and tests). */
   /** Host socket errors by errno, among the drops as 'udp-EMSGSIZE' and the like. */
   private readonly socketErrors = new ErrnoCounts('udp-');
+  private readonly counts: UdpProxyStats = {
+    datagramsOut: 0, messagesOut: 0, sendCalls: 0, messagesIn: 0, datagramsIn: 0, receiveBatches: 0, merged: 0, groSockets: 0, gsoRefused: null,
+  };
+  /** Drops by reason so far (allocates: for stats and tests). */
   get drops(): DropAndErrnoCounts {
     return this.socketErrors.addTo(this.dropped.snapshot());
   }
@@ -53,55 +112,143 @@ export class UdpProxy implements UdpHostEnv {
   ) {}
 
   get openSockets(): number {
-    return this.sockets.size + (this.dns4 ? 1 : 0) + (this.dns6 ? 1 : 0);
+    return this.socketCount + (this.dns4 ? 1 : 0) + (this.dns6 ? 1 : 0);
+  }
+
+  /** Batching counters (allocates: for stats and tests). */
+  stats(): UdpProxyStats {
+    const io = this.io;
+    if (io !== null) {
+      this.counts.groSockets = io.groSockets;
+      this.counts.gsoRefused = io.gsoOff === 0 ? null : errnoName(-io.gsoOff);
+    }
+    return { ...this.counts };
+  }
+
+  private sockets(): UdpSockets {
+    if (this.io !== null) return this.io;
+    const rx = new ArrayBuffer(RX_SLOT * UDP_BATCH_MAX);
+    this.rx = Buffer.from(rx);
+    this.gather = Buffer.alloc(GSO_MAX_BYTES);
+    const batch = new UdpSendBatch();
+    this.batch = batch;
+    this.io = native.createUdpSockets({
+      rx,
+      slotSize: RX_SLOT,
+      meta: this.meta,
+      tx: batch.tx.buffer as ArrayBuffer,
+      onBatch: (n) => this.onBatch(n),
+    });
+    this.io.start();
+    return this.io;
   }
 
   open(flow: UdpFlow): void {
-    this.sockets.get(flow.id)?.socket.close();
+    this.close(flow);
+    const io = this.sockets();
     const six = isIpv6Handle(flow.hostIp);
-    const socket = createSocket({ type: six ? 'udp6' : 'udp4' });
-    const fs: FlowSocket = { socket, generation: flow.generation, connected: false, pending: [] };
-    this.sockets.set(flow.id, fs);
     const host = this.nat.output.addrs.format(flow.hostIp);
-    const current = () => this.sockets.get(flow.id) === fs && flow.active && flow.generation === fs.generation;
-    socket.on('message', (msg) => {
-      if (!current()) return;
-      const now = this.clock();
-      this.nat.fromHost(flow, msg, 0, msg.length, now);
-      this.flushPorts(now);
-    });
-    socket.on('error', (err: NodeJS.ErrnoException) => {
-      if (!current()) return;
-      if (err.code === 'ECONNREFUSED') {
-        const now = this.clock();
-        this.nat.hostRefused(flow, now);
-        this.flushPorts(now);
-      } else {
-        this.log.debug(`udp ${host}:${flow.hostPort}: ${err.code ?? err.message}`);
-        this.socketErrors.add(err.code ?? 'error');
-      }
-    });
-    const connect = () =>
-      socket.connect(flow.hostPort, host, () => {
-        fs.connected = true;
-        const q = fs.pending;
-        fs.pending = null;
-        if (q !== null) for (const d of q) socket.send(d);
-      });
     const local = six ? this.outboundAddress6 : this.outboundAddress;
-    if (local !== null && !host.startsWith('127.') && host !== '::1') socket.bind({ address: local, port: 0 }, connect);
-    else connect();
+    const bindTo = local !== null && !host.startsWith('127.') && host !== '::1' ? local : null;
+    let slot = this.freeSlots.pop();
+    if (slot === undefined) {
+      slot = this.slots.length;
+      if (slot > SLOT_MASK) return this.bump('udp-open-failed');
+      this.slots.push(null);
+      this.gens.push(0);
+    }
+    const token = (this.gens[slot] << SLOT_BITS) | slot;
+    const fd = io.open(token, six ? 6 : 4, host, flow.hostPort, bindTo);
+    if (fd < 0) {
+      this.freeSlots.push(slot);
+      this.log.debug(`udp ${host}:${flow.hostPort}: ${errnoName(fd)}`);
+      this.socketErrors.add(errnoName(fd));
+      return this.bump('udp-open-failed');
+    }
+    const fs: FlowSocket = { fd, token, flow, generation: flow.generation };
+    this.slots[slot] = fs;
+    this.byFlow[flow.id] = fs;
+    this.socketCount++;
   }
 
-  send(flow: UdpFlow, buf: Buffer, off: number, len: number): void {
-    const fs = this.sockets.get(flow.id);
-    if (fs === undefined) return this.bump('udp-no-socket');
-    // dgram keeps the buffer until the datagram is sent: give it its own copy.
-    const copy = Buffer.allocUnsafe(len);
-    buf.copy(copy, 0, off, off + len);
-    if (fs.connected) fs.socket.send(copy);
-    else if (fs.pending !== null && fs.pending.length < PENDING_MAX) fs.pending.push(copy);
-    else this.bump('udp-pending-full');
+  send(flow: UdpFlow, buf: Buffer, off: number, len: number, gsoSize = 0): void {
+    const fs = this.byFlow[flow.id];
+    if (fs === null || fs === undefined || fs.generation !== flow.generation) return this.bump('udp-no-socket');
+    const batch = this.batch as UdpSendBatch;
+    if (!batch.add(fs.fd, buf, off, len, gsoSize)) {
+      this.drain(0);
+      if (!batch.add(fs.fd, buf, off, len, gsoSize)) this.bump('udp-too-big');
+    }
+  }
+
+  /** Sends what the batch gathered: one native call (sendmmsg per socket run). */
+  drain(_now: number): void {
+    const batch = this.batch;
+    if (batch === null || batch.count === 0) return;
+    const io = this.io as UdpSockets;
+    const count = batch.count;
+    const sent = io.send(batch.desc, count);
+    const c = this.counts;
+    c.sendCalls++;
+    c.messagesOut += count;
+    c.datagramsOut += batch.datagrams;
+    if (sent < count) {
+      const err = io.lastError;
+      for (let i = sent; i < count; i++) this.bump('udp-send-failed');
+      if (err !== 0) this.socketErrors.add(errnoName(-err));
+    }
+    batch.clear();
+  }
+
+  private onBatch(n: number): void {
+    const now = this.clock();
+    const m = this.meta;
+    const rx = this.rx as Buffer;
+    const c = this.counts;
+    const uso = this.nat.output.uso;
+    c.receiveBatches++;
+    let i = 0;
+    while (i < n) {
+      const token = m[4 * i];
+      const fs = this.slots[token & SLOT_MASK];
+      const len = m[4 * i + 2];
+      const seg = m[4 * i + 3];
+      if (fs === null || fs === undefined || fs.token !== token || !fs.flow.active || fs.flow.generation !== fs.generation) {
+        i++;
+        continue;
+      }
+      const flow = fs.flow;
+      if ((seg & UDP_ERROR_FLAG) !== 0) {
+        const errno = seg & ~UDP_ERROR_FLAG;
+        if (errno === ECONNREFUSED) this.nat.hostRefused(flow, now);
+        else this.socketErrors.add(errnoName(-errno));
+        i++;
+        continue;
+      }
+      // Software GRO: single datagrams of one flow, of one size (the last may be
+      // shorter), that came in one after another leave as one USO frame.
+      const run = uso ? mergeableRun(m, i, n) : 1;
+      if (run > 1) {
+        const g = this.gather as Buffer;
+        let at = 0;
+        for (let k = i; k < i + run; k++) {
+          const l = m[4 * k + 2];
+          copyBytes(g, at, rx, m[4 * k + 1], l);
+          at += l;
+        }
+        c.messagesIn += run;
+        c.datagramsIn += run;
+        c.merged += run;
+        this.nat.fromHost(flow, g, 0, at, now, len);
+        i += run;
+        continue;
+      }
+      c.messagesIn++;
+      c.datagramsIn += seg > 0 && seg < len ? Math.ceil(len / seg) : 1;
+      this.nat.fromHost(flow, rx, m[4 * i + 1], len, now, seg);
+      i++;
+    }
+    this.flushPorts(now);
   }
 
   addForwardSocket(forwardId: number, socket: Socket): void {
@@ -121,10 +268,17 @@ export class UdpProxy implements UdpHostEnv {
   }
 
   close(flow: UdpFlow): void {
-    const fs = this.sockets.get(flow.id);
-    if (fs === undefined) return;
-    this.sockets.delete(flow.id);
-    fs.socket.close();
+    const fs = this.byFlow[flow.id];
+    if (fs === null || fs === undefined) return;
+    // Datagrams still gathered for this socket leave before it closes.
+    this.drain(0);
+    this.byFlow[flow.id] = null;
+    const slot = fs.token & SLOT_MASK;
+    this.slots[slot] = null;
+    this.gens[slot] = (this.gens[slot] + 1) & GEN_MASK;
+    this.freeSlots.push(slot);
+    this.socketCount--;
+    this.io?.closeSocket(fs.fd);
   }
 
   sendDns(upstreamIndex: number, buf: Buffer, off: number, len: number): void {
@@ -152,8 +306,15 @@ export class UdpProxy implements UdpHostEnv {
   }
 
   closeAll(): void {
-    for (const fs of this.sockets.values()) fs.socket.close();
-    this.sockets.clear();
+    this.drain(0);
+    for (const fs of this.slots) if (fs !== null) this.io?.closeSocket(fs.fd);
+    this.slots.length = 0;
+    this.gens.length = 0;
+    this.freeSlots.length = 0;
+    this.byFlow.length = 0;
+    this.socketCount = 0;
+    this.io?.close();
+    this.io = null;
     this.dns4?.close();
     this.dns6?.close();
     this.dns4 = this.dns6 = null;

@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { ConfigError, UsernetError, errnoName, toNativeError, translatePingError, translateTapError } from '../errors.js';
 import { parseIpv6 } from '../../stack/wire/ipv6-address.js';
 import { formatMac, readMac } from '../../stack/wire/mac.js';
-import { PING_ADDR6_STRIDE, PING_ENTRY_WORDS, PING_MAX_BATCH } from './types.js';
+import { PING_ADDR6_STRIDE, PING_ENTRY_WORDS, PING_MAX_BATCH, UDP_BATCH_MAX } from './types.js';
 import type {
   ConfigStep,
   ConfigWay,
@@ -34,6 +34,8 @@ import type {
   SandboxOptions,
   TcpSockets,
   TcpSocketsOptions,
+  UdpSockets,
+  UdpSocketsOptions,
   SandboxResult,
   SeccompResult,
   TapHandle,
@@ -73,6 +75,7 @@ interface RawAddon {
   framePair(): [number, number];
   FrameIo: new (opts: FrameIoOptions) => FrameIo;
   TcpSockets: new (opts: TcpSocketsOptions) => TcpSockets;
+  UdpSockets: new (opts: UdpSocketsOptions) => UdpSockets;
   tcpReportsRdhup(): boolean;
   PingSocket: new (opts: PingSocketOptions) => PingSocket;
   installSeccompFilter(): SeccompResult;
@@ -418,6 +421,18 @@ export const native: NativeAddon = {
     return nativeCall(
       () => new addon.FrameIo({ ...opts, onError: (e: Error) => onError(toNativeError(e) as Error) }),
     );
+  },
+
+  createUdpSockets(opts: UdpSocketsOptions): UdpSockets {
+    const addon = raw();
+    if (!Number.isInteger(opts.slotSize) || opts.slotSize < 1 || opts.slotSize > MAX_SLOT_SIZE) {
+      throw new RangeError(`UdpSockets slotSize ${opts.slotSize} out of range`);
+    }
+    if (opts.rx.byteLength < opts.slotSize * UDP_BATCH_MAX || opts.meta.length < 4 * UDP_BATCH_MAX) {
+      throw new RangeError(`UdpSockets needs ${UDP_BATCH_MAX} rx slots and ${4 * UDP_BATCH_MAX} meta words`);
+    }
+    // Called per batch on the data path: the raw object, no wrapper.
+    return nativeCall(() => new addon.UdpSockets(opts));
   },
 
   createTcpSockets(opts: TcpSocketsOptions): TcpSockets {

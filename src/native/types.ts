@@ -406,7 +406,50 @@ export interface TcpSocketsOptions {
 /** Ready sockets reported per onEvents call at most. */
 export const TCP_EVENTS_MAX = 256;
 
+/**
+ * The NAT's host UDP sockets (native/udp_sockets.cc): connected sockets in one
+ * level-triggered epoll set, read with recvmmsg (UDP_GRO on) into the `rx`
+ * slots and written with sendmmsg (UDP_SEGMENT for bursts) from `tx`.
+ * Received messages are reported as [token, rxOffset, length, segmentSize]
+ * in `meta`, one onBatch(count) call per up to UDP_BATCH_MAX messages; an
+ * error is a message of length 0 whose segment size is UDP_ERROR_FLAG | errno.
+ */
+export interface UdpSockets {
+  start(): void;
+  /** A connected UDP socket registered with `token`: its fd, or -errno. */
+  open(token: number, family: 4 | 6, host: string, port: number, local: string | null): number;
+  closeSocket(fd: number): number;
+  /**
+   * Sends `count` messages described as [fd, txOffset, length, gsoSize] in desc;
+   * gsoSize > 0 with length > gsoSize: a burst cut by the kernel (UDP_SEGMENT).
+   * Returns how many went; the errno of the last failure is in lastError.
+   */
+  send(desc: Uint32Array, count: number): number;
+  readonly lastError: number;
+  /** 0 while the kernel takes UDP_SEGMENT; the errno that refused it once it did not (bursts are cut natively since). */
+  readonly gsoOff: number;
+  /** Sockets on which UDP_GRO was accepted. */
+  readonly groSockets: number;
+  /** Stops polling and closes the epoll set (not the sockets). Idempotent. */
+  close(): void;
+}
+
+export interface UdpSocketsOptions {
+  /** UDP_BATCH_MAX slots of slotSize bytes. */
+  rx: ArrayBuffer;
+  slotSize: number;
+  /** 4 * UDP_BATCH_MAX words. */
+  meta: Uint32Array;
+  tx: ArrayBuffer;
+  onBatch: (count: number) => void;
+}
+
+/** Messages per onBatch call and per sendmmsg at most. */
+export const UDP_BATCH_MAX = 64;
+export const UDP_ERROR_FLAG = 0x8000_0000;
+
 export interface NativeAddon {
+  createUdpSockets(opts: UdpSocketsOptions): UdpSockets;
   createTcpSockets(opts: TcpSocketsOptions): TcpSockets;
   /**
    * Whether epoll reports a TCP peer's FIN as EPOLLRDHUP here (a loopback probe): Linux does,

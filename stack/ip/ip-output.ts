@@ -10,6 +10,12 @@
  * the guest (the host's datagram arrived on a socket), and sources may: a
  * larger IPv6 datagram leaves as fragments with a Fragment header (RFC 8200
  * 4.5), each but the last carrying a multiple of 8 bytes.
+ *
+ * A burst of equal-size datagrams (a host socket's GRO message) leaves as one
+ * UDP segmentation offload frame (VIRTIO_NET_HDR_GSO_UDP_L4, gso_size = the
+ * datagram size) when `uso` is set, that is when every vnet port takes USO
+ * (TUN_F_USO4/USO6, Linux 6.2); the tap's kernel cuts it. Otherwise, or when
+ * a datagram of the burst would not fit the MTU, it leaves as datagrams.
  */
 import { IP_PROTO_UDP } from '../wire/ipv4.js';
 import { IPV6_HEADER_LEN, IPV6_NH_FRAGMENT } from '../wire/ipv6.js';
@@ -18,7 +24,8 @@ import { IPV6_HEADER_LEN, IPV6_NH_FRAGMENT } from '../wire/ipv6.js';
 const IPV6_FRAG_HEADER_LEN = 8;
 import { ETH_HEADER_LEN, ETHERTYPE_IPV4, ETHERTYPE_IPV6 } from '../wire/ethernet.js';
 import { fold, sumBytes } from '../wire/checksum.js';
-import { VIRTIO_NET_HDR_F_NEEDS_CSUM } from '../wire/vnet.js';
+import { VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_UDP_L4 } from '../wire/vnet.js';
+import { copyBytes } from '../tcp/byte-copy.js';
 import { writeUdpHeader } from '../wire/udp.js';
 import { Ipv4Fragmenter, type Ipv4HeaderTemplate } from '../ip4/fragmenter.js';
 import type { GuestOutput } from '../guest-output.js';
@@ -42,6 +49,11 @@ export class IpOutput {
   };
   /** Datagrams sent as fragments (either version). */
   fragmentsOut = 0;
+  /** Guests take UDP segmentation offload frames (set by the runtime from its ports). */
+  uso = false;
+  /** Bursts sent as one USO frame, and the datagrams they held. */
+  usoFrames = 0;
+  usoDatagrams = 0;
   private fragId6 = 0;
 
   constructor(
@@ -84,7 +96,7 @@ export class IpOutput {
       a.emitHeader(buf, ipOff, src, dst, IP_PROTO_UDP, udpLen, this.nextIdent(), false);
       const u = ipOff + hl;
       writeUdpHeader(buf, u, srcPort, dstPort, len);
-      buf.set(payload.subarray(off, off + len), u + UDP_HEADER_LEN);
+      copyBytes(buf, u + UDP_HEADER_LEN, payload, off, len);
       // Checksum offload: the field holds the pseudo-header sum; the tap (or the bridge) adds the rest.
       const partial = fold(a.pseudoSum(src, dst, IP_PROTO_UDP, udpLen));
       buf[u + 6] = partial >>> 8;
@@ -105,6 +117,63 @@ export class IpOutput {
     s[7] = c === 0 ? 0xff : c & 0xff;
     if (v6) return this.sendFragmented6(mac, src, dst, IP_PROTO_UDP, s, 0, udpLen, now);
     return this.sendFragmented(mac, src, dst, IP_PROTO_UDP, s, 0, udpLen, now);
+  }
+
+  /**
+   * Sends payload[off, off+len) as datagrams of `seg` bytes (the last one may
+   * be shorter) from src:srcPort to dst:dstPort: one USO frame when the
+   * guests take them, else one datagram at a time. Returns the first drop
+   * reason or null.
+   */
+  sendUdpBurst(
+    mac: number,
+    src: number,
+    srcPort: number,
+    dst: number,
+    dstPort: number,
+    payload: Uint8Array,
+    off: number,
+    len: number,
+    seg: number,
+    now: number,
+  ): DropReason | null {
+    if (seg <= 0 || seg >= len) return this.sendUdp(mac, src, srcPort, dst, dstPort, payload, off, len, now);
+    const a = this.addrs;
+    const hl = a.headerLength(src);
+    const udpLen = UDP_HEADER_LEN + len;
+    const ipLen = hl + udpLen;
+    if (this.uso && hl + UDP_HEADER_LEN + seg <= this.mtu && ipLen <= MAX_DATAGRAM) {
+      const v6 = src >= IPV6_HANDLE_BASE;
+      const ipOff = this.out.begin(mac, ipLen, now, v6 ? ETHERTYPE_IPV6 : ETHERTYPE_IPV4);
+      const buf = this.out.arena;
+      a.emitHeader(buf, ipOff, src, dst, IP_PROTO_UDP, udpLen, this.nextIdent(), false);
+      const u = ipOff + hl;
+      // The super-frame's length and pseudo-header sum cover the whole burst: the
+      // kernel's segmentation adjusts both per datagram from these.
+      writeUdpHeader(buf, u, srcPort, dstPort, len);
+      copyBytes(buf, u + UDP_HEADER_LEN, payload, off, len);
+      const partial = fold(a.pseudoSum(src, dst, IP_PROTO_UDP, udpLen));
+      buf[u + 6] = partial >>> 8;
+      buf[u + 7] = partial & 0xff;
+      const v = this.out.header();
+      v.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+      v.csumStart = ETH_HEADER_LEN + hl;
+      v.csumOffset = 6;
+      v.gsoType = VIRTIO_NET_HDR_GSO_UDP_L4;
+      v.gsoSize = seg;
+      v.hdrLen = ETH_HEADER_LEN + hl + UDP_HEADER_LEN;
+      this.usoFrames++;
+      this.usoDatagrams += Math.ceil(len / seg);
+      this.out.send(ipLen, now);
+      return null;
+    }
+    let first: DropReason | null = null;
+    for (let at = 0; at < len; at += seg) {
+      const n = len - at < seg ? len - at : seg;
+      const bad = this.sendUdp(mac, src, srcPort, dst, dstPort, payload, off + at, n, now);
+      if (bad !== null && first === null) first = bad;
+    }
+    return first;
   }
 
   /** IPv6 source fragmentation of payload[off, off+len) (an upper-layer packet with its checksum). */

@@ -22,6 +22,12 @@
  *   before any address mapping (they must pass with --disable-host-loopback
  *   too). Such a flow's hostIp/hostPort is the client; `inboundForward[id]`
  *   names its forward (0: an outbound flow). Same idle timeout as outbound.
+ * - Bursts: a guest super-frame (USO, VIRTIO_NET_HDR_GSO_UDP_L4) goes to
+ *   the flow's socket whole with its segment size (`host.send`'s gsoSize;
+ *   the host kernel cuts it), or datagram by datagram to a port forward's
+ *   client. A host message that holds a burst (UDP_GRO) comes back through
+ *   `fromHost` with its segment size and leaves as one USO frame where the
+ *   guests take them (IpOutput.sendUdpBurst).
  * - IPv6 takes the same paths (addresses are handles, ip-addresses.ts): no
  *   DHCP, the checksum is mandatory, errors are ICMPv6, DNS answers come
  *   from prefix::3. A pending IPv6 DNS query holds a reference on the
@@ -35,6 +41,7 @@ import { ICMP_DEST_UNREACHABLE, ICMP_UNREACH_NET } from '../wire/icmpv4.js';
 import { ICMPV6_DEST_UNREACHABLE, ICMPV6_UNREACH_ADMIN_PROHIBITED, ICMPV6_UNREACH_NO_ROUTE, ICMPV6_UNREACH_PORT } from '../wire/icmpv6.js';
 import { writeIcmpv6Error } from '../ip6/icmp-errors.js';
 import { UdpView, writeUdpHeader } from '../wire/udp.js';
+import { VIRTIO_NET_HDR_GSO_NONE, VIRTIO_NET_HDR_GSO_UDP_L4 } from '../wire/vnet.js';
 import { writeIcmpError } from '../ip4/icmp-errors.js';
 import { DNS_PORT, type AddressMap } from './address-map.js';
 import { endpointKey } from './flow-key.js';
@@ -59,8 +66,11 @@ const UNREACH_NET = 2;
 export interface UdpHostEnv {
   /** Opens the host socket of a new flow (towards flow.hostIp:flow.hostPort; handles, see UdpNat.output.addrs). */
   open(flow: UdpFlow): void;
-  /** Sends a datagram on the flow's socket; buf is only valid during the call. */
-  send(flow: UdpFlow, buf: Buffer, off: number, len: number): void;
+  /**
+   * Sends a datagram on the flow's socket; buf is only valid during the call.
+   * gsoSize > 0: a burst of gsoSize-byte datagrams (a guest USO frame), the last one maybe shorter.
+   */
+  send(flow: UdpFlow, buf: Buffer, off: number, len: number, gsoSize?: number): void;
   /** The flow left the table (idle or evicted): close its socket. */
   close(flow: UdpFlow): void;
   /** Sends a DNS query to upstream i (the forwarder's env). */
@@ -134,6 +144,7 @@ export class UdpNat {
   /** One guest datagram (either IP version). Returns a drop reason or null. */
   handle(pkt: IpPacket, now: number): DropReason | null {
     this.now = now;
+    if (pkt.gsoType !== VIRTIO_NET_HDR_GSO_NONE) return this.handleBurst(pkt, now);
     const udp = this.view;
     const bad = udp.reset(pkt.frame.buf, pkt.l4Off, pkt.l4Len);
     if (bad !== null) return bad;
@@ -178,14 +189,64 @@ export class UdpNat {
     return null;
   }
 
-  /** A datagram arrived on a flow's host socket. */
-  fromHost(flow: UdpFlow, buf: Buffer, off: number, len: number, now: number): void {
+  /**
+   * A guest super-frame (USO): UDP datagrams of pkt.gsoSize bytes after one
+   * header. The checksum is partial (the guest's kernel offloaded it), the
+   * UDP length field covers the burst, and the payload runs to the end of
+   * the IP packet.
+   */
+  private handleBurst(pkt: IpPacket, now: number): DropReason | null {
+    if (pkt.gsoType !== VIRTIO_NET_HDR_GSO_UDP_L4 || pkt.gsoSize === 0) return 'udp-gso-bad-type';
+    if (pkt.l4Len < 8) return 'udp-truncated';
+    if (pkt.toBroadcast) return 'udp-broadcast';
+    const buf = pkt.frame.buf;
+    const l4 = pkt.l4Off;
+    const srcPort = (buf[l4] << 8) | buf[l4 + 1];
+    const dstPort = (buf[l4 + 2] << 8) | buf[l4 + 3];
+    const payOff = l4 + 8;
+    const payLen = pkt.l4Len - 8;
+    const seg = pkt.gsoSize;
+    const src = pkt.src;
+    const dst = pkt.dst;
+    if (this.inboundFlows > 0 && dst === this.opts.addressMap.gatewayFor(dst)) {
+      const f = this.flows.lookup(src, srcPort, dst, dstPort);
+      if (f !== null && this.inboundForward[f.id] > 0) {
+        this.flows.recordOutbound(f, payLen, now);
+        for (let at = 0; at < payLen; at += seg) {
+          const n = payLen - at < seg ? payLen - at : seg;
+          this.host.sendToClient(this.inboundForward[f.id], f.hostIp, f.hostPort, buf, payOff + at, n);
+        }
+        return null;
+      }
+    }
+    const target = this.opts.addressMap.mapOutbound(dst, dstPort, IP_PROTO_UDP);
+    if (target.kind === 'blocked') {
+      const kind = target.reason === 'blocked-host-loopback' ? UNREACH_NET : UNREACH_ADMIN;
+      this.sendUnreachable(pkt.srcMac, buf, pkt.ipOff, Math.min(pkt.ipLen, pkt.l4Off - pkt.ipOff + 8 + seg), kind, now);
+      return target.reason ?? 'blocked';
+    }
+    if (target.kind === 'dns') return 'udp-gso-dns';
+    const flow = this.flows.lookupOrCreate(src, srcPort, dst, dstPort, target.ip, target.port, now);
+    if (flow === null) return 'udp-flow-table-full';
+    if (flow.packetsOut === 0 && flow.packetsIn === 0) this.host.open(flow);
+    this.flows.recordOutbound(flow, payLen, now);
+    flow.packetsOut += Math.ceil(payLen / seg) - 1;
+    this.host.send(flow, buf, payOff, payLen, seg);
+    return null;
+  }
+
+  /**
+   * A message arrived on a flow's host socket: one datagram, or (seg > 0 and
+   * below len) a burst of seg-byte datagrams the kernel coalesced (UDP_GRO).
+   */
+  fromHost(flow: UdpFlow, buf: Buffer, off: number, len: number, now: number, seg = 0): void {
     this.now = now;
     if (!flow.active) return;
     const mac = this.neighbors.lookup(flow.guestIp);
     if (mac < 0) return this.bump('udp-no-neighbor');
     this.flows.recordInbound(flow, len, now);
-    const bad = this.output.sendUdp(mac, flow.dstIp, flow.dstPort, flow.guestIp, flow.guestPort, buf, off, len, now);
+    if (seg > 0 && seg < len) flow.packetsIn += Math.ceil(len / seg) - 1;
+    const bad = this.output.sendUdpBurst(mac, flow.dstIp, flow.dstPort, flow.guestIp, flow.guestPort, buf, off, len, seg, now);
     if (bad !== null) this.bump(bad);
   }
 
