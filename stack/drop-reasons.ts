@@ -196,6 +196,8 @@ export const DROP_REASONS = [
   'tcp-to-broadcast',
   'tcp-rst-no-flow',
   'tcp-flow-table-full',
+  'tcp-guest-share-full',
+  'tcp-handshake-evicted',
   'inbound-flow-table-full',
   'inbound-no-ipv6',
   'inbound-no-port',

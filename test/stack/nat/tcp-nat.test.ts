@@ -185,14 +185,15 @@ describe('TcpNat: dial before SYN-ACK', () => {
     expect(rst.seq).toBe(777_777);
   });
 
-  it('bounds the flow table: a SYN beyond the cap gets a RST and no dial', () => {
-    const { sink, gw, nat, host } = setup({ tcpMaxFlows: 2 });
-    for (let p = 0; p < 3; p++) gw.deliver(segment({ flags: TCP_SYN, srcPort: 40000 + p }), 0);
-    expect(host.dials).toHaveLength(2);
-    expect(nat.tcp.flowCount).toBe(2);
+  it("bounds one guest address's share of the flow table: a SYN beyond it gets a RST and no dial", () => {
+    // 16 flows: one address may hold 16 - floor(16 / 8) = 14; the rest stays for other guests.
+    const { sink, gw, nat, host } = setup({ tcpMaxFlows: 16 });
+    for (let p = 0; p < 15; p++) gw.deliver(segment({ flags: TCP_SYN, srcPort: 40000 + p }), 0);
+    expect(host.dials).toHaveLength(14);
+    expect(nat.tcp.flowCount).toBe(14);
     expect(sink.sent).toHaveLength(1);
     expect(tcpOf(sink.sent[0]).flags & TCP_RST).toBeTruthy();
-    expect(gw.counters.drops['tcp-flow-table-full']).toBe(1);
+    expect(gw.counters.drops['tcp-guest-share-full']).toBe(1);
   });
 
   it('drops a segment with a bad checksum and counts it', () => {
