@@ -9,11 +9,11 @@
  *
  * MODE:
  *   mac    random unicast source MACs (locally administered), to DSTMAC, ethertype 0x88b5
- *   syn    IPv4 TCP SYNs from SRCIP, random source ports, to DSTIP:DPORT
+ *   syn    IPv4 TCP SYNs from SRCIP with a random last byte (150..249), random source ports, to DSTIP:DPORT
  *   udp    IPv4 UDP datagrams from COUNT distinct source ports (10000 up, wrapping below 65536) to DSTIP:DPORT
  *   icmp   IPv4 ICMP echo requests with COUNT distinct identifiers to DSTIP
  *   frag4  IPv4 fragments to DSTIP: first fragments that never complete, each with
- *          a fresh id, mixed with overlapping pairs (same id, overlapping offsets)
+ *          a fresh id; every fourth overlaps the one before (same id)
  *   frag6  the same over IPv6 (SRCIP, DSTIP IPv6 literals), fragment extension header
  *   dns    DNS queries (random id, random name under flood.test) from random source
  *          ports to DSTIP:DPORT
@@ -148,6 +148,10 @@ int main(int argc, char **argv) {
       put16(f + 12, 0x88b5);
     } else if (strcmp(mode, "syn") == 0) {
       put16(f + 12, 0x0800);
+      /* Source: SRCIP with its last byte drawn from 150..249, addresses the attacker's kernel does not own. */
+      uint32_t s4 = src4;
+      ((uint8_t *)&s4)[3] = (uint8_t)(150 + rnd() % 100);
+      uint32_t src4 = s4;
       uint8_t *t = ip + 20;
       memset(t, 0, 24);
       put16(t, (uint16_t)(1024 + rnd() % 64000));
@@ -214,20 +218,22 @@ int main(int argc, char **argv) {
       ip4(ip, 36, 1, src4, dst4, (uint16_t)rnd(), 0x4000);
       len = 14 + 36;
     } else if (strcmp(mode, "frag4") == 0) {
-      /* Even i: a first fragment (MF, offset 0) of a fresh datagram that never completes.
-       * Odd i: a fragment overlapping the previous one (offset 8 bytes, MF). */
+      /* Three in four: a first fragment (MF, offset 0) of a fresh datagram that never completes.
+       * The fourth: a fragment overlapping the one before (offset 8 bytes, MF). */
       put16(f + 12, 0x0800);
       static uint16_t id;
-      if ((i & 1) == 0) id = (uint16_t)rnd();
+      int overlap = (i & 3) == 3;
+      if (!overlap) id = (uint16_t)rnd();
       int plen = 1200;
       memset(ip + 20, (int)(i & 0xff), (size_t)plen);
-      uint16_t frag = (i & 1) == 0 ? 0x2000 : (0x2000 | 1);
+      uint16_t frag = overlap ? (0x2000 | 1) : 0x2000;
       ip4(ip, 20 + plen, 17, src4, dst4, id, frag);
       len = 14 + 20 + plen;
     } else if (strcmp(mode, "frag6") == 0) {
       put16(f + 12, 0x86dd);
       static uint32_t id6;
-      if ((i & 1) == 0) id6 = rnd();
+      int overlap = (i & 3) == 3;
+      if (!overlap) id6 = rnd();
       int plen = 8 + 1200; /* fragment header + data */
       memset(ip, 0, 40);
       ip[0] = 0x60;
@@ -239,7 +245,7 @@ int main(int argc, char **argv) {
       uint8_t *fh = ip + 40;
       fh[0] = 17; /* UDP inside */
       fh[1] = 0;
-      put16(fh + 2, (uint16_t)((i & 1) == 0 ? 0x0001 : ((1 << 3) | 1))); /* offset 0 or 8 bytes, M */
+      put16(fh + 2, (uint16_t)(overlap ? ((1 << 3) | 1) : 0x0001)); /* offset 0 or 8 bytes, M */
       memcpy(fh + 4, &id6, 4);
       memset(fh + 8, (int)(i & 0xff), 1200);
       len = 14 + 40 + plen;

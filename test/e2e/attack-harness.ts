@@ -27,7 +27,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { must, ROOT, run, Sandbox, statsOf, USERNET, type Background } from './harness.js';
+import { must, run, Sandbox, statsOf, USERNET, type Background } from './harness.js';
 
 export const GATEWAY = '10.0.2.2';
 export const DNS = '10.0.2.3';
@@ -102,8 +102,8 @@ export async function startAttackNet(sandbox: Sandbox, opts: AttackNetOptions = 
     must('ip', ['-n', hostNs, 'tuntap', 'add', 'dev', t, 'mode', 'tap']);
     made.push({ ns: hostNs, tap: t });
   }
-  const tsx = join(ROOT, 'node_modules', '.bin', 'tsx');
-  const serverProc = sandbox.spawn('ip', ['netns', 'exec', hostNs, tsx, join(import.meta.dirname, 'attack-servers.ts'), String(opts.blobBytes ?? 4 * 1024 * 1024)]);
+  // One process (node --import tsx), so that the signal for counts reaches the script itself.
+  const serverProc = sandbox.spawn('ip', ['netns', 'exec', hostNs, process.execPath, '--import', 'tsx', join(import.meta.dirname, 'attack-servers.ts'), String(opts.blobBytes ?? 4 * 1024 * 1024)]);
   await serverProc.waitFor(/^servers \{.*\}$/m, 30_000);
   const servers = JSON.parse(/^servers (\{.*\})$/m.exec(serverProc.stdout)![1]) as Servers;
 
@@ -275,7 +275,7 @@ export function statsOfNet(net: AttackNet): Promise<any> {
 /** The servers' counts (connections held, UDP datagrams, DNS answered and dropped). */
 export async function serverCounts(net: AttackNet): Promise<{ held: number; heldNow: number; udp: number; dnsAnswered: number; dnsDropped: number }> {
   const before = net.serverProc.stdout.length;
-  process.kill(net.serverProc.pid, 'SIGUSR1');
+  process.kill(net.serverProc.pid, 'SIGUSR2');
   for (let i = 0; i < 250; i++) {
     const m = /counts (\{.*\})\n/.exec(net.serverProc.stdout.slice(before));
     if (m) return JSON.parse(m[1]);
@@ -297,4 +297,18 @@ export async function eventually(check: () => Promise<boolean> | boolean, timeou
 /** Prints a test's figures as one line of its output: `attack figures <name>: {...}`. */
 export function figures(name: string, f: Record<string, unknown>): void {
   console.log(`attack figures ${name}: ${JSON.stringify(f)}`);
+}
+
+/** The sum of every counter named `reason` anywhere in a stats object (drop reasons are counted where they happen). */
+export function dropCount(stats: unknown, reason: string): number {
+  let n = 0;
+  const walk = (o: unknown): void => {
+    if (o === null || typeof o !== 'object') return;
+    for (const [k, v] of Object.entries(o)) {
+      if (k === reason && typeof v === 'number') n += v;
+      else walk(v);
+    }
+  };
+  walk(stats);
+  return n;
 }

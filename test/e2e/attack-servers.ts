@@ -9,7 +9,7 @@
  * stay pending in usernet's forwarder until they time out).
  *
  * Prints one line `servers {json}` with the ports and the blob's sha256;
- * on SIGUSR1 prints `counts {json}` (connections held, UDP datagrams,
+ * on SIGUSR2 prints `counts {json}` (connections held, UDP datagrams,
  * DNS queries answered and dropped). Stops on SIGTERM.
  */
 import { createHash, randomBytes } from 'node:crypto';
@@ -95,5 +95,5 @@ const ports = {
   dns: dns.address().port,
 };
 process.stdout.write(`servers ${JSON.stringify({ ...ports, sha256, bytes })}\n`);
-process.on('SIGUSR1', () => process.stdout.write(`counts ${JSON.stringify(counts)}\n`));
+process.on('SIGUSR2', () => process.stdout.write(`counts ${JSON.stringify(counts)}\n`));
 process.on('SIGTERM', () => process.exit(0));

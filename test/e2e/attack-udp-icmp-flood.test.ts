@@ -1,0 +1,130 @@
+/**
+ * Attack 3, UDP and ICMP flow floods, with small caps and idle timeouts
+ * (`--limit udp-flows=UDP_FLOWS --limit udp-idle=IDLE_S`, and the same for
+ * ICMP):
+ * - UDP: datagrams from UDP_PORTS distinct source ports to a host UDP sink
+ *   (through the gateway) that never answers. Bound: at most UDP_FLOWS flows
+ *   and so host sockets; datagrams beyond are dropped ('flow-table-full')
+ *   while every flow is younger than its idle timeout; after the idle
+ *   timeout every flow is reclaimed and the fds return to where they were.
+ * - ICMP: echo requests with ICMP_IDS distinct identifiers to an address
+ *   beyond the gateway (HOST_TARGET, inside the test's host namespace).
+ *   Bound: at most ICMP_FLOWS flows (ping sockets), reclaimed after the idle
+ *   timeout.
+ * The well-behaved guest's transfer, ping and DNS query succeed during both.
+ */
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { Sandbox } from './harness.js';
+import {
+  buildGenerator,
+  dropCount,
+  eventually,
+  figures,
+  flood,
+  HOST_TARGET,
+  Sampler,
+  sampleProc,
+  serverCounts,
+  startAttackNet,
+  statsOfNet,
+  wellBehaved,
+  type AttackNet,
+} from './attack-harness.js';
+
+const sandbox = new Sandbox();
+const files = new Sandbox();
+let net: AttackNet | null = null;
+afterEach(async () => {
+  await net?.close();
+  net = null;
+  await sandbox.cleanup();
+});
+afterAll(() => files.cleanup());
+
+const UDP_FLOWS = 512;
+const UDP_PORTS = 50_000;
+const ICMP_FLOWS = 256;
+const ICMP_IDS = 20_000;
+const IDLE_S = 2;
+/** Sockets besides the flows' own that may come and go (DNS upstream, the good guest's connection). */
+const FD_SLACK = 16;
+const RSS_BOUND_KB = 96 * 1024;
+
+describe('attack: UDP and ICMP flow floods', () => {
+  it(`UDP from ${UDP_PORTS} source ports: at most ${UDP_FLOWS} flows and sockets, reclaimed after ${IDLE_S} s idle`, async () => {
+    const gen = buildGenerator(files);
+    net = await startAttackNet(sandbox, { args: ['--limit', `udp-flows=${UDP_FLOWS}`, '--limit', `udp-idle=${IDLE_S}`] });
+    const sampler = new Sampler(net.usernet.pid);
+    const [sent, good] = await Promise.all([flood(net, gen, { mode: 'udp', count: UDP_PORTS, dport: net.servers.udp }), wellBehaved(net)]);
+    const s = await statsOfNet(net);
+    const peakFlows = s.nat.udp.active;
+    const reclaimed = await eventually(async () => (await statsOfNet(net!)).nat.udp.active === 0, (IDLE_S + 5) * 1000);
+    sampler.stop();
+    const end = await statsOfNet(net);
+    const fdsEnd = sampleProc(net.usernet.pid).fds;
+    const goodAfter = await wellBehaved(net);
+    const counts = await serverCounts(net);
+    figures('udp-flood', {
+      framesSent: sent.sent,
+      sendMs: sent.ms,
+      flowsAfterFlood: peakFlows,
+      flowsAtEnd: end.nat.udp.active,
+      udp: end.nat.udp,
+      datagramsAtSink: counts.udp,
+      tableFull: dropCount(end, 'flow-table-full'),
+      rssStartKb: sampler.first.rssKb,
+      peakRssKb: sampler.peakRssKb,
+      fdsStart: sampler.first.fds,
+      peakFds: sampler.peakFds,
+      fdsEnd,
+      good,
+      goodAfter,
+    });
+    expect(net.usernet.running).toBe(true);
+    expect(sent.sent).toBe(UDP_PORTS);
+    expect(peakFlows).toBeLessThanOrEqual(UDP_FLOWS);
+    expect(sampler.peakFds).toBeLessThanOrEqual(sampler.first.fds + UDP_FLOWS + FD_SLACK);
+    expect(sampler.peakRssKb - sampler.first.rssKb).toBeLessThan(RSS_BOUND_KB);
+    expect(reclaimed).toBe(true);
+    expect(fdsEnd).toBeLessThanOrEqual(sampler.first.fds + FD_SLACK);
+    expect(good.ok, good.detail).toBe(true);
+    expect(goodAfter.ok, goodAfter.detail).toBe(true);
+  }, 120_000);
+
+  it(`ICMP echo with ${ICMP_IDS} identifiers: at most ${ICMP_FLOWS} flows and sockets, reclaimed after ${IDLE_S} s idle`, async () => {
+    const gen = buildGenerator(files);
+    net = await startAttackNet(sandbox, { args: ['--limit', `icmp-flows=${ICMP_FLOWS}`, '--limit', `icmp-idle=${IDLE_S}`] });
+    const sampler = new Sampler(net.usernet.pid);
+    const [sent, good] = await Promise.all([flood(net, gen, { mode: 'icmp', count: ICMP_IDS, dstIp: HOST_TARGET }), wellBehaved(net)]);
+    const s = await statsOfNet(net);
+    const peakFlows = s.nat.icmp.active;
+    const reclaimed = await eventually(async () => (await statsOfNet(net!)).nat.icmp.active === 0, (IDLE_S + 5) * 1000);
+    sampler.stop();
+    const end = await statsOfNet(net);
+    const fdsEnd = sampleProc(net.usernet.pid).fds;
+    const goodAfter = await wellBehaved(net);
+    figures('icmp-flood', {
+      framesSent: sent.sent,
+      sendMs: sent.ms,
+      flowsAfterFlood: peakFlows,
+      flowsAtEnd: end.nat.icmp.active,
+      icmp: end.nat.icmp,
+      rssStartKb: sampler.first.rssKb,
+      peakRssKb: sampler.peakRssKb,
+      fdsStart: sampler.first.fds,
+      peakFds: sampler.peakFds,
+      fdsEnd,
+      good,
+      goodAfter,
+    });
+    expect(net.usernet.running).toBe(true);
+    expect(peakFlows).toBeLessThanOrEqual(ICMP_FLOWS);
+    expect(end.nat.icmp.repliesIn).toBeGreaterThan(0);
+    expect(sampler.peakFds).toBeLessThanOrEqual(sampler.first.fds + ICMP_FLOWS + FD_SLACK);
+    expect(sampler.peakRssKb - sampler.first.rssKb).toBeLessThan(RSS_BOUND_KB);
+    expect(reclaimed).toBe(true);
+    expect(fdsEnd).toBeLessThanOrEqual(sampler.first.fds + FD_SLACK);
+    expect(good.ok, good.detail).toBe(true);
+    expect(goodAfter.ok, goodAfter.detail).toBe(true);
+  }, 120_000);
+});
