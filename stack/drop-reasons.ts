@@ -191,6 +191,7 @@ export const DROP_REASONS = [
   'blocked-port-zero',
   // flow tables (stack/nat/flow-key.ts)
   'flow-table-full',
+  'flow-guest-share-full',
   // TCP NAT (stack/nat/tcp-nat.ts)
   'tcp-bad-checksum',
   'tcp-to-broadcast',

@@ -35,6 +35,7 @@ import type { IpOutput } from './ip-output.js';
 import type { IpPacket } from './ip-packet.js';
 import type { Neighbors } from './neighbors.js';
 import { IcmpFlowTable, type IcmpFlow } from './icmp-flows.js';
+import { guestShareOf } from './flow-key.js';
 import { newDropCounters, type DropCounts } from '../counters.js';
 import type { DropReason } from '../drop-reasons.js';
 
@@ -86,6 +87,7 @@ export class IcmpNat {
       addrs: output.addrs,
       maxFlows: opts.maxFlows,
       idleTimeoutMs: opts.idleTimeoutMs,
+      guestShare: guestShareOf(opts.maxFlows),
       onClose: (_id, flow) => this.host.close(flow),
     });
   }

@@ -36,7 +36,7 @@ import { ICMPV6_DEST_UNREACHABLE, ICMPV6_UNREACH_ADMIN_PROHIBITED, ICMPV6_UNREAC
 import { UdpView, writeUdpHeader } from '../wire/udp.js';
 import { writeIcmpError } from '../icmp-errors.js';
 import { DNS_PORT, type AddressMap } from './address-map.js';
-import { endpointKey } from './flow-key.js';
+import { endpointKey, guestShareOf } from './flow-key.js';
 import { INBOUND_PORT_FIRST, INBOUND_PORT_LAST } from './tcp-nat.js';
 import type { IpOutput } from './ip-output.js';
 import type { IpPacket } from './ip-packet.js';
@@ -114,6 +114,7 @@ export class UdpNat {
       maxFlows: opts.maxFlows,
       idleTimeoutMs: opts.idleTimeoutMs,
       dnsIdleTimeoutMs: opts.dnsIdleTimeoutMs,
+      guestShare: guestShareOf(opts.maxFlows),
       onClose: (id, flow) => {
         if (!this.forgetInbound(id, flow)) this.host.close(flow);
       },
