@@ -23,6 +23,7 @@ import {
   eventually,
   figures,
   flood,
+  rxFrames,
   Sampler,
   serverCounts,
   startAttackNet,
@@ -46,6 +47,8 @@ afterAll(() => files.cleanup());
 const FRAGS = 40_000;
 const REASM_S = 2;
 const DNS_QUERIES = 50_000;
+/** Frames per second: paced so that usernet reads most of the flood rather than the tap dropping it. */
+const RATE = 25_000;
 /** Two reassemblers at their byte cap, plus transient garbage of the flood. */
 const FRAG_RSS_BOUND_KB = (2 * REASSEMBLY_MAX_BYTES) / 1024 + 64 * 1024;
 const DNS_RSS_BOUND_KB = 64 * 1024;
@@ -56,8 +59,9 @@ describe('attack: fragment and DNS floods', () => {
     const gen = buildGenerator(files);
     net = await startAttackNet(sandbox, { args: ['--limit', `reassembly-timeout=${REASM_S}`] });
     const sampler = new Sampler(net.usernet.pid);
-    const [sent4, good] = await Promise.all([flood(net, gen, { mode: 'frag4', count: FRAGS }), wellBehaved(net)]);
-    const sent6 = await flood(net, gen, { mode: 'frag6', count: FRAGS, srcIp: 'fd00::dead', dstIp: 'fd00::2' });
+    const before = await statsOfNet(net);
+    const [sent4, good] = await Promise.all([flood(net, gen, { mode: 'frag4', count: FRAGS, rate: RATE }), wellBehaved(net)]);
+    const sent6 = await flood(net, gen, { mode: 'frag6', count: FRAGS, srcIp: 'fd00::dead', dstIp: 'fd00::2', rate: RATE });
     const s = await statsOfNet(net);
     const reclaimed = await eventually(async () => {
       const t = await statsOfNet(net!);
@@ -69,6 +73,7 @@ describe('attack: fragment and DNS floods', () => {
     figures('fragment-flood', {
       framesSent: sent4.sent + sent6.sent,
       sendMs: sent4.ms + sent6.ms,
+      framesReceived: rxFrames(end, net.attacker) - rxFrames(before, net.attacker),
       afterFlood: { v4: s.nat.reassembly, v6: s.nat.reassembly6 },
       atEnd: { v4: end.nat.reassembly, v6: end.nat.reassembly6 },
       rssStartKb: sampler.first.rssKb,
@@ -97,7 +102,8 @@ describe('attack: fragment and DNS floods', () => {
     const gen = buildGenerator(files);
     net = await startAttackNet(sandbox);
     const sampler = new Sampler(net.usernet.pid);
-    const dnsFlood = flood(net, gen, { mode: 'dns', count: DNS_QUERIES, dstIp: DNS, dport: 53 });
+    const before = await statsOfNet(net);
+    const dnsFlood = flood(net, gen, { mode: 'dns', count: DNS_QUERIES, dstIp: DNS, dport: 53, rate: RATE });
     // Let the flood fill the pending table before the well-behaved guest asks.
     await eventually(async () => (await statsOfNet(net!)).nat.udp.dns.queries >= DNS_MAX_PENDING, 20_000);
     const good = await wellBehaved(net);
@@ -109,6 +115,7 @@ describe('attack: fragment and DNS floods', () => {
     figures('dns-flood', {
       framesSent: sent.sent,
       sendMs: sent.ms,
+      framesReceived: rxFrames(s, net.attacker) - rxFrames(before, net.attacker),
       dns: s.nat.udp.dns,
       upstreamAnswered: counts.dnsAnswered,
       upstreamDropped: counts.dnsDropped,

@@ -5,7 +5,11 @@
  * frame counted as sent was handed to the device). Built by the test with
  * the system C compiler; no dependencies.
  *
- *   attack-gen MODE IFNAME COUNT SRCMAC DSTMAC SRCIP DSTIP DPORT [SEED]
+ *   attack-gen MODE IFNAME COUNT SRCMAC DSTMAC SRCIP DSTIP DPORT [RATE [SEED]]
+ *
+ * RATE: frames per second at most (0 or absent: as fast as the socket takes
+ * them). A tap whose reader falls behind drops what it cannot queue, so an
+ * unpaced flood mostly measures the tap's queue; paced, usernet sees it.
  *
  * MODE:
  *   mac    random unicast source MACs (locally administered), to DSTMAC, ethertype 0x88b5
@@ -90,7 +94,7 @@ static uint16_t l4sum4(uint32_t src, uint32_t dst, int proto, const uint8_t *seg
 
 int main(int argc, char **argv) {
   if (argc < 9) {
-    fprintf(stderr, "usage: attack-gen MODE IFNAME COUNT SRCMAC DSTMAC SRCIP DSTIP DPORT [SEED]\n");
+    fprintf(stderr, "usage: attack-gen MODE IFNAME COUNT SRCMAC DSTMAC SRCIP DSTIP DPORT [RATE [SEED]]\n");
     return 2;
   }
   const char *mode = argv[1];
@@ -107,7 +111,8 @@ int main(int argc, char **argv) {
     if (inet_pton(AF_INET, argv[6], &src4) != 1 || inet_pton(AF_INET, argv[7], &dst4) != 1) return 2;
   }
   int dport = atoi(argv[8]);
-  rng = argc > 9 ? strtoull(argv[9], NULL, 10) : (uint64_t)time(NULL) * 2654435761u + (uint64_t)getpid();
+  double rate = argc > 9 ? atof(argv[9]) : 0;
+  rng = argc > 10 ? strtoull(argv[10], NULL, 10) : (uint64_t)time(NULL) * 2654435761u + (uint64_t)getpid();
   if (rng == 0) rng = 88172645463325252ull;
 
   int fd = socket(AF_PACKET, SOCK_RAW, 0);
@@ -131,7 +136,16 @@ int main(int argc, char **argv) {
 
   uint8_t f[1600];
   long sent = 0;
+  struct timespec t0, t;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
   for (long i = 0; i < count; i++) {
+    if (rate > 0 && (i & 63) == 0) {
+      /* Frame i is due i / rate seconds after the start. */
+      double due = (double)i / rate;
+      clock_gettime(CLOCK_MONOTONIC, &t);
+      double el = (double)(t.tv_sec - t0.tv_sec) + (double)(t.tv_nsec - t0.tv_nsec) / 1e9;
+      if (due > el) usleep((useconds_t)((due - el) * 1e6));
+    }
     memset(f, 0, 64);
     memcpy(f, dmac, 6);
     memcpy(f + 6, smac, 6);

@@ -159,6 +159,8 @@ export interface FloodSpec {
   dport?: number;
   /** Default the gateway's MAC. */
   dstMac?: string;
+  /** Frames per second at most; 0: unpaced (the tap drops what usernet does not read in time). */
+  rate?: number;
 }
 
 /** Sends a flood from the attacker's namespace; resolves with the number of frames handed to its tap. */
@@ -168,7 +170,7 @@ export async function flood(net: AttackNet, gen: string, spec: FloodSpec, timeou
     'ip',
     [
       'netns', 'exec', net.attacker.ns, gen, spec.mode, net.attacker.tap, String(spec.count), net.attacker.mac, spec.dstMac ?? GATEWAY_MAC,
-      spec.srcIp ?? ATTACKER_IP, spec.dstIp ?? GATEWAY, String(spec.dport ?? 0),
+      spec.srcIp ?? ATTACKER_IP, spec.dstIp ?? GATEWAY, String(spec.dport ?? 0), String(spec.rate ?? 0),
     ],
     timeoutMs,
   );
@@ -183,6 +185,10 @@ export interface WellBehavedResult {
   transferBytes: number;
   transferMs: number;
   pingsReceived: number;
+  /** Pings answered by HOST_TARGET (beyond the gateway: an ICMP flow through a ping socket). */
+  pingsBeyondReceived: number;
+  /** A UDP datagram to the host's sink came back (a UDP flow). */
+  udpEcho: boolean;
   /** The answer dig printed (192.0.2.7 expected), or ''. */
   dnsAnswer: string;
   ok: boolean;
@@ -191,8 +197,10 @@ export interface WellBehavedResult {
 
 /**
  * The well-behaved guest's checks: a download of the blob over a new TCP
- * connection to the host (sha256 compared), 3 pings to the gateway, and a
- * DNS query through usernet's forwarder. Each is bounded; none throws.
+ * connection to the host (sha256 compared), 3 pings to the gateway and 3 to
+ * HOST_TARGET beyond it (an ICMP flow), a UDP round trip to the host (a UDP
+ * flow) and a DNS query through usernet's forwarder. Each is bounded; none
+ * throws.
  */
 export async function wellBehaved(net: AttackNet): Promise<WellBehavedResult> {
   const ns = net.good.ns;
@@ -204,18 +212,37 @@ export async function wellBehaved(net: AttackNet): Promise<WellBehavedResult> {
   );
   const transferMs = Date.now() - t0;
   const ping = await runAsync('ip', ['netns', 'exec', ns, 'ping', '-c', '3', '-i', '0.2', '-W', '2', GATEWAY], 20_000);
+  const pingBeyond = await runAsync('ip', ['netns', 'exec', ns, 'ping', '-c', '3', '-i', '0.2', '-W', '2', HOST_TARGET], 20_000);
   const dig = await runAsync('ip', ['netns', 'exec', ns, 'dig', '+short', '+time=2', '+tries=3', `@${DNS}`, 'good.test'], 30_000);
+  const py = [
+    'import socket',
+    's = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(2)',
+    'for i in range(3):',
+    `    s.sendto(b"good%d" % i, ("${GATEWAY}", ${net.servers.udp}))`,
+    '    try:',
+    '        print(s.recv(100).decode()); break',
+    '    except socket.timeout:',
+    '        pass',
+  ].join('\n');
+  const udp = await runAsync('ip', ['netns', 'exec', ns, 'python3', '-c', py], 20_000);
   const transferOk = curl.stdout.split(' ')[0] === net.servers.sha256;
   const pingsReceived = Number(/(\d+) received/.exec(ping.stdout)?.[1] ?? 0);
+  const pingsBeyondReceived = Number(/(\d+) received/.exec(pingBeyond.stdout)?.[1] ?? 0);
+  const udpEcho = /^good\d$/m.test(udp.stdout);
   const dnsAnswer = dig.stdout.trim();
   return {
     transferOk,
     transferBytes: transferOk ? net.servers.bytes : 0,
     transferMs,
     pingsReceived,
+    pingsBeyondReceived,
+    udpEcho,
     dnsAnswer,
-    ok: transferOk && pingsReceived === 3 && dnsAnswer === '192.0.2.7',
-    detail: `curl: ${curl.stderr.trim()} ping: ${ping.stdout.split('\n').find((l) => /received/.test(l)) ?? ping.stderr} dig: ${dig.stdout.trim() || dig.stderr.trim()}`,
+    ok: transferOk && pingsReceived === 3 && pingsBeyondReceived === 3 && udpEcho && dnsAnswer === '192.0.2.7',
+    detail:
+      `curl: ${curl.stderr.trim()} ping: ${ping.stdout.split('\n').find((l) => /received/.test(l)) ?? ping.stderr} ` +
+      `ping ${HOST_TARGET}: ${pingBeyond.stdout.split('\n').find((l) => /received/.test(l)) ?? pingBeyond.stderr} ` +
+      `udp: ${udp.stdout.trim() || udp.stderr.trim()} dig: ${dig.stdout.trim() || dig.stderr.trim()}`,
   };
 }
 
@@ -297,6 +324,11 @@ export async function eventually(check: () => Promise<boolean> | boolean, timeou
 /** Prints a test's figures as one line of its output: `attack figures <name>: {...}`. */
 export function figures(name: string, f: Record<string, unknown>): void {
   console.log(`attack figures ${name}: ${JSON.stringify(f)}`);
+}
+
+/** Frames usernet has read from a guest's tap (its bridge port's rxFrames). */
+export function rxFrames(stats: any, guest: Guest): number {
+  return stats.bridge.ports.find((p: any) => p.name === guest.tap)?.counters.rxFrames ?? 0;
 }
 
 /** The sum of every counter named `reason` anywhere in a stats object (drop reasons are counted where they happen). */

@@ -3,7 +3,8 @@
  * attack-harness.ts) so that everything stays inside namespaces the test
  * made: on 127.0.0.1 an HTTP blob server (GET /blob: random bytes whose
  * sha256 is announced), a TCP server that accepts and holds every connection
- * (the target of connection and SYN floods), a UDP sink that never answers,
+ * (the target of connection and SYN floods), a UDP sink that answers only
+ * datagrams starting with "good" (the well-behaved guest's) by echoing them,
  * and a DNS resolver that answers every name with 192.0.2.7 except names
  * under flood.test, which it drops (a dead upstream for the flood: queries
  * stay pending in usernet's forwarder until they time out).
@@ -45,7 +46,11 @@ const hold = createTcpServer((s) => {
 hold.maxConnections = 1 << 20;
 
 const udp = createSocket('udp4');
-udp.on('message', () => counts.udp++);
+// Datagrams that start with "good" (the well-behaved guest's) are echoed; the rest only counted.
+udp.on('message', (m, rinfo) => {
+  counts.udp++;
+  if (m.subarray(0, 4).toString('latin1') === 'good') udp.send(m, rinfo.port, rinfo.address);
+});
 
 /** The question name of a DNS query (labels joined with dots), or null. */
 function questionName(m: Buffer): { name: string; end: number } | null {
