@@ -56,7 +56,7 @@ function setup(over: Partial<NatOptions> = {}) {
 }
 
 /** A guest TCP segment as a frame with full checksums. */
-function segment(o: { dst?: number; srcPort?: number; dstPort?: number; seq?: number; ack?: number; flags: number; payload?: number }): Frame {
+function segment(o: { src?: number; dst?: number; srcPort?: number; dstPort?: number; seq?: number; ack?: number; flags: number; payload?: number }): Frame {
   const payload = o.payload ?? 0;
   const opts = new TcpOptions();
   if (o.flags & TCP_SYN) {
@@ -73,8 +73,9 @@ function segment(o: { dst?: number; srcPort?: number; dstPort?: number; seq?: nu
     opts,
   );
   const dst = o.dst ?? GW;
-  emitIpv4Header(buf, 14, GUEST, dst, IP_PROTO_TCP, tcpLen + payload, 64, 1, true);
-  tcpChecksum(buf, pseudoHeaderSum4(GUEST, dst, IP_PROTO_TCP, tcpLen + payload), 34, tcpLen + payload);
+  const src = o.src ?? GUEST;
+  emitIpv4Header(buf, 14, src, dst, IP_PROTO_TCP, tcpLen + payload, 64, 1, true);
+  tcpChecksum(buf, pseudoHeaderSum4(src, dst, IP_PROTO_TCP, tcpLen + payload), 34, tcpLen + payload);
   return { buf, off: 0, len: 34 + tcpLen + payload, vnet: false };
 }
 
@@ -194,6 +195,26 @@ describe('TcpNat: dial before SYN-ACK', () => {
     expect(sink.sent).toHaveLength(1);
     expect(tcpOf(sink.sent[0]).flags & TCP_RST).toBeTruthy();
     expect(gw.counters.drops['tcp-guest-share-full']).toBe(1);
+  });
+
+  it('makes room in a full table by resetting the oldest flow still in its handshake (SYN flood)', () => {
+    const { sink, gw, nat, host } = setup({ tcpMaxFlows: 16 });
+    // 16 half-open flows from 16 addresses (no one address reaches its share): dialed, SYN-ACKed, never ACKed.
+    for (let i = 0; i < 16; i++) gw.deliver(segment({ flags: TCP_SYN, src: GUEST + 1 + i, srcPort: 40000 + i }), 0);
+    expect(host.dials).toHaveLength(16);
+    for (let i = 1; i < 16; i++) nat.tcp.dialSucceeded(host.dials[i], 1); // the first stays DIALING
+    nat.flush(1);
+    sink.sent.length = 0;
+    gw.deliver(segment({ flags: TCP_SYN, srcPort: 50000 }), 2);
+    expect(host.dials).toHaveLength(17);
+    expect(nat.tcp.flowCount).toBe(16);
+    expect(nat.tcp.stats().drops['tcp-handshake-evicted']).toBe(1);
+    expect(host.closed).toEqual([[host.dials[0], 'reset']]);
+    // The next SYN takes the place of the oldest SYN-RECEIVED flow.
+    gw.deliver(segment({ flags: TCP_SYN, srcPort: 50001 }), 3);
+    expect(nat.tcp.flowCount).toBe(16);
+    expect(host.closed.map(([f]) => f)).toEqual([host.dials[0], host.dials[1]]);
+    expect(nat.tcp.stats().drops['tcp-handshake-evicted']).toBe(2);
   });
 
   it('drops a segment with a bad checksum and counts it', () => {
