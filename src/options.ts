@@ -90,7 +90,8 @@ function parseLimits(texts: string[] | undefined): Partial<Limits> {
     if (m === null || spec === undefined) {
       throw new ConfigError(`--limit ${t}: expected NAME=N with NAME one of ${Object.keys(LIMIT_NAMES).join(', ')}`);
     }
-    const n = intOption(`--limit ${m[1]}=`, m[2], 0, spec.min, spec.max);
+    const n = Number(m[2]);
+    if (n < spec.min || n > spec.max) throw new ConfigError(`--limit ${t}: out of range (allowed: ${spec.min}..${spec.max})`);
     out[spec.field] = spec.seconds ? n * 1000 : n;
   }
   return out;
