@@ -737,7 +737,7 @@ export class TcpNat {
    * Resets the oldest guest-opened flow still in its handshake, to make room
    * in a full table; false when there is none. The queue holds each flow
    * once, from open(); it is trimmed as it is walked and compacted when
-   * mostly dead, so it holds at most about 2 x maxFlows entries.
+   * mostly dead (trimHandshakes).
    */
   private evictHandshake(now: number): boolean {
     const q = this.handshakes;
@@ -759,10 +759,15 @@ export class TcpNat {
     return evicted;
   }
 
-  /** Keeps the handshake queue bounded when no eviction walks it (a table that never fills). */
+  /**
+   * Keeps the handshake queue short when no eviction walks it (a table that
+   * never fills): past twice the live flows it keeps only the flows still in
+   * their handshake, so closed flows are not held (amortised O(1): each trim
+   * halves it at least).
+   */
   private trimHandshakes(): void {
     const q = this.handshakes;
-    if (q.length - this.handshakesHead <= 2 * this.opts.maxFlows + 64) return;
+    if (q.length <= 2 * this.active + 64) return;
     let n = 0;
     for (let i = this.handshakesHead; i < q.length; i++) {
       const f = q[i];
