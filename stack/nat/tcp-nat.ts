@@ -327,8 +327,6 @@ export class TcpNat {
     const a = this.addrs;
     flow.guestIp = a.retain(pkt.src);
     this.perGuest.set(flow.guestIp, (this.perGuest.get(flow.guestIp) ?? 0) + 1);
-    this.handshakes.push(flow);
-    this.trimHandshakes();
     flow.guestPort = tcp.srcPort;
     flow.remoteIp = a.retain(pkt.dst);
     flow.remotePort = tcp.dstPort;
@@ -345,6 +343,9 @@ export class TcpNat {
     this.active++;
     this.created++;
     flow.conn = TcpConnection.fromSyn(tcp, pkt.v6 ? this.tcp6 : this.opts.tcp, flow, now);
+    // After conn is set: the trim reads the queued flows' states.
+    this.handshakes.push(flow);
+    this.trimHandshakes();
     if (this.events !== null) this.events.opened('tcp', flow, false, flow.guestIp, flow.guestPort, flow.remoteIp, flow.remotePort);
     this.host.dial(flow);
     this.schedule(flow);

@@ -217,6 +217,20 @@ describe('TcpNat: dial before SYN-ACK', () => {
     expect(nat.tcp.stats().drops['tcp-handshake-evicted']).toBe(2);
   });
 
+  it('keeps working through connection churn that trims the handshake queue', () => {
+    const { gw, nat, host } = setup({ tcpMaxFlows: 16 });
+    for (let i = 0; i < 300; i++) {
+      gw.deliver(segment({ flags: TCP_SYN, srcPort: 20000 + i }), i);
+      nat.tcp.dialFailed(host.dials[i], 'ECONNREFUSED', i);
+    }
+    expect(host.dials).toHaveLength(300);
+    expect(nat.tcp.flowCount).toBe(0);
+    // The table fills again and still evicts the oldest handshake.
+    for (let i = 0; i < 17; i++) gw.deliver(segment({ flags: TCP_SYN, src: GUEST + 1 + i, srcPort: 30000 + i }), 400);
+    expect(nat.tcp.flowCount).toBe(16);
+    expect(nat.tcp.stats().drops['tcp-handshake-evicted']).toBe(1);
+  });
+
   it('drops a segment with a bad checksum and counts it', () => {
     const { sink, gw, host } = setup();
     const f = segment({ flags: TCP_SYN });
