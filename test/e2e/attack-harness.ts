@@ -296,6 +296,7 @@ export class Sampler {
 
 /** usernet's counters (SIGUSR1), with --stats-mac-table if it was started with it. */
 export function statsOfNet(net: AttackNet): Promise<any> {
+  if (!net.usernet.running) throw new Error(`usernet is gone; its stderr ends: ${net.usernet.stderr.slice(-3000)}`);
   return statsOf(net.usernet);
 }
 
