@@ -82,6 +82,7 @@ export class Runtime {
     });
     const dnsUpstreams = options.dns ? (options.dnsServers ?? defaultUpstreams()) : [];
     const drain = (now: number) => this.bridge.flush(now);
+    const limits = options.limits ?? {};
     this.stack = new Stack(
       {
         mac: options.gatewayMac,
@@ -93,13 +94,15 @@ export class Runtime {
         dnsUpstreams,
         dnsTimeoutMs: defaults.dnsTimeoutMs,
         localNames: extras.localNames ?? null,
-        tcpMaxFlows: defaults.tcpMaxFlows,
-        tcpIdleTimeoutMs: defaults.tcpIdleTimeoutMs,
-        udpMaxFlows: defaults.udpMaxFlows,
-        udpIdleTimeoutMs: defaults.udpIdleTimeoutMs,
-        udpDnsIdleTimeoutMs: defaults.udpDnsIdleTimeoutMs,
-        icmpMaxFlows: defaults.icmpMaxFlows,
-        icmpIdleTimeoutMs: defaults.icmpIdleTimeoutMs,
+        tcpMaxFlows: limits.tcpMaxFlows ?? defaults.tcpMaxFlows,
+        tcpIdleTimeoutMs: limits.tcpIdleTimeoutMs ?? defaults.tcpIdleTimeoutMs,
+        udpMaxFlows: limits.udpMaxFlows ?? defaults.udpMaxFlows,
+        udpIdleTimeoutMs: limits.udpIdleTimeoutMs ?? defaults.udpIdleTimeoutMs,
+        // A DNS flow is one query and one answer: never kept longer than any UDP flow.
+        udpDnsIdleTimeoutMs: Math.min(defaults.udpDnsIdleTimeoutMs, limits.udpIdleTimeoutMs ?? Infinity),
+        icmpMaxFlows: limits.icmpMaxFlows ?? defaults.icmpMaxFlows,
+        icmpIdleTimeoutMs: limits.icmpIdleTimeoutMs ?? defaults.icmpIdleTimeoutMs,
+        reassemblyTimeoutMs: limits.reassemblyTimeoutMs,
         ipv6Prefix: options.ipv6Prefix ?? null,
       },
       this.bridge,

@@ -22,7 +22,14 @@
  *   and removal on a response is O(1). On timeout the query goes to the next
  *   upstream; after `attempts` tries (default: each upstream once) the
  *   client gets a SERVFAIL built from its query.
- * - Full table, no upstream configured: immediate SERVFAIL, counted.
+ * - Full table: the oldest waiting query gives up its slot to the new one
+ *   and its client gets a SERVFAIL at once ('pending-full'), as unbound
+ *   jostles old queries out of a full request list. Refusing the new query
+ *   instead would let a guest that floods queries to a slow or dead name
+ *   keep the table full and every other guest's query refused; this way
+ *   each query keeps its slot for the time maxPending newer ones take to
+ *   arrive, which is far longer than a live upstream takes to answer.
+ * - No upstream configured: immediate SERVFAIL, counted.
  * - No allocation per query in steady state: slot buffers are allocated on
  *   first use (512 bytes, grown up to `maxQueryLen` for a big query) and
  *   kept. The bytes handed to `env.sendUpstream` stay intact until the query
@@ -203,7 +210,8 @@ export class DnsForwarder {
       }
     }
     if (this.upstreams.length === 0) return this.servfailNow(clientKey, buf, off, len, 'no-upstream');
-    if (this.freeTop === 0) return this.servfailNow(clientKey, buf, off, len, 'pending-full');
+    // Every slot in use is in the waiting list, so a full table has a head.
+    if (this.freeTop === 0) this.fail(this.head, 'pending-full');
 
     const slot = this.freeSlots[--this.freeTop];
     let sb = this.bufs[slot];
@@ -266,17 +274,22 @@ export class DnsForwarder {
         this.send(slot, tried % this.upstreams.length, now);
         continue;
       }
-      const sb = this.bufs[slot]!;
-      const len = this.queryLen[slot];
-      const key = this.clientKey[slot];
-      const n = buildServfail(sb, 0, len, this.scratch, 0);
-      this.scratch[0] = this.clientId[slot] >>> 8;
-      this.scratch[1] = this.clientId[slot] & 0xff;
-      this.release(slot);
-      bump(this.counters.servfail, 'timeout');
-      // n is at least a header: the query passed the length check on the way in.
-      this.env.reply(key, this.scratch, 0, n);
+      this.fail(slot, 'timeout');
     }
+  }
+
+  /** Ends a waiting query with a SERVFAIL to its client and frees its slot. */
+  private fail(slot: number, cause: string): void {
+    const sb = this.bufs[slot]!;
+    const len = this.queryLen[slot];
+    const key = this.clientKey[slot];
+    const n = buildServfail(sb, 0, len, this.scratch, 0);
+    this.scratch[0] = this.clientId[slot] >>> 8;
+    this.scratch[1] = this.clientId[slot] & 0xff;
+    this.release(slot);
+    bump(this.counters.servfail, cause);
+    // n is at least a header: the query passed the length check on the way in.
+    this.env.reply(key, this.scratch, 0, n);
   }
 
   private drop(reason: DropReason): DropReason {

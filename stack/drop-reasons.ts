@@ -192,11 +192,14 @@ export const DROP_REASONS = [
   'blocked-port-zero',
   // flow tables (stack/nat/flow-key.ts)
   'flow-table-full',
+  'flow-guest-share-full',
   // TCP NAT (stack/nat/tcp-nat.ts)
   'tcp-bad-checksum',
   'tcp-to-broadcast',
   'tcp-rst-no-flow',
   'tcp-flow-table-full',
+  'tcp-guest-share-full',
+  'tcp-handshake-evicted',
   'inbound-flow-table-full',
   'inbound-no-ipv6',
   'inbound-no-port',

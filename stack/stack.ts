@@ -47,7 +47,7 @@ export class Stack {
   readonly ip6: Ipv6Layer | null;
   readonly addrs: IpAddresses;
   readonly neighbors = new Neighbors();
-  readonly reassembler4 = new IpReassembler();
+  readonly reassembler4: IpReassembler;
   /** IPv6 fragments (addresses are handles; slots hold references). */
   readonly reassembler6: IpReassembler;
   readonly out: GuestOutput;
@@ -64,7 +64,8 @@ export class Stack {
     if (prefix6 !== null && opts.mtu < 1280) throw new RangeError(`IPv6 needs an MTU of at least 1280, got ${opts.mtu}`);
     // Every flow holds at most three IPv6 addresses, mostly shared (the guest's, ::1); this bounds the table by the flow tables.
     this.addrs = new IpAddresses(Math.min(IPV6_MAX_SLOTS, opts.tcpMaxFlows + opts.udpMaxFlows + opts.icmpMaxFlows + 1024));
-    this.reassembler6 = new IpReassembler({ addrs: this.addrs });
+    this.reassembler4 = new IpReassembler({ timeoutMs: opts.reassemblyTimeoutMs });
+    this.reassembler6 = new IpReassembler({ addrs: this.addrs, timeoutMs: opts.reassemblyTimeoutMs });
     const gateway = new Gateway({ network: opts.network, prefix: opts.prefix, mac: opts.mac, mtu: opts.mtu, addrs: this.addrs }, sink, drain);
     this.gateway = gateway;
     const ip4 = gateway.ip4;

@@ -132,6 +132,8 @@ export class NatFlow {
   bytesIn = 0;
   /** Index of the flow's timeout class. */
   timeoutClass = 0;
+  /** The guest address whose share of the table this flow counts against (FlowTableCore.allocate), -1 for none. */
+  shareKey = -1;
   /** The flow's key as FlowIndex holds it, and its hash chain. */
   keyA = 0;
   keyB = 0;
@@ -178,6 +180,11 @@ class FlowList {
  * The table owning it keeps the key index and removes entries from it in
  * `unindex`.
  */
+/** The flows one guest address may hold in a table of maxFlows: all but the last eighth, which stays for the other guests. */
+export function guestShareOf(maxFlows: number): number {
+  return maxFlows - Math.floor(maxFlows / 8);
+}
+
 export class FlowTableCore<F extends NatFlow> {
   readonly maxFlows: number;
   readonly timeouts: readonly number[];
@@ -202,6 +209,14 @@ export class FlowTableCore<F extends NatFlow> {
   /** Ids above this were never handed out. */
   private fresh = 0;
   private activeCount = 0;
+  /**
+   * Flows per guest address. One address may hold at most `guestShare`
+   * (the NATs give guestShareOf(maxFlows): the last eighth of the table
+   * stays for the other guests, so one guest's flood of fresh flows, which
+   * expiry cannot reclaim before its timeout, does not refuse every other
+   * guest's).
+   */
+  private readonly perGuest = new Map<number, number>();
 
   constructor(
     maxFlows: number,
@@ -211,6 +226,8 @@ export class FlowTableCore<F extends NatFlow> {
     private readonly onClose: ((id: number, flow: F, reason: FlowCloseReason) => void) | null,
     /** The protocol named in `events` calls. */
     private readonly proto: FlowProto = 'udp',
+    /** Flows one guest address may hold; default no limit but the table's. */
+    readonly guestShare = Infinity,
   ) {
     this.maxFlows = Math.max(1, Math.floor(maxFlows));
     this.timeouts = timeouts;
@@ -235,9 +252,13 @@ export class FlowTableCore<F extends NatFlow> {
   /**
    * A fresh flow in timeout class `cls`, linked and counted but not yet
    * indexed by key, or null ('flow-table-full') when the table is full and
-   * no flow is past its timeout.
+   * no flow is past its timeout, or ('flow-guest-share-full') when `guest`
+   * (a guest address; -1: none, e.g. a port forward's flow) already holds
+   * its share.
    */
-  allocate(cls: number, now: number): F | null {
+  allocate(cls: number, now: number, guest = -1): F | null {
+    const held = guest < 0 ? 0 : (this.perGuest.get(guest) ?? 0);
+    if (held >= this.guestShare) return this.drop('flow-guest-share-full');
     if (this.activeCount >= this.maxFlows && !this.evictOneExpired(now)) return this.drop('flow-table-full');
     let id: number;
     if (this.fresh < this.maxFlows) {
@@ -259,6 +280,8 @@ export class FlowTableCore<F extends NatFlow> {
     f.lastActivity = now;
     f.packetsOut = f.bytesOut = f.packetsIn = f.bytesIn = 0;
     f.timeoutClass = cls;
+    f.shareKey = guest;
+    if (guest >= 0) this.perGuest.set(guest, held + 1);
     this.lists[cls].push(f);
     this.activeCount++;
     this.created++;
@@ -287,6 +310,12 @@ export class FlowTableCore<F extends NatFlow> {
     this.lists[f.timeoutClass].unlink(f);
     f.active = false;
     this.activeCount--;
+    if (f.shareKey >= 0) {
+      const n = (this.perGuest.get(f.shareKey) ?? 1) - 1;
+      if (n === 0) this.perGuest.delete(f.shareKey);
+      else this.perGuest.set(f.shareKey, n);
+      f.shareKey = -1;
+    }
     this.freeIds[(this.freeHead + this.freeCount) % this.maxFlows] = f.id;
     this.freeCount++;
     if (reason === null) this.removed++;

@@ -19,7 +19,9 @@
  *   closes the ping socket.
  * - At most maxFlows (1024) flows: ping is low volume, and each flow holds a
  *   host socket. When full, a new flow evicts the least recently active flow
- *   already past its timeout, else it is refused ('flow-table-full').
+ *   already past its timeout, else it is refused ('flow-table-full'). With
+ *   `guestShare` (the NAT gives 7/8 of the table), one guest address holds
+ *   at most that many ('flow-guest-share-full').
  */
 import { endpointKey, FlowIndex, FlowTableCore, NatFlow, type FlowCloseReason, type FlowTableStats } from './flow-key.js';
 import type { FlowEvents } from './flow-events.js';
@@ -47,6 +49,8 @@ export interface IcmpFlowTableOptions {
   onClose?: (id: number, flow: IcmpFlow, reason: FlowCloseReason) => void;
   /** Where IPv6 handles live; without it only IPv4 addresses may be used. */
   addrs?: IpAddresses;
+  /** Flows one guest address may hold (guestShareOf; 'flow-guest-share-full' beyond); default no limit but maxFlows. */
+  guestShare?: number;
 }
 
 export class IcmpFlowTable {
@@ -71,6 +75,7 @@ export class IcmpFlowTable {
             this.releaseAddresses(f);
           },
       'icmp',
+      opts.guestShare,
     );
   }
 
@@ -118,7 +123,7 @@ export class IcmpFlowTable {
       this.core.touch(found, now);
       return found;
     }
-    const f = this.core.allocate(0, now);
+    const f = this.core.allocate(0, now, guestIp);
     if (f === null) return null;
     const a = this.addrs;
     f.guestIp = a === null ? guestIp : a.retain(guestIp);

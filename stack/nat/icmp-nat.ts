@@ -36,6 +36,7 @@ import type { IpOutput } from '../ip/ip-output.js';
 import type { IpPacket } from '../ip/ip-packet.js';
 import type { Neighbors } from '../ip/neighbors.js';
 import { IcmpFlowTable, type IcmpFlow } from './icmp-flows.js';
+import { guestShareOf } from './flow-key.js';
 import { newDropCounters, type DropCounts } from '../counters.js';
 import type { DropReason } from '../drop-reasons.js';
 
@@ -87,6 +88,7 @@ export class IcmpNat {
       addrs: output.addrs,
       maxFlows: opts.maxFlows,
       idleTimeoutMs: opts.idleTimeoutMs,
+      guestShare: guestShareOf(opts.maxFlows),
       onClose: (_id, flow) => this.host.close(flow),
     });
   }

@@ -42,6 +42,8 @@ export interface NatOptions {
   udpDnsIdleTimeoutMs: number;
   icmpMaxFlows: number;
   icmpIdleTimeoutMs: number;
+  /** How long an incomplete IPv4 or IPv6 datagram waits for its missing fragments; default REASSEMBLY_TIMEOUT_MS. */
+  reassemblyTimeoutMs?: number;
   /** TCP engine settings beyond the MSS (which follows the MTU). */
   tcp?: Partial<TcpConfig>;
 }

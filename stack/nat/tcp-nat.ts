@@ -35,7 +35,17 @@
  *   cuts them for plain taps.
  * - Timers: one DeadlineQueue for all flows; each flow is queued at the
  *   earlier of its connection's pollAt and its idle deadline.
- * - Limits: at most `maxFlows` flows (a SYN beyond gets a RST and a count);
+ * - Limits: at most `maxFlows` flows. When the table is full, a new SYN
+ *   takes the place of the oldest flow still in its handshake (its open pending or
+ *   SYN-RECEIVED: it has accepted no data), which is reset and counted
+ *   ('tcp-handshake-evicted'), as Linux drops the oldest request of a full
+ *   SYN queue: a SYN flood cannot hold the table with half-open flows. With
+ *   none to evict, the SYN gets a RST and a count ('tcp-flow-table-full').
+ *   One guest address may hold at most maxFlows - floor(maxFlows / 8)
+ *   guest-opened flows ('tcp-guest-share-full' beyond, with a RST): the last
+ *   eighth stays for the other guests, so one guest's connection flood does
+ *   not refuse every other guest's connections. (A guest that owns many
+ *   addresses is not stopped by this; the share is per address.)
  *   flows idle for `idleTimeoutMs` are reset; a dial that takes longer than
  *   `dialTimeoutMs` (set by the runtime) ends in ICMP host unreachable, from
  *   the same deadline queue.
@@ -306,6 +316,11 @@ export class TcpNat {
   private now = 0;
   private active = 0;
   private created = 0;
+  /** Guest-opened flows in the order they were opened; those past their handshake are skipped lazily (evictHandshake). */
+  private readonly handshakes: TcpFlow[] = [];
+  private handshakesHead = 0;
+  /** Guest-opened flows per guest address (handle). */
+  private readonly perGuest = new Map<number, number>();
   private readonly closedBy: Record<TcpCloseReason, number> = { normal: 0, reset: 0, timeout: 0, refused: 0 };
   private refusedByPolicy = 0;
   private rstForUnknown = 0;
@@ -396,7 +411,12 @@ export class TcpNat {
       else this.sendRstFor(pkt, now);
       return null;
     }
-    if (this.active >= this.opts.maxFlows) {
+    const max = this.opts.maxFlows;
+    if ((this.perGuest.get(pkt.src) ?? 0) >= max - Math.floor(max / 8)) {
+      this.sendRstFor(pkt, now);
+      return 'tcp-guest-share-full';
+    }
+    if (this.active >= max && !this.evictHandshake(now)) {
       this.sendRstFor(pkt, now);
       return 'tcp-flow-table-full';
     }
@@ -407,6 +427,7 @@ export class TcpNat {
     flow.lastActivity = now;
     const a = this.addrs;
     flow.guestIp = a.retain(pkt.src);
+    this.perGuest.set(flow.guestIp, (this.perGuest.get(flow.guestIp) ?? 0) + 1);
     flow.guestPort = tcp.srcPort;
     flow.remoteIp = a.retain(pkt.dst);
     flow.remotePort = tcp.dstPort;
@@ -420,6 +441,8 @@ export class TcpNat {
     this.index.add(flow, keyA, keyB);
     this.active++;
     this.created++;
+    this.handshakes.push(flow);
+    this.trimHandshakes();
     if (this.events !== null) this.events.opened('tcp', flow, false, flow.guestIp, flow.guestPort, flow.remoteIp, flow.remotePort);
     this.host.dial(flow);
     this.schedule(flow);
@@ -691,6 +714,11 @@ export class TcpNat {
     this.flows[flow.id] = null;
     this.freeIds.push(flow.id);
     this.active--;
+    if (!flow.inbound) {
+      const n = (this.perGuest.get(flow.guestIp) ?? 1) - 1;
+      if (n === 0) this.perGuest.delete(flow.guestIp);
+      else this.perGuest.set(flow.guestIp, n);
+    }
     if (this.events !== null) this.events.closed('tcp', flow, reason, bytesIn, bytesOut);
     this.host.onClosed(flow, reason);
     // After the runtime heard of it (a pending flow is still recognisable as one by `syn`).
@@ -872,7 +900,55 @@ export class TcpNat {
     return this.ipIdent;
   }
 
+  /**
+   * Resets the oldest guest-opened flow still in its handshake, to make room
+   * in a full table; false when there is none. The queue holds each flow
+   * once, from open(); it is trimmed as it is walked and compacted when
+   * mostly dead (trimHandshakes).
+   */
+  private evictHandshake(now: number): boolean {
+    const q = this.handshakes;
+    let evicted = false;
+    while (this.handshakesHead < q.length) {
+      const f = q[this.handshakesHead++];
+      if (!inHandshake(f)) continue;
+      this.bump('tcp-handshake-evicted');
+      if (f.syn !== null) this.closePending(f, 'reset', true, now);
+      else f.conn.abort(now);
+      evicted = f.closed;
+      break;
+    }
+    if (this.handshakesHead === q.length) {
+      q.length = 0;
+      this.handshakesHead = 0;
+    }
+    return evicted;
+  }
+
+  /**
+   * Keeps the handshake queue short when no eviction walks it (a table that
+   * never fills): past twice the live flows it keeps only the flows still in
+   * their handshake, so closed flows are not held (amortised O(1): each trim
+   * halves it at least).
+   */
+  private trimHandshakes(): void {
+    const q = this.handshakes;
+    if (q.length <= 2 * this.active + 64) return;
+    let n = 0;
+    for (let i = this.handshakesHead; i < q.length; i++) {
+      const f = q[i];
+      if (inHandshake(f)) q[n++] = f;
+    }
+    q.length = n;
+    this.handshakesHead = 0;
+  }
+
   private bump(reason: DropReason): void {
     this.dropped.add(reason);
   }
+}
+
+/** A guest-opened flow not yet established: its open pending (the dial) or its SYN-ACK unanswered. */
+function inHandshake(f: TcpFlow): boolean {
+  return !f.closed && (f.syn !== null || f.conn.state === 'SYN-RECEIVED');
 }

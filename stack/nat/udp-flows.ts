@@ -21,7 +21,9 @@
  * - At most maxFlows (4096) flows. When full, a new flow evicts the least
  *   recently active flow that is already past its timeout; if there is none
  *   the new flow is refused ('flow-table-full') rather than breaking a live
- *   one.
+ *   one. With `guestShare` (the NAT gives 7/8 of the table), one guest
+ *   address holds at most that many ('flow-guest-share-full'); port
+ *   forwards' flows count for no guest.
  */
 import { DNS_PORT } from './address-map.js';
 import { endpointKey, FlowIndex, FlowTableCore, NatFlow, type FlowCloseReason, type FlowTableStats } from './flow-key.js';
@@ -58,6 +60,8 @@ export interface UdpFlowTableOptions {
   onClose?: (id: number, flow: UdpFlow, reason: FlowCloseReason) => void;
   /** Where IPv6 handles live; without it only IPv4 addresses may be used. */
   addrs?: IpAddresses;
+  /** Flows one guest address may hold (guestShareOf; 'flow-guest-share-full' beyond); default no limit but maxFlows. */
+  guestShare?: number;
 }
 
 export class UdpFlowTable {
@@ -82,6 +86,7 @@ export class UdpFlowTable {
             this.releaseAddresses(f);
           },
       'udp',
+      opts.guestShare,
     );
   }
 
@@ -142,7 +147,7 @@ export class UdpFlowTable {
       this.core.touch(found, now);
       return found;
     }
-    const f = this.core.allocate((dstPort & 0xffff) === DNS_PORT ? CLASS_DNS : CLASS_DEFAULT, now);
+    const f = this.core.allocate((dstPort & 0xffff) === DNS_PORT ? CLASS_DNS : CLASS_DEFAULT, now, inbound ? -1 : guestIp);
     if (f === null) return null;
     const a = this.addrs;
     f.guestIp = a === null ? guestIp >>> 0 : a.retain(guestIp);

@@ -44,7 +44,7 @@ import { UdpView, writeUdpHeader } from '../wire/udp.js';
 import { VIRTIO_NET_HDR_GSO_NONE, VIRTIO_NET_HDR_GSO_UDP_L4 } from '../wire/vnet.js';
 import { writeIcmpError } from '../ip4/icmp-errors.js';
 import { DNS_PORT, type AddressMap } from './address-map.js';
-import { endpointKey } from './flow-key.js';
+import { endpointKey, guestShareOf } from './flow-key.js';
 import { INBOUND_PORT_FIRST, INBOUND_PORT_LAST } from './tcp-nat.js';
 import type { IpOutput } from '../ip/ip-output.js';
 import type { IpPacket } from '../ip/ip-packet.js';
@@ -125,6 +125,7 @@ export class UdpNat {
       maxFlows: opts.maxFlows,
       idleTimeoutMs: opts.idleTimeoutMs,
       dnsIdleTimeoutMs: opts.dnsIdleTimeoutMs,
+      guestShare: guestShareOf(opts.maxFlows),
       onClose: (id, flow) => {
         if (!this.forgetInbound(id, flow)) this.host.close(flow);
       },

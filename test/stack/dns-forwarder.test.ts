@@ -211,22 +211,26 @@ describe('DnsForwarder', () => {
     expect(env.replies[0].bytes.subarray(2)).toEqual(tc.subarray(2));
   });
 
-  it('answers SERVFAIL at once when the table is full', () => {
+  it('makes room in a full table: the oldest query gets SERVFAIL at once, the new one goes upstream', () => {
     const { f, env } = setup({ maxPending: 2 });
     f.query(1, query(1), 0, 33, 0);
     f.query(2, query(2), 0, 33, 0);
     expect(f.query(3, query(3), 0, 33, 0)).toBeNull();
-    expect(env.sent.length).toBe(2);
+    expect(env.sent.length).toBe(3);
+    expect(f.pending).toBe(2);
     expect(env.replies.length).toBe(1);
-    expect(env.replies[0].client).toBe(3);
-    expect(env.replies[0].bytes.readUInt16BE(0)).toBe(3);
+    expect(env.replies[0].client).toBe(1);
+    expect(env.replies[0].bytes.readUInt16BE(0)).toBe(1);
     expect(env.replies[0].bytes.readUInt16BE(2)).toBe(0x8182);
     expect(f.counters.servfail['pending-full']).toBe(1);
-    // A freed slot is usable again.
-    const a = answer(env.sent[0].bytes);
-    f.response(0, a, 0, a.length, 1);
+    // The jostled query's late answer is refused; the new query's answer reaches its client.
+    const late = answer(env.sent[0].bytes);
+    expect(f.response(0, late, 0, late.length, 1)).not.toBeNull();
+    const a = answer(env.sent[2].bytes);
+    expect(f.response(0, a, 0, a.length, 1)).toBeNull();
+    expect(env.replies[1].client).toBe(3);
     expect(f.query(4, query(4), 0, 33, 2)).toBeNull();
-    expect(env.sent.length).toBe(3);
+    expect(env.sent.length).toBe(4);
   });
 
   it('answers SERVFAIL when there is no upstream', () => {

@@ -57,7 +57,7 @@ function setup(over: Partial<StackOptions> = {}) {
 }
 
 /** A guest TCP segment as a frame with full checksums. */
-function segment(o: { dst?: number; srcPort?: number; dstPort?: number; seq?: number; ack?: number; flags: number; payload?: number }): Frame {
+function segment(o: { src?: number; dst?: number; srcPort?: number; dstPort?: number; seq?: number; ack?: number; flags: number; payload?: number }): Frame {
   const payload = o.payload ?? 0;
   const opts = new TcpOptions();
   if (o.flags & TCP_SYN) {
@@ -74,8 +74,9 @@ function segment(o: { dst?: number; srcPort?: number; dstPort?: number; seq?: nu
     opts,
   );
   const dst = o.dst ?? GW;
-  emitIpv4Header(buf, 14, GUEST, dst, IP_PROTO_TCP, tcpLen + payload, 64, 1, true);
-  tcpChecksum(buf, pseudoHeaderSum4(GUEST, dst, IP_PROTO_TCP, tcpLen + payload), 34, tcpLen + payload);
+  const src = o.src ?? GUEST;
+  emitIpv4Header(buf, 14, src, dst, IP_PROTO_TCP, tcpLen + payload, 64, 1, true);
+  tcpChecksum(buf, pseudoHeaderSum4(src, dst, IP_PROTO_TCP, tcpLen + payload), 34, tcpLen + payload);
   return { buf, off: 0, len: 34 + tcpLen + payload, vnet: false };
 }
 
@@ -186,14 +187,49 @@ describe('TcpNat: dial before SYN-ACK', () => {
     expect(rst.seq).toBe(777_777);
   });
 
-  it('bounds the flow table: a SYN beyond the cap gets a RST and no dial', () => {
-    const { sink, gw, nat, host } = setup({ tcpMaxFlows: 2 });
-    for (let p = 0; p < 3; p++) gw.deliver(segment({ flags: TCP_SYN, srcPort: 40000 + p }), 0);
-    expect(host.dials).toHaveLength(2);
-    expect(nat.tcp.flowCount).toBe(2);
+  it("bounds one guest address's share of the flow table: a SYN beyond it gets a RST and no dial", () => {
+    // 16 flows: one address may hold 16 - floor(16 / 8) = 14; the rest stays for other guests.
+    const { sink, gw, nat, host } = setup({ tcpMaxFlows: 16 });
+    for (let p = 0; p < 15; p++) gw.deliver(segment({ flags: TCP_SYN, srcPort: 40000 + p }), 0);
+    expect(host.dials).toHaveLength(14);
+    expect(nat.tcp.flowCount).toBe(14);
     expect(sink.sent).toHaveLength(1);
     expect(tcpOf(sink.sent[0]).flags & TCP_RST).toBeTruthy();
-    expect(gw.counters.drops['tcp-flow-table-full']).toBe(1);
+    expect(gw.counters.drops['tcp-guest-share-full']).toBe(1);
+  });
+
+  it('makes room in a full table by resetting the oldest flow still in its handshake (SYN flood)', () => {
+    const { sink, gw, nat, host } = setup({ tcpMaxFlows: 16 });
+    // 16 half-open flows from 16 addresses (no one address reaches its share): dialed, SYN-ACKed, never ACKed.
+    for (let i = 0; i < 16; i++) gw.deliver(segment({ flags: TCP_SYN, src: GUEST + 1 + i, srcPort: 40000 + i }), 0);
+    expect(host.dials).toHaveLength(16);
+    for (let i = 1; i < 16; i++) nat.tcp.dialSucceeded(host.dials[i], 1); // the first stays a pending open
+    nat.flush(1);
+    sink.sent.length = 0;
+    gw.deliver(segment({ flags: TCP_SYN, srcPort: 50000 }), 2);
+    expect(host.dials).toHaveLength(17);
+    expect(nat.tcp.flowCount).toBe(16);
+    expect(nat.tcp.stats().drops['tcp-handshake-evicted']).toBe(1);
+    expect(host.closed).toEqual([[host.dials[0], 'reset']]);
+    // The next SYN takes the place of the oldest SYN-RECEIVED flow.
+    gw.deliver(segment({ flags: TCP_SYN, srcPort: 50001 }), 3);
+    expect(nat.tcp.flowCount).toBe(16);
+    expect(host.closed.map(([f]) => f)).toEqual([host.dials[0], host.dials[1]]);
+    expect(nat.tcp.stats().drops['tcp-handshake-evicted']).toBe(2);
+  });
+
+  it('keeps working through connection churn that trims the handshake queue', () => {
+    const { gw, nat, host } = setup({ tcpMaxFlows: 16 });
+    for (let i = 0; i < 300; i++) {
+      gw.deliver(segment({ flags: TCP_SYN, srcPort: 20000 + i }), i);
+      nat.tcp.dialFailed(host.dials[i], 'ECONNREFUSED', i);
+    }
+    expect(host.dials).toHaveLength(300);
+    expect(nat.tcp.flowCount).toBe(0);
+    // The table fills again and still evicts the oldest handshake.
+    for (let i = 0; i < 17; i++) gw.deliver(segment({ flags: TCP_SYN, src: GUEST + 1 + i, srcPort: 30000 + i }), 400);
+    expect(nat.tcp.flowCount).toBe(16);
+    expect(nat.tcp.stats().drops['tcp-handshake-evicted']).toBe(1);
   });
 
   it('drops a segment with a bad checksum and counts it', () => {

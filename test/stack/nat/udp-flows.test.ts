@@ -6,6 +6,7 @@ import {
   UdpFlowTable,
   type UdpFlow,
 } from '../../../stack/nat/udp-flows.js';
+import { guestShareOf } from '../../../stack/nat/flow-key.js';
 
 const GUEST = 0x0a000264; // 10.0.2.100
 const DST = 0x5db8d822;
@@ -105,6 +106,24 @@ describe('UdpFlowTable', () => {
     expect(t.lookupOrCreate(GUEST, 1, DST, 9, HOST, 9, 61_000)).toBe(f);
     expect(t.poll(61_000)).toBe(0);
     expect(closed).toEqual([]);
+  });
+
+  it("keeps one guest address to its share, leaving room for other guests; a closed flow frees its place", () => {
+    const { t } = table({ maxFlows: 16, guestShare: guestShareOf(16) });
+    expect(guestShareOf(16)).toBe(14);
+    for (let p = 1; p <= 14; p++) expect(t.lookupOrCreate(GUEST, p, DST, 9, HOST, 9, 0)).not.toBeNull();
+    expect(t.lookupOrCreate(GUEST, 15, DST, 9, HOST, 9, 0)).toBeNull();
+    expect(t.drops['flow-guest-share-full']).toBe(1);
+    const OTHER = GUEST + 1;
+    expect(t.lookupOrCreate(OTHER, 1, DST, 9, HOST, 9, 0)).not.toBeNull();
+    expect(t.lookupOrCreate(OTHER, 2, DST, 9, HOST, 9, 0)).not.toBeNull();
+    expect(t.size).toBe(16);
+    // Port forwards' flows count for no guest.
+    expect(t.remove(t.lookup(OTHER, 2, DST, 9)!.id)).toBe(true);
+    expect(t.lookupOrCreate(GUEST, 99, DST, 9, HOST, 9, 0, true)).not.toBeNull();
+    // Expiry gives the guest its places back.
+    expect(t.poll(UDP_IDLE_TIMEOUT_MS)).toBe(16);
+    for (let p = 100; p < 114; p++) expect(t.lookupOrCreate(GUEST, p, DST, 9, HOST, 9, UDP_IDLE_TIMEOUT_MS)).not.toBeNull();
   });
 
   it('refuses a new flow when full and nothing is idle, then evicts the oldest idle one', () => {
