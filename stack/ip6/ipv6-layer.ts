@@ -19,13 +19,8 @@
  *   target link-layer option. A DAD probe (source ::) for one of our
  *   addresses gets an unsolicited NA to ff02::1 (RFC 4861 7.2.4). A probe or
  *   solicitation for any other address gets nothing: guests defend their own.
- * - Router advertisements: M=0, O=0, prefix (on-link, autonomous), MTU,
- *   source link-layer and RDNSS (RFC 8106) options, from the link-local
- *   address with hop limit 255. Unsolicited ones go to ff02::1: an initial
- *   burst of MAX_INITIAL_RTR_ADVERTISEMENTS at most 16 s apart, then one every
- *   [MinRtrAdvInterval, MaxRtrAdvInterval] chosen at random (RFC 4861 6.2.4,
- *   6.2.1). A solicitation from a known address is answered by unicast; one
- *   from :: by multicast, at most one per MIN_DELAY_BETWEEN_RAS.
+ * - Router solicitations are checked here and answered, like the
+ *   unsolicited advertisements, by `adverts` (stack/ip6/router-adverts.ts).
  * - Neighbours (guest IPv6 -> MAC, stack/ip6/neighbor-table.ts) are learned
  *   from source link-layer options of NS/RS, target link-layer options of
  *   NA, and the source of every frame with a usable source address.
@@ -47,6 +42,7 @@ import type { IpReassembler } from '../ip/reassembly.js';
 import { LinkInput, type LinkTx } from '../link.js';
 import { emitEthernetHeader, ETH_HEADER_LEN, ETHERTYPE_IPV6 } from '../wire/ethernet.js';
 import { Ipv6NeighborTable } from './neighbor-table.js';
+import { RouterAdverts } from './router-adverts.js';
 import {
   fillIcmpv6Checksum,
   ICMPV6_ECHO_REPLY,
@@ -77,12 +73,8 @@ import { isMulticastMac, macToBytes } from '../wire/mac.js';
 import {
   checkNdpOption,
   emitLinkLayerOption,
-  emitMtuOption,
   emitNeighborAdvertisement,
   emitNeighborSolicitation,
-  emitPrefixInfoOption,
-  emitRdnssOption,
-  emitRouterAdvertisement,
   NA_FLAG_OVERRIDE,
   NA_FLAG_ROUTER,
   NA_FLAG_SOLICITED,
@@ -91,17 +83,12 @@ import {
   NDP_OPT_TARGET_LLA,
   NdpMessageView,
   NdpOptionWalker,
-  PREFIX_FLAG_AUTONOMOUS,
-  PREFIX_FLAG_ON_LINK,
 } from '../wire/ndp.js';
 import { VIRTIO_NET_HDR_GSO_NONE } from '../wire/vnet.js';
 import { newDropCounters, type DropCounts } from '../counters.js';
 import type { DropReason } from '../drop-reasons.js';
 
-/** RFC 4861 10 router constants. */
-export const MAX_INITIAL_RTR_ADVERT_INTERVAL_MS = 16_000;
-export const MAX_INITIAL_RTR_ADVERTISEMENTS = 3;
-export const MIN_DELAY_BETWEEN_RAS_MS = 3_000;
+export { MAX_INITIAL_RTR_ADVERT_INTERVAL_MS, MAX_INITIAL_RTR_ADVERTISEMENTS, MIN_DELAY_BETWEEN_RAS_MS } from './router-adverts.js';
 
 export const IPV6_ROUTER_DEFAULTS = {
   prefix: 'fd00::/64',
@@ -160,8 +147,6 @@ export interface Ipv6LayerStats {
   addressTableFull: number;
 }
 
-const ALL_NODES_MAC = Uint8Array.of(0x33, 0x33, 0, 0, 0, 1);
-
 // Offsets of our addresses in `own`.
 const OWN_GW = 0;
 const OWN_DNS = 16;
@@ -176,12 +161,8 @@ export class Ipv6Layer {
   readonly mac: number;
   readonly mtu: number;
   readonly dnsEnabled: boolean;
-  readonly routerLifetimeS: number;
-  readonly maxRtrAdvIntervalMs: number;
-  readonly minRtrAdvIntervalMs: number;
-  readonly validLifetimeS: number;
-  readonly preferredLifetimeS: number;
-  readonly rdnssLifetimeS: number;
+  /** Router advertisements: RS answers and the unsolicited schedule. */
+  readonly adverts: RouterAdverts;
 
   /** After 'to-nat': the packet's IPv6 header and its upper layer. */
   readonly ip = new Ipv6View();
@@ -222,18 +203,11 @@ export class Ipv6Layer {
   private readonly icmp = new Icmpv6View();
   private readonly ndp = new NdpMessageView();
   private readonly opts = new NdpOptionWalker();
-  private readonly random: () => number;
-
-  private nextRaAt = 0;
-  private initialLeft = MAX_INITIAL_RTR_ADVERTISEMENTS;
-  private lastMulticastRaAt = -Infinity;
   /** Set by scanOptions: offset in the frame of the link-layer option's MAC, or -1. */
   private llaOff = -1;
 
   private neighborAdvertsSent = 0;
   private dadDefended = 0;
-  private routerAdvertsSent = 0;
-  private solicitationsAnswered = 0;
   private echoReplies = 0;
   private mldIgnored = 0;
 
@@ -275,14 +249,6 @@ export class Ipv6Layer {
     this.mac = mac;
     this.mtu = mtu;
     this.dnsEnabled = options.dnsEnabled ?? d.dnsEnabled;
-    this.routerLifetimeS = lifetime;
-    this.maxRtrAdvIntervalMs = maxInt;
-    // RFC 4861 6.2.1: MinRtrAdvInterval defaults to 0.33 * MaxRtrAdvInterval when that is 9 s or more.
-    this.minRtrAdvIntervalMs = maxInt >= 9000 ? Math.round(maxInt * 0.33) : maxInt;
-    this.validLifetimeS = valid;
-    this.preferredLifetimeS = preferred;
-    this.rdnssLifetimeS = rdnss;
-    this.random = options.random ?? Math.random;
     this.gatewayAddress = prefixHost(p.address, 2);
     this.dnsAddress = prefixHost(p.address, 3);
     this.linkLocalAddress = linkLocalFromMac(macToBytes(mac));
@@ -290,6 +256,25 @@ export class Ipv6Layer {
     this.own.set(this.dnsAddress, OWN_DNS);
     this.own.set(this.linkLocalAddress, OWN_LL);
     this.ownCount = 3;
+    this.adverts = new RouterAdverts(
+      {
+        mac,
+        mtu,
+        prefix: this.prefix,
+        own: this.own,
+        dnsOff: OWN_DNS,
+        llOff: OWN_LL,
+        dnsEnabled: this.dnsEnabled,
+        hopLimit: d.hopLimit,
+        routerLifetimeS: lifetime,
+        maxRtrAdvIntervalMs: maxInt,
+        validLifetimeS: valid,
+        preferredLifetimeS: preferred,
+        rdnssLifetimeS: rdnss,
+        random: options.random ?? Math.random,
+      },
+      tx,
+    );
     this.neighbors = new Ipv6NeighborTable(tableSize);
     this.link = this.ownLink;
     this.addrs = options.addrs ?? new IpAddresses(64);
@@ -339,32 +324,20 @@ export class Ipv6Layer {
 
   /** When poll must next run (the next unsolicited RA). */
   pollAt(): number {
-    return this.nextRaAt;
+    return this.adverts.pollAt();
   }
 
   /** Sends the unsolicited RA when it is due and schedules the next. */
   poll(now: number): void {
-    if (now < this.nextRaAt) return;
-    this.sendRa(IPV6_ALL_NODES, 0, ALL_NODES_MAC, 0, now);
-    this.lastMulticastRaAt = now;
-    this.scheduleNextRa(now);
-  }
-
-  private scheduleNextRa(now: number): void {
-    let delay = this.minRtrAdvIntervalMs + this.random() * (this.maxRtrAdvIntervalMs - this.minRtrAdvIntervalMs);
-    if (this.initialLeft > 0) {
-      this.initialLeft--;
-      if (delay > MAX_INITIAL_RTR_ADVERT_INTERVAL_MS) delay = MAX_INITIAL_RTR_ADVERT_INTERVAL_MS;
-    }
-    this.nextRaAt = now + Math.round(delay);
+    this.adverts.poll(now);
   }
 
   stats(): Ipv6LayerStats {
     return {
       neighborAdvertsSent: this.neighborAdvertsSent,
       dadDefended: this.dadDefended,
-      routerAdvertsSent: this.routerAdvertsSent,
-      solicitationsAnswered: this.solicitationsAnswered,
+      routerAdvertsSent: this.adverts.sent,
+      solicitationsAnswered: this.adverts.solicitationsAnswered,
       echoReplies: this.echoReplies,
       mldIgnored: this.mldIgnored,
       neighbors: this.neighbors.size,
@@ -772,50 +745,16 @@ export class Ipv6Layer {
     if (srcUnspecified) {
       // RFC 4861 6.1.1: no source link-layer option from ::.
       if (slla !== -1) return this.drop('ndp-rs-unspecified-with-slla');
-      if (now - this.lastMulticastRaAt < MIN_DELAY_BETWEEN_RAS_MS) return this.drop('ndp-rs-rate-limited');
-      this.sendRa(IPV6_ALL_NODES, 0, ALL_NODES_MAC, 0, now);
-      this.lastMulticastRaAt = now;
-      this.solicitationsAnswered++;
-      return 'consumed';
+      const limited = this.adverts.answerUnspecified(now);
+      return limited === null ? 'consumed' : this.drop(limited);
     }
     let macOff = frame.off + 6;
     if (slla !== -1) {
       macOff = slla;
       if (this.usableNeighborSource(b, ip.srcOffset)) this.neighbors.learn(b, ip.srcOffset, b, slla, now);
     }
-    this.sendRa(b, ip.srcOffset, b, macOff, now);
-    this.solicitationsAnswered++;
+    this.adverts.answer(b, ip.srcOffset, b, macOff, now);
     return 'consumed';
-  }
-
-  /** Builds and sends an RA to dst[dstOff, +16) at the MAC mac[macOff, +6). */
-  private sendRa(dst: Uint8Array, dstOff: number, mac: Uint8Array, macOff: number, now: number): void {
-    const off = this.tx.allocTx(now);
-    const buf = this.tx.txBuffer;
-    const ipOff = off + ETH_HEADER_LEN;
-    const icmpOff = ipOff + IPV6_HEADER_LEN;
-    let p = icmpOff;
-    p += emitRouterAdvertisement(buf, p, IPV6_ROUTER_DEFAULTS.hopLimit, 0, this.routerLifetimeS, 0, 0);
-    p += emitLinkLayerOption(buf, p, NDP_OPT_SOURCE_LLA, this.mac);
-    p += emitMtuOption(buf, p, this.mtu);
-    p += emitPrefixInfoOption(
-      buf,
-      p,
-      this.prefix,
-      0,
-      this.prefixLength,
-      PREFIX_FLAG_ON_LINK | PREFIX_FLAG_AUTONOMOUS,
-      this.validLifetimeS,
-      this.preferredLifetimeS,
-    );
-    if (this.dnsEnabled) p += emitRdnssOption(buf, p, this.rdnssLifetimeS, this.own, OWN_DNS, 1);
-    const total = p - icmpOff;
-    emitIpv6Header(buf, ipOff, this.own, OWN_LL, dst, dstOff, IPV6_NH_ICMPV6, total, NDP_HOP_LIMIT);
-    emitEthernetHeader(buf, off, 0, this.mac, ETHERTYPE_IPV6);
-    for (let i = 0; i < 6; i++) buf[off + i] = mac[macOff + i];
-    fillIcmpv6Checksum(buf, icmpOff, total, buf, ipOff + 8, ipOff + 24);
-    this.routerAdvertsSent++;
-    this.tx.transmit(off, ETH_HEADER_LEN + IPV6_HEADER_LEN + total, now);
   }
 
   /** Echo reply from the address that was pinged, without the request's extension headers. */
