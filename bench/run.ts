@@ -26,6 +26,7 @@ import { microSuite } from './suites/micro.js';
 import { tcpSuite } from './suites/tcp.js';
 import { txSuite } from './suites/tx.js';
 import { vxlanSuite } from './suites/vxlan.js';
+import { choosePasta } from './tools/build-pasta.js';
 
 const BENCH_DIR = resolve(import.meta.dirname);
 const ROOT = dirname(BENCH_DIR);
@@ -50,6 +51,9 @@ function firstLine(cmd: string, args: string[]): string {
   return (r.stdout || r.stderr).trim().split('\n')[0] ?? '?';
 }
 
+/** Which pasta ran, for the machine section (set once the bench has chosen). */
+let pastaVersion = '';
+
 function machine(): string {
   const c = cpus();
   const lines = [
@@ -58,7 +62,7 @@ function machine(): string {
     `- node: ${process.version}`,
     `- iperf3: ${firstLine('iperf3', ['--version'])}`,
     `- slirp4netns: ${firstLine('slirp4netns', ['--version'])}`,
-    `- pasta: ${firstLine('dpkg-query', ['-W', '-f', '${Version}', 'passt'])} (Debian package passt)`,
+    `- pasta: ${pastaVersion || `${firstLine('dpkg-query', ['-W', '-f', '${Version}', 'passt'])} (Debian package passt)`}`,
     `- vde2: ${firstLine('dpkg-query', ['-W', '-f', '${Version}', 'vde2'])}`,
   ];
   return lines.join('\n');
@@ -189,10 +193,23 @@ async function main(): Promise<number> {
     const tools = needsRoot
       ? ensureTools(!values['no-install'], log)
       : { iperf3: false, slirp4netns: false, pasta: false, vde: false, cc: null, missing: [] };
+    // Current pasta from source when it builds (tools/build-pasta.ts), else Debian's with a note.
+    let pastaBin = 'pasta';
+    if (needsRoot && ['tcp', 'parallel', 'forward', 'footprint'].some((s) => only.includes(s))) {
+      const choice = choosePasta(log);
+      pastaVersion = choice.version;
+      if (choice.note !== null) notes.push(choice.note);
+      if (choice.path !== null) {
+        pastaBin = choice.path;
+        tools.pasta = true;
+        tools.missing = tools.missing.filter((m) => !m.startsWith('pasta '));
+      }
+      log(`pasta: ${choice.path ?? 'none'}, ${choice.version}`);
+    }
     for (const m of tools.missing) log(`missing: ${m}`);
     for (const m of tools.missing) notes.push(`Missing: ${m}; its cells are empty.`);
     let pastaOk = false;
-    if (tools.pasta && only.includes('tcp')) {
+    if (tools.pasta && ['tcp', 'parallel', 'forward', 'footprint'].some((s) => only.includes(s))) {
       const p = preparePastaUser(c);
       pastaOk = p.ok;
       if (!p.ok) notes.push(`pasta left out: ${p.why}`);
@@ -210,6 +227,7 @@ async function main(): Promise<number> {
       usernetCli: join(ROOT, 'dist', 'src', 'cli', 'main.js'),
       txbench,
       pastaOk,
+      pastaBin,
       log,
       microSeconds,
     };
