@@ -2,7 +2,7 @@
  * `npm run bench`: usernet side by side with the kernel, slirp4netns, pasta
  * and vde_switch, in one run on this machine, printed as one table.
  *
- *   npm run bench -- [--only tcp,bridge,vxlan,tx,footprint,many,micro] [--seconds 5]
+ *   npm run bench -- [--only tcp,parallel,forward,bridge,vxlan,tx,footprint,many,micro] [--seconds 5]
  *                    [--reps 3] [--micro-seconds 10] [--no-install] [--no-write]
  *
  * Needs root (namespaces, taps). Every namespace, tap, veth, bridge, process,
@@ -21,8 +21,10 @@ import { Cleanup, sh } from './lib/sys.js';
 import { checkTargets } from './lib/targets.js';
 import { bridgeSuite } from './suites/bridge.js';
 import { footprintSuite } from './suites/footprint.js';
+import { forwardSuite } from './suites/forward.js';
 import { manySuite } from './suites/many.js';
 import { microSuite } from './suites/micro.js';
+import { parallelSuite } from './suites/parallel.js';
 import { tcpSuite } from './suites/tcp.js';
 import { txSuite } from './suites/tx.js';
 import { vxlanSuite } from './suites/vxlan.js';
@@ -30,7 +32,7 @@ import { choosePasta } from './tools/build-pasta.js';
 
 const BENCH_DIR = resolve(import.meta.dirname);
 const ROOT = dirname(BENCH_DIR);
-const SUITES = ['tcp', 'bridge', 'vxlan', 'tx', 'footprint', 'many', 'micro'] as const;
+const SUITES = ['tcp', 'parallel', 'forward', 'bridge', 'vxlan', 'tx', 'footprint', 'many', 'micro'] as const;
 type Suite = (typeof SUITES)[number];
 
 const USAGE = `usage: npm run bench -- [--only ${SUITES.join(',')}] [--seconds N] [--reps N] [--micro-seconds N] [--no-install] [--no-write]
@@ -233,6 +235,8 @@ async function main(): Promise<number> {
     };
     const run: Record<Suite, () => Promise<Row[]>> = {
       tcp: () => (tools.iperf3 ? tcpSuite(ctx) : Promise.resolve([])),
+      parallel: () => (tools.iperf3 ? parallelSuite(ctx) : Promise.resolve([])),
+      forward: () => (tools.iperf3 ? forwardSuite(ctx, notes) : Promise.resolve([])),
       bridge: () => (tools.iperf3 ? bridgeSuite(ctx) : Promise.resolve([])),
       vxlan: () => (tools.iperf3 ? vxlanSuite(ctx) : Promise.resolve([])),
       tx: () => txSuite(ctx),
