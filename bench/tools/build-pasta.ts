@@ -93,7 +93,7 @@ export function findPasstSource(): { source: Source | null; why: string } {
     return s === null ? { source: null, why: `USERNET_BENCH_PASST_SRC=${env} is neither a passt tree nor a passt git directory` } : { source: s, why: '' };
   }
   let best: Source | null = null;
-  let entries: string[] = [];
+  let entries: string[];
   try {
     entries = readdirSync(MIRRORS).filter((n) => n.toLowerCase().includes('passt'));
   } catch {
