@@ -43,8 +43,26 @@ interface Instance {
   inNs: (cmd: string[]) => string[];
 }
 
+/**
+ * Memory only this process holds (USS: private clean + private dirty pages,
+ * from smaps_rollup): what one more instance costs. RSS also counts shared
+ * pages, such as the part of the node binary a usernet touched, which every
+ * node process on the machine shares.
+ */
+export function ussKiB(pid: number): number | null {
+  try {
+    const t = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
+    const clean = /Private_Clean:\s+(\d+) kB/.exec(t);
+    const dirty = /Private_Dirty:\s+(\d+) kB/.exec(t);
+    return clean && dirty ? Number(clean[1]) + Number(dirty[1]) : null;
+  } catch {
+    return null;
+  }
+}
+
 interface Figures {
   startKiB: number | null;
+  startUssKiB: number | null;
   trafficKiB: number | null;
   heldKiB: number | null;
   held: number;
@@ -54,8 +72,9 @@ interface Figures {
 async function measureInstance(ctx: BenchContext, sys: SystemName, inst: Instance, nofile: string, txPort: number, iperfPort: number): Promise<Figures> {
   await sleep(1_000);
   const startKiB = rssKiB(inst.pid);
+  const startUssKiB = ussKiB(inst.pid);
   const idleFds = fdCount(inst.pid);
-  ctx.log(`  ${sys} after start: RSS ${startKiB} KiB, ${idleFds} fds`);
+  ctx.log(`  ${sys} after start: RSS ${startKiB} KiB (private ${startUssKiB} KiB), ${idleFds} fds`);
   for (const reverse of [false, true]) {
     const cmd = inst.inNs(['iperf3', '-c', '10.0.2.2', '-p', String(iperfPort), '-t', String(TRAFFIC_SECONDS), ...(reverse ? ['-R'] : [])]);
     const p = ctx.c.spawn(cmd[0], cmd.slice(1), `${sys} warm-up traffic`);
@@ -83,6 +102,7 @@ async function measureInstance(ctx: BenchContext, sys: SystemName, inst: Instanc
   await holder.wait(30_000);
   return {
     startKiB,
+    startUssKiB,
     trafficKiB,
     heldKiB,
     held: held.ready,
@@ -207,6 +227,7 @@ export async function footprintSuite(ctx: BenchContext, notes: string[]): Promis
   };
   return [
     row('RSS idle after start', 'MiB', (f) => mib(f.startKiB)),
+    row('private memory (USS) idle after start', 'MiB', (f) => mib(f.startUssKiB)),
     row(`RSS idle after ${TRAFFIC_SECONDS} s of traffic each way`, 'MiB', (f) => mib(f.trafficKiB)),
     row('RSS with established connections (counts in the notes)', 'MiB', (f) => mib(f.heldKiB)),
     row('RSS per established connection', 'KiB', (f) =>
