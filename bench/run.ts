@@ -9,6 +9,11 @@
  * temporary directory and the /dev/net/tun mode change it makes is undone at
  * the end, also on failure or Ctrl-C (see lib/sys.ts). All traffic stays on
  * 127.0.0.1 or inside namespaces the bench creates.
+ *
+ * pasta is current pasta built from passt's source into a cache outside the
+ * tree when a source is at hand ($USERNET_BENCH_PASST_SRC, or git mirrors of
+ * passt under $USERNET_BENCH_MIRRORS), else Debian's, with a note: see
+ * tools/build-pasta.ts.
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
