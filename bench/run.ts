@@ -2,13 +2,18 @@
  * `npm run bench`: usernet side by side with the kernel, slirp4netns, pasta
  * and vde_switch, in one run on this machine, printed as one table.
  *
- *   npm run bench -- [--only tcp,udp,bridge,vxlan,tx,footprint,many,micro] [--seconds 5]
+ *   npm run bench -- [--only tcp,udp,parallel,forward,bridge,vxlan,tx,footprint,many,micro] [--seconds 5]
  *                    [--reps 3] [--micro-seconds 10] [--no-install] [--no-write]
  *
  * Needs root (namespaces, taps). Every namespace, tap, veth, bridge, process,
  * temporary directory and the /dev/net/tun mode change it makes is undone at
  * the end, also on failure or Ctrl-C (see lib/sys.ts). All traffic stays on
  * 127.0.0.1 or inside namespaces the bench creates.
+ *
+ * pasta is current pasta built from passt's source into a cache outside the
+ * tree when a source is at hand ($USERNET_BENCH_PASST_SRC, or git mirrors of
+ * passt under $USERNET_BENCH_MIRRORS), else Debian's, with a note: see
+ * tools/build-pasta.ts.
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
@@ -21,16 +26,19 @@ import { Cleanup, sh } from './lib/sys.js';
 import { checkTargets } from './lib/targets.js';
 import { bridgeSuite } from './suites/bridge.js';
 import { footprintSuite } from './suites/footprint.js';
+import { forwardSuite } from './suites/forward.js';
 import { manySuite } from './suites/many.js';
 import { microSuite } from './suites/micro.js';
+import { parallelSuite } from './suites/parallel.js';
 import { tcpSuite } from './suites/tcp.js';
 import { txSuite } from './suites/tx.js';
 import { udpSuite } from './suites/udp.js';
 import { vxlanSuite } from './suites/vxlan.js';
+import { choosePasta } from './tools/build-pasta.js';
 
 const BENCH_DIR = resolve(import.meta.dirname);
 const ROOT = dirname(BENCH_DIR);
-const SUITES = ['tcp', 'udp', 'bridge', 'vxlan', 'tx', 'footprint', 'many', 'micro'] as const;
+const SUITES = ['tcp', 'udp', 'parallel', 'forward', 'bridge', 'vxlan', 'tx', 'footprint', 'many', 'micro'] as const;
 type Suite = (typeof SUITES)[number];
 
 const USAGE = `usage: npm run bench -- [--only ${SUITES.join(',')}] [--seconds N] [--reps N] [--micro-seconds N] [--no-install] [--no-write]
@@ -51,6 +59,9 @@ function firstLine(cmd: string, args: string[]): string {
   return (r.stdout || r.stderr).trim().split('\n')[0] ?? '?';
 }
 
+/** Which pasta ran, for the machine section (set once the bench has chosen). */
+let pastaVersion = '';
+
 function machine(): string {
   const c = cpus();
   const lines = [
@@ -59,7 +70,7 @@ function machine(): string {
     `- node: ${process.version}`,
     `- iperf3: ${firstLine('iperf3', ['--version'])}`,
     `- slirp4netns: ${firstLine('slirp4netns', ['--version'])}`,
-    `- pasta: ${firstLine('dpkg-query', ['-W', '-f', '${Version}', 'passt'])} (Debian package passt)`,
+    `- pasta: ${pastaVersion || `${firstLine('dpkg-query', ['-W', '-f', '${Version}', 'passt'])} (Debian package passt)`}`,
     `- vde2: ${firstLine('dpkg-query', ['-W', '-f', '${Version}', 'vde2'])}`,
   ];
   return lines.join('\n');
@@ -190,10 +201,23 @@ async function main(): Promise<number> {
     const tools = needsRoot
       ? ensureTools(!values['no-install'], log)
       : { iperf3: false, slirp4netns: false, pasta: false, vde: false, cc: null, missing: [] };
+    // Current pasta from source when it builds (tools/build-pasta.ts), else Debian's with a note.
+    let pastaBin = 'pasta';
+    if (needsRoot && ['tcp', 'parallel', 'forward', 'footprint'].some((s) => only.includes(s))) {
+      const choice = choosePasta(log);
+      pastaVersion = choice.version;
+      if (choice.note !== null) notes.push(choice.note);
+      if (choice.path !== null) {
+        pastaBin = choice.path;
+        tools.pasta = true;
+        tools.missing = tools.missing.filter((m) => !m.startsWith('pasta '));
+      }
+      log(`pasta: ${choice.path ?? 'none'}, ${choice.version}`);
+    }
     for (const m of tools.missing) log(`missing: ${m}`);
     for (const m of tools.missing) notes.push(`Missing: ${m}; its cells are empty.`);
     let pastaOk = false;
-    if (tools.pasta && (only.includes('tcp') || only.includes('udp'))) {
+    if (tools.pasta && ['tcp', 'udp', 'parallel', 'forward', 'footprint'].some((s) => only.includes(s))) {
       const p = preparePastaUser(c);
       pastaOk = p.ok;
       if (!p.ok) notes.push(`pasta left out: ${p.why}`);
@@ -211,12 +235,15 @@ async function main(): Promise<number> {
       usernetCli: join(ROOT, 'dist', 'src', 'cli', 'main.js'),
       txbench,
       pastaOk,
+      pastaBin,
       log,
       microSeconds,
     };
     const run: Record<Suite, () => Promise<Row[]>> = {
       tcp: () => (tools.iperf3 ? tcpSuite(ctx) : Promise.resolve([])),
       udp: () => (tools.iperf3 ? udpSuite(ctx) : Promise.resolve([])),
+      parallel: () => (tools.iperf3 ? parallelSuite(ctx) : Promise.resolve([])),
+      forward: () => (tools.iperf3 ? forwardSuite(ctx, notes) : Promise.resolve([])),
       bridge: () => (tools.iperf3 ? bridgeSuite(ctx) : Promise.resolve([])),
       vxlan: () => (tools.iperf3 ? vxlanSuite(ctx) : Promise.resolve([])),
       tx: () => txSuite(ctx),

@@ -27,6 +27,8 @@
  * called; every step is a frame or socket event, so real traffic is served
  * in between.
  */
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { Runtime } from './runtime.js';
 import { TapPort, type BatchSink } from './tap-port.js';
 import { native } from './native/addon.js';
@@ -94,6 +96,23 @@ function replyByte(first: number, i: number): number {
 }
 
 const warmUpTcpDrops = newDropCounters();
+
+/**
+ * Once the warm-up is over, its runtime, tap pair, rings and arenas are
+ * garbage (about 9 MiB of buffers, a few MiB of them touched), but V8 frees
+ * external memory only at its next full collection, and an idle process may
+ * not have one for a long time. One full collection here gives the pages back
+ * now (bench/PROFILE.md, "What an idle usernet's memory is"). `gc` is reached
+ * the documented way for a running process: the flag, then a new context.
+ */
+function collectWarmUpGarbage(): void {
+  try {
+    setFlagsFromString('--expose-gc');
+    (runInNewContext('gc') as () => void)();
+  } catch {
+    // Only memory is at stake: V8 collects it later anyway.
+  }
+}
 
 /**
  * One guest connection: a TcpConnection running `rounds` request/replies; the
@@ -530,13 +549,18 @@ export function startWarmUp(options: RuntimeOptions, log: Logger): RunningWarmUp
   const w = new WarmUp(options, log);
   // One line when it starts and one when it is over (below): the guest's first connections are slower until then.
   log.info('warm-up: started (about a second of loopback transactions, so that the first connections run compiled code)');
-  const done = w.run().then(
-    (r) => {
-      if (r.error !== null) log.warn(`warm-up failed (it only speeds up the first connections): ${r.error}`);
-      else log.info(`warm-up: ${r.connections} connections, ${r.roundTrips} replies in ${r.ms.toFixed(0)} ms${r.stoppedBy ? ` (ended by ${r.stoppedBy})` : ''}`);
-    },
-    (err: Error) => log.warn(`warm-up failed (it only speeds up the first connections): ${err.message}`),
-  );
+  const done = w
+    .run()
+    .then(
+      (r) => {
+        if (r.error !== null) log.warn(`warm-up failed (it only speeds up the first connections): ${r.error}`);
+        else log.info(`warm-up: ${r.connections} connections, ${r.roundTrips} replies in ${r.ms.toFixed(0)} ms${r.stoppedBy ? ` (ended by ${r.stoppedBy})` : ''}`);
+      },
+      (err: Error) => log.warn(`warm-up failed (it only speeds up the first connections): ${err.message}`),
+    )
+    .then(() => {
+      setImmediate(collectWarmUpGarbage);
+    });
   return {
     stop: () => {
       w.stop();

@@ -15,6 +15,8 @@ export interface BenchContext {
   /** Compiled bench/tx/txbench.c, or null without a C compiler. */
   txbench: string | null;
   pastaOk: boolean;
+  /** The pasta binary the pasta cells run (current pasta built by tools/build-pasta.ts, else Debian's). */
+  pastaBin: string;
   log: (s: string) => void;
   /** Seconds for the engine micro-benchmarks' steady run. */
   microSeconds: number;

@@ -5,6 +5,7 @@
  */
 import type { Row, SystemName } from './results.js';
 import { udpTargets } from '../suites/udp.js';
+import { scaleTargets } from './targets-scale.js';
 
 function v(rows: Row[], group: string, metric: string, sys: SystemName): number | null {
   return rows.find((r) => r.group === group && r.metric === metric)?.values[sys]?.value ?? null;
@@ -52,5 +53,6 @@ export function checkTargets(rows: Row[]): string {
     // "Flat" read strictly: no more than a handful of collections over the whole run, i.e. no per-frame garbage.
     out.push(`- Flat GC count, ${r.metric.replace(/^GCs in /, '')}: ${verdict(n === null ? null : n <= 5)} (${n ?? '—'} collections)`);
   }
+  out.push(...scaleTargets(rows));
   return out.join('\n');
 }

@@ -48,7 +48,7 @@ function clientArgs(ctx: BenchContext, host: string, port: number, reverse: bool
   return ['iperf3', '-c', host, '-p', String(port), '-t', String(ctx.seconds), '-J', ...(reverse ? ['-R'] : [])];
 }
 
-function shellWrap(args: string[]): string[] {
+export function shellWrap(args: string[]): string[] {
   return ['sh', '-c', `${args.join(' ')}; s=$?; sleep 0.3; exit $s`];
 }
 
@@ -96,7 +96,7 @@ async function cellsFor(
   return out;
 }
 
-async function hostServer(ctx: BenchContext): Promise<{ port: number; proc: Proc }> {
+export async function hostServer(ctx: BenchContext): Promise<{ port: number; proc: Proc }> {
   const port = await freePort();
   const proc = ctx.c.spawn('iperf3', ['-s', '--forceflush', '-B', '127.0.0.1', '-p', String(port)], 'iperf3 server');
   await proc.waitFor(/Server listening/);
@@ -121,12 +121,16 @@ async function usernet(ctx: BenchContext, port: number, offload: boolean) {
 }
 
 /** A namespace with slirp4netns attached; exported for the transaction suite. */
-export async function slirpNamespace(ctx: BenchContext, mtu: number): Promise<{ ns: string; pid: number; release: () => Promise<void> }> {
+export async function slirpNamespace(
+  ctx: BenchContext,
+  mtu: number,
+  extraArgs: string[] = [],
+): Promise<{ ns: string; pid: number; release: () => Promise<void> }> {
   const mark = ctx.c.mark();
   const ns = ctx.c.netns('slirp');
   const holder = ctx.c.spawn('ip', ['netns', 'exec', ns, 'sleep', '3600'], 'netns holder');
   await sleep(50);
-  const slirp = ctx.c.spawn('slirp4netns', ['--configure', `--mtu=${mtu}`, String(holder.pid), 'tap0'], 'slirp4netns');
+  const slirp = ctx.c.spawn('slirp4netns', ['--configure', `--mtu=${mtu}`, ...extraArgs, String(holder.pid), 'tap0'], 'slirp4netns');
   const deadline = Date.now() + 10_000;
   while (!/10\.0\.2\.100/.test(sh('ip', ['-n', ns, '-4', 'addr', 'show', 'tap0']).stdout)) {
     if (!slirp.running) throw new Error(`slirp4netns exited: ${slirp.stderr.trim()}`);
@@ -146,18 +150,16 @@ async function slirp(ctx: BenchContext, port: number) {
   });
 }
 
+/** pasta as the unprivileged bench user (it will not serve a namespace root made for root); options follow. */
+export function pastaCommand(ctx: BenchContext): string[] {
+  return ['setpriv', '--reuid', 'bench', '--regid', 'bench', '--init-groups', '--', ctx.pastaBin];
+}
+
 async function pasta(ctx: BenchContext, port: number) {
   return cellsFor(ctx, async (mtu) => ({
     run: (reverse) =>
       transfer(ctx, 'pasta', [
-        'setpriv',
-        '--reuid',
-        'bench',
-        '--regid',
-        'bench',
-        '--init-groups',
-        '--',
-        'pasta',
+        ...pastaCommand(ctx),
         '-f',
         '--config-net',
         '-m',

@@ -142,7 +142,7 @@ function pasta(ctx: BenchContext, port: number) {
       transfer(
         ctx,
         'pasta',
-        ['setpriv', '--reuid', 'bench', '--regid', 'bench', '--init-groups', '--', 'pasta', ...pastaArgs, '--', ...shellWrap(clientArgs(ctx, '10.0.2.2', port, c))],
+        ['setpriv', '--reuid', 'bench', '--regid', 'bench', '--init-groups', '--', ctx.pastaBin, ...pastaArgs, '--', ...shellWrap(clientArgs(ctx, '10.0.2.2', port, c))],
         c,
       ),
     done: async () => undefined,

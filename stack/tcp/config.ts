@@ -47,11 +47,15 @@ export const tcpDefaults: Readonly<TcpConfig> = Object.freeze({
   // 4 MiB: enough for multi-Gbit/s at the sub-millisecond RTTs of a local
   // guest, and window scale 7 covers it.
   recvBufferMax: 4 * 1024 * 1024,
-  // Small first allocations so 10,000 idle flows cost little; doubling makes
-  // growth amortised O(1) per byte.
-  recvBufferInitial: 16 * 1024,
+  // Small first allocations so 10,000 idle flows cost little: 2 KiB rings come
+  // from Node's shared 8 KiB slabs (Buffer.allocUnsafe below 4 KiB), so a
+  // flow's first bytes touch part of a shared page, not a page of each of its
+  // own 16 and 64 KiB rings (bench/PROFILE.md §9: 9 KiB of malloc per idle
+  // connection before). Doubling makes growth amortised O(1) per byte; a bulk
+  // flow reaches 64 KiB after five doublings within its first 64 KiB.
+  recvBufferInitial: 2 * 1024,
   sendBufferMax: 4 * 1024 * 1024,
-  sendBufferInitial: 64 * 1024,
+  sendBufferInitial: 2 * 1024,
   initialCwndSegments: 10,
   delayedAckMs: 1,
   rtoInitialMs: 1_000,

@@ -98,11 +98,9 @@ export class ReceiveBuffer {
     if (this.readable === 0 && this.ooo.count === 0) this.head = 0;
   }
 
+  /** Gives an empty ring to the pool (an idle flow); the next byte takes one again. */
   release(): void {
-    if (this.readable === 0 && this.ooo.count === 0) {
-      this.buf = EMPTY;
-      this.head = 0;
-    }
+    if (this.readable === 0 && this.ooo.count === 0) this.recycle();
   }
 
   /** Gives the storage to the ring pool whatever it holds (a closed connection whose data was taken). */
@@ -111,6 +109,8 @@ export class ReceiveBuffer {
     this.buf = EMPTY;
     this.head = 0;
     this.readable = 0;
+    // The reused region must not keep the ring alive once the pool has let it go.
+    this.region.buf = EMPTY;
     this.ooo.clear();
   }
 

@@ -119,12 +119,13 @@ export class SendBuffer {
     // next commit() will look for it. writable() itself rewinds an empty ring.
   }
 
-  /** Drops the storage when empty (idle flows); the next write reallocates. */
+  /**
+   * Gives the storage to the ring pool when empty (an idle flow); the next
+   * write takes one again. Only between host reads: a region from writable()
+   * must not be in use (the runtime's idle sweep calls it from a timer).
+   */
   release(): void {
-    if (this.length === 0) {
-      this.buf = EMPTY;
-      this.head = 0;
-    }
+    if (this.length === 0) this.recycle();
   }
 
   /**
@@ -137,6 +138,8 @@ export class SendBuffer {
     this.buf = EMPTY;
     this.head = 0;
     this.length = 0;
+    // The reused region must not keep the ring alive once the pool has let it go.
+    this.region.buf = EMPTY;
   }
 
   /** recycle(), when nothing is queued (TIME-WAIT: everything was acknowledged). */

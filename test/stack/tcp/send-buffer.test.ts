@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { SendBuffer } from '../../../stack/tcp/send-buffer.js';
+import { ringPool } from '../../../stack/tcp/ring-pool.js';
 
 describe('SendBuffer', () => {
   it('allocates lazily, doubles when full, stops at max', () => {
@@ -45,5 +46,23 @@ describe('SendBuffer', () => {
     b.ack(5);
     b.release();
     expect(b.capacity).toBe(0);
+  });
+
+  it('release gives an empty ring to the pool and keeps no reference to it', () => {
+    const b = new SendBuffer(1 << 20, 12_345);
+    b.write(Buffer.from('abc'), 0, 3);
+    const ring = b.chunk(0).buf;
+    b.release();
+    expect(b.capacity).toBe(12_345);
+    b.ack(3);
+    const before = ringPool.size;
+    b.release();
+    expect(b.capacity).toBe(0);
+    expect(ringPool.size).toBe(before + 1);
+    // The region object the buffer hands out no longer points into the pooled ring.
+    expect(b.chunk(0).buf.length).toBe(0);
+    // The next write takes it back.
+    expect(b.writable().buf).toBe(ring);
+    expect(ringPool.size).toBe(before);
   });
 });
