@@ -24,6 +24,7 @@ import { PortForwards } from './nat/port-forward.js';
 import { defaultUpstreams } from './resolv-conf.js';
 import type { LocalNames } from '../stack/dns-local-names.js';
 import { formatTapReport, tapStats } from './tap-report.js';
+import { acquireGcObserver, processStats, releaseGcObserver } from './process-stats.js';
 
 /** Rounds of busy-poll hand-offs handled inline before the event loop gets a turn (dispatchReady). */
 const INLINE_ROUNDS = 16;
@@ -130,6 +131,7 @@ export class Runtime {
     this.scheduler = new Scheduler(this.now, (now) => this.flush(now));
     this.scheduler.add(this.bridge);
     this.scheduler.add(this.nat);
+    acquireGcObserver();
     if (options.statsIntervalMs > 0) {
       this.statsTimer = setInterval(() => this.logStats(), options.statsIntervalMs);
       this.statsTimer.unref();
@@ -322,6 +324,7 @@ export class Runtime {
       hostSockets: { tcp: this.tcpProxy.sockets, udp: this.udpProxy.openSockets, icmp: this.icmpProxy.openSockets },
       hostDrops: { udp: this.udpProxy.drops, icmp: this.icmpProxy.drops },
       pcapRecords: this.pcap?.records,
+      process: processStats(),
     };
   }
 
@@ -333,6 +336,7 @@ export class Runtime {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    releaseGcObserver();
     if (this.statsTimer !== null) clearInterval(this.statsTimer);
     this.scheduler.close();
     // Reset every guest connection while the taps can still carry the RSTs.
