@@ -56,6 +56,44 @@ export interface RuntimeOptions {
   sockets?: SocketPortSpecs;
   /** Log format and file, stats, metrics, capture format (observability-options.ts); absent: the defaults. */
   observe?: ObservabilityOptions;
+  /** Per-table caps and idle timeouts (--limit); absent ones take stack/config.ts's defaults. */
+  limits?: Partial<Limits>;
+}
+
+/** The caps and timeouts --limit may change, by the name on the command line. */
+export interface Limits {
+  tcpMaxFlows: number;
+  udpMaxFlows: number;
+  icmpMaxFlows: number;
+  tcpIdleTimeoutMs: number;
+  udpIdleTimeoutMs: number;
+  icmpIdleTimeoutMs: number;
+  reassemblyTimeoutMs: number;
+}
+
+/** --limit NAME=VALUE: the field, the unit, the range. Flow caps are flows; timeouts are seconds. */
+export const LIMIT_NAMES: Record<string, { field: keyof Limits; seconds: boolean; min: number; max: number }> = {
+  'tcp-flows': { field: 'tcpMaxFlows', seconds: false, min: 1, max: 1 << 20 },
+  'udp-flows': { field: 'udpMaxFlows', seconds: false, min: 1, max: 1 << 20 },
+  'icmp-flows': { field: 'icmpMaxFlows', seconds: false, min: 1, max: 1 << 20 },
+  'tcp-idle': { field: 'tcpIdleTimeoutMs', seconds: true, min: 1, max: 1_000_000 },
+  'udp-idle': { field: 'udpIdleTimeoutMs', seconds: true, min: 1, max: 1_000_000 },
+  'icmp-idle': { field: 'icmpIdleTimeoutMs', seconds: true, min: 1, max: 1_000_000 },
+  'reassembly-timeout': { field: 'reassemblyTimeoutMs', seconds: true, min: 1, max: 3_600 },
+};
+
+function parseLimits(texts: string[] | undefined): Partial<Limits> {
+  const out: Partial<Limits> = {};
+  for (const t of texts ?? []) {
+    const m = /^([a-z-]+)=(\d+)$/.exec(t);
+    const spec = m === null ? undefined : LIMIT_NAMES[m[1]];
+    if (m === null || spec === undefined) {
+      throw new ConfigError(`--limit ${t}: expected NAME=N with NAME one of ${Object.keys(LIMIT_NAMES).join(', ')}`);
+    }
+    const n = intOption(`--limit ${m[1]}=`, m[2], 0, spec.min, spec.max);
+    out[spec.field] = spec.seconds ? n * 1000 : n;
+  }
+  return out;
 }
 
 export interface MainCommand {
@@ -98,6 +136,7 @@ export const common = {
   mtu: { type: 'string' },
   'mac-table-size': { type: 'string' },
   'mac-aging': { type: 'string' },
+  limit: { type: 'string', multiple: true },
   pcap: { type: 'string' },
   'no-offload': { type: 'boolean' },
   'log-level': { type: 'string' },
@@ -273,6 +312,7 @@ export function runtimeOptions(v: CommonValues, defaultLogLevel: LogLevel): Runt
     ipv6Prefix,
     sockets: parseSocketPortOptions(v),
     observe: observabilityOptions(v),
+    limits: parseLimits(v.limit),
   };
 }
 

@@ -80,6 +80,7 @@ export class Runtime {
     this.bridge.addStaticMac(this.gateway.mac, this.gateway);
     const dnsUpstreams = options.dns ? (options.dnsServers ?? defaultUpstreams()) : [];
     const drain = (now: number) => this.bridge.flush(now);
+    const limits = options.limits ?? {};
     this.nat = new Nat(
       {
         network: options.network,
@@ -90,13 +91,15 @@ export class Runtime {
         dnsUpstreams,
         dnsTimeoutMs: defaults.dnsTimeoutMs,
         localNames: extras.localNames ?? null,
-        tcpMaxFlows: defaults.tcpMaxFlows,
-        tcpIdleTimeoutMs: defaults.tcpIdleTimeoutMs,
-        udpMaxFlows: defaults.udpMaxFlows,
-        udpIdleTimeoutMs: defaults.udpIdleTimeoutMs,
-        udpDnsIdleTimeoutMs: defaults.udpDnsIdleTimeoutMs,
-        icmpMaxFlows: defaults.icmpMaxFlows,
-        icmpIdleTimeoutMs: defaults.icmpIdleTimeoutMs,
+        tcpMaxFlows: limits.tcpMaxFlows ?? defaults.tcpMaxFlows,
+        tcpIdleTimeoutMs: limits.tcpIdleTimeoutMs ?? defaults.tcpIdleTimeoutMs,
+        udpMaxFlows: limits.udpMaxFlows ?? defaults.udpMaxFlows,
+        udpIdleTimeoutMs: limits.udpIdleTimeoutMs ?? defaults.udpIdleTimeoutMs,
+        // A DNS flow is one query and one answer: never kept longer than any UDP flow.
+        udpDnsIdleTimeoutMs: Math.min(defaults.udpDnsIdleTimeoutMs, limits.udpIdleTimeoutMs ?? Infinity),
+        icmpMaxFlows: limits.icmpMaxFlows ?? defaults.icmpMaxFlows,
+        icmpIdleTimeoutMs: limits.icmpIdleTimeoutMs ?? defaults.icmpIdleTimeoutMs,
+        reassemblyTimeoutMs: limits.reassemblyTimeoutMs,
         ipv6Prefix: options.ipv6Prefix ?? null,
       },
       this.gateway,

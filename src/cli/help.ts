@@ -29,6 +29,16 @@ Bridge:
                          beyond this (default ${defaults.macTableSize})
   --mac-aging SECONDS    forget a MAC not seen for this long (default ${defaults.macAgingMs / 1000})
 
+Limits (repeatable --limit NAME=N; what happens at each: README, Reliability):
+  --limit tcp-flows=N    TCP connections at once (default ${defaults.tcpMaxFlows}); a SYN beyond gets a RST
+  --limit udp-flows=N    UDP flows (default ${defaults.udpMaxFlows}); beyond, an idle one is reused or the datagram dropped
+  --limit icmp-flows=N   ICMP echo flows (default ${defaults.icmpMaxFlows}); the same
+  --limit tcp-idle=S     reset a connection silent both ways this long (default ${defaults.tcpIdleTimeoutMs / 1000})
+  --limit udp-idle=S     close an idle UDP flow (default ${defaults.udpIdleTimeoutMs / 1000})
+  --limit icmp-idle=S    close an idle ICMP flow (default ${defaults.icmpIdleTimeoutMs / 1000})
+  --limit reassembly-timeout=S
+                         drop an incomplete fragmented datagram (default 30)
+
 ICMP: pings to hosts beyond the gateway use unprivileged ping sockets, which need the
   group in net.ipv4.ping_group_range. Run as root, usernet widens that range to include
   its own group when the kernel refuses (and logs it); otherwise run

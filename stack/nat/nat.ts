@@ -58,6 +58,8 @@ export interface NatOptions {
   udpDnsIdleTimeoutMs: number;
   icmpMaxFlows: number;
   icmpIdleTimeoutMs: number;
+  /** How long an incomplete IPv4 or IPv6 datagram waits for its missing fragments; default REASSEMBLY_TIMEOUT_MS. */
+  reassemblyTimeoutMs?: number;
   /** TCP engine settings beyond the MSS (which follows the MTU). */
   tcp?: Partial<TcpConfig>;
   /** IPv6 on the link: the /64 prefix ("fd00::/64"); null or absent for none. Needs mtu >= 1280. */
@@ -80,7 +82,7 @@ export class Nat implements Ipv4Handler, Ipv6Handler {
   /** IPv6 packets dropped because the address table was full. */
   private ipv6AddressFull = 0;
   readonly neighbors = new Neighbors();
-  readonly reassembler = new Ipv4Reassembler();
+  readonly reassembler: Ipv4Reassembler;
   /** IPv6 fragments (addresses are handles; slots hold references). */
   readonly reassembler6: Ipv4Reassembler;
   /** A reassembled IPv6 datagram, rebuilt: header + payload (the payload of an IPv6 packet is at most 65535 bytes). */
@@ -104,7 +106,8 @@ export class Nat implements Ipv4Handler, Ipv6Handler {
     // Every flow holds at most three IPv6 addresses, mostly shared (the guest's, ::1); this bounds the table by the flow tables.
     this.addrs = new IpAddresses(Math.min(IPV6_MAX_SLOTS, opts.tcpMaxFlows + opts.udpMaxFlows + opts.icmpMaxFlows + 1024));
     this.pkt = new IpPacket(this.addrs);
-    this.reassembler6 = new Ipv4Reassembler({ addrs: this.addrs });
+    this.reassembler = new Ipv4Reassembler({ timeoutMs: opts.reassemblyTimeoutMs });
+    this.reassembler6 = new Ipv4Reassembler({ addrs: this.addrs, timeoutMs: opts.reassemblyTimeoutMs });
     const prefix6 = opts.ipv6Prefix ?? null;
     if (prefix6 !== null && opts.mtu < 1280) throw new RangeError(`IPv6 needs an MTU of at least 1280, got ${opts.mtu}`);
     this.router6 =
