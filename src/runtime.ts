@@ -25,6 +25,7 @@ import { defaultUpstreams } from './resolv-conf.js';
 import type { LocalNames } from '../stack/dns-local-names.js';
 import { formatTapReport, tapStats } from './tap-report.js';
 import { acquireGcObserver, processStats, releaseGcObserver } from './process-stats.js';
+import { tcpBufferBudget } from '../stack/tcp/buffer-budget.js';
 
 /** Rounds of busy-poll hand-offs handled inline before the event loop gets a turn (dispatchReady). */
 const INLINE_ROUNDS = 16;
@@ -81,6 +82,8 @@ export class Runtime {
     const dnsUpstreams = options.dns ? (options.dnsServers ?? defaultUpstreams()) : [];
     const drain = (now: number) => this.bridge.flush(now);
     const limits = options.limits ?? {};
+    // One budget per process (as the ring pool): the last runtime created sets it.
+    tcpBufferBudget.limit = limits.tcpBufferMemory ?? defaults.tcpBufferMemory;
     this.nat = new Nat(
       {
         network: options.network,
@@ -325,6 +328,7 @@ export class Runtime {
       bridge: this.bridge.stats(now, opts.macTable === true),
       nat: this.nat.stats(),
       hostSockets: { tcp: this.tcpProxy.sockets, udp: this.udpProxy.openSockets, icmp: this.icmpProxy.openSockets },
+      tcpBuffers: tcpBufferBudget.stats(),
       hostDrops: { udp: this.udpProxy.drops, icmp: this.icmpProxy.drops },
       pcapRecords: this.pcap?.records,
       process: processStats(),

@@ -8,11 +8,18 @@
  * Memory: allocated on the first write at `initial` bytes, doubled (one
  * linearising copy) when a write reaches past the end, never beyond `max`.
  * `release()` returns it when nothing is stored.
+ *
+ * The window beyond `initial` is reserved from the process's TCP buffer
+ * budget (buffer-budget.ts) before it is advertised, so `free()` is
+ * `limit - readable` with `limit` what the budget granted (up to `max`).
+ * A grant is kept while the connection lives (an advertised window is never
+ * taken back) and returned by `recycle()`.
  */
 import { Assembler } from './assembler.js';
 import { copyBytes } from './byte-copy.js';
 import { ringPool } from './ring-pool.js';
 import type { ByteRegion } from './send-buffer.js';
+import { tcpBufferBudget, type BudgetHold } from './buffer-budget.js';
 
 const EMPTY = Buffer.alloc(0);
 
@@ -23,6 +30,10 @@ export class ReceiveBuffer {
   readable = 0;
   readonly ooo: Assembler;
   private readonly region: ByteRegion = { buf: EMPTY, off: 0, len: 0 };
+  /** The budget's bytes this ring holds (none without a budget). */
+  private readonly hold: BudgetHold = { bytes: 0, short: false };
+  /** What the window may cover: min(max, initial) plus the budget's grant. */
+  private limit: number;
 
   constructor(
     readonly max: number,
@@ -30,15 +41,17 @@ export class ReceiveBuffer {
     maxRanges: number,
   ) {
     this.ooo = new Assembler(maxRanges);
+    this.limit = Math.min(max, Math.max(initial, 1));
   }
 
   get capacity(): number {
     return this.buf.length;
   }
 
-  /** Room for new data: the receive window. */
+  /** Room for new data: the receive window (reserving it from the budget first, up to max). */
   free(): number {
-    return this.max - this.readable;
+    if (this.limit < this.max && tcpBufferBudget.available > 0) this.limit += tcpBufferBudget.reserve(this, this.hold, this.max - this.limit);
+    return this.limit - this.readable;
   }
 
   /**
@@ -112,6 +125,8 @@ export class ReceiveBuffer {
     this.head = 0;
     this.readable = 0;
     this.ooo.clear();
+    tcpBufferBudget.returnAll(this.hold);
+    this.limit = Math.min(this.max, Math.max(this.initial, 1));
   }
 
   /** recycle(), when the owner has taken every byte (TIME-WAIT: nothing more arrives). */
@@ -123,6 +138,8 @@ export class ReceiveBuffer {
     let cap = Math.max(this.buf.length * 2, this.initial, 1);
     while (cap < need) cap *= 2;
     cap = Math.min(cap, this.max);
+    // Under a budget, no bigger than the window offered (need is within it): the doubling stops at the grant.
+    if (tcpBufferBudget.limit !== Infinity) cap = Math.min(cap, Math.max(this.limit, need));
     const nb = (this.buf.length === 0 ? ringPool.take(cap) : null) ?? Buffer.allocUnsafe(cap);
     const old = this.buf;
     // Everything from head to the end of the old ring (readable and out-of-order parts).
