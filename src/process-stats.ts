@@ -10,6 +10,7 @@
  */
 import { readdirSync } from 'node:fs';
 import { constants, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
+import { getHeapStatistics } from 'node:v8';
 
 export interface GcStats {
   /** Collections seen, all kinds. */
@@ -23,6 +24,7 @@ export interface GcStats {
 }
 
 export interface ProcessStats {
+  /** -1 when it could not be read (no descriptor left). */
   rssBytes: number;
   heapUsedBytes: number;
   heapTotalBytes: number;
@@ -70,8 +72,22 @@ function fdCount(): number {
   }
 }
 
+/**
+ * process.memoryUsage reads /proc/self/stat for the RSS and throws EMFILE when
+ * the process is out of descriptors, exactly when its stats matter: then the
+ * heap comes from V8 alone and the RSS (and arrayBuffers) is -1.
+ */
+function memory(): NodeJS.MemoryUsage {
+  try {
+    return process.memoryUsage();
+  } catch {
+    const h = getHeapStatistics();
+    return { rss: -1, heapUsed: h.used_heap_size, heapTotal: h.total_heap_size, external: h.external_memory, arrayBuffers: -1 };
+  }
+}
+
 export function processStats(): ProcessStats {
-  const m = process.memoryUsage();
+  const m = memory();
   return {
     rssBytes: m.rss,
     heapUsedBytes: m.heapUsed,
