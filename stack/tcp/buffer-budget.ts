@@ -9,11 +9,12 @@
  *   initial size before growing; refused, it stays full, and the host socket
  *   is read no further (backpressure, as when the ring is at its maximum).
  * - A receive ring (receive-buffer.ts) reserves the window it advertises
- *   beyond its initial size before advertising it: a window is a promise to
- *   store what the peer sends into it, so it is reserved first, never taken
- *   back while the connection lives, and returned when the ring is recycled
- *   (the connection closed and its data taken). A connection the budget
- *   cannot serve offers its initial window and keeps working, slower.
+ *   beyond 64 KiB before advertising it, as the window grows with use: a
+ *   window is a promise to store what the peer sends into it, so it is
+ *   reserved first, never taken back while the connection lives, and
+ *   returned when the ring is recycled (the connection closed and its data
+ *   taken). A connection the budget cannot serve keeps the window it has and
+ *   works on, slower.
  * - Reservations are returned when a ring gives its memory back (release of
  *   an empty send ring, recycle of either), and, as a safety net, when a
  *   ring is garbage-collected without that (a FinalizationRegistry: a
@@ -21,7 +22,7 @@
  *   the budget for good).
  *
  * Bound: the process's TCP ring memory is at most connections × (initial
- * send ring + initial receive ring) + limit (+ the ring pool's spares).
+ * send ring + 64 KiB of receive window) + limit (+ the ring pool's spares).
  * `limit` is Infinity until a runtime sets it (unit tests and library code
  * that never configure it keep the unbudgeted behaviour).
  */

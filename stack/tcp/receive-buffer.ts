@@ -9,12 +9,23 @@
  * linearising copy) when a write reaches past the end, never beyond `max`.
  * `release()` returns it when nothing is stored.
  *
- * The window beyond `initial` is reserved from the process's TCP buffer
- * budget (buffer-budget.ts) before it is advertised, so `free()` is
- * `limit - readable` with `limit` what the budget granted (up to `max`).
+ * Under a TCP buffer budget (buffer-budget.ts; without one the window is
+ * `max` from the start) the window is `limit - readable`, and `limit` starts
+ * at BASE_WINDOW and doubles, up to `max`, each time the peer has sent half
+ * of it since the last doubling (a sender that uses its window gets a bigger
+ * one within a few round trips, as Linux's receive-buffer autotuning does;
+ * an idle or slow connection keeps a small one). What a doubling adds beyond
+ * BASE_WINDOW is reserved from the budget first; refused, the window stays.
  * A grant is kept while the connection lives (an advertised window is never
  * taken back) and returned by `recycle()`.
  */
+
+/**
+ * The window every connection gets without the budget: 64 KiB, what the
+ * SYN-ACK's unscaled window field can say anyway. The ring itself starts at
+ * `initial` and grows into it.
+ */
+const BASE_WINDOW = 64 * 1024;
 import { Assembler } from './assembler.js';
 import { copyBytes } from './byte-copy.js';
 import { ringPool } from './ring-pool.js';
@@ -32,8 +43,10 @@ export class ReceiveBuffer {
   private readonly region: ByteRegion = { buf: EMPTY, off: 0, len: 0 };
   /** The budget's bytes this ring holds (none without a budget). */
   private readonly hold: BudgetHold = { bytes: 0, short: false };
-  /** What the window may cover: min(max, initial) plus the budget's grant. */
+  /** What the window may cover: min(max, BASE_WINDOW) plus the budget's grant. */
   private limit: number;
+  /** Bytes received since limit last grew. */
+  private sinceGrow = 0;
 
   constructor(
     readonly max: number,
@@ -41,7 +54,7 @@ export class ReceiveBuffer {
     maxRanges: number,
   ) {
     this.ooo = new Assembler(maxRanges);
-    this.limit = Math.min(max, Math.max(initial, 1));
+    this.limit = Math.min(max, Math.max(initial, BASE_WINDOW));
   }
 
   get capacity(): number {
@@ -50,7 +63,13 @@ export class ReceiveBuffer {
 
   /** Room for new data: the receive window (reserving it from the budget first, up to max). */
   free(): number {
-    if (this.limit < this.max && tcpBufferBudget.available > 0) this.limit += tcpBufferBudget.reserve(this, this.hold, this.max - this.limit);
+    if (this.limit < this.max) {
+      if (tcpBufferBudget.limit === Infinity) this.limit = this.max;
+      else if (this.sinceGrow >= this.limit >>> 1 && tcpBufferBudget.available > 0) {
+        this.limit += tcpBufferBudget.reserve(this, this.hold, Math.min(this.limit, this.max - this.limit));
+        this.sinceGrow = 0;
+      }
+    }
     return this.limit - this.readable;
   }
 
@@ -62,6 +81,7 @@ export class ReceiveBuffer {
    */
   write(offset: number, src: Uint8Array, srcOff: number, len: number): number {
     if (len <= 0) return 0;
+    this.sinceGrow += len;
     // In order with nothing held out of order: no bookkeeping (what add + takeFront would leave).
     const inOrder = offset === 0 && this.ooo.count === 0;
     if (inOrder) this.ooo.clear();
@@ -126,7 +146,8 @@ export class ReceiveBuffer {
     this.readable = 0;
     this.ooo.clear();
     tcpBufferBudget.returnAll(this.hold);
-    this.limit = Math.min(this.max, Math.max(this.initial, 1));
+    this.limit = Math.min(this.max, Math.max(this.initial, BASE_WINDOW));
+    this.sinceGrow = 0;
   }
 
   /** recycle(), when the owner has taken every byte (TIME-WAIT: nothing more arrives). */

@@ -47,29 +47,40 @@ describe('the TCP buffer budget', () => {
     expect(tcpBufferBudget.used).toBe(0);
   });
 
-  it('reserves a receive window before offering it and keeps it until the ring is recycled', () => {
-    tcpBufferBudget.limit = 300 * KiB;
+  it('opens a receive window past 64 KiB as the peer uses it, reserving it first, and keeps it until the ring is recycled', () => {
+    tcpBufferBudget.limit = 200 * KiB;
     const a = new ReceiveBuffer(256 * KiB, 16 * KiB, 8);
     const b = new ReceiveBuffer(256 * KiB, 16 * KiB, 8);
-    const c = new ReceiveBuffer(256 * KiB, 16 * KiB, 8);
+    const idle = new ReceiveBuffer(256 * KiB, 16 * KiB, 8);
+    const chunk = Buffer.alloc(16 * KiB, 1);
+    /** The peer sends 16 KiB, the host takes it; returns the window offered next. */
+    const round = (r: ReceiveBuffer): number => {
+      expect(r.write(0, chunk, 0, chunk.length)).toBe(chunk.length);
+      r.consume(chunk.length);
+      return r.free();
+    };
+    // Every connection starts at 64 KiB, budget or not; an idle one stays there.
+    expect([a.free(), b.free(), idle.free()]).toEqual([64 * KiB, 64 * KiB, 64 * KiB]);
+    // a doubles after each half window received: 64 -> 128 -> 256 KiB (192 KiB of budget).
+    const seen = [];
+    for (let i = 0; i < 12; i++) seen.push(round(a));
+    expect(seen[1]).toBe(128 * KiB);
+    expect(Math.max(...seen)).toBe(256 * KiB);
+    expect(tcpBufferBudget.used).toBe(192 * KiB);
+    // b gets the 8 KiB left, then nothing more: it works on with what it has.
+    for (let i = 0; i < 12; i++) round(b);
+    expect(b.free()).toBe(72 * KiB);
+    expect(tcpBufferBudget.used).toBe(200 * KiB);
+    expect(idle.free()).toBe(64 * KiB);
+    // A window once offered is kept while the connection lives, even idle and empty.
+    a.release();
     expect(a.free()).toBe(256 * KiB);
-    // b gets what is left; c its initial window only.
-    expect(b.free()).toBe(16 * KiB + 60 * KiB);
-    expect(c.free()).toBe(16 * KiB);
-    // Everything offered fits: the ring grows into the window without the budget's leave.
-    const data = Buffer.alloc(76 * KiB, 1);
-    expect(b.write(0, data, 0, data.length)).toBe(76 * KiB);
-    expect(b.free()).toBe(0);
-    // Reading frees window; the grant stays while the connection lives.
-    b.consume(76 * KiB);
-    b.release();
-    expect(b.free()).toBe(76 * KiB);
-    expect(tcpBufferBudget.used).toBe(300 * KiB);
     a.recycle();
-    expect(tcpBufferBudget.used).toBe(60 * KiB);
-    expect(c.free()).toBe(256 * KiB);
+    expect(tcpBufferBudget.used).toBe(8 * KiB);
+    for (let i = 0; i < 12; i++) round(b);
+    expect(b.free()).toBe(256 * KiB);
     b.recycle();
-    c.recycle();
+    idle.recycle();
     expect(tcpBufferBudget.used).toBe(0);
   });
 });
