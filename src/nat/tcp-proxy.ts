@@ -43,6 +43,7 @@ import { TCP_EVENTS_MAX } from '../native/types.js';
 import { native } from '../native/addon.js';
 import { NativeError, UsernetError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { isFdShortage, noteFdShortage } from '../fd-shortage.js';
 
 export interface TcpProxyOptions {
   dialTimeoutMs: number;
@@ -299,6 +300,7 @@ export class TcpProxy implements TcpHostEnv {
   private failed(flow: TcpFlow, code: string): void {
     const now = this.clock();
     this.log.debug(`tcp ${this.describe(flow)}: connect failed: ${code}`);
+    if (isFdShortage(code)) noteFdShortage(this.log, 'tcp', now);
     this.nat.dialFailed(flow, code, now);
   }
 

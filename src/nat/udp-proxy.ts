@@ -11,6 +11,7 @@
  * Port forwards register their bound socket with `addForwardSocket`; guest
  * replies on inbound flows leave through it to the client (`sendToClient`).
  */
+import { isFdShortage, noteFdShortage } from '../fd-shortage.js';
 import { createSocket, type Socket } from 'node:dgram';
 import { isIPv6 } from 'node:net';
 import type { UdpHostEnv, UdpNat } from '../../stack/nat/udp-nat.js';
@@ -78,6 +79,7 @@ export class UdpProxy implements UdpHostEnv {
         this.flushPorts(now);
       } else {
         this.log.debug(`udp ${host}:${flow.hostPort}: ${err.code ?? err.message}`);
+        if (isFdShortage(err.code)) noteFdShortage(this.log, 'udp', this.clock());
         this.socketErrors.add(err.code ?? 'error');
       }
     });
@@ -147,7 +149,10 @@ export class UdpProxy implements UdpHostEnv {
       this.flushPorts(now);
     });
     // An unreachable upstream shows up here (ECONNREFUSED is not reported on unconnected sockets); the forwarder's timeout fails over.
-    socket.on('error', (err) => this.log.debug(`dns upstream socket: ${err.message}`));
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      this.log.debug(`dns upstream socket: ${err.message}`);
+      if (isFdShortage(err.code)) noteFdShortage(this.log, 'dns', this.clock());
+    });
     return socket;
   }
 
