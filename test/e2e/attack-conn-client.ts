@@ -1,0 +1,103 @@
+/**
+ * A guest-side client of the attack tests that opens many TCP connections
+ * and then misbehaves with them; run in a guest namespace as
+ *
+ *   node --import tsx attack-conn-client.ts MODE HOST PORT COUNT [BYTES]
+ *
+ * MODE: `hold` connects and does nothing; `noread` connects and never reads
+ * (the host server's data piles up); `push` connects and writes BYTES
+ * without ever reading (for a host server that never reads). Connections
+ * are opened at most 200 at a time, each attempt bounded by 10 s, and each
+ * attempt's outcome is counted: connected, refused (a RST), unreachable (an
+ * ICMP error), timeout, other. Prints `ready {json}` once every attempt has
+ * its outcome, `progress {json}` on SIGUSR1 (bytes written so far), and on
+ * SIGUSR2 closes every connection and prints `closed {json}`; exits on
+ * SIGTERM.
+ */
+import { connect, type Socket } from 'node:net';
+
+const [mode, host, portText, countText, bytesText] = process.argv.slice(2);
+const port = Number(portText);
+const count = Number(countText);
+const bytes = Number(bytesText ?? 0);
+const CONCURRENCY = 200;
+const CONNECT_TIMEOUT_MS = 10_000;
+
+const outcomes = { connected: 0, refused: 0, unreachable: 0, timeout: 0, other: 0 };
+const open = new Set<Socket>();
+let written = 0;
+let lateErrors = 0;
+const chunk = Buffer.alloc(64 * 1024, 0x5a);
+
+function attempt(): Promise<void> {
+  return new Promise((resolve) => {
+    const s = connect({ host, port });
+    let settled = false;
+    const settle = (k: keyof typeof outcomes) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(t);
+      outcomes[k]++;
+      resolve();
+    };
+    const t = setTimeout(() => {
+      s.destroy();
+      settle('timeout');
+    }, CONNECT_TIMEOUT_MS);
+    s.once('connect', () => {
+      open.add(s);
+      settle('connected');
+      if (mode === 'noread') s.pause();
+      if (mode === 'push') pushOn(s);
+      if (mode === 'hold') s.resume();
+    });
+    s.on('error', (e: NodeJS.ErrnoException) => {
+      if (!settled) {
+        const c = e.code ?? '';
+        settle(c === 'ECONNREFUSED' || c === 'ECONNRESET' ? 'refused' : c === 'EHOSTUNREACH' || c === 'ENETUNREACH' ? 'unreachable' : c === 'ETIMEDOUT' ? 'timeout' : 'other');
+      } else lateErrors++;
+      open.delete(s);
+    });
+    s.on('close', () => open.delete(s));
+  });
+}
+
+function pushOn(s: Socket): void {
+  let left = bytes;
+  const more = () => {
+    while (left > 0) {
+      const n = Math.min(left, chunk.length);
+      left -= n;
+      written += n;
+      if (!s.write(chunk.subarray(0, n))) {
+        s.once('drain', more);
+        return;
+      }
+    }
+  };
+  s.pause();
+  more();
+}
+
+async function main(): Promise<void> {
+  let next = 0;
+  const workers = Array.from({ length: Math.min(CONCURRENCY, count) }, async () => {
+    while (next < count) {
+      next++;
+      await attempt();
+    }
+  });
+  await Promise.all(workers);
+  process.stdout.write(`ready ${JSON.stringify({ ...outcomes, open: open.size })}\n`);
+}
+
+process.on('SIGUSR1', () => process.stdout.write(`progress ${JSON.stringify({ written, open: open.size, lateErrors })}\n`));
+process.on('SIGUSR2', () => {
+  for (const s of open) s.destroy();
+  open.clear();
+  process.stdout.write(`closed ${JSON.stringify({ written, lateErrors })}\n`);
+});
+process.on('SIGTERM', () => process.exit(0));
+void main();
+// Stay alive until told otherwise.
+setInterval(() => undefined, 1 << 30);
