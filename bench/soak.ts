@@ -410,7 +410,7 @@ TCP connections opened ${tcp.created}, closed ${JSON.stringify(tcp.closed)}.
 
 ## After the warm-up (${steady.length} samples from ${warmUpMinutes} to ${minutes} min)
 
-"first" and "last" are the means of the first and the last fifth of these samples; growth means last − first above
+"first" and "last" are the medians of the first and the last fifth of these samples; growth means last − first above
 10% of first and above a floor (8 MiB RSS, 4 MiB heap, 20 fds or flows).
 
 | figure | first | last | range | slope per minute | |

@@ -26,7 +26,7 @@ export interface Sample {
 }
 
 export interface Trend {
-  /** Mean over the first and the last fifth of the samples after the warm-up. */
+  /** Median of the first and of the last fifth of the samples after the warm-up (one spike moves neither). */
   early: number;
   late: number;
   /** Least-squares slope over the samples after the warm-up, per minute. */
@@ -50,11 +50,17 @@ export function trend(samples: Sample[], pick: (s: Sample) => number): Trend {
     num += (ts[i] - mt) * (v[i] - mv);
     den += (ts[i] - mt) ** 2;
   }
-  return { early: mean(v.slice(0, k)), late: mean(v.slice(n - k)), slopePerMin: den === 0 ? 0 : num / den, min: Math.min(...v), max: Math.max(...v) };
+  return { early: median(v.slice(0, k)), late: median(v.slice(n - k)), slopePerMin: den === 0 ? 0 : num / den, min: Math.min(...v), max: Math.max(...v) };
+}
+
+function median(a: number[]): number {
+  const s = [...a].sort((x, y) => x - y);
+  const m = s.length >> 1;
+  return s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
 /**
- * Growth: the last fifth's mean above the first fifth's by more than
+ * Growth: the last fifth's median above the first fifth's by more than
  * `tolerance` (relative) and more than `floor` (absolute): one number that
  * does not move with the noise of a single sample.
  */
