@@ -263,6 +263,8 @@ export const DROP_REASONS = [
   // host side (src/nat/udp-proxy.ts, src/nat/icmp-proxy.ts)
   'udp-no-socket',
   'udp-pending-full',
+  /** The host socket's connect failed (EACCES for a broadcast address, ENETUNREACH): the flow's datagrams go nowhere. */
+  'udp-connect-failed',
   'udp-forward-gone',
   'dns-unknown-upstream',
   'icmp-no-socket',

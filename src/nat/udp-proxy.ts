@@ -28,6 +28,8 @@ interface FlowSocket {
   generation: number;
   connected: boolean;
   pending: Buffer[] | null;
+  /** The connect failed: what the guest sends on this flow is dropped (counted). */
+  failed: boolean;
 }
 
 export class UdpProxy implements UdpHostEnv {
@@ -61,7 +63,7 @@ export class UdpProxy implements UdpHostEnv {
     this.sockets.get(flow.id)?.socket.close();
     const six = isIpv6Handle(flow.hostIp);
     const socket = createSocket({ type: six ? 'udp6' : 'udp4' });
-    const fs: FlowSocket = { socket, generation: flow.generation, connected: false, pending: [] };
+    const fs: FlowSocket = { socket, generation: flow.generation, connected: false, pending: [], failed: false };
     this.sockets.set(flow.id, fs);
     const host = this.nat.output.addrs.format(flow.hostIp);
     const current = () => this.sockets.get(flow.id) === fs && flow.active && flow.generation === fs.generation;
@@ -84,7 +86,19 @@ export class UdpProxy implements UdpHostEnv {
       }
     });
     const connect = () =>
-      socket.connect(flow.hostPort, host, () => {
+      socket.connect(flow.hostPort, host, (err?: Error) => {
+        // A failed connect comes here, not as an 'error' event, and leaves the socket unconnected:
+        // sending on it would throw. Drop what waited (the guest's datagrams were never accepted).
+        if (err) {
+          const code = (err as NodeJS.ErrnoException).code ?? 'error';
+          this.log.debug(`udp ${host}:${flow.hostPort}: connect: ${code}`);
+          if (isFdShortage(code)) noteFdShortage(this.log, 'udp', this.clock());
+          this.socketErrors.add(code);
+          for (let i = fs.pending?.length ?? 0; i > 0; i--) this.bump('udp-connect-failed');
+          fs.pending = null;
+          fs.failed = true;
+          return;
+        }
         fs.connected = true;
         const q = fs.pending;
         fs.pending = null;
@@ -103,7 +117,7 @@ export class UdpProxy implements UdpHostEnv {
     buf.copy(copy, 0, off, off + len);
     if (fs.connected) fs.socket.send(copy);
     else if (fs.pending !== null && fs.pending.length < PENDING_MAX) fs.pending.push(copy);
-    else this.bump('udp-pending-full');
+    else this.bump(fs.failed ? 'udp-connect-failed' : 'udp-pending-full');
   }
 
   addForwardSocket(forwardId: number, socket: Socket): void {
