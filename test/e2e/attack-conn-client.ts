@@ -6,7 +6,8 @@
  *
  * MODE: `hold` connects and does nothing; `noread` connects and never reads
  * (the host server's data piles up); `push` connects and writes BYTES
- * without ever reading (for a host server that never reads). Connections
+ * without ever reading (for a host server that never reads), from SIGHUP on; `udp` opens
+ * COUNT UDP sockets, each sending a datagram to HOST:PORT every second. Connections
  * are opened at most 200 at a time, each attempt bounded by 10 s, and each
  * attempt's outcome is counted: connected, refused (a RST), unreachable (an
  * ICMP error), timeout, other. Prints `ready {json}` once every attempt has
@@ -14,18 +15,22 @@
  * SIGUSR2 closes every connection and prints `closed {json}`; exits on
  * SIGTERM.
  */
+import { createSocket } from 'node:dgram';
 import { connect, type Socket } from 'node:net';
 
 const [mode, host, portText, countText, bytesText] = process.argv.slice(2);
 const port = Number(portText);
 const count = Number(countText);
 const bytes = Number(bytesText ?? 0);
-const CONCURRENCY = 200;
-const CONNECT_TIMEOUT_MS = 10_000;
+const CONCURRENCY = 100;
+/** Long enough for a SYN retransmitted twice on a loaded machine (1 s, 3 s, 7 s): a refusal comes at once anyway. */
+const CONNECT_TIMEOUT_MS = 30_000;
 
 const outcomes = { connected: 0, refused: 0, unreachable: 0, timeout: 0, other: 0 };
 const open = new Set<Socket>();
 let written = 0;
+let pushing = false;
+const pushers: Socket[] = [];
 let lateErrors = 0;
 const chunk = Buffer.alloc(64 * 1024, 0x5a);
 
@@ -48,7 +53,11 @@ function attempt(): Promise<void> {
       open.add(s);
       settle('connected');
       if (mode === 'noread') s.pause();
-      if (mode === 'push') pushOn(s);
+      if (mode === 'push') {
+        s.pause();
+        if (pushing) pushOn(s);
+        else pushers.push(s);
+      }
       if (mode === 'hold') s.resume();
     });
     s.on('error', (e: NodeJS.ErrnoException) => {
@@ -79,7 +88,25 @@ function pushOn(s: Socket): void {
   more();
 }
 
+function udpFlows(): void {
+  for (let i = 0; i < count; i++) {
+    const u = createSocket('udp4');
+    u.on('error', () => undefined);
+    const send = () => u.send(chunk.subarray(0, 100), port, host);
+    u.bind(0, () => {
+      send();
+      setInterval(send, 1000);
+    });
+  }
+  outcomes.connected = count;
+}
+
 async function main(): Promise<void> {
+  if (mode === 'udp') {
+    udpFlows();
+    process.stdout.write(`ready ${JSON.stringify(outcomes)}\n`);
+    return;
+  }
   let next = 0;
   const workers = Array.from({ length: Math.min(CONCURRENCY, count) }, async () => {
     while (next < count) {
@@ -96,6 +123,10 @@ process.on('SIGUSR2', () => {
   for (const s of open) s.destroy();
   open.clear();
   process.stdout.write(`closed ${JSON.stringify({ written, lateErrors })}\n`);
+});
+process.on('SIGHUP', () => {
+  pushing = true;
+  for (const s of pushers.splice(0)) if (!s.destroyed) pushOn(s);
 });
 process.on('SIGTERM', () => process.exit(0));
 void main();
