@@ -400,7 +400,8 @@ downloads and uploads, sha256-checked, in four loops (each family, each way) wit
 (four loops: connect, 1 KiB echoed, close); 40 long-lived connections, each echoing a line every ~5 s and replaced after
 about a minute; UDP rounds (a new socket, so a new flow, with three 512-byte datagrams echoed) every 100 ms per family;
 DNS (A, AAAA and an unknown name) through 10.0.2.3 and fd00::3 to a resolver on 127.0.0.1 every 250 ms per family;
-\`ping -c 5\` to the gateway over both families every ~6 s. From the host, through the port forwards to the guest: 16 KiB
+\`ping -c 5\` to the gateway over both families every ~6 s (the gateway answers those itself: no ICMP NAT flow; every
+other destination would leave the machine). From the host, through the port forwards to the guest: 16 KiB
 echoed over TCP (127.0.0.1 and ::1) and a 700-byte datagram (UDP, 127.0.0.1), every 250 ms each.
 
 ${opsTable}
