@@ -69,10 +69,12 @@ export interface Limits {
   udpIdleTimeoutMs: number;
   icmpIdleTimeoutMs: number;
   reassemblyTimeoutMs: number;
+  /** Bytes of TCP buffer memory shared by all connections beyond their first rings (stack/tcp/buffer-budget.ts). */
+  tcpBufferMemory: number;
 }
 
 /** --limit NAME=VALUE: the field, the unit, the range. Flow caps are flows; timeouts are seconds. */
-export const LIMIT_NAMES: Record<string, { field: keyof Limits; seconds: boolean; min: number; max: number }> = {
+export const LIMIT_NAMES: Record<string, { field: keyof Limits; seconds: boolean; mib?: boolean; min: number; max: number }> = {
   'tcp-flows': { field: 'tcpMaxFlows', seconds: false, min: 1, max: 1 << 20 },
   'udp-flows': { field: 'udpMaxFlows', seconds: false, min: 1, max: 1 << 20 },
   'icmp-flows': { field: 'icmpMaxFlows', seconds: false, min: 1, max: 1 << 20 },
@@ -80,6 +82,7 @@ export const LIMIT_NAMES: Record<string, { field: keyof Limits; seconds: boolean
   'udp-idle': { field: 'udpIdleTimeoutMs', seconds: true, min: 1, max: 1_000_000 },
   'icmp-idle': { field: 'icmpIdleTimeoutMs', seconds: true, min: 1, max: 1_000_000 },
   'reassembly-timeout': { field: 'reassemblyTimeoutMs', seconds: true, min: 1, max: 3_600 },
+  'tcp-buffers': { field: 'tcpBufferMemory', seconds: false, mib: true, min: 1, max: 1 << 20 },
 };
 
 function parseLimits(texts: string[] | undefined): Partial<Limits> {
@@ -92,7 +95,7 @@ function parseLimits(texts: string[] | undefined): Partial<Limits> {
     }
     const n = Number(m[2]);
     if (n < spec.min || n > spec.max) throw new ConfigError(`--limit ${t}: out of range (allowed: ${spec.min}..${spec.max})`);
-    out[spec.field] = spec.seconds ? n * 1000 : n;
+    out[spec.field] = spec.seconds ? n * 1000 : spec.mib === true ? n * 1024 * 1024 : n;
   }
   return out;
 }

@@ -26,6 +26,8 @@ import { PortForwards } from './host/port-forwards.js';
 import { defaultUpstreams } from './resolv-conf.js';
 import type { LocalNames } from '../stack/dns-local-names.js';
 import { formatTapReport, tapStats } from './tap-report.js';
+import { acquireGcObserver, processStats, releaseGcObserver } from './process-stats.js';
+import { tcpBufferBudget } from '../stack/tcp/buffer-budget.js';
 
 /** Both USO bits: a guest takes USO frames of either IP version. */
 const USO_BOTH = TUN_F_USO4 | TUN_F_USO6;
@@ -93,6 +95,8 @@ export class Runtime {
     const dnsUpstreams = options.dns ? (options.dnsServers ?? defaultUpstreams()) : [];
     const drain = (now: number) => this.bridge.flush(now);
     const limits = options.limits ?? {};
+    // One budget per process (as the ring pool): the last runtime created sets it.
+    tcpBufferBudget.limit = limits.tcpBufferMemory ?? defaults.tcpBufferMemory;
     this.stack = new Stack(
       {
         mac: options.gatewayMac,
@@ -152,6 +156,7 @@ export class Runtime {
     this.scheduler = new Scheduler(this.now, (now) => this.flush(now));
     this.scheduler.add(this.bridge);
     this.scheduler.add(this.stack);
+    acquireGcObserver();
     if (options.statsIntervalMs > 0) {
       this.statsTimer = setInterval(() => this.logStats(), options.statsIntervalMs);
       this.statsTimer.unref();
@@ -377,9 +382,11 @@ export class Runtime {
       bridge: this.bridge.stats(now, opts.macTable === true),
       nat: this.stack.natStats(),
       hostSockets: { tcp: this.tcpProxy.sockets, udp: this.udpProxy.openSockets, icmp: this.icmpProxy.openSockets },
+      tcpBuffers: tcpBufferBudget.stats(),
       hostDrops: { udp: this.udpProxy.drops, icmp: this.icmpProxy.drops },
       udpHost: { ...this.udpProxy.stats(), usoToGuests: this.nat.ipv4.uso, usoFrames: this.nat.ipv4.usoFrames, usoDatagrams: this.nat.ipv4.usoDatagrams },
       pcapRecords: this.pcap?.records,
+      process: processStats(),
     };
   }
 
@@ -391,6 +398,7 @@ export class Runtime {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    releaseGcObserver();
     if (this.statsTimer !== null) clearInterval(this.statsTimer);
     clearInterval(this.ringTimer);
     this.scheduler.close();

@@ -24,6 +24,14 @@ export const defaults = {
    * guest may be gone without a FIN. Two hours, the usual keepalive time.
    */
   tcpIdleTimeoutMs: 7_200_000,
+  /**
+   * TCP buffer memory all connections share beyond their first rings (64 KiB
+   * send, 16 KiB receive): a ring grows, and a window opens, past those only
+   * with room here (stack/tcp/buffer-budget.ts). 512 MiB is 64 connections
+   * at their full 4 MiB both ways; everything beyond works with smaller
+   * windows instead of holding 8 MiB each.
+   */
+  tcpBufferMemory: 512 * 1024 * 1024,
   /** A host connect that has not completed by then fails the guest's SYN. */
   tcpDialTimeoutMs: 20_000,
   udpMaxFlows: 4096,

@@ -38,6 +38,9 @@ Limits (repeatable --limit NAME=N; what happens at each: README, Reliability):
   --limit icmp-idle=S    close an idle ICMP flow (default ${defaults.icmpIdleTimeoutMs / 1000})
   --limit reassembly-timeout=S
                          drop an incomplete fragmented datagram (default 30)
+  --limit tcp-buffers=MIB
+                         TCP buffer memory all connections share beyond their first
+                         80 KiB each (default ${defaults.tcpBufferMemory / 1048576}); past it, smaller windows
 
 ICMP: pings to hosts beyond the gateway use unprivileged ping sockets, which need the
   group in net.ipv4.ping_group_range. Run as root, usernet widens that range to include

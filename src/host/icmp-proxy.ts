@@ -16,6 +16,7 @@
  * destination there in place; an ICMPv6 error's offender is interned for the
  * length of the call that reports it.
  */
+import { isFdShortage, noteFdShortage } from '../fd-shortage.js';
 import { readFileSync, writeFileSync } from 'node:fs';
 import type { IcmpHostEnv, IcmpNat } from '../../stack/nat/icmp-nat.js';
 import type { IcmpFlow } from '../../stack/nat/icmp-flows.js';
@@ -116,6 +117,11 @@ export class IcmpProxy implements IcmpHostEnv {
         return this.open(flow);
       }
       this.bump('icmp-socket-refused');
+      if (isFdShortage((err as { code?: string }).code)) {
+        // Not a lasting refusal: the next flow may have a descriptor again.
+        noteFdShortage(this.log, 'icmp', this.clock());
+        return;
+      }
       if (!this.refusedLogged) {
         this.refusedLogged = true;
         const hint = (err as { hint?: string }).hint;

@@ -22,6 +22,7 @@
 import type { TcpFlow, TcpNat } from '../../stack/nat/tcp-nat.js';
 import type { Logger } from '../log.js';
 import { EINPROGRESS, errnoName } from './errno.js';
+import { isFdShortage, noteFdShortage } from '../fd-shortage.js';
 import { EPOLLERR, EPOLLHUP, EPOLLOUT, type SocketTable } from './socket-table.js';
 import { HostConn, type HostConnOwner } from './tcp-host-conn.js';
 import type { TcpPump } from './tcp-pump.js';
@@ -143,8 +144,10 @@ export class TcpDialer {
 
   /** The guest gets a RST (ECONNREFUSED) or ICMP host unreachable. */
   private failed(flow: TcpFlow, code: string): void {
+    const now = this.clock();
     this.log.debug(`tcp ${describeFlow(this.nat, flow)}: connect failed: ${code}`);
-    this.nat.dialFailed(flow, code, this.clock());
+    if (isFdShortage(code)) noteFdShortage(this.log, 'tcp', now);
+    this.nat.dialFailed(flow, code, now);
   }
 }
 

@@ -43,6 +43,7 @@ import { UDP_BATCH_MAX, UDP_ERROR_FLAG, type UdpSockets } from '../native/types.
 import { GSO_MAX_BYTES, mergeableRun, UdpSendBatch } from './udp-send-batch.js';
 import { copyBytes } from '../../stack/tcp/byte-copy.js';
 import { errnoName } from './errno.js';
+import { isFdShortage, noteFdShortage } from '../fd-shortage.js';
 
 /** A receive slot holds the largest message UDP_GRO can build (64 KiB of payload). */
 const RX_SLOT = 65_536;
@@ -162,6 +163,7 @@ export class UdpProxy implements UdpHostEnv {
     if (fd < 0) {
       this.freeSlots.push(slot);
       this.log.debug(`udp ${host}:${flow.hostPort}: ${errnoName(fd)}`);
+      if (isFdShortage(errnoName(fd))) noteFdShortage(this.log, 'udp', this.clock());
       this.socketErrors.add(errnoName(fd));
       return this.bump('udp-open-failed');
     }
@@ -301,7 +303,10 @@ export class UdpProxy implements UdpHostEnv {
       this.flushPorts(now);
     });
     // An unreachable upstream shows up here (ECONNREFUSED is not reported on unconnected sockets); the forwarder's timeout fails over.
-    socket.on('error', (err) => this.log.debug(`dns upstream socket: ${err.message}`));
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      this.log.debug(`dns upstream socket: ${err.message}`);
+      if (isFdShortage(err.code)) noteFdShortage(this.log, 'dns', this.clock());
+    });
     return socket;
   }
 

@@ -8,11 +8,29 @@
  * Memory: allocated on the first write at `initial` bytes, doubled (one
  * linearising copy) when a write reaches past the end, never beyond `max`.
  * `release()` returns it when nothing is stored.
+ *
+ * Under a TCP buffer budget (buffer-budget.ts; without one the window is
+ * `max` from the start) the window is `limit - readable`, and `limit` starts
+ * at BASE_WINDOW and doubles, up to `max`, each time the peer has sent half
+ * of it since the last doubling (a sender that uses its window gets a bigger
+ * one within a few round trips, as Linux's receive-buffer autotuning does;
+ * an idle or slow connection keeps a small one). What a doubling adds beyond
+ * BASE_WINDOW is reserved from the budget first; refused, the window stays.
+ * A grant is kept while the connection lives (an advertised window is never
+ * taken back) and returned by `recycle()`.
  */
+
+/**
+ * The window every connection gets without the budget: 64 KiB, what the
+ * SYN-ACK's unscaled window field can say anyway. The ring itself starts at
+ * `initial` and grows into it.
+ */
+const BASE_WINDOW = 64 * 1024;
 import { Assembler } from './assembler.js';
 import { copyBytes } from './byte-copy.js';
 import { ringPool } from './ring-pool.js';
 import type { ByteRegion } from './send-buffer.js';
+import { tcpBufferBudget, type BudgetHold } from './buffer-budget.js';
 
 const EMPTY = Buffer.alloc(0);
 
@@ -23,6 +41,12 @@ export class ReceiveBuffer {
   readable = 0;
   readonly ooo: Assembler;
   private readonly region: ByteRegion = { buf: EMPTY, off: 0, len: 0 };
+  /** The budget's bytes this ring holds (none without a budget). */
+  private readonly hold: BudgetHold = { bytes: 0, short: false };
+  /** What the window may cover: min(max, BASE_WINDOW) plus the budget's grant. */
+  private limit: number;
+  /** Bytes received since limit last grew. */
+  private sinceGrow = 0;
 
   constructor(
     readonly max: number,
@@ -30,15 +54,23 @@ export class ReceiveBuffer {
     maxRanges: number,
   ) {
     this.ooo = new Assembler(maxRanges);
+    this.limit = Math.min(max, Math.max(initial, BASE_WINDOW));
   }
 
   get capacity(): number {
     return this.buf.length;
   }
 
-  /** Room for new data: the receive window. */
+  /** Room for new data: the receive window (reserving it from the budget first, up to max). */
   free(): number {
-    return this.max - this.readable;
+    if (this.limit < this.max) {
+      if (tcpBufferBudget.limit === Infinity) this.limit = this.max;
+      else if (this.sinceGrow >= this.limit >>> 1 && tcpBufferBudget.available > 0) {
+        this.limit += tcpBufferBudget.reserve(this, this.hold, Math.min(this.limit, this.max - this.limit));
+        this.sinceGrow = 0;
+      }
+    }
+    return this.limit - this.readable;
   }
 
   /**
@@ -49,6 +81,7 @@ export class ReceiveBuffer {
    */
   write(offset: number, src: Uint8Array, srcOff: number, len: number): number {
     if (len <= 0) return 0;
+    this.sinceGrow += len;
     // In order with nothing held out of order: no bookkeeping (what add + takeFront would leave).
     const inOrder = offset === 0 && this.ooo.count === 0;
     if (inOrder) this.ooo.clear();
@@ -98,13 +131,24 @@ export class ReceiveBuffer {
     if (this.readable === 0 && this.ooo.count === 0) this.head = 0;
   }
 
-  /** Gives an empty ring to the pool (an idle flow); the next byte takes one again. */
+  /**
+   * Gives an empty ring to the pool (an idle flow); the next byte takes one
+   * again. The window stays as offered (and its grant with it): a peer may
+   * send up to the right edge it was told, whenever it likes.
+   */
   release(): void {
-    if (this.readable === 0 && this.ooo.count === 0) this.recycle();
+    if (this.readable === 0 && this.ooo.count === 0) this.freeRing();
   }
 
-  /** Gives the storage to the ring pool whatever it holds (a closed connection whose data was taken). */
+  /** Gives the storage to the ring pool whatever it holds, and the budget's grant back (a closed connection whose data was taken). */
   recycle(): void {
+    this.freeRing();
+    tcpBufferBudget.returnAll(this.hold);
+    this.limit = Math.min(this.max, Math.max(this.initial, BASE_WINDOW));
+    this.sinceGrow = 0;
+  }
+
+  private freeRing(): void {
     if (this.buf !== EMPTY) ringPool.give(this.buf);
     this.buf = EMPTY;
     this.head = 0;
@@ -123,6 +167,8 @@ export class ReceiveBuffer {
     let cap = Math.max(this.buf.length * 2, this.initial, 1);
     while (cap < need) cap *= 2;
     cap = Math.min(cap, this.max);
+    // Under a budget, no bigger than the window offered (need is within it): the doubling stops at the grant.
+    if (tcpBufferBudget.limit !== Infinity) cap = Math.min(cap, Math.max(this.limit, need));
     const nb = (this.buf.length === 0 ? ringPool.take(cap) : null) ?? Buffer.allocUnsafe(cap);
     const old = this.buf;
     // Everything from head to the end of the old ring (readable and out-of-order parts).

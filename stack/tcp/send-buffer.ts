@@ -14,12 +14,23 @@
  * `chunk(offset)` returns the contiguous stored bytes from an offset, which
  * is how segments reference their payload without copying; a segment never
  * spans the wrap point.
+ *
+ * Growth beyond SEND_BASE (64 KiB, or `initial` when larger) is reserved
+ * from the process's TCP buffer budget (buffer-budget.ts) first; what the
+ * budget refuses, the ring does without: it stays full, and the host socket
+ * waits, as at `max`. The ring may start smaller than SEND_BASE (small first
+ * rings keep idle connections cheap) and grows into it freely, as the
+ * receive side's window grows into its BASE_WINDOW.
  */
 
 import { copyBytes } from './byte-copy.js';
 import { ringPool } from './ring-pool.js';
+import { tcpBufferBudget, type BudgetHold } from './buffer-budget.js';
 
 const EMPTY = Buffer.alloc(0);
+
+/** What every connection's send ring may hold without the budget. */
+export const SEND_BASE = 64 * 1024;
 
 /** A contiguous region of a buffer; reused, valid until the next call. */
 export interface ByteRegion {
@@ -34,6 +45,10 @@ export class SendBuffer {
   /** Bytes stored (unacknowledged + unsent). */
   length = 0;
   private readonly region: ByteRegion = { buf: EMPTY, off: 0, len: 0 };
+  /** The budget's bytes this ring holds (none without a budget). */
+  private readonly hold: BudgetHold = { bytes: 0, short: false };
+  /** Capacity beyond `initial` the budget granted. */
+  private granted = 0;
 
   constructor(
     readonly max: number,
@@ -140,6 +155,8 @@ export class SendBuffer {
     this.length = 0;
     // The reused region must not keep the ring alive once the pool has let it go.
     this.region.buf = EMPTY;
+    tcpBufferBudget.returnAll(this.hold);
+    this.granted = 0;
   }
 
   /** recycle(), when nothing is queued (TIME-WAIT: everything was acknowledged). */
@@ -151,6 +168,13 @@ export class SendBuffer {
     let cap = Math.max(this.buf.length * 2, this.initial, 1);
     while (cap < need) cap *= 2;
     cap = Math.min(cap, this.max);
+    const base = Math.max(this.initial, SEND_BASE);
+    const extra = cap - base - this.granted;
+    if (extra > 0) {
+      this.granted += tcpBufferBudget.reserve(this, this.hold, extra);
+      cap = Math.min(cap, base + this.granted);
+      if (cap <= this.buf.length) return;
+    }
     const nb = (this.buf.length === 0 ? ringPool.take(cap) : null) ?? Buffer.allocUnsafe(cap);
     const old = this.buf;
     const first = Math.min(this.length, old.length - this.head);

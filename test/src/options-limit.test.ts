@@ -22,7 +22,7 @@ describe('--limit NAME=N', () => {
       icmpIdleTimeoutMs: 3_000,
       reassemblyTimeoutMs: 2_000,
     });
-    expect(Object.keys(LIMIT_NAMES).sort()).toEqual(['icmp-flows', 'icmp-idle', 'reassembly-timeout', 'tcp-flows', 'tcp-idle', 'udp-flows', 'udp-idle']);
+    expect(Object.keys(LIMIT_NAMES).sort()).toEqual(['icmp-flows', 'icmp-idle', 'reassembly-timeout', 'tcp-buffers', 'tcp-flows', 'tcp-idle', 'udp-flows', 'udp-idle']);
   });
 
   it('is accepted by usernet run too', () => {
@@ -37,5 +37,16 @@ describe('--limit NAME=N', () => {
     }
     expect(() => limitsOf(['--limit', 'nope=3'])).toThrow(/--limit nope=3: expected NAME=N with NAME one of tcp-flows/);
     expect(() => limitsOf(['--limit', 'tcp-flows=0'])).toThrow(/^--limit tcp-flows=0: out of range \(allowed: 1\.\.1048576\)$/);
+  });
+});
+
+describe('--limit tcp-buffers=MIB', () => {
+  it('sets the TCP buffer budget in bytes', () => {
+    expect(limitsOf(['--limit', 'tcp-buffers=32', '--limit', 'tcp-idle=3'])).toEqual({ tcpBufferMemory: 32 * 1024 * 1024, tcpIdleTimeoutMs: 3000 });
+  });
+
+  it('refuses 0 and non-numbers', () => {
+    expect(() => limitsOf(['--limit', 'tcp-buffers=0'])).toThrow(/^--limit tcp-buffers=0: out of range \(allowed: 1\.\.1048576\)$/);
+    expect(() => limitsOf(['--limit', 'tcp-buffers=1M'])).toThrow(ConfigError);
   });
 });
