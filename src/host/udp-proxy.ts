@@ -43,6 +43,7 @@ import { UDP_BATCH_MAX, UDP_ERROR_FLAG, type UdpSockets } from '../native/types.
 import { GSO_MAX_BYTES, mergeableRun, UdpSendBatch } from './udp-send-batch.js';
 import { copyBytes } from '../../stack/tcp/byte-copy.js';
 import { errnoName } from './errno.js';
+import { NativeError } from '../errors.js';
 import { isFdShortage, noteFdShortage } from '../fd-shortage.js';
 
 /** A receive slot holds the largest message UDP_GRO can build (64 KiB of payload). */
@@ -126,27 +127,44 @@ export class UdpProxy implements UdpHostEnv {
     return { ...this.counts };
   }
 
-  private sockets(): UdpSockets {
+  /**
+   * The flows' epoll set, made at the first flow (an idle usernet does not pay for the
+   * receive area); null when it cannot be made now (no descriptor left: EMFILE), counted
+   * like a socket that cannot be opened, and tried again at the next flow.
+   */
+  private sockets(): UdpSockets | null {
     if (this.io !== null) return this.io;
     const rx = new ArrayBuffer(RX_SLOT * UDP_BATCH_MAX);
+    const batch = new UdpSendBatch();
+    let io: UdpSockets;
+    try {
+      io = native.createUdpSockets({
+        rx,
+        slotSize: RX_SLOT,
+        meta: this.meta,
+        tx: batch.tx.buffer as ArrayBuffer,
+        onBatch: (n) => this.onBatch(n),
+      });
+    } catch (err) {
+      const code = (err as { code?: string }).code ?? 'error';
+      if (!(err instanceof NativeError)) throw err;
+      this.log.debug(`udp: epoll set: ${code}`);
+      if (isFdShortage(code)) noteFdShortage(this.log, 'udp', this.clock());
+      this.socketErrors.add(code);
+      return null;
+    }
     this.rx = Buffer.from(rx);
     this.gather = Buffer.alloc(GSO_MAX_BYTES);
-    const batch = new UdpSendBatch();
     this.batch = batch;
-    this.io = native.createUdpSockets({
-      rx,
-      slotSize: RX_SLOT,
-      meta: this.meta,
-      tx: batch.tx.buffer as ArrayBuffer,
-      onBatch: (n) => this.onBatch(n),
-    });
-    this.io.start();
-    return this.io;
+    this.io = io;
+    io.start();
+    return io;
   }
 
   open(flow: UdpFlow): void {
     this.close(flow);
     const io = this.sockets();
+    if (io === null) return this.bump('udp-open-failed');
     const six = isIpv6Handle(flow.hostIp);
     const host = this.nat.output.addrs.format(flow.hostIp);
     const local = six ? this.outboundAddress6 : this.outboundAddress;
