@@ -169,7 +169,7 @@ export class Runtime {
   releaseIdleRings(): void {
     if (this.nat.tcp.flowCount === 0) return;
     const quietSince = this.now() - RING_IDLE_MS;
-    for (const f of this.nat.tcp.liveFlows()) if (f.conn.lastActivity < quietSince) f.conn.releaseMemory();
+    for (const f of this.nat.tcp.liveFlows()) f.releaseIdleMemory(quietSince);
   }
 
   /** Milliseconds since the epoch for a runtime timestamp (pcap wants wall-clock time). */

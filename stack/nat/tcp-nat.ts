@@ -215,6 +215,11 @@ export class TcpFlow extends NatFlow implements TcpEnv, TcpStream {
     return this.nat.engineDrops;
   }
 
+  /** An open connection quiet since before `quietSince` gives its empty rings to the pool; a pending open has none. */
+  releaseIdleMemory(quietSince: number): void {
+    if (this.syn === null && this.conn.lastActivity < quietSince) this.conn.releaseMemory();
+  }
+
   /** A closed flow's rings to the shared pool (TcpConnection.recycleBuffers); nothing for a pending open. */
   recycleBuffers(): void {
     if (this.syn === null) this.conn.recycleBuffers();

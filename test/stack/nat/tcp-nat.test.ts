@@ -349,6 +349,17 @@ describe('TcpNat: the pending open (the guest SYN held while dialing)', () => {
     expect(tcpOf(sink.sent[0]).flags).toBe(TCP_RST | TCP_ACK);
     expect(host.closed.map(([, r]) => r)).toEqual(['reset']);
   });
+
+  it("the runtime's idle-ring sweep passes over a pending open (it has no connection yet) and still frees an open one's rings", () => {
+    const { gw, nat, host } = setup();
+    gw.deliver(segment({ flags: TCP_SYN }), 0);
+    gw.deliver(segment({ flags: TCP_SYN, srcPort: 40001 }), 0);
+    nat.tcp.dialSucceeded(host.dials[1], 1);
+    const flows = [...nat.tcp.liveFlows()];
+    expect(flows.map((f) => f.syn !== null)).toEqual([true, false]);
+    for (const f of flows) f.releaseIdleMemory(Infinity);
+    expect(flows[1].conn.state).toBe('SYN-RECEIVED');
+  });
 });
 
 describe('TcpNat: flow events', () => {
