@@ -123,6 +123,11 @@ async function pastaEnv(ctx: BenchContext): Promise<Env> {
       '-U',
       'none',
       '--',
+      // pasta does not end its command when it exits: the server must not outlive it.
+      'setpriv',
+      '--pdeathsig',
+      'TERM',
+      '--',
       'iperf3',
       '-s',
       '--forceflush',
