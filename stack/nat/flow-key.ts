@@ -53,13 +53,19 @@ function fmix32(h: number): number {
   return h >>> 0;
 }
 
-/** Mixes two endpoint keys into one number below 2^53: a Map key, not an identity. */
+/**
+ * Mixes two endpoint keys into one number below 2^30: a Map key, not an
+ * identity. Below 2^30 it is a small integer (a Smi) for V8, so a Map lookup
+ * with it allocates nothing; a wider hash is a heap number, one allocation
+ * per lookup, i.e. per datagram on the UDP path. Collisions only lengthen a
+ * chain (FlowIndex tells flows apart by their exact keys).
+ */
 export function pairHash(a: number, b: number): number {
   const aHi = Math.floor(a / 0x1_0000_0000);
   const bHi = Math.floor(b / 0x1_0000_0000);
   const h1 = fmix32((a ^ Math.imul(bHi, 0x9e37_79b1)) >>> 0);
   const h2 = fmix32((b ^ Math.imul(aHi + 1, 0x85eb_ca6b) ^ h1) >>> 0);
-  return h1 * 0x20_0000 + (h2 >>> 11);
+  return h2 & 0x3fff_ffff;
 }
 
 /**
