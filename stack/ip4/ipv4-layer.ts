@@ -41,6 +41,15 @@ import { emitIpv4Header, IPV4_HEADER_LEN, IPV4_MAX_HEADER_LEN, IP_PROTO_ICMP, IP
 import { VIRTIO_NET_HDR_GSO_NONE } from '../wire/vnet.js';
 import { Arp } from './arp.js';
 
+/** Where the source MAC sits in an Ethernet header. */
+const ETH_SRC_OFFSET = 6;
+/**
+ * A guest that keeps sending from one address and MAC is learned again at
+ * most this often (Neighbors entries never age; this only bounds how late a
+ * re-learn comes after the entry was pushed out by a full table).
+ */
+const LEARN_REFRESH_MS = 1_000;
+
 /** TTL of datagrams the gateway originates (Linux's default). */
 export const GATEWAY_TTL = 64;
 
@@ -87,6 +96,12 @@ export class Ipv4Layer {
   echoReplies = 0;
 
   private ipIdent = 0;
+  /** The last handed-on frame's source MAC, in halves (int32) and whole, and whom it was last learned for (handOn). */
+  private lastMacHi = -1;
+  private lastMacLo = 0;
+  private lastMac = 0;
+  private learnedIp = -1;
+  private learnedAt = 0;
   private readonly ip = new Ipv4View();
   private readonly ipTx = new Ipv4View();
   private readonly icmp = new Icmpv4View();
@@ -208,10 +223,29 @@ export class Ipv4Layer {
   private handOn(link: LinkInput, handler: IpHandler, toBroadcast: boolean, now: number): DropReason | null {
     const ip = this.ip;
     const src = ip.src;
+    // The source MAC as a 48-bit number, re-read only when its bytes change:
+    // a double returned by a getter that is not inlined, or passed to `learn`,
+    // is a heap allocation, and this runs for every frame.
+    const eth = link.eth;
+    const b = eth.buf;
+    const o = eth.off + ETH_SRC_OFFSET;
+    const macHi = (b[o] << 8) | b[o + 1];
+    const macLo = (b[o + 2] << 24) | (b[o + 3] << 16) | (b[o + 4] << 8) | b[o + 5];
+    if (macHi !== this.lastMacHi || macLo !== this.lastMacLo) {
+      this.lastMacHi = macHi;
+      this.lastMacLo = macLo;
+      this.lastMac = eth.src;
+      this.learnedIp = -1;
+    }
     const n = this.neighbors;
-    if (n !== null && src !== 0 && this.inSubnet(src)) n.learn(src, link.eth.src, now);
+    // The same guest as the last frame learned within LEARN_REFRESH_MS: already known.
+    if (n !== null && src !== 0 && (src !== this.learnedIp || now - this.learnedAt >= LEARN_REFRESH_MS) && this.inSubnet(src)) {
+      n.learn(src, this.lastMac, now);
+      this.learnedIp = src;
+      this.learnedAt = now;
+    }
     const p = this.pkt;
-    p.srcMac = link.eth.src;
+    p.srcMac = this.lastMac;
     p.v6 = false;
     p.src = src;
     p.dst = ip.dst;
