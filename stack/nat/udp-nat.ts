@@ -62,6 +62,8 @@ const UNREACH_PORT = 0;
 const UNREACH_ADMIN = 1;
 /** The gateway with host loopback off: net unreachable (ICMPv6 no route), as slirp4netns answers. */
 const UNREACH_NET = 2;
+/** Slots of the recent-flow cache (a power of two): a few busy flows rarely share one. */
+const RECENT_FLOW_SLOTS = 64;
 
 export interface UdpHostEnv {
   /** Opens the host socket of a new flow (towards flow.hostIp:flow.hostPort; handles, see UdpNat.output.addrs). */
@@ -109,6 +111,8 @@ export class UdpNat {
   portUnreachables = 0;
   /** Forward id of each inbound flow by flow id; 0 for outbound flows. */
   private readonly inboundForward: number[] = [];
+  /** Recently used outbound flows (flowFor). */
+  private readonly recentFlows: (UdpFlow | null)[] = new Array<UdpFlow | null>(RECENT_FLOW_SLOTS).fill(null);
   /** forward id -> (client endpoint key -> flow). */
   private readonly inboundClients = new Map<number, Map<number, UdpFlow>>();
   private inboundFlows = 0;
@@ -182,7 +186,7 @@ export class UdpNat {
       if (r !== null) this.output.addrs.release(src);
       return r;
     }
-    const flow = this.flows.lookupOrCreate(src, udp.srcPort, dst, dstPort, target.ip, target.port, now);
+    const flow = this.flowFor(src, udp.srcPort, dst, dstPort, target.ip, target.port, now);
     if (flow === null) return 'udp-flow-table-full';
     if (flow.packetsOut === 0 && flow.packetsIn === 0) this.host.open(flow);
     this.flows.recordOutbound(flow, udp.payloadLength, now);
@@ -227,13 +231,33 @@ export class UdpNat {
       return target.reason ?? 'blocked';
     }
     if (target.kind === 'dns') return 'udp-gso-dns';
-    const flow = this.flows.lookupOrCreate(src, srcPort, dst, dstPort, target.ip, target.port, now);
+    const flow = this.flowFor(src, srcPort, dst, dstPort, target.ip, target.port, now);
     if (flow === null) return 'udp-flow-table-full';
     if (flow.packetsOut === 0 && flow.packetsIn === 0) this.host.open(flow);
     this.flows.recordOutbound(flow, payLen, now);
     flow.packetsOut += Math.ceil(payLen / seg) - 1;
     this.host.send(flow, buf, payOff, payLen, seg);
     return null;
+  }
+
+  /**
+   * The outbound flow of a guest datagram, created if there is none
+   * (UdpFlowTable.lookupOrCreate). Recently used flows are found first in a
+   * small direct-mapped cache hashed from the four key parts: a hit compares
+   * fields and allocates nothing, where the table's index takes two 48-bit
+   * endpoint keys, which V8 boxes (one heap number each, per datagram) when
+   * they cross a call it does not inline. A cached flow that left the table
+   * is inactive, or reused for another key, and fails the comparison.
+   */
+  private flowFor(src: number, srcPort: number, dst: number, dstPort: number, hostIp: number, hostPort: number, now: number): UdpFlow | null {
+    const slot = (src ^ dst ^ srcPort ^ (dstPort << 7)) & (RECENT_FLOW_SLOTS - 1);
+    const cached = this.recentFlows[slot];
+    if (cached !== null && cached.active && cached.guestPort === srcPort && cached.dstPort === dstPort && cached.guestIp === src && cached.dstIp === dst) {
+      return cached;
+    }
+    const flow = this.flows.lookupOrCreate(src, srcPort, dst, dstPort, hostIp, hostPort, now);
+    if (flow !== null) this.recentFlows[slot] = flow;
+    return flow;
   }
 
   /**
