@@ -296,13 +296,18 @@ export class Runtime {
     // A flush from inside a batch (a port forward's callback while frames or socket events
     // are being handled) leaves that to the batch's own flush at its end: what a poll finds
     // is read into the memory the batch is still using.
+    // A batch of nothing but guest datagrams to UDP flows does not spin (UdpProxy.takeFramesSent).
     let spin = false;
     if (!this.inTapBatch && !this.hostSockets.handling) {
       const { items, bytes } = this.work;
       this.work.items = 0;
       this.work.bytes = 0;
+      const udpFrames = this.udpProxy.takeFramesSent();
       spin =
-        this.options.busyPollMicros > 0 && items > 0 && items <= defaults.busyPollBatchMax && bytes <= defaults.busyPollBytesMax;
+        this.options.busyPollMicros > 0 &&
+        items > udpFrames &&
+        items <= defaults.busyPollBatchMax &&
+        bytes <= defaults.busyPollBytesMax;
     }
     // While we spin, a delayable ACK waits for the host's answer to carry it.
     this.stack.flush(now, spin);
