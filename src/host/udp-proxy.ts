@@ -14,7 +14,9 @@
  *   take USO, single datagrams of one flow and one size that arrived one
  *   after another are put together into one USO frame too (GRO in software:
  *   one tap write for up to GSO_MAX_SEGMENTS datagrams, at the cost of one
- *   copy of each).
+ *   copy of each, straight from the receive slots into the frame the stack
+ *   builds: UdpNat.hostBurstStart; a staging copy only where that frame
+ *   cannot be built).
  * - Guest datagrams are gathered in a UdpSendBatch (copied into a registered
  *   tx area, runs of equal-size datagrams to one socket joined into one
  *   UDP_SEGMENT message) and leave in one native sendmmsg call per batch at
@@ -263,6 +265,24 @@ export class UdpProxy implements UdpHostEnv {
       // shorter), that came in one after another leave as one USO frame.
       const run = uso ? mergeableRun(m, i, n) : 1;
       if (run > 1) {
+        let total = 0;
+        for (let k = i; k < i + run; k++) total += m[4 * k + 2];
+        c.messagesIn += run;
+        c.datagramsIn += run;
+        c.merged += run;
+        // Straight from the receive slots into the guest frame where it can be built in place.
+        let out = this.nat.hostBurstStart(flow, total, len, now);
+        if (out >= 0) {
+          const arena = this.nat.output.out.arena;
+          for (let k = i; k < i + run; k++) {
+            const l = m[4 * k + 2];
+            copyBytes(arena, out, rx, m[4 * k + 1], l);
+            out += l;
+          }
+          this.nat.hostBurstEnd(now);
+          i += run;
+          continue;
+        }
         const g = this.gather as Buffer;
         let at = 0;
         for (let k = i; k < i + run; k++) {
@@ -270,9 +290,6 @@ export class UdpProxy implements UdpHostEnv {
           copyBytes(g, at, rx, m[4 * k + 1], l);
           at += l;
         }
-        c.messagesIn += run;
-        c.datagramsIn += run;
-        c.merged += run;
         this.nat.fromHost(flow, g, 0, at, now, len);
         i += run;
         continue;

@@ -55,6 +55,9 @@ export class IpOutput {
   usoFrames = 0;
   usoDatagrams = 0;
   private fragId6 = 0;
+  /** The USO frame between beginUdpBurst and commitUdpBurst. */
+  private burstIpLen = 0;
+  private burstDatagrams = 0;
 
   constructor(
     readonly out: GuestOutput,
@@ -138,33 +141,10 @@ export class IpOutput {
     now: number,
   ): DropReason | null {
     if (seg <= 0 || seg >= len) return this.sendUdp(mac, src, srcPort, dst, dstPort, payload, off, len, now);
-    const a = this.addrs;
-    const hl = a.headerLength(src);
-    const udpLen = UDP_HEADER_LEN + len;
-    const ipLen = hl + udpLen;
-    if (this.uso && hl + UDP_HEADER_LEN + seg <= this.mtu && ipLen <= MAX_DATAGRAM) {
-      const v6 = src >= IPV6_HANDLE_BASE;
-      const ipOff = this.out.begin(mac, ipLen, now, v6 ? ETHERTYPE_IPV6 : ETHERTYPE_IPV4);
-      const buf = this.out.arena;
-      a.emitHeader(buf, ipOff, src, dst, IP_PROTO_UDP, udpLen, this.nextIdent(), false);
-      const u = ipOff + hl;
-      // The super-frame's length and pseudo-header sum cover the whole burst: the
-      // kernel's segmentation adjusts both per datagram from these.
-      writeUdpHeader(buf, u, srcPort, dstPort, len);
-      copyBytes(buf, u + UDP_HEADER_LEN, payload, off, len);
-      const partial = fold(a.pseudoSum(src, dst, IP_PROTO_UDP, udpLen));
-      buf[u + 6] = partial >>> 8;
-      buf[u + 7] = partial & 0xff;
-      const v = this.out.header();
-      v.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
-      v.csumStart = ETH_HEADER_LEN + hl;
-      v.csumOffset = 6;
-      v.gsoType = VIRTIO_NET_HDR_GSO_UDP_L4;
-      v.gsoSize = seg;
-      v.hdrLen = ETH_HEADER_LEN + hl + UDP_HEADER_LEN;
-      this.usoFrames++;
-      this.usoDatagrams += Math.ceil(len / seg);
-      this.out.send(ipLen, now);
+    const start = this.beginUdpBurst(mac, src, srcPort, dst, dstPort, len, seg, now);
+    if (start >= 0) {
+      copyBytes(this.out.arena, start, payload, off, len);
+      this.commitUdpBurst(now);
       return null;
     }
     let first: DropReason | null = null;
@@ -174,6 +154,53 @@ export class IpOutput {
       if (bad !== null && first === null) first = bad;
     }
     return first;
+  }
+
+  /**
+   * The first half of sendUdpBurst's USO frame, for a caller that gathers the
+   * payload itself (UdpProxy's software GRO copies datagrams straight from its
+   * receive slots, with no staging copy): writes the headers of a burst of
+   * `len` bytes in `seg`-byte datagrams and returns where in `out.arena` the
+   * payload goes. The caller copies it there and calls commitUdpBurst before
+   * anything else is sent. -1 when one USO frame cannot carry it (guests
+   * without USO, a segment above the MTU, a burst above 64 KiB, or seg not
+   * below len): nothing was started.
+   */
+  beginUdpBurst(mac: number, src: number, srcPort: number, dst: number, dstPort: number, len: number, seg: number, now: number): number {
+    if (!this.uso || seg <= 0 || seg >= len) return -1;
+    const a = this.addrs;
+    const hl = a.headerLength(src);
+    const udpLen = UDP_HEADER_LEN + len;
+    const ipLen = hl + udpLen;
+    if (hl + UDP_HEADER_LEN + seg > this.mtu || ipLen > MAX_DATAGRAM) return -1;
+    const v6 = src >= IPV6_HANDLE_BASE;
+    const ipOff = this.out.begin(mac, ipLen, now, v6 ? ETHERTYPE_IPV6 : ETHERTYPE_IPV4);
+    const buf = this.out.arena;
+    a.emitHeader(buf, ipOff, src, dst, IP_PROTO_UDP, udpLen, this.nextIdent(), false);
+    const u = ipOff + hl;
+    // The super-frame's length and pseudo-header sum cover the whole burst: the
+    // kernel's segmentation adjusts both per datagram from these.
+    writeUdpHeader(buf, u, srcPort, dstPort, len);
+    const partial = fold(a.pseudoSum(src, dst, IP_PROTO_UDP, udpLen));
+    buf[u + 6] = partial >>> 8;
+    buf[u + 7] = partial & 0xff;
+    const v = this.out.header();
+    v.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+    v.csumStart = ETH_HEADER_LEN + hl;
+    v.csumOffset = 6;
+    v.gsoType = VIRTIO_NET_HDR_GSO_UDP_L4;
+    v.gsoSize = seg;
+    v.hdrLen = ETH_HEADER_LEN + hl + UDP_HEADER_LEN;
+    this.burstIpLen = ipLen;
+    this.burstDatagrams = Math.ceil(len / seg);
+    return u + UDP_HEADER_LEN;
+  }
+
+  /** Sends the USO frame beginUdpBurst started, its payload in place. */
+  commitUdpBurst(now: number): void {
+    this.usoFrames++;
+    this.usoDatagrams += this.burstDatagrams;
+    this.out.send(this.burstIpLen, now);
   }
 
   /** IPv6 source fragmentation of payload[off, off+len) (an upper-layer packet with its checksum). */

@@ -276,6 +276,31 @@ export class UdpNat {
   }
 
   /**
+   * fromHost for a burst of `len` bytes in `seg`-byte datagrams whose payload
+   * the caller gathers itself (UdpProxy's software GRO): where in
+   * `output.out.arena` the payload goes, then `hostBurstEnd`. -1: not as one
+   * USO frame (guests without USO, no neighbour, an inactive flow); the
+   * caller then stages a contiguous copy and calls fromHost, which also
+   * counts what it drops. Counted as fromHost counts.
+   */
+  hostBurstStart(flow: UdpFlow, len: number, seg: number, now: number): number {
+    this.now = now;
+    if (!flow.active) return -1;
+    const mac = this.neighbors.lookup(flow.guestIp);
+    if (mac < 0) return -1;
+    const at = this.output.beginUdpBurst(mac, flow.dstIp, flow.dstPort, flow.guestIp, flow.guestPort, len, seg, now);
+    if (at < 0) return -1;
+    this.flows.recordInbound(flow, len, now);
+    flow.packetsIn += Math.ceil(len / seg) - 1;
+    return at;
+  }
+
+  /** Sends the burst hostBurstStart began, its payload copied in. */
+  hostBurstEnd(now: number): void {
+    this.output.commitUdpBurst(now);
+  }
+
+  /**
    * A datagram from host client clientIp:clientPort of UDP forward
    * `forwardId` for guestIp:guestPort, whose MAC is guestMac (addresses are
    * handles of one IP version). Returns a drop reason or null.

@@ -155,6 +155,45 @@ describe('UDP bursts in the NAT', () => {
     });
   }
 
+  it('builds a USO frame from datagrams the caller copies in place (hostBurstStart/End), the same datagrams in order', () => {
+    const { gw, nat, host, sink } = setup();
+    nat.ipv4.uso = true;
+    gw.deliver(usoFrame(burst(1, 10), 10, 9000), 1);
+    const flow = host.opened[0];
+    sink.frames.length = 0;
+    const payload = burst(5, 1000, 300);
+    let at = nat.udp.hostBurstStart(flow, payload.length, 1000, 2);
+    expect(at).toBeGreaterThanOrEqual(0);
+    // Datagram by datagram, as from separate receive slots.
+    for (let off = 0; off < payload.length; off += 1000) {
+      const n = Math.min(1000, payload.length - off);
+      payload.copy(nat.ipv4.out.arena, at, off, off + n);
+      at += n;
+    }
+    nat.udp.hostBurstEnd(2);
+    expect(sink.frames).toHaveLength(1);
+    const got = datagramsOf(sink.frames[0]);
+    expect(got).toHaveLength(5);
+    for (let i = 0; i < 5; i++) expect(got[i].equals(Buffer.alloc(i === 4 ? 300 : 1000, i + 1))).toBe(true);
+    expect(flow.packetsIn).toBe(5);
+    expect(flow.bytesIn).toBe(payload.length);
+    expect(nat.ipv4.usoFrames).toBe(1);
+  });
+
+  it('hostBurstStart declines (-1, nothing sent) where one USO frame cannot carry the burst', () => {
+    const { gw, nat, host, sink } = setup();
+    gw.deliver(usoFrame(burst(1, 10), 10, 9000), 1);
+    const flow = host.opened[0];
+    sink.frames.length = 0;
+    nat.ipv4.uso = false;
+    expect(nat.udp.hostBurstStart(flow, 3000, 1000, 2)).toBe(-1);
+    nat.ipv4.uso = true;
+    expect(nat.udp.hostBurstStart(flow, 3000, 1600, 2)).toBe(-1); // a segment above the MTU
+    expect(nat.udp.hostBurstStart(flow, 1000, 1000, 2)).toBe(-1); // one datagram
+    expect(sink.frames).toHaveLength(0);
+    expect(flow.packetsIn).toBe(0);
+  });
+
   it('sends a single datagram as a plain frame even when guests take USO', () => {
     const { gw, nat, host, sink } = setup();
     nat.ipv4.uso = true;
