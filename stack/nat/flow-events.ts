@@ -12,7 +12,7 @@
  *   A flow id is unique among the live flows of one protocol and is reused
  *   after `closed`.
  */
-import type { NatFlow } from './flow-key.js';
+import type { NatFlow } from './flow-table.js';
 
 export type FlowProto = 'tcp' | 'udp' | 'icmp';
 
