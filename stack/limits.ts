@@ -7,21 +7,22 @@
  *   entries, ms, bytes); `cli` when the command line sets it: the name after
  *   `--limit` (or a flag of its own, such as `--mac-table-size`), the unit it
  *   is written in there (seconds for a timeout, MiB for a budget) and its
- *   range in that unit; `help` is the --help line, `cap` and `atCap` what
- *   README's Reliability table says of it.
+ *   range in that unit; `help` is its --help text, `row` the row of
+ *   README's Reliability table that states it.
  * - Who reads it: the tables take their defaults from here (the flow tables,
  *   the TCP NAT, the bridge through stack/config.ts, reassembly, the DNS
  *   forwarder, the neighbour table); src/options.ts parses `--limit` from
- *   `limitNames()`; src/cli/help.ts prints `limitHelp()`; and a test checks
- *   README's Reliability table against `readmeCap()`, so the code, --help
- *   and the README cannot tell different numbers.
+ *   `limitNames()`; src/cli/help.ts prints `limitHelp()`; and a test
+ *   (test/src/limits-docs.test.ts) checks that README's Reliability table
+ *   states each limit as `readmeCap()` writes it, in its `row`, so the code,
+ *   --help and the README cannot tell different numbers.
  * - What is not here: sizes that follow from a protocol or from the engine's
  *   own memory layout (the TCP engine's rings and timers, stack/tcp/config.ts;
  *   the transmit arena; pools of reused records): they bound no table a peer
  *   can fill.
  */
 
-export type LimitUnit = 'flows' | 'entries' | 'ms' | 'bytes';
+export type LimitUnit = 'flows' | 'entries' | 'count' | 'ms' | 'bytes';
 
 /** How the command line writes a limit: counts as they are, timeouts in seconds, budgets in MiB. */
 export type CliUnit = 'n' | 's' | 'MiB';
@@ -41,6 +42,8 @@ export interface Limit {
   } | null;
   /** What it bounds and what happens at it, as --help says it: `{}` stands for the default in the CLI unit, `\n` starts a continuation line. */
   readonly help: string;
+  /** The row of README's Reliability table that states it (its first cell). */
+  readonly row: string;
 }
 
 const FLOW_CAP_MAX = 1 << 20;
@@ -52,12 +55,14 @@ export const limits = {
     unit: 'flows',
     cli: { name: 'tcp-flows', flag: false, unit: 'n', min: 1, max: FLOW_CAP_MAX },
     help: 'TCP connections at once (default {}); a SYN beyond gets a RST',
+    row: 'TCP flows (one host socket each)',
   },
   udpMaxFlows: {
     default: 4096,
     unit: 'flows',
     cli: { name: 'udp-flows', flag: false, unit: 'n', min: 1, max: FLOW_CAP_MAX },
     help: 'UDP flows (default {}); beyond, an idle one is reused or the datagram dropped',
+    row: 'UDP flows (one host socket each)',
   },
   icmpMaxFlows: {
     // Ping is low volume, and each flow holds a host socket.
@@ -65,6 +70,7 @@ export const limits = {
     unit: 'flows',
     cli: { name: 'icmp-flows', flag: false, unit: 'n', min: 1, max: FLOW_CAP_MAX },
     help: 'ICMP echo flows (default {}); the same',
+    row: 'ICMP echo flows (one ping socket each)',
   },
   tcpIdleTimeoutMs: {
     // The guest may be gone without a FIN. Two hours, the usual keepalive time.
@@ -72,6 +78,7 @@ export const limits = {
     unit: 'ms',
     cli: { name: 'tcp-idle', flag: false, unit: 's', min: 1, max: IDLE_MAX_S },
     help: 'reset a connection silent both ways this long (default {})',
+    row: 'TCP flows (one host socket each)',
   },
   udpIdleTimeoutMs: {
     // Linux conntrack's UDP stream timeout.
@@ -79,6 +86,7 @@ export const limits = {
     unit: 'ms',
     cli: { name: 'udp-idle', flag: false, unit: 's', min: 1, max: IDLE_MAX_S },
     help: 'close an idle UDP flow (default {})',
+    row: 'UDP flows (one host socket each)',
   },
   udpDnsIdleTimeoutMs: {
     // A DNS flow is one query and one answer, each from a new source port:
@@ -87,6 +95,7 @@ export const limits = {
     unit: 'ms',
     cli: null,
     help: 'close an idle UDP flow to port 53 (never later than udp-idle)',
+    row: 'UDP flows (one host socket each)',
   },
   icmpIdleTimeoutMs: {
     // Linux conntrack's ICMP timeout.
@@ -94,30 +103,36 @@ export const limits = {
     unit: 'ms',
     cli: { name: 'icmp-idle', flag: false, unit: 's', min: 1, max: IDLE_MAX_S },
     help: 'close an idle ICMP flow (default {})',
+    row: 'ICMP echo flows (one ping socket each)',
   },
   tcpDialTimeoutMs: {
     default: 20_000,
     unit: 'ms',
     cli: null,
     help: "a host connect not done by then fails the guest's SYN (ICMP host unreachable)",
+    row: 'TCP flows (one host socket each)',
   },
   reassemblyTimeoutMs: {
+    // Linux' net.ipv4.ipfrag_time default.
     default: 30_000,
     unit: 'ms',
     cli: { name: 'reassembly-timeout', flag: false, unit: 's', min: 1, max: 3_600 },
     help: 'drop an incomplete fragmented datagram (default {})',
+    row: 'IPv4 and IPv6 fragment reassembly (each)',
   },
   reassemblyMaxDatagrams: {
     default: 64,
     unit: 'entries',
     cli: null,
     help: 'incomplete datagrams held per family; beyond, the oldest is evicted',
+    row: 'IPv4 and IPv6 fragment reassembly (each)',
   },
   reassemblyMaxBytes: {
     default: 4 * 1024 * 1024,
     unit: 'bytes',
     cli: null,
     help: 'fragment bytes held per family; beyond, the oldest datagram is evicted',
+    row: 'IPv4 and IPv6 fragment reassembly (each)',
   },
   tcpBufferMemory: {
     // 512 MiB is 64 connections at their full 4 MiB both ways; everything
@@ -127,12 +142,14 @@ export const limits = {
     unit: 'bytes',
     cli: { name: 'tcp-buffers', flag: false, unit: 'MiB', min: 1, max: FLOW_CAP_MAX },
     help: 'TCP buffer memory all connections share beyond their first\n80 KiB each (default {}); past it, smaller windows',
+    row: 'TCP buffer memory beyond the first rings',
   },
   macTableSize: {
     default: 4096,
     unit: 'entries',
     cli: { name: 'mac-table-size', flag: true, unit: 'n', min: 16, max: FLOW_CAP_MAX },
     help: 'MAC addresses remembered; the least recently seen is evicted\nbeyond this (default {})',
+    row: 'bridge MACs',
   },
   macAgingMs: {
     // Linux bridge's default ageing time.
@@ -140,18 +157,59 @@ export const limits = {
     unit: 'ms',
     cli: { name: 'mac-aging', flag: true, unit: 's', min: 1, max: IDLE_MAX_S },
     help: 'forget a MAC not seen for this long (default {})',
+    row: 'bridge MACs',
+  },
+  neighborCapacity: {
+    default: 1024,
+    unit: 'entries',
+    cli: null,
+    help: 'guest neighbours (IP to MAC) learned; beyond, the oldest learned entry is dropped',
+    row: 'guest neighbours (IP to MAC)',
+  },
+  arpMaxPending: {
+    // Each is a guest that has not spoken: a handful is plenty.
+    default: 64,
+    unit: 'entries',
+    cli: null,
+    help: 'addresses being resolved (ARP, NDP) at once; beyond, the waiter is refused',
+    row: 'ARP / neighbour resolutions in progress',
+  },
+  arpMaxWaiters: {
+    default: 64,
+    unit: 'entries',
+    cli: null,
+    help: 'connections or datagrams waiting for one address to resolve; beyond, refused',
+    row: 'ARP / neighbour resolutions in progress',
+  },
+  arpAttempts: {
+    // Linux's ucast+mcast probes default to 3.
+    default: 3,
+    unit: 'count',
+    cli: null,
+    help: 'requests per resolution before giving up',
+    row: 'ARP / neighbour resolutions in progress',
+  },
+  arpRetryMs: {
+    // Linux's retrans_time default.
+    default: 1_000,
+    unit: 'ms',
+    cli: null,
+    help: 'between two requests of one resolution',
+    row: 'ARP / neighbour resolutions in progress',
   },
   dnsMaxPending: {
     default: 1024,
     unit: 'entries',
     cli: null,
     help: 'DNS queries waiting for an upstream; beyond, the oldest gets a SERVFAIL at once',
+    row: 'DNS queries waiting for an upstream',
   },
   dnsTimeoutMs: {
     default: 2_000,
     unit: 'ms',
     cli: null,
     help: 'wait for an upstream resolver before trying the next',
+    row: 'DNS queries waiting for an upstream',
   },
 } as const satisfies Record<string, Limit>;
 

@@ -31,8 +31,8 @@ import type { FlowEvents } from './flow-events.js';
 import type { IpAddresses } from '../ip/ip-addresses.js';
 import type { DropCounts } from '../counters.js';
 
-export const ICMP_MAX_FLOWS = limits.icmpMaxFlows.default;
-export const ICMP_IDLE_TIMEOUT_MS = limits.icmpIdleTimeoutMs.default;
+export const ICMP_MAX_FLOWS: number = limits.icmpMaxFlows.default;
+export const ICMP_IDLE_TIMEOUT_MS: number = limits.icmpIdleTimeoutMs.default;
 
 export class IcmpFlow extends NatFlow {
   guestIp = 0;

@@ -34,9 +34,9 @@ import type { FlowEvents } from './flow-events.js';
 import type { IpAddresses } from '../ip/ip-addresses.js';
 import type { DropCounts } from '../counters.js';
 
-export const UDP_MAX_FLOWS = limits.udpMaxFlows.default;
-export const UDP_IDLE_TIMEOUT_MS = limits.udpIdleTimeoutMs.default;
-export const UDP_DNS_IDLE_TIMEOUT_MS = limits.udpDnsIdleTimeoutMs.default;
+export const UDP_MAX_FLOWS: number = limits.udpMaxFlows.default;
+export const UDP_IDLE_TIMEOUT_MS: number = limits.udpIdleTimeoutMs.default;
+export const UDP_DNS_IDLE_TIMEOUT_MS: number = limits.udpDnsIdleTimeoutMs.default;
 
 const CLASS_DEFAULT = 0;
 const CLASS_DNS = 1;
