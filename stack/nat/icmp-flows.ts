@@ -24,7 +24,7 @@
  *   `guestShare` (the NAT gives 7/8 of the table), one guest address holds
  *   at most that many ('flow-guest-share-full').
  */
-import { endpointKey } from './flow-key.js';
+import { endpointKey, type FlowIndex } from './flow-key.js';
 import { FlowTable, NatFlow, type FlowCloseReason, type FlowTableStats } from './flow-table.js';
 import { limits } from '../limits.js';
 import type { FlowEvents } from './flow-events.js';
@@ -58,6 +58,8 @@ export interface IcmpFlowTableOptions {
 
 export class IcmpFlowTable {
   private readonly core: FlowTable<IcmpFlow>;
+  /** The core's key index, for lookups on the per-packet path. */
+  private readonly index: FlowIndex<IcmpFlow>;
   private readonly addrs: IpAddresses | null;
 
   constructor(opts: IcmpFlowTableOptions = {}) {
@@ -79,6 +81,7 @@ export class IcmpFlowTable {
             },
       guestShare: opts.guestShare,
     });
+    this.index = this.core.index;
   }
 
   /** Flow start and end reports (stack/nat/flow-events.ts); null: none. */
@@ -110,7 +113,7 @@ export class IcmpFlowTable {
   }
 
   lookup(guestIp: number, guestIdent: number, dstIp: number): IcmpFlow | null {
-    return this.core.get(endpointKey(guestIp, guestIdent), dstIp);
+    return this.index.get(endpointKey(guestIp, guestIdent), dstIp);
   }
 
   /**
@@ -120,7 +123,7 @@ export class IcmpFlowTable {
    */
   lookupOrCreate(guestIp: number, guestIdent: number, dstIp: number, hostIp: number, now: number): IcmpFlow | null {
     const g = endpointKey(guestIp, guestIdent);
-    const found = this.core.get(g, dstIp);
+    const found = this.index.get(g, dstIp);
     if (found !== null) {
       this.core.touch(found, now);
       return found;

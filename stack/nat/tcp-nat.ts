@@ -104,7 +104,7 @@ import { TcpConnection, type TcpCloseReason, type TcpEnv, type TcpSegmentOut, ty
 import type { TcpConfig } from '../tcp/config.js';
 import { writeIcmpError } from '../ip4/icmp-errors.js';
 import type { AddressMap } from './address-map.js';
-import { endpointKey } from './flow-key.js';
+import { endpointKey, type FlowIndex } from './flow-key.js';
 import { FlowTable, NatFlow } from './flow-table.js';
 import { guestShareOf } from '../limits.js';
 import type { FlowEvents } from './flow-events.js';
@@ -332,6 +332,8 @@ export class TcpNat {
   dialTimeoutMs = Infinity;
   /** Ids, keys, caps, the guest share, eviction, deadlines and FlowEvents (flow-table.ts). */
   private readonly flows: FlowTable<TcpFlow>;
+  /** The table's key index, for lookups on the per-segment path. */
+  private readonly index: FlowIndex<TcpFlow>;
   private dirty: TcpFlow[] = [];
   private dirtyCount = 0;
   private readonly held: TcpFlow[] = [];
@@ -384,6 +386,7 @@ export class TcpNat {
       evict: (f, now) => this.evictHandshake(f, now),
       deadlines: true,
     });
+    this.index = this.flows.index;
   }
 
   /** Flow start and end reports (stack/nat/flow-events.ts); null: none. */
@@ -416,7 +419,7 @@ export class TcpNat {
 
     const keyA = endpointKey(pkt.src, tcp.srcPort);
     const keyB = endpointKey(pkt.dst, tcp.dstPort);
-    const flow = this.flows.get(keyA, keyB);
+    const flow = this.index.get(keyA, keyB);
     if (flow !== null) {
       if (flow.syn !== null) {
         this.inputPending(flow, now);
@@ -521,7 +524,7 @@ export class TcpNat {
     for (let i = 0; i < span; i++) {
       const p = this.inboundPortNext;
       this.inboundPortNext = p === INBOUND_PORT_LAST ? INBOUND_PORT_FIRST : p + 1;
-      if (this.flows.get(guestKey, endpointKey(gw, p)) === null) return p;
+      if (this.index.get(guestKey, endpointKey(gw, p)) === null) return p;
     }
     return -1;
   }

@@ -27,7 +27,7 @@
  *   forwards' flows count for no guest.
  */
 import { DNS_PORT } from './address-map.js';
-import { endpointKey } from './flow-key.js';
+import { endpointKey, type FlowIndex } from './flow-key.js';
 import { FlowTable, NatFlow, type FlowCloseReason, type FlowTableStats } from './flow-table.js';
 import { limits } from '../limits.js';
 import type { FlowEvents } from './flow-events.js';
@@ -69,6 +69,8 @@ export interface UdpFlowTableOptions {
 
 export class UdpFlowTable {
   private readonly core: FlowTable<UdpFlow>;
+  /** The core's key index, for lookups on the per-packet path. */
+  private readonly index: FlowIndex<UdpFlow>;
   private readonly addrs: IpAddresses | null;
 
   constructor(opts: UdpFlowTableOptions = {}) {
@@ -94,6 +96,7 @@ export class UdpFlowTable {
             },
       guestShare: opts.guestShare,
     });
+    this.index = this.core.index;
   }
 
   /** Flow start and end reports (stack/nat/flow-events.ts); null: none. */
@@ -127,7 +130,7 @@ export class UdpFlowTable {
   }
 
   lookup(guestIp: number, guestPort: number, dstIp: number, dstPort: number): UdpFlow | null {
-    return this.core.get(endpointKey(guestIp, guestPort), endpointKey(dstIp, dstPort));
+    return this.index.get(endpointKey(guestIp, guestPort), endpointKey(dstIp, dstPort));
   }
 
   /**
@@ -148,7 +151,7 @@ export class UdpFlowTable {
   ): UdpFlow | null {
     const g = endpointKey(guestIp, guestPort);
     const d = endpointKey(dstIp, dstPort);
-    const found = this.core.get(g, d);
+    const found = this.index.get(g, d);
     if (found !== null) {
       this.core.touch(found, now);
       return found;

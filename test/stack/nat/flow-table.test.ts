@@ -25,16 +25,16 @@ describe('FlowTable', () => {
     expect(t.poll(100)).toBe(2);
     expect(closed.sort()).toEqual([1, 2]);
     expect(t.size).toBe(0);
-    expect(t.get(1, 1)).toBeNull();
+    expect(t.index.get(1, 1)).toBeNull();
   });
 
   it('indexes flows by key and finds them by id while active', () => {
     const { t } = table(4, [idle(100)]);
     const f = t.allocate(0, 7, 9, 0)!;
-    expect(t.get(7, 9)).toBe(f);
+    expect(t.index.get(7, 9)).toBe(f);
     expect(t.byId(f.id)).toBe(f);
     t.release(f, 'removed');
-    expect(t.get(7, 9)).toBeNull();
+    expect(t.index.get(7, 9)).toBeNull();
     expect(t.byId(f.id)).toBeNull();
     expect(t.stats()).toMatchObject({ active: 0, created: 1, removed: 1 });
   });
