@@ -9,9 +9,13 @@
  *   is written in there (seconds for a timeout, MiB for a budget) and its
  *   range in that unit; `help` is its --help text, `row` the row of
  *   README's Reliability table that states it.
- * - Who reads it: the tables take their defaults from here (the flow tables,
- *   the TCP NAT, the bridge through stack/config.ts, reassembly, the DNS
- *   forwarder, the neighbour table); src/options.ts parses `--limit` from
+ * - Who reads it: the tables take their defaults from here (the UDP and
+ *   ICMP flow tables directly; the TCP NAT, the bridge and the DNS
+ *   forwarder's wait through stack/config.ts's `defaults` and the runtime;
+ *   reassembly, the DNS forwarder's queue and the IPv4 neighbour table as
+ *   their named constants), and every flow table's per-guest share is
+ *   `guestShareOf` below. (The IPv6 layer's neighbour table keeps its own
+ *   option default, 1024, in ip6/ipv6-layer.ts.) src/options.ts parses `--limit` from
  *   `limitNames()`; src/cli/help.ts prints `limitHelp()`; and a test
  *   (test/src/limits-docs.test.ts) checks that README's Reliability table
  *   states each limit as `readmeCap()` writes it, in its `row`, so the code,
