@@ -37,7 +37,7 @@ import { EventEmitter } from 'node:events';
 import { isIP } from 'node:net';
 import { LocalNames } from '../stack/dns-local-names.js';
 import type { FlowEvents, FlowProto } from '../stack/nat/flow-events.js';
-import type { NatFlow } from '../stack/nat/flow-key.js';
+import type { NatFlow } from '../stack/nat/flow-table.js';
 import type { Port } from '../stack/frame.js';
 import type { BridgeStats } from '../stack/bridge.js';
 import { formatIpv4 } from '../stack/wire/ipv4-address.js';

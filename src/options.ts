@@ -1,11 +1,13 @@
 /**
  * Command-line options -> validated runtime options. Every limit has its
- * default in stack/config.ts; this module only parses and checks user input
- * and turns mistakes into ConfigError with a message that says what to do.
+ * default, unit, range and --limit name in stack/limits.ts (other settings
+ * in stack/config.ts); this module only parses and checks user input and
+ * turns mistakes into ConfigError with a message that says what to do.
  */
 import { isIP } from 'node:net';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { defaults } from '../stack/config.js';
+import { fromCli, limitNames, limits, type CliLimitKey } from '../stack/limits.js';
 import { formatIpv4, parseCidr, parseIpv4 } from '../stack/wire/ipv4-address.js';
 import { formatIpv6, parsePrefix } from '../stack/wire/ipv6-address.js';
 import { IPV6_MIN_MTU } from '../stack/wire/ipv6.js';
@@ -56,34 +58,20 @@ export interface RuntimeOptions {
   sockets?: SocketPortSpecs;
   /** Log format and file, stats, metrics, capture format (observability-options.ts); absent: the defaults. */
   observe?: ObservabilityOptions;
-  /** Per-table caps and idle timeouts (--limit); absent ones take stack/config.ts's defaults. */
+  /** Per-table caps and idle timeouts (--limit); absent ones take stack/limits.ts's defaults. */
   limits?: Partial<Limits>;
 }
 
-/** The caps and timeouts --limit may change, by the name on the command line. */
-export interface Limits {
-  tcpMaxFlows: number;
-  udpMaxFlows: number;
-  icmpMaxFlows: number;
-  tcpIdleTimeoutMs: number;
-  udpIdleTimeoutMs: number;
-  icmpIdleTimeoutMs: number;
-  reassemblyTimeoutMs: number;
-  /** Bytes of TCP buffer memory shared by all connections beyond their first rings (stack/tcp/buffer-budget.ts). */
-  tcpBufferMemory: number;
-}
+/** The caps, timeouts and budgets --limit may change (stack/limits.ts), in their own units (flows, ms, bytes). */
+export type Limits = Record<CliLimitKey, number>;
 
-/** --limit NAME=VALUE: the field, the unit, the range. Flow caps are flows; timeouts are seconds. */
-export const LIMIT_NAMES: Record<string, { field: keyof Limits; seconds: boolean; mib?: boolean; min: number; max: number }> = {
-  'tcp-flows': { field: 'tcpMaxFlows', seconds: false, min: 1, max: 1 << 20 },
-  'udp-flows': { field: 'udpMaxFlows', seconds: false, min: 1, max: 1 << 20 },
-  'icmp-flows': { field: 'icmpMaxFlows', seconds: false, min: 1, max: 1 << 20 },
-  'tcp-idle': { field: 'tcpIdleTimeoutMs', seconds: true, min: 1, max: 1_000_000 },
-  'udp-idle': { field: 'udpIdleTimeoutMs', seconds: true, min: 1, max: 1_000_000 },
-  'icmp-idle': { field: 'icmpIdleTimeoutMs', seconds: true, min: 1, max: 1_000_000 },
-  'reassembly-timeout': { field: 'reassemblyTimeoutMs', seconds: true, min: 1, max: 3_600 },
-  'tcp-buffers': { field: 'tcpBufferMemory', seconds: false, mib: true, min: 1, max: 1 << 20 },
-};
+/** --limit NAME=VALUE: the field, the unit, the range (in the command line's unit), from stack/limits.ts. */
+export const LIMIT_NAMES: Record<string, { field: CliLimitKey; seconds: boolean; mib?: boolean; min: number; max: number }> = Object.fromEntries(
+  limitNames().map(({ name, key, limit }) => [
+    name,
+    { field: key, seconds: limit.cli?.unit === 's', ...(limit.cli?.unit === 'MiB' ? { mib: true } : {}), min: limit.cli?.min ?? 1, max: limit.cli?.max ?? 1 },
+  ]),
+);
 
 function parseLimits(texts: string[] | undefined): Partial<Limits> {
   const out: Partial<Limits> = {};
@@ -95,7 +83,7 @@ function parseLimits(texts: string[] | undefined): Partial<Limits> {
     }
     const n = Number(m[2]);
     if (n < spec.min || n > spec.max) throw new ConfigError(`--limit ${t}: out of range (allowed: ${spec.min}..${spec.max})`);
-    out[spec.field] = spec.seconds ? n * 1000 : spec.mib === true ? n * 1024 * 1024 : n;
+    out[spec.field] = fromCli(limits[spec.field], n);
   }
   return out;
 }
@@ -282,8 +270,10 @@ export function runtimeOptions(v: CommonValues, defaultLogLevel: LogLevel): Runt
     );
   }
   const mtu = intOption('--mtu', v.mtu, defaults.mtu, MTU_MIN, MTU_MAX);
-  const macTableSize = intOption('--mac-table-size', v['mac-table-size'], defaults.macTableSize, 16, 1 << 20);
-  const macAgingS = intOption('--mac-aging', v['mac-aging'], defaults.macAgingMs / 1000, 1, 1_000_000);
+  const mt = limits.macTableSize.cli;
+  const macTableSize = intOption('--mac-table-size', v['mac-table-size'], limits.macTableSize.default, mt.min, mt.max);
+  const ma = limits.macAgingMs.cli;
+  const macAgingS = intOption('--mac-aging', v['mac-aging'], limits.macAgingMs.default / 1000, ma.min, ma.max);
   const statsS = intOption('--stats-interval', v['stats-interval'], 0, 0, 86_400);
   const busyPoll = intOption('--busy-poll', v['busy-poll'], defaults.busyPollMicros, 0, 10_000);
   const logLevel = v['log-level'] ?? defaultLogLevel;

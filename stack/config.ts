@@ -1,9 +1,14 @@
+import { limits } from './limits.js';
+
 /**
- * Capacities and timeouts a user may want to change, in one place; the CLI
- * overrides some of them through src/options.ts. Sizes that follow from a
- * protocol or from the engine's own memory layout (reassembly slots, ring
- * pools, pending ARP queues, per-table caps such as UDP_MAX_FLOWS) stay named
- * constants next to the code they bound, each with its reason.
+ * Settings a user may want to change, in one place; the CLI overrides some
+ * of them through src/options.ts. Every cap, timeout and budget (flow
+ * tables, the bridge's MAC table, the TCP buffer budget, the DNS forwarder's
+ * upstream wait) has its default, unit and command-line name in
+ * stack/limits.ts; the entries below that name one take its default from
+ * there, for the callers that read `defaults`. Sizes that follow from a
+ * protocol or from the engine's own memory layout stay named constants next
+ * to the code they bound, each with its reason.
  */
 export const defaults = {
   /** Network the gateway serves (slirp's default). */
@@ -11,39 +16,20 @@ export const defaults = {
   mtu: 1500,
   /** slirp's gateway MAC: 52:55 then the gateway address 10.0.2.2. */
   gatewayMac: '52:55:0a:00:02:02',
-  /** MAC entries the bridge remembers; beyond this the least recently seen is evicted. */
-  macTableSize: 4096,
-  /** Linux bridge's default ageing time. */
-  macAgingMs: 300_000,
+  macTableSize: limits.macTableSize.default,
+  macAgingMs: limits.macAgingMs.default,
   /** How often the bridge sweeps expired MAC entries. Lookups also ignore stale entries. */
   macSweepMs: 1_000,
-  /** TCP connections proxied at once; each holds a host socket (an fd). */
-  tcpMaxFlows: 65_536,
-  /**
-   * A connection with no segment either way for this long is reset: the
-   * guest may be gone without a FIN. Two hours, the usual keepalive time.
-   */
-  tcpIdleTimeoutMs: 7_200_000,
-  /**
-   * TCP buffer memory all connections share beyond their first rings (64 KiB
-   * send, 16 KiB receive): a ring grows, and a window opens, past those only
-   * with room here (stack/tcp/buffer-budget.ts). 512 MiB is 64 connections
-   * at their full 4 MiB both ways; everything beyond works with smaller
-   * windows instead of holding 8 MiB each.
-   */
-  tcpBufferMemory: 512 * 1024 * 1024,
-  /** A host connect that has not completed by then fails the guest's SYN. */
-  tcpDialTimeoutMs: 20_000,
-  udpMaxFlows: 4096,
-  /** Linux conntrack's UDP stream timeout. */
-  udpIdleTimeoutMs: 60_000,
-  /** DNS flows are one query and one answer. */
-  udpDnsIdleTimeoutMs: 10_000,
-  icmpMaxFlows: 1024,
-  /** Linux conntrack's ICMP timeout. */
-  icmpIdleTimeoutMs: 30_000,
-  /** Wait for an upstream resolver before trying the next. */
-  dnsTimeoutMs: 2_000,
+  tcpMaxFlows: limits.tcpMaxFlows.default,
+  tcpIdleTimeoutMs: limits.tcpIdleTimeoutMs.default,
+  tcpBufferMemory: limits.tcpBufferMemory.default,
+  tcpDialTimeoutMs: limits.tcpDialTimeoutMs.default,
+  udpMaxFlows: limits.udpMaxFlows.default,
+  udpIdleTimeoutMs: limits.udpIdleTimeoutMs.default,
+  udpDnsIdleTimeoutMs: limits.udpDnsIdleTimeoutMs.default,
+  icmpMaxFlows: limits.icmpMaxFlows.default,
+  icmpIdleTimeoutMs: limits.icmpIdleTimeoutMs.default,
+  dnsTimeoutMs: limits.dnsTimeoutMs.default,
   /** The IPv6 /64 on the link (gateway ::2, DNS ::3), as slirp4netns and pasta use. */
   ipv6Prefix: 'fd00::/64',
   /**

@@ -41,9 +41,11 @@ import { buildServfail, DnsHeaderView, DNS_HEADER_LEN, questionSectionEnd } from
 import type { LocalNames } from './dns-local-names.js';
 import { newDropCounters, withDrops, type DropCounts } from './counters.js';
 import type { DropReason } from './drop-reasons.js';
+import { limits } from './limits.js';
 
-export const DNS_TIMEOUT_MS = 2_000;
-export const DNS_MAX_PENDING = 1024;
+/** Defaults: stack/limits.ts. */
+export const DNS_TIMEOUT_MS: number = limits.dnsTimeoutMs.default;
+export const DNS_MAX_PENDING: number = limits.dnsMaxPending.default;
 /**
  * Queries are a name and an EDNS record, well under 512 bytes; 4 KiB leaves
  * room for any option a client may add and bounds what a slot can grow to.

@@ -190,7 +190,7 @@ export const DROP_REASONS = [
   'blocked-dns-port',
   'blocked-local',
   'blocked-port-zero',
-  // flow tables (stack/nat/flow-key.ts)
+  // flow tables (stack/nat/flow-table.ts)
   'flow-table-full',
   'flow-guest-share-full',
   // TCP NAT (stack/nat/tcp-nat.ts)

@@ -1,4 +1,5 @@
 import { defaults } from '../../stack/config.js';
+import { helpText, limitHelp, limits } from '../../stack/limits.js';
 
 const commonOptions = `
 Network:
@@ -25,22 +26,11 @@ IPv6 (on by default when the MTU is at least 1280):
   --disable-ipv6         no IPv6: no router advertisements, no IPv6 NAT
 
 Bridge:
-  --mac-table-size N     MAC addresses remembered; the least recently seen is evicted
-                         beyond this (default ${defaults.macTableSize})
-  --mac-aging SECONDS    forget a MAC not seen for this long (default ${defaults.macAgingMs / 1000})
+  --mac-table-size N     ${helpText(limits.macTableSize, 25)}
+  --mac-aging SECONDS    ${helpText(limits.macAgingMs, 25)}
 
 Limits (repeatable --limit NAME=N; what happens at each: README, Reliability):
-  --limit tcp-flows=N    TCP connections at once (default ${defaults.tcpMaxFlows}); a SYN beyond gets a RST
-  --limit udp-flows=N    UDP flows (default ${defaults.udpMaxFlows}); beyond, an idle one is reused or the datagram dropped
-  --limit icmp-flows=N   ICMP echo flows (default ${defaults.icmpMaxFlows}); the same
-  --limit tcp-idle=S     reset a connection silent both ways this long (default ${defaults.tcpIdleTimeoutMs / 1000})
-  --limit udp-idle=S     close an idle UDP flow (default ${defaults.udpIdleTimeoutMs / 1000})
-  --limit icmp-idle=S    close an idle ICMP flow (default ${defaults.icmpIdleTimeoutMs / 1000})
-  --limit reassembly-timeout=S
-                         drop an incomplete fragmented datagram (default 30)
-  --limit tcp-buffers=MIB
-                         TCP buffer memory all connections share beyond their first
-                         80 KiB each (default ${defaults.tcpBufferMemory / 1048576}); past it, smaller windows
+${limitHelp()}
 
 ICMP: pings to hosts beyond the gateway use unprivileged ping sockets, which need the
   group in net.ipv4.ping_group_range. Run as root, usernet widens that range to include

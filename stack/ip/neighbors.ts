@@ -27,17 +27,18 @@
  *   learn/poll; they may send frames but must not call resolve for the same
  *   address re-entrantly (they would be queued behind a finished lookup).
  */
+import { limits } from '../limits.js';
 
-/** Learned entries kept at most. */
-export const NEIGHBOR_CAPACITY = 1024;
-/** ARP requests per resolution: Linux's ucast+mcast probes default to 3. */
-export const ARP_ATTEMPTS = 3;
-/** Between requests (Linux's retrans_time default). */
-export const ARP_RETRY_MS = 1_000;
-/** Addresses being resolved at once: each is a guest that has not spoken, so a handful is plenty. */
-export const ARP_MAX_PENDING = 64;
+/** Learned entries kept at most (defaults and reasons: stack/limits.ts). */
+export const NEIGHBOR_CAPACITY: number = limits.neighborCapacity.default;
+/** ARP requests per resolution. */
+export const ARP_ATTEMPTS: number = limits.arpAttempts.default;
+/** Between requests. */
+export const ARP_RETRY_MS: number = limits.arpRetryMs.default;
+/** Addresses being resolved at once. */
+export const ARP_MAX_PENDING: number = limits.arpMaxPending.default;
 /** What may wait for one address: connections or datagrams arriving while ARP runs. */
-export const ARP_MAX_WAITERS = 64;
+export const ARP_MAX_WAITERS: number = limits.arpMaxWaiters.default;
 
 export interface NeighborWaiter {
   resolved(mac: number, now: number): void;

@@ -46,11 +46,12 @@
 import type { IpAddresses } from './ip-addresses.js';
 import { newDropCounters, type DropCounts } from '../counters.js';
 import type { DropReason } from '../drop-reasons.js';
+import { limits } from '../limits.js';
 
-export const REASSEMBLY_MAX_DATAGRAMS = 64;
-export const REASSEMBLY_MAX_BYTES = 4 * 1024 * 1024;
-/** Linux' net.ipv4.ipfrag_time default. */
-export const REASSEMBLY_TIMEOUT_MS = 30_000;
+/** Defaults and reasons: stack/limits.ts. */
+export const REASSEMBLY_MAX_DATAGRAMS: number = limits.reassemblyMaxDatagrams.default;
+export const REASSEMBLY_MAX_BYTES: number = limits.reassemblyMaxBytes.default;
+export const REASSEMBLY_TIMEOUT_MS: number = limits.reassemblyTimeoutMs.default;
 /** Total length is 16 bits and includes at least a 20-byte header. */
 export const MAX_REASSEMBLED_PAYLOAD = 65535 - 20;
 /** The fragment offset field is 13 bits of 8-byte units. */

@@ -3,7 +3,7 @@
  * 'flowOpened' and 'flowClosed' events, src/network.ts).
  *
  * How it works
- * - The TCP NAT and the UDP and ICMP flow tables hold a `FlowEvents` or null.
+ * - Each protocol's flow table (flow-table.ts) holds a `FlowEvents` or null.
  *   Null is the default and costs one comparison per flow opened or closed:
  *   nothing on the per-packet path, nothing allocated.
  * - `opened` is called once the flow is in its table with its addresses
@@ -12,7 +12,7 @@
  *   A flow id is unique among the live flows of one protocol and is reused
  *   after `closed`.
  */
-import type { NatFlow } from './flow-key.js';
+import type { NatFlow } from './flow-table.js';
 
 export type FlowProto = 'tcp' | 'udp' | 'icmp';
 

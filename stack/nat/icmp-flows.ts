@@ -12,24 +12,27 @@
  * - Key: guest ip * 2^16 + guest identifier, then destination ip, in a
  *   hashed index (FlowIndex); addresses are handles of either IP version
  *   (ip-addresses.ts), and a flow holds a reference on its three addresses
- *   while it is in the table (given `addrs`); ids, pooled flow objects and activity order
- *   come from flow-key.ts, so steady-state echo traffic allocates nothing.
+ *   while it is in the table (given `addrs`); ids, reused flow objects, activity order,
+ *   the cap and the share come from the flow table (flow-table.ts), so
+ *   steady-state echo traffic allocates nothing.
  * - Idle timeout 30 s (Linux conntrack's ICMP timeout); poll(now) at
  *   pollAt() expires flows and reports each through onClose so the runtime
  *   closes the ping socket.
- * - At most maxFlows (1024) flows: ping is low volume, and each flow holds a
+ * - At most maxFlows (1024, stack/limits.ts) flows: ping is low volume, and each flow holds a
  *   host socket. When full, a new flow evicts the least recently active flow
  *   already past its timeout, else it is refused ('flow-table-full'). With
  *   `guestShare` (the NAT gives 7/8 of the table), one guest address holds
  *   at most that many ('flow-guest-share-full').
  */
-import { endpointKey, FlowIndex, FlowTableCore, NatFlow, type FlowCloseReason, type FlowTableStats } from './flow-key.js';
+import { endpointKey, type FlowIndex } from './flow-key.js';
+import { FlowTable, NatFlow, type FlowCloseReason, type FlowTableStats } from './flow-table.js';
+import { limits } from '../limits.js';
 import type { FlowEvents } from './flow-events.js';
 import type { IpAddresses } from '../ip/ip-addresses.js';
 import type { DropCounts } from '../counters.js';
 
-export const ICMP_MAX_FLOWS = 1024;
-export const ICMP_IDLE_TIMEOUT_MS = 30_000;
+export const ICMP_MAX_FLOWS: number = limits.icmpMaxFlows.default;
+export const ICMP_IDLE_TIMEOUT_MS: number = limits.icmpIdleTimeoutMs.default;
 
 export class IcmpFlow extends NatFlow {
   guestIp = 0;
@@ -54,29 +57,31 @@ export interface IcmpFlowTableOptions {
 }
 
 export class IcmpFlowTable {
-  private readonly core: FlowTableCore<IcmpFlow>;
-  private readonly index = new FlowIndex<IcmpFlow>();
+  private readonly core: FlowTable<IcmpFlow>;
+  /** The core's key index, for lookups on the per-packet path. */
+  private readonly index: FlowIndex<IcmpFlow>;
   private readonly addrs: IpAddresses | null;
 
   constructor(opts: IcmpFlowTableOptions = {}) {
     const addrs = opts.addrs ?? null;
     this.addrs = addrs;
-    this.core = new FlowTableCore<IcmpFlow>(
-      opts.maxFlows ?? ICMP_MAX_FLOWS,
-      [opts.idleTimeoutMs ?? ICMP_IDLE_TIMEOUT_MS],
-      () => new IcmpFlow(),
-      (f) => {
-        this.index.remove(f);
-      },
-      opts.onClose === undefined && addrs === null
-        ? null
-        : (id, f, reason) => {
-            opts.onClose?.(id, f, reason);
-            this.releaseAddresses(f);
-          },
-      'icmp',
-      opts.guestShare,
-    );
+    const idle = opts.idleTimeoutMs ?? ICMP_IDLE_TIMEOUT_MS;
+    this.core = new FlowTable<IcmpFlow>({
+      proto: 'icmp',
+      maxFlows: opts.maxFlows ?? ICMP_MAX_FLOWS,
+      // A class per timeout; a flow past its timeout may give its place to a new one.
+      classes: [{ timeoutMs: idle, evictAfterMs: idle }],
+      make: () => new IcmpFlow(),
+      onClose:
+        opts.onClose === undefined && addrs === null
+          ? null
+          : (id, f, reason) => {
+              opts.onClose?.(id, f, reason);
+              this.releaseAddresses(f);
+            },
+      guestShare: opts.guestShare,
+    });
+    this.index = this.core.index;
   }
 
   /** Flow start and end reports (stack/nat/flow-events.ts); null: none. */
@@ -123,7 +128,7 @@ export class IcmpFlowTable {
       this.core.touch(found, now);
       return found;
     }
-    const f = this.core.allocate(0, now, guestIp);
+    const f = this.core.allocate(0, g, dstIp, now, guestIp);
     if (f === null) return null;
     const a = this.addrs;
     f.guestIp = a === null ? guestIp : a.retain(guestIp);
@@ -131,7 +136,6 @@ export class IcmpFlowTable {
     f.dstIp = a === null ? dstIp : a.retain(dstIp);
     f.hostIp = a === null ? hostIp : a.retain(hostIp);
     f.hostIdent = -1;
-    this.index.add(f, g, dstIp);
     this.core.opened(f, false, f.guestIp, f.guestIdent, f.dstIp, 0);
     return f;
   }
@@ -161,7 +165,7 @@ export class IcmpFlowTable {
   remove(id: number): boolean {
     const f = this.core.byId(id);
     if (f === null) return false;
-    this.core.release(f, null);
+    this.core.release(f, 'removed');
     this.releaseAddresses(f);
     return true;
   }

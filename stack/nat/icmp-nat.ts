@@ -36,7 +36,7 @@ import type { IpOutput } from '../ip/ip-output.js';
 import type { IpPacket } from '../ip/ip-packet.js';
 import type { Neighbors } from '../ip/neighbors.js';
 import { IcmpFlowTable, type IcmpFlow } from './icmp-flows.js';
-import { guestShareOf } from './flow-key.js';
+import { guestShareOf } from '../limits.js';
 import { newDropCounters, type DropCounts } from '../counters.js';
 import type { DropReason } from '../drop-reasons.js';
 

@@ -33,22 +33,32 @@
  *   checksum. Segments longer than the MSS are GSO frames (gso_size = the
  *   connection's sendMss): a vnet tap takes them as they are, and the bridge
  *   cuts them for plain taps.
- * - Timers: one DeadlineQueue for all flows; each flow is queued at the
- *   earlier of its connection's pollAt and its idle deadline.
- * - Limits: at most `maxFlows` flows. When the table is full, a new SYN
- *   takes the place of the oldest flow still in its handshake (its open pending or
- *   SYN-RECEIVED: it has accepted no data), which is reset and counted
- *   ('tcp-handshake-evicted'), as Linux drops the oldest request of a full
- *   SYN queue: a SYN flood cannot hold the table with half-open flows. With
- *   none to evict, the SYN gets a RST and a count ('tcp-flow-table-full').
- *   One guest address may hold at most maxFlows - floor(maxFlows / 8)
+ * - The flows live in a FlowTable (flow-table.ts), as UDP's and ICMP's do:
+ *   ids (dense: the id freed last is reused first), the key index, the cap,
+ *   the per-guest share, eviction, the deadlines and FlowEvents are the
+ *   table's; a TcpFlow is a new object per connection (a closed one may
+ *   still be held by the host side, which tests `closed`).
+ * - Timers: the table's deadlines (one DeadlineQueue by id); each flow is
+ *   queued at the earlier of its connection's pollAt and its idle deadline,
+ *   or, while its open is pending, at its dial deadline.
+ * - Limits (defaults in stack/limits.ts): at most `maxFlows` flows. The
+ *   table's two classes are the handshake (guest-opened flows, open pending
+ *   or SYN-RECEIVED: they have accepted no data, in the order they were
+ *   opened) and the open flows (established, and inbound ones). When the
+ *   table is full, a new SYN takes the place of the oldest flow still in its
+ *   handshake, which is reset and counted ('tcp-handshake-evicted'), as
+ *   Linux drops the oldest request of a full SYN queue: a SYN flood cannot
+ *   hold the table with half-open flows. With none to evict, the SYN gets a
+ *   RST and a count ('tcp-flow-table-full'). One guest address may hold at
+ *   most guestShareOf(maxFlows) = maxFlows - floor(maxFlows / 8)
  *   guest-opened flows ('tcp-guest-share-full' beyond, with a RST): the last
  *   eighth stays for the other guests, so one guest's connection flood does
  *   not refuse every other guest's connections. (A guest that owns many
- *   addresses is not stopped by this; the share is per address.)
- *   flows idle for `idleTimeoutMs` are reset; a dial that takes longer than
+ *   addresses is not stopped by this; the share is per address.) An inbound
+ *   open evicts nothing ('inbound-flow-table-full').
+ *   Flows idle for `idleTimeoutMs` are reset; a dial that takes longer than
  *   `dialTimeoutMs` (set by the runtime) ends in ICMP host unreachable, from
- *   the same deadline queue.
+ *   the same deadlines.
  * - A flow leaves the table when its connection closes (onClosed), or when
  *   its pending open ends without one; the runtime hears of it through
  *   `host.onClosed` and releases its socket (a pending flow has no rings to
@@ -94,8 +104,9 @@ import { TcpConnection, type TcpCloseReason, type TcpEnv, type TcpSegmentOut, ty
 import type { TcpConfig } from '../tcp/config.js';
 import { writeIcmpError } from '../ip4/icmp-errors.js';
 import type { AddressMap } from './address-map.js';
-import { DeadlineQueue } from '../deadline-queue.js';
-import { endpointKey, FlowIndex, NatFlow } from './flow-key.js';
+import { endpointKey, type FlowIndex } from './flow-key.js';
+import { FlowTable, NatFlow } from './flow-table.js';
+import { guestShareOf } from '../limits.js';
 import type { FlowEvents } from './flow-events.js';
 import type { GuestOutput } from '../guest-output.js';
 import { IPV6_HANDLE_BASE, type IpAddresses } from '../ip/ip-addresses.js';
@@ -113,6 +124,19 @@ const ICMP_UNREACH_HOST = 1;
 const SYN_QUOTE_MAX = 256;
 /** PendingSyn records kept for reuse. */
 const PENDING_POOL_MAX = 256;
+/**
+ * The table's classes: guest-opened flows start in their handshake (open
+ * pending or SYN-RECEIVED), in the order they were opened, and any of them
+ * may be evicted for a new SYN, oldest first; established flows (and
+ * inbound ones from the start) are never evicted. Neither class times out
+ * in the table: a flow's idle and dial timeouts are deadlines of its own.
+ */
+const CLASS_HANDSHAKE = 0;
+const CLASS_OPEN = 1;
+const TCP_CLASSES = [
+  { timeoutMs: Infinity, evictAfterMs: 0 },
+  { timeoutMs: Infinity, evictAfterMs: Infinity },
+] as const;
 /** IPv6 header minus IPv4 header: what an IPv6 segment gives up of the MSS. */
 const IPV6_EXTRA_HEADER = 20;
 /**
@@ -230,6 +254,7 @@ export class TcpFlow extends NatFlow implements TcpEnv, TcpStream {
   }
   onEstablished(): void {
     if (this.inbound) this.nat.host.onEstablished?.(this);
+    else this.nat.handshakeDone(this);
   }
   onReadable(): void {
     this.nat.host.onReadable(this);
@@ -299,18 +324,16 @@ export interface TcpNatStats {
 
 export class TcpNat {
   host!: TcpHostEnv;
-  /** Flow start and end reports (stack/nat/flow-events.ts); null: none. */
-  events: FlowEvents | null = null;
   /**
    * How long a dial may take before the guest gets ICMP host unreachable
    * (dialFailed 'ETIMEDOUT'). The host side sets it: it knows its sockets. A
    * deadline in the shared queue, not a timer per dial.
    */
   dialTimeoutMs = Infinity;
-  private readonly index = new FlowIndex<TcpFlow>();
-  private readonly flows: (TcpFlow | null)[] = [null];
-  private readonly freeIds: number[] = [];
-  private readonly deadlines = new DeadlineQueue();
+  /** Ids, keys, caps, the guest share, eviction, deadlines and FlowEvents (flow-table.ts). */
+  private readonly flows: FlowTable<TcpFlow>;
+  /** The table's key index, for lookups on the per-segment path. */
+  private readonly index: FlowIndex<TcpFlow>;
   private dirty: TcpFlow[] = [];
   private dirtyCount = 0;
   private readonly held: TcpFlow[] = [];
@@ -319,13 +342,6 @@ export class TcpNat {
   private readonly rst: TcpHeaderFields = { srcPort: 0, dstPort: 0, seq: 0, ack: 0, flags: 0, window: 0, urgent: 0 };
   private ipIdent = 1;
   private now = 0;
-  private active = 0;
-  private created = 0;
-  /** Guest-opened flows in the order they were opened; those past their handshake are skipped lazily (evictHandshake). */
-  private readonly handshakes: TcpFlow[] = [];
-  private handshakesHead = 0;
-  /** Guest-opened flows per guest address (handle). */
-  private readonly perGuest = new Map<number, number>();
   private readonly closedBy: Record<TcpCloseReason, number> = { normal: 0, reset: 0, timeout: 0, refused: 0 };
   private refusedByPolicy = 0;
   private rstForUnknown = 0;
@@ -358,15 +374,36 @@ export class TcpNat {
   ) {
     this.addrs = opts.addrs;
     this.tcp6 = Object.freeze({ ...opts.tcp, mss: Math.max(536, opts.tcp.mss - IPV6_EXTRA_HEADER) });
+    this.flows = new FlowTable<TcpFlow>({
+      proto: 'tcp',
+      maxFlows: opts.maxFlows,
+      classes: TCP_CLASSES,
+      // A new object per flow: a closed flow may still be held (see flow-table.ts, "Flow objects").
+      make: () => new TcpFlow(this),
+      reuse: false,
+      idOrder: 'lifo',
+      guestShare: guestShareOf(opts.maxFlows),
+      evict: (f, now) => this.evictHandshake(f, now),
+      deadlines: true,
+    });
+    this.index = this.flows.index;
+  }
+
+  /** Flow start and end reports (stack/nat/flow-events.ts); null: none. */
+  get events(): FlowEvents | null {
+    return this.flows.events;
+  }
+  set events(e: FlowEvents | null) {
+    this.flows.events = e;
   }
 
   get flowCount(): number {
-    return this.active;
+    return this.flows.size;
   }
 
   /** Every live flow (for shutdown and diagnostics; allocates). */
   liveFlows(): TcpFlow[] {
-    return this.flows.filter((f): f is TcpFlow => f !== null);
+    return this.flows.liveFlows();
   }
 
   /** One guest segment (either IP version). Returns a drop reason or null. */
@@ -416,23 +453,14 @@ export class TcpNat {
       else this.sendRstFor(pkt, now);
       return null;
     }
-    const max = this.opts.maxFlows;
-    if ((this.perGuest.get(pkt.src) ?? 0) >= max - Math.floor(max / 8)) {
+    // Over the guest's share, or full with no handshake to evict (see "Limits" at the top).
+    const flow = this.flows.allocate(CLASS_HANDSHAKE, keyA, keyB, now, pkt.src);
+    if (flow === null) {
       this.sendRstFor(pkt, now);
-      return 'tcp-guest-share-full';
+      return this.flows.lastRefusal === 'flow-guest-share-full' ? 'tcp-guest-share-full' : 'tcp-flow-table-full';
     }
-    if (this.active >= max && !this.evictHandshake(now)) {
-      this.sendRstFor(pkt, now);
-      return 'tcp-flow-table-full';
-    }
-    const flow = new TcpFlow(this);
-    flow.id = this.freeIds.length > 0 ? this.freeIds.pop()! : this.flows.length;
-    this.flows[flow.id] = flow;
-    flow.createdAt = now;
-    flow.lastActivity = now;
     const a = this.addrs;
     flow.guestIp = a.retain(pkt.src);
-    this.perGuest.set(flow.guestIp, (this.perGuest.get(flow.guestIp) ?? 0) + 1);
     flow.guestPort = tcp.srcPort;
     flow.remoteIp = a.retain(pkt.dst);
     flow.remotePort = tcp.dstPort;
@@ -443,12 +471,7 @@ export class TcpNat {
     const syn = this.pendingPool.pop() ?? new PendingSyn();
     syn.hold(pkt, tcp);
     flow.syn = syn;
-    this.index.add(flow, keyA, keyB);
-    this.active++;
-    this.created++;
-    this.handshakes.push(flow);
-    this.trimHandshakes();
-    if (this.events !== null) this.events.opened('tcp', flow, false, flow.guestIp, flow.guestPort, flow.remoteIp, flow.remotePort);
+    this.flows.opened(flow, false, flow.guestIp, flow.guestPort, flow.remoteIp, flow.remotePort);
     this.host.dial(flow);
     this.schedule(flow);
     return null;
@@ -463,7 +486,8 @@ export class TcpNat {
    */
   openInbound(guestIp: number, guestPort: number, guestMac: number, host: unknown, now: number): TcpFlow | null {
     this.now = now;
-    if (this.active >= this.opts.maxFlows) {
+    // An inbound open evicts nothing: the guest's handshakes keep their places.
+    if (this.flows.size >= this.flows.maxFlows) {
       this.bump('inbound-flow-table-full');
       return null;
     }
@@ -478,11 +502,8 @@ export class TcpNat {
       this.bump('inbound-no-port');
       return null;
     }
-    const flow = new TcpFlow(this);
-    flow.id = this.freeIds.length > 0 ? this.freeIds.pop()! : this.flows.length;
-    this.flows[flow.id] = flow;
-    flow.createdAt = now;
-    flow.lastActivity = now;
+    // Not full and counted for no guest: this cannot be refused.
+    const flow = this.flows.allocate(CLASS_OPEN, keyA, endpointKey(gw, port), now) as TcpFlow;
     flow.inbound = true;
     flow.guestIp = this.addrs.retain(guestIp);
     flow.guestPort = guestPort;
@@ -490,12 +511,9 @@ export class TcpNat {
     flow.remotePort = port;
     flow.guestMac = guestMac;
     flow.host = host;
-    this.index.add(flow, keyA, endpointKey(gw, port));
-    this.active++;
-    this.created++;
     this.inboundOpened++;
     flow.conn = TcpConnection.connect(guestIp >= IPV6_HANDLE_BASE ? this.tcp6 : this.opts.tcp, flow, now, port, guestPort);
-    if (this.events !== null) this.events.opened('tcp', flow, true, flow.guestIp, flow.guestPort, flow.remoteIp, flow.remotePort);
+    this.flows.opened(flow, true, flow.guestIp, flow.guestPort, flow.remoteIp, flow.remotePort);
     this.schedule(flow);
     return flow;
   }
@@ -645,14 +663,13 @@ export class TcpNat {
   }
 
   pollAt(): number {
-    return this.deadlines.peekTime();
+    return this.flows.pollAt();
   }
 
   poll(now: number): void {
     this.now = now;
-    for (let id = this.deadlines.popDue(now); id >= 0; id = this.deadlines.popDue(now)) {
-      const flow = this.flows[id];
-      if (flow === null || flow === undefined || flow.closed) continue;
+    for (let flow = this.flows.popDue(now); flow !== null; flow = this.flows.popDue(now)) {
+      if (flow.closed) continue;
       if (flow.syn !== null) {
         if (now - flow.createdAt >= this.dialTimeoutMs) this.dialFailed(flow, 'ETIMEDOUT', now);
         else this.schedule(flow);
@@ -681,14 +698,14 @@ export class TcpNat {
   stats(): TcpNatStats {
     let fromGuest = this.closedBytesFromGuest;
     let toGuest = this.closedBytesToGuest;
-    for (const f of this.flows) {
-      if (f === null || f === undefined || f.syn !== null) continue;
+    for (const f of this.flows.liveFlows()) {
+      if (f.syn !== null) continue;
       fromGuest += f.conn.counters.bytesIn;
       toGuest += f.conn.counters.bytesOut;
     }
     return {
-      active: this.active,
-      created: this.created,
+      active: this.flows.size,
+      created: this.flows.created,
       closed: { ...this.closedBy },
       refusedByPolicy: this.refusedByPolicy,
       rstForUnknown: this.rstForUnknown,
@@ -714,17 +731,10 @@ export class TcpNat {
     const bytesOut = pending ? 0 : flow.conn.counters.bytesOut;
     this.closedBytesFromGuest += bytesIn;
     this.closedBytesToGuest += bytesOut;
-    this.index.remove(flow);
-    this.deadlines.cancel(flow.id);
-    this.flows[flow.id] = null;
-    this.freeIds.push(flow.id);
-    this.active--;
-    if (!flow.inbound) {
-      const n = (this.perGuest.get(flow.guestIp) ?? 1) - 1;
-      if (n === 0) this.perGuest.delete(flow.guestIp);
-      else this.perGuest.set(flow.guestIp, n);
-    }
-    if (this.events !== null) this.events.closed('tcp', flow, reason, bytesIn, bytesOut);
+    // The table reports these to FlowEvents with the reason, then frees the id, key, share and deadline.
+    flow.bytesOut = bytesIn;
+    flow.bytesIn = bytesOut;
+    this.flows.release(flow, reason);
     this.host.onClosed(flow, reason);
     // After the runtime heard of it (a pending flow is still recognisable as one by `syn`).
     this.releaseSyn(flow);
@@ -746,11 +756,11 @@ export class TcpNat {
   private schedule(flow: TcpFlow): void {
     if (flow.closed) return;
     if (flow.syn !== null) {
-      this.deadlines.schedule(flow.id, flow.createdAt + this.dialTimeoutMs);
+      this.flows.schedule(flow, flow.createdAt + this.dialTimeoutMs);
       return;
     }
     const c = flow.conn;
-    this.deadlines.schedule(flow.id, Math.min(c.pollAt(), c.lastActivity + this.opts.idleTimeoutMs));
+    this.flows.schedule(flow, Math.min(c.pollAt(), c.lastActivity + this.opts.idleTimeoutMs));
   }
 
   /** Writes one segment of `flow` to its guest. */
@@ -905,47 +915,26 @@ export class TcpNat {
     return this.ipIdent;
   }
 
-  /**
-   * Resets the oldest guest-opened flow still in its handshake, to make room
-   * in a full table; false when there is none. The queue holds each flow
-   * once, from open(); it is trimmed as it is walked and compacted when
-   * mostly dead (trimHandshakes).
-   */
-  private evictHandshake(now: number): boolean {
-    const q = this.handshakes;
-    let evicted = false;
-    while (this.handshakesHead < q.length) {
-      const f = q[this.handshakesHead++];
-      if (!inHandshake(f)) continue;
-      this.bump('tcp-handshake-evicted');
-      if (f.syn !== null) this.closePending(f, 'reset', true, now);
-      else f.conn.abort(now);
-      evicted = f.closed;
-      break;
-    }
-    if (this.handshakesHead === q.length) {
-      q.length = 0;
-      this.handshakesHead = 0;
-    }
-    return evicted;
+  /** A guest-opened flow completed its handshake: it is no longer the SYN queue's to evict. */
+  handshakeDone(flow: TcpFlow): void {
+    this.flows.setClass(flow, CLASS_OPEN);
   }
 
   /**
-   * Keeps the handshake queue short when no eviction walks it (a table that
-   * never fills): past twice the live flows it keeps only the flows still in
-   * their handshake, so closed flows are not held (amortised O(1): each trim
-   * halves it at least).
+   * The table is full and `f` is the oldest flow of the handshake class: reset
+   * it to make room ('tcp-handshake-evicted'), unless it has left its
+   * handshake without saying so (then it moves to the open class and the
+   * table looks at the next one). True if it left the table.
    */
-  private trimHandshakes(): void {
-    const q = this.handshakes;
-    if (q.length <= 2 * this.active + 64) return;
-    let n = 0;
-    for (let i = this.handshakesHead; i < q.length; i++) {
-      const f = q[i];
-      if (inHandshake(f)) q[n++] = f;
+  private evictHandshake(f: TcpFlow, now: number): boolean {
+    if (!inHandshake(f)) {
+      this.flows.setClass(f, CLASS_OPEN);
+      return false;
     }
-    q.length = n;
-    this.handshakesHead = 0;
+    this.bump('tcp-handshake-evicted');
+    if (f.syn !== null) this.closePending(f, 'reset', true, now);
+    else f.conn.abort(now);
+    return f.closed;
   }
 
   private bump(reason: DropReason): void {

@@ -8,8 +8,9 @@
  *   allocation per lookup.
  * - Each flow has a small integer id (for the runtime's socket array), the
  *   host destination the address map chose, and packet/byte counters each
- *   way. Flow objects are pooled by id (see flow-key.ts), so neither lookups
- *   nor flow creation allocate in steady state.
+ *   way. Ids, keys, the cap, the share, expiry and eviction are the flow
+ *   table's (flow-table.ts); flow objects are reused with their id, so
+ *   neither lookups nor flow creation allocate in steady state.
  * - Idle timeouts: 60 s, like Linux conntrack's UDP stream timeout, and
  *   10 s for DNS (destination port 53), whose flows are one query and one
  *   answer and would otherwise pile up as each query uses a new source port.
@@ -18,7 +19,7 @@
  *   socket.
  * - Addresses are handles of either IP version (ip-addresses.ts); a flow
  *   holds a reference on its three addresses while it is in the table.
- * - At most maxFlows (4096) flows. When full, a new flow evicts the least
+ * - At most maxFlows (4096, stack/limits.ts) flows. When full, a new flow evicts the least
  *   recently active flow that is already past its timeout; if there is none
  *   the new flow is refused ('flow-table-full') rather than breaking a live
  *   one. With `guestShare` (the NAT gives 7/8 of the table), one guest
@@ -26,14 +27,16 @@
  *   forwards' flows count for no guest.
  */
 import { DNS_PORT } from './address-map.js';
-import { endpointKey, FlowIndex, FlowTableCore, NatFlow, type FlowCloseReason, type FlowTableStats } from './flow-key.js';
+import { endpointKey, type FlowIndex } from './flow-key.js';
+import { FlowTable, NatFlow, type FlowCloseReason, type FlowTableStats } from './flow-table.js';
+import { limits } from '../limits.js';
 import type { FlowEvents } from './flow-events.js';
 import type { IpAddresses } from '../ip/ip-addresses.js';
 import type { DropCounts } from '../counters.js';
 
-export const UDP_MAX_FLOWS = 4096;
-export const UDP_IDLE_TIMEOUT_MS = 60_000;
-export const UDP_DNS_IDLE_TIMEOUT_MS = 10_000;
+export const UDP_MAX_FLOWS: number = limits.udpMaxFlows.default;
+export const UDP_IDLE_TIMEOUT_MS: number = limits.udpIdleTimeoutMs.default;
+export const UDP_DNS_IDLE_TIMEOUT_MS: number = limits.udpDnsIdleTimeoutMs.default;
 
 const CLASS_DEFAULT = 0;
 const CLASS_DNS = 1;
@@ -65,29 +68,35 @@ export interface UdpFlowTableOptions {
 }
 
 export class UdpFlowTable {
-  private readonly core: FlowTableCore<UdpFlow>;
-  private readonly index = new FlowIndex<UdpFlow>();
+  private readonly core: FlowTable<UdpFlow>;
+  /** The core's key index, for lookups on the per-packet path. */
+  private readonly index: FlowIndex<UdpFlow>;
   private readonly addrs: IpAddresses | null;
 
   constructor(opts: UdpFlowTableOptions = {}) {
     const addrs = opts.addrs ?? null;
     this.addrs = addrs;
-    this.core = new FlowTableCore<UdpFlow>(
-      opts.maxFlows ?? UDP_MAX_FLOWS,
-      [opts.idleTimeoutMs ?? UDP_IDLE_TIMEOUT_MS, opts.dnsIdleTimeoutMs ?? UDP_DNS_IDLE_TIMEOUT_MS],
-      () => new UdpFlow(),
-      (f) => {
-        this.index.remove(f);
-      },
-      opts.onClose === undefined && addrs === null
-        ? null
-        : (id, f, reason) => {
-            opts.onClose?.(id, f, reason);
-            this.releaseAddresses(f);
-          },
-      'udp',
-      opts.guestShare,
-    );
+    const idle = opts.idleTimeoutMs ?? UDP_IDLE_TIMEOUT_MS;
+    const dnsIdle = opts.dnsIdleTimeoutMs ?? UDP_DNS_IDLE_TIMEOUT_MS;
+    this.core = new FlowTable<UdpFlow>({
+      proto: 'udp',
+      maxFlows: opts.maxFlows ?? UDP_MAX_FLOWS,
+      // A class per timeout; a flow past its timeout may give its place to a new one.
+      classes: [
+        { timeoutMs: idle, evictAfterMs: idle },
+        { timeoutMs: dnsIdle, evictAfterMs: dnsIdle },
+      ],
+      make: () => new UdpFlow(),
+      onClose:
+        opts.onClose === undefined && addrs === null
+          ? null
+          : (id, f, reason) => {
+              opts.onClose?.(id, f, reason);
+              this.releaseAddresses(f);
+            },
+      guestShare: opts.guestShare,
+    });
+    this.index = this.core.index;
   }
 
   /** Flow start and end reports (stack/nat/flow-events.ts); null: none. */
@@ -147,7 +156,7 @@ export class UdpFlowTable {
       this.core.touch(found, now);
       return found;
     }
-    const f = this.core.allocate((dstPort & 0xffff) === DNS_PORT ? CLASS_DNS : CLASS_DEFAULT, now, inbound ? -1 : guestIp);
+    const f = this.core.allocate((dstPort & 0xffff) === DNS_PORT ? CLASS_DNS : CLASS_DEFAULT, g, d, now, inbound ? -1 : guestIp);
     if (f === null) return null;
     const a = this.addrs;
     f.guestIp = a === null ? guestIp >>> 0 : a.retain(guestIp);
@@ -156,7 +165,6 @@ export class UdpFlowTable {
     f.dstPort = dstPort & 0xffff;
     f.hostIp = a === null ? hostIp >>> 0 : a.retain(hostIp);
     f.hostPort = hostPort & 0xffff;
-    this.index.add(f, g, d);
     this.core.opened(f, inbound, f.guestIp, f.guestPort, f.dstIp, f.dstPort);
     return f;
   }
@@ -183,7 +191,7 @@ export class UdpFlowTable {
   remove(id: number): boolean {
     const f = this.core.byId(id);
     if (f === null) return false;
-    this.core.release(f, null);
+    this.core.release(f, 'removed');
     this.releaseAddresses(f);
     return true;
   }

@@ -1,7 +1,9 @@
 /**
- * TCP limits and timeouts. These belong with the engine's other capacities in
- * stack/config.ts; they live here until that module takes them over, and the
- * NAT passes one (frozen, shared) object to every connection.
+ * The TCP engine's settings: segment sizes, rings, RFC timers. They are the
+ * protocol's and the engine's memory layout, not caps on a table a peer can
+ * fill, so they stay here rather than in stack/limits.ts (which holds the
+ * budget all connections' rings share, tcpBufferMemory). The NAT passes one
+ * (frozen, shared) object to every connection.
  */
 export interface TcpConfig {
   /** MSS we advertise: MTU 1500 - 20 (IPv4) - 20 (TCP). */

@@ -18,7 +18,7 @@
  */
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { Sandbox } from './harness.js';
-import { guestShareOf } from '../../stack/nat/flow-key.js';
+import { guestShareOf } from '../../stack/limits.js';
 import {
   buildGenerator,
   dropCount,

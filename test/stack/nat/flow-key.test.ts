@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { endpointKey, FlowIndex, FlowTableCore, NatFlow, pairHash } from '../../../stack/nat/flow-key.js';
+import { endpointKey, FlowIndex, pairHash } from '../../../stack/nat/flow-key.js';
+import { NatFlow } from '../../../stack/nat/flow-table.js';
 
 describe('endpointKey', () => {
   it('is exact and distinct over the whole range', () => {
@@ -70,24 +71,5 @@ describe('FlowIndex', () => {
       }
     }
     expect(idx.size).toBe(live.size);
-  });
-});
-
-describe('FlowTableCore', () => {
-  it('reports the deadline per timeout class and refuses at the cap', () => {
-    const closed: number[] = [];
-    const core = new FlowTableCore<NatFlow>(2, [100, 10], () => new NatFlow(), () => {}, (id) => closed.push(id));
-    const a = core.allocate(0, 0)!;
-    const b = core.allocate(1, 0)!;
-    expect(core.deadline(a)).toBe(100);
-    expect(core.deadline(b)).toBe(10);
-    expect(core.pollAt()).toBe(10);
-    expect(core.allocate(0, 5)).toBeNull();
-    expect(core.drops['flow-table-full']).toBe(1);
-    core.touch(b, 50);
-    expect(core.pollAt()).toBe(60);
-    expect(core.poll(100)).toBe(2);
-    expect(closed.sort()).toEqual([1, 2]);
-    expect(core.size).toBe(0);
   });
 });

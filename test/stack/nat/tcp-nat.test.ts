@@ -218,6 +218,39 @@ describe('TcpNat: dial before SYN-ACK', () => {
     expect(nat.tcp.stats().drops['tcp-handshake-evicted']).toBe(2);
   });
 
+  it('never evicts an established flow: only the handshakes among them, else the SYN gets a RST', () => {
+    const { sink, gw, nat, host } = setup({ tcpMaxFlows: 16 });
+    // 16 flows from 16 addresses; all but the 9th complete their handshake.
+    for (let i = 0; i < 16; i++) {
+      gw.deliver(segment({ flags: TCP_SYN, src: GUEST + 1 + i, srcPort: 40000 + i }), i);
+      nat.tcp.dialSucceeded(host.dials[i], i);
+      nat.flush(i);
+      if (i === 8) continue;
+      const iss = tcpOf(sink.sent[sink.sent.length - 1]).seq;
+      gw.deliver(segment({ flags: TCP_ACK, src: GUEST + 1 + i, srcPort: 40000 + i, seq: 1001, ack: (iss + 1) >>> 0 }), i);
+      nat.flush(i);
+    }
+    expect(nat.tcp.flowCount).toBe(16);
+    sink.sent.length = 0;
+    // The oldest flows are established: the one still in SYN-RECEIVED makes room.
+    gw.deliver(segment({ flags: TCP_SYN, srcPort: 50000 }), 20);
+    expect(host.closed.map(([f]) => f)).toEqual([host.dials[8]]);
+    expect(nat.tcp.stats().drops['tcp-handshake-evicted']).toBe(1);
+    nat.tcp.dialSucceeded(host.dials[16], 21);
+    const iss = tcpOf(sink.sent[sink.sent.length - 1]).seq;
+    gw.deliver(segment({ flags: TCP_ACK, srcPort: 50000, seq: 1001, ack: (iss + 1) >>> 0 }), 21);
+    nat.flush(21);
+    sink.sent.length = 0;
+    // Now every flow is established: a new SYN is refused with a RST and no dial.
+    gw.deliver(segment({ flags: TCP_SYN, srcPort: 50001 }), 22);
+    expect(host.dials).toHaveLength(17);
+    expect(nat.tcp.flowCount).toBe(16);
+    expect(sink.sent).toHaveLength(1);
+    expect(tcpOf(sink.sent[0]).flags & TCP_RST).toBeTruthy();
+    expect(gw.counters.drops['tcp-flow-table-full']).toBe(1);
+    expect(nat.tcp.stats().drops['tcp-handshake-evicted']).toBe(1);
+  });
+
   it('keeps working through connection churn that trims the handshake queue', () => {
     const { gw, nat, host } = setup({ tcpMaxFlows: 16 });
     for (let i = 0; i < 300; i++) {

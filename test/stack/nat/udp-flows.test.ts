@@ -6,7 +6,7 @@ import {
   UdpFlowTable,
   type UdpFlow,
 } from '../../../stack/nat/udp-flows.js';
-import { guestShareOf } from '../../../stack/nat/flow-key.js';
+import { guestShareOf } from '../../../stack/limits.js';
 
 const GUEST = 0x0a000264; // 10.0.2.100
 const DST = 0x5db8d822;
