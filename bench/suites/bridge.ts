@@ -9,10 +9,13 @@
  * - vde_switch: a switch in the foreground (its stdin kept open by us, so it
  *   stays up and its PID is ours), one vde_plug2tap per namespace.
  * - kernel: a Linux bridge in a third namespace with a veth to each side.
+ *
+ * All of them are set up first; the repetitions then alternate between the
+ * systems (see bridgeSuite).
  */
 import type { BenchContext } from '../lib/context.js';
 import { parseTcp, parseUdp } from '../lib/iperf.js';
-import { repeat, type Row, type Sample, type SystemName } from '../lib/results.js';
+import { sample, type Row, type Sample, type SystemName } from '../lib/results.js';
 import { must, sh, sleep } from '../lib/sys.js';
 
 interface Pair {
@@ -118,41 +121,79 @@ interface BridgeResults {
   rtt: Sample;
 }
 
-async function measure(ctx: BenchContext, make: () => Promise<Pair>): Promise<BridgeResults> {
-  const mark = ctx.c.mark();
+type Metric = keyof BridgeResults;
+
+/** One system's switch with its two namespaces and the iperf3 server, ready to measure. */
+interface Setup {
+  name: SystemName;
+  pair: Pair | null;
+  /** Why it could not be set up. */
+  error: string | null;
+  reps: Record<Metric, number[]>;
+  errors: Record<Metric, string[]>;
+}
+
+const PORT = 5201;
+
+async function setUp(ctx: BenchContext, name: SystemName, make: () => Promise<Pair>): Promise<Setup> {
+  const s: Setup = { name, pair: null, error: null, reps: { tcp: [], udp: [], rtt: [] }, errors: { tcp: [], udp: [], rtt: [] } };
   try {
     const p = await make();
-    const port = 5201;
-    const srv = ctx.c.spawn('ip', ['netns', 'exec', p.b, 'iperf3', '-s', '--forceflush', '-B', p.ipB, '-p', String(port)], 'iperf3 server');
+    const srv = ctx.c.spawn('ip', ['netns', 'exec', p.b, 'iperf3', '-s', '--forceflush', '-B', p.ipB, '-p', String(PORT)], 'iperf3 server');
     await srv.waitFor(/Server listening/);
     // ARP and MAC learning happen here, outside the measured runs.
     pingAvgMs(p);
-    const tcp = await repeat(ctx.reps, async () => parseTcp(await iperf(ctx, p, port, [])).bitsPerSecond / 1e9);
-    const udp = await repeat(ctx.reps, async () => parseUdp(await iperf(ctx, p, port, ['-u', '-l', '64', '-b', '0'])).packetsPerSecond / 1e3);
-    const rtt = await repeat(ctx.reps, async () => pingAvgMs(p));
-    ctx.log(`  TCP ${tcp.value?.toFixed(2)} Gbit/s, UDP ${udp.value?.toFixed(0)} kpps, RTT ${rtt.value?.toFixed(3)} ms`);
-    return { tcp, udp, rtt };
+    s.pair = p;
   } catch (err) {
-    const e = (err as Error).message.split('\n')[0];
-    ctx.log(`  failed: ${e}`);
-    const f: Sample = { value: null, reps: [], errors: [e] };
-    return { tcp: f, udp: f, rtt: f };
+    s.error = (err as Error).message.split('\n')[0];
+    ctx.log(`  ${name}: set-up failed: ${s.error}`);
+  }
+  return s;
+}
+
+async function measureOnce(ctx: BenchContext, p: Pair, metric: Metric): Promise<number> {
+  if (metric === 'tcp') return parseTcp(await iperf(ctx, p, PORT, [])).bitsPerSecond / 1e9;
+  if (metric === 'udp') return parseUdp(await iperf(ctx, p, PORT, ['-u', '-l', '64', '-b', '0'])).packetsPerSecond / 1e3;
+  return pingAvgMs(p);
+}
+
+/**
+ * Every system is set up first and the repetitions then alternate between them (rep 1 of
+ * each, rep 2 of each, ...), metric by metric: on a machine shared with other work the load
+ * drifts over the minutes a suite takes, and measuring one system's repetitions back to back
+ * and the next system's a minute later put that drift into the ratios. The switches that are
+ * not being measured sit idle meanwhile.
+ */
+export async function bridgeSuite(ctx: BenchContext): Promise<Row[]> {
+  const mark = ctx.c.mark();
+  const setups: Setup[] = [];
+  try {
+    ctx.log('bridge: setting up the kernel bridge + veth, usernet (vnet offloads), usernet --no-offload' + (ctx.tools.vde ? ', vde_switch' : ''));
+    setups.push(await setUp(ctx, 'kernel', async () => kernelPair(ctx)));
+    setups.push(await setUp(ctx, 'usernet', () => usernetPair(ctx, true)));
+    setups.push(await setUp(ctx, 'usernet --no-offload', () => usernetPair(ctx, false)));
+    if (ctx.tools.vde) setups.push(await setUp(ctx, 'vde_switch', () => vdePair(ctx)));
+    for (const metric of ['tcp', 'udp', 'rtt'] as const) {
+      for (let rep = 0; rep < ctx.reps; rep++) {
+        for (const s of setups) {
+          if (s.pair === null) continue;
+          try {
+            s.reps[metric].push(await measureOnce(ctx, s.pair, metric));
+          } catch (err) {
+            s.errors[metric].push((err as Error).message.split('\n')[0].slice(0, 200));
+          }
+        }
+      }
+    }
   } finally {
     await ctx.c.release(mark);
   }
-}
-
-export async function bridgeSuite(ctx: BenchContext): Promise<Row[]> {
   const res = new Map<SystemName, BridgeResults>();
-  ctx.log('bridge: kernel bridge + veth');
-  res.set('kernel', await measure(ctx, async () => kernelPair(ctx)));
-  ctx.log('bridge: usernet (vnet offloads)');
-  res.set('usernet', await measure(ctx, () => usernetPair(ctx, true)));
-  ctx.log('bridge: usernet --no-offload');
-  res.set('usernet --no-offload', await measure(ctx, () => usernetPair(ctx, false)));
-  if (ctx.tools.vde) {
-    ctx.log('bridge: vde_switch');
-    res.set('vde_switch', await measure(ctx, () => vdePair(ctx)));
+  for (const s of setups) {
+    const pick = (m: Metric): Sample => (s.error !== null ? { value: null, reps: [], errors: [s.error] } : sample(s.reps[m], s.errors[m]));
+    const r: BridgeResults = { tcp: pick('tcp'), udp: pick('udp'), rtt: pick('rtt') };
+    ctx.log(`  ${s.name}: TCP ${r.tcp.value?.toFixed(2)} Gbit/s, UDP ${r.udp.value?.toFixed(0)} kpps, RTT ${r.rtt.value?.toFixed(3)} ms`);
+    res.set(s.name, r);
   }
   const row = (metric: string, unit: string, higher: boolean, pick: (r: BridgeResults) => Sample): Row => {
     const values: Row['values'] = {};
