@@ -48,7 +48,7 @@ export class NewReno {
 
   /** Third duplicate ACK: RFC 6582 §3.2 step 2. flight = SND.MAX - SND.UNA. */
   enterRecovery(flight: number, sndMax: number): void {
-    this.ssthresh = Math.max(flight / 2, 2 * this.smss);
+    this.ssthresh = Math.max(Math.floor(flight / 2), 2 * this.smss);
     this.cwnd = this.ssthresh + 3 * this.smss;
     this.inRecovery = true;
     this.recover = sndMax;
@@ -78,7 +78,7 @@ export class NewReno {
 
   /** Retransmission timeout (RFC 5681 §3.1 eq. 4, loss window of one segment). */
   onTimeout(flight: number): void {
-    this.ssthresh = Math.max(flight / 2, 2 * this.smss);
+    this.ssthresh = Math.max(Math.floor(flight / 2), 2 * this.smss);
     this.cwnd = this.smss;
     this.inRecovery = false;
     this.acc = 0;

@@ -32,4 +32,15 @@ describe('NewReno', () => {
     c.onTimeout(3000);
     expect([c.cwnd, c.ssthresh]).toEqual([1000, 2000]);
   });
+
+  it('keeps whole bytes when the flight is odd: a fractional window made a fractional segment length', () => {
+    const c = new NewReno(1448, 10);
+    c.enterRecovery(2_963_791, 5000);
+    expect(Number.isInteger(c.ssthresh) && Number.isInteger(c.cwnd)).toBe(true);
+    c.onAckInRecovery(5000, 1000, 1_481_895);
+    expect(Number.isInteger(c.cwnd)).toBe(true);
+    c.onTimeout(2_963_791);
+    expect(Number.isInteger(c.ssthresh)).toBe(true);
+    expect(c.ssthresh).toBe(1_481_895);
+  });
 });
