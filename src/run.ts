@@ -113,11 +113,12 @@ export async function runInNamespace(cmd: RunCommand, log: Logger): Promise<numb
     // The tap may run without the vnet header or keep another MTU (gVisor): the runtime follows it.
     // Forwards and socket ports wait: a -p to the guest's IPv6 address needs SLAAC first.
     if ((ns.queueFds ?? []).length > 0) {
-      // Engine shards, one per tap queue (src/shards/); no warm-up (its private stack is one thread's).
+      // Engine shards, one per tap queue (src/shards/), each warming up its own code.
       shards = await ShardSet.open(runtimeOptionsForTaps(o, [ns], log), log, ns);
       shards.onFatal = (err) => (shardFailure = err);
       const s = shards;
       stopStats = onStatsSignal(() => s.logStats());
+      s.startWarmUp();
     } else {
       if (workers > 1) multiqueueRefused(ns, cmd.workers !== null, log);
       network = await openNetwork(o, log, { handles: [ns], deferPorts: true });
@@ -153,6 +154,7 @@ export async function runInNamespace(cmd: RunCommand, log: Logger): Promise<numb
     else await internals?.startPorts();
     checkAbort();
     await internals?.stopWarmUp();
+    await shards?.stopWarmUp();
     let argv = cmd.argv;
     if (o.dns) {
       dnsDir = mkdtempSync(join(tmpdir(), 'usernet-dns-'));

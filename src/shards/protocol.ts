@@ -22,15 +22,18 @@ export interface ShardInit {
   peers: (MessagePort | null)[];
 }
 
+/** Requests carry an id; the shard answers each with a 'reply' of that id. */
 export type ToShard =
-  | { type: 'start-forwards'; forwards: ForwardSpec[] }
-  | { type: 'stats' }
-  | { type: 'close' };
+  | { type: 'start-forwards'; id: number; forwards: ForwardSpec[] }
+  | { type: 'stats'; id: number }
+  | { type: 'warm-up'; id: number }
+  | { type: 'stop-warm-up'; id: number }
+  | { type: 'close'; id: number };
 
 export type FromShard =
   | { type: 'ready' }
-  | { type: 'forwards-started' }
-  | { type: 'failed'; message: string; code: string | null }
+  | { type: 'reply'; id: number; ok: true; value: unknown }
+  | { type: 'reply'; id: number; ok: false; message: string; code: string | null }
   /** The shard cannot go on (its tap queue failed): the network is broken. */
   | { type: 'fatal'; message: string }
   | { type: 'closed' };

@@ -28,6 +28,7 @@ import { ConfigError, UsernetError } from '../errors.js';
 import { forwardPortKey } from '../../stack/shard-owner.js';
 import { hasSocketPorts } from '../socket-port-options.js';
 import type { FromShard, ShardInit, ToShard } from './protocol.js';
+import { processStats } from '../process-stats.js';
 
 /** A shard failed (start-up, or later: onFatal); the message names the shard. */
 export class ShardError extends UsernetError {}
@@ -77,13 +78,19 @@ export class ShardSet {
   onFatal: ((err: Error) => void) | null = null;
   private closing = false;
   private fatal = false;
-  private readonly pending = new Map<number, { resolve: () => void; reject: (e: Error) => void }>();
+  private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  private nextId = 1;
+  private statsTimer: NodeJS.Timeout | null = null;
 
   private constructor(
     private readonly workers: Worker[],
     private readonly options: RuntimeOptions,
     private readonly log: Logger,
   ) {
+    if (options.statsIntervalMs > 0) {
+      this.statsTimer = setInterval(() => this.logStats(), options.statsIntervalMs);
+      this.statsTimer.unref();
+    }
     workers.forEach((w, i) => {
       w.on('message', (m: FromShard) => this.onMessage(i, m));
       w.on('error', (err) => this.die(i, `uncaught ${err.name}: ${err.message}`));
@@ -122,7 +129,8 @@ export class ShardSet {
       const init: ShardInit = {
         shard: i,
         shards: n,
-        options: { ...options, forwards: [] },
+        // Stats lines come from here, one for the whole set (logStats).
+        options: { ...options, forwards: [], statsIntervalMs: 0 },
         forwardPorts,
         handle: { ...handle, fd: fds[i], queueFds: [] },
         peers: peers[i],
@@ -163,7 +171,7 @@ export class ShardSet {
       await Promise.all(
         workers.map(async (w, i) => {
           if (results[i].status === 'fulfilled') {
-            w.postMessage({ type: 'close' } satisfies ToShard);
+            w.postMessage({ type: 'close', id: 0 } satisfies ToShard);
             await waitExit(w);
           } else {
             await w.terminate();
@@ -185,58 +193,67 @@ export class ShardSet {
   async startPorts(): Promise<void> {
     const forwards = this.options.forwards ?? [];
     if (forwards.length === 0) return;
-    await this.request(0, { type: 'start-forwards', forwards });
+    await this.request(0, { type: 'start-forwards', id: 0, forwards });
   }
 
-  /** Every shard logs its counters (a stats line each, with `shard`). */
+  /** Every shard warms up its own code (src/warm-up.ts) on a private stack; a failure there is logged, not thrown. */
+  startWarmUp(): void {
+    for (let i = 0; i < this.workers.length; i++) void this.request(i, { type: 'warm-up', id: 0 }).catch(() => undefined);
+  }
+
+  async stopWarmUp(): Promise<void> {
+    await Promise.all(this.workers.map((_, i) => this.request(i, { type: 'stop-warm-up', id: 0 }).catch(() => undefined)));
+  }
+
+  /** The counters of every shard as one object, as a single runtime's (mergeStats), with each shard's hand-overs. */
+  async stats(): Promise<Record<string, unknown>> {
+    const all = (await Promise.all(this.workers.map((_, i) => this.request(i, { type: 'stats', id: 0 })))) as Record<string, unknown>[];
+    const merged = mergeStats(all);
+    merged.process = { ...(merged.process as object), ...processWide() };
+    merged.shards = all.map((s, i) => ({ shard: i, handOver: s.handOver }));
+    delete merged.handOver;
+    return merged;
+  }
+
+  /** One stats line for the whole set (SIGUSR1, --stats-interval). */
   logStats(): void {
-    for (const w of this.workers) w.postMessage({ type: 'stats' } satisfies ToShard);
+    this.stats().then(
+      (s) => this.log.record('stats', s),
+      (err: unknown) => this.log.warn(`stats: ${(err as Error).message}`),
+    );
   }
 
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
+    if (this.statsTimer !== null) clearInterval(this.statsTimer);
     await Promise.all(
-      this.workers.map(async (w) => {
-        w.postMessage({ type: 'close' } satisfies ToShard);
+      this.workers.map(async (w, i) => {
+        await this.request(i, { type: 'close', id: 0 }).catch(() => undefined);
+        void w.terminate();
         await waitExit(w);
       }),
     );
   }
 
-  private request(shard: number, m: ToShard): Promise<void> {
+  private request(shard: number, m: ToShard): Promise<unknown> {
+    const id = this.nextId++;
     return new Promise((resolve, reject) => {
-      this.pending.set(shard, { resolve, reject });
-      this.workers[shard].postMessage(m);
+      this.pending.set(id, { resolve, reject });
+      this.workers[shard].postMessage({ ...m, id });
     });
   }
 
   private onMessage(shard: number, m: FromShard): void {
-    switch (m.type) {
-      case 'forwards-started':
-        this.settle(shard, null);
-        return;
-      case 'failed':
-        this.settle(shard, new UsernetError(m.code ?? 'ERR_FORWARD', m.message));
-        return;
-      case 'fatal':
-        this.die(shard, m.message);
-        return;
-      case 'closed':
-        // The runtime is closed: end the thread (its timers are unref'd, but a host socket may linger).
-        void this.workers[shard].terminate();
-        return;
-      default:
-        return;
+    if (m.type === 'reply') {
+      const p = this.pending.get(m.id);
+      if (p === undefined) return;
+      this.pending.delete(m.id);
+      if (m.ok) p.resolve(m.value);
+      else p.reject(new UsernetError(m.code ?? 'ERR_SHARD', m.message));
+    } else if (m.type === 'fatal') {
+      this.die(shard, m.message);
     }
-  }
-
-  private settle(shard: number, err: Error | null): void {
-    const p = this.pending.get(shard);
-    if (p === undefined) return;
-    this.pending.delete(shard);
-    if (err === null) p.resolve();
-    else p.reject(err);
   }
 
   private die(shard: number, why: string): void {
@@ -248,6 +265,44 @@ export class ShardSet {
     this.pending.clear();
     this.onFatal?.(err);
   }
+}
+
+/** Fields that describe the process or the moment, not a shard's share: the first shard's value, not the sum. */
+const NOT_SUMMED = new Set(['time', 'uptimeSeconds', 'mac', 'usoToGuests', 'capacity', 'limit', 'rssBytes', 'fds', 'mtu', 'id']);
+
+/**
+ * The shards' stats objects as one: numbers summed (counters, sizes), except
+ * NOT_SUMMED; arrays of as many objects (the tap, the bridge's ports: the
+ * same in every shard) merged element by element, equal arrays kept once,
+ * other arrays joined;
+ * objects merged key by key; anything else the first shard's.
+ */
+export function mergeStats(all: Record<string, unknown>[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const s of all) {
+    for (const [k, v] of Object.entries(s)) {
+      const cur = out[k];
+      if (cur === undefined) out[k] = Array.isArray(v) ? [...(v as unknown[])] : v !== null && typeof v === 'object' ? mergeStats([v as Record<string, unknown>]) : v;
+      else if (typeof cur === 'number' && typeof v === 'number') out[k] = NOT_SUMMED.has(k) ? cur : cur + v;
+      else if (Array.isArray(cur) && Array.isArray(v)) {
+        if (cur.length === v.length && cur.every((x, i) => isObject(x) && isObject(v[i]))) {
+          out[k] = cur.map((x, i) => mergeStats([x as Record<string, unknown>, v[i] as Record<string, unknown>]));
+        } else if (JSON.stringify(cur) !== JSON.stringify(v)) cur.push(...(v as unknown[]));
+      }
+      else if (cur !== null && typeof cur === 'object' && v !== null && typeof v === 'object') out[k] = mergeStats([cur as Record<string, unknown>, v as Record<string, unknown>]);
+    }
+  }
+  return out;
+}
+
+function isObject(x: unknown): boolean {
+  return x !== null && typeof x === 'object' && !Array.isArray(x);
+}
+
+/** What only the process as a whole knows: its resident memory and open fds. */
+function processWide(): { rssBytes: number; fds: number } {
+  const p = processStats();
+  return { rssBytes: p.rssBytes, fds: p.fds };
 }
 
 /** Resolves when the worker's thread has ended (after its 'closed', or at once if ended); ends it after CLOSE_WAIT_MS. */

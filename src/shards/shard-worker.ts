@@ -29,6 +29,7 @@ import { newFrame, type Frame, type Port } from '../../stack/frame.js';
 import { VIRTIO_NET_HDR_LEN } from '../../stack/wire/vnet.js';
 import { UsernetError } from '../errors.js';
 import type { FromShard, ShardInit, ToShard } from './protocol.js';
+import { startWarmUp, type RunningWarmUp } from '../warm-up.js';
 
 const init = workerData as ShardInit;
 const parent = parentPort;
@@ -106,26 +107,40 @@ function closeAll(): void {
   for (const p of init.peers) p?.close();
 }
 
-parent.on('message', (m: ToShard) => {
+let warm: RunningWarmUp | null = null;
+
+async function handle(m: ToShard): Promise<unknown> {
   switch (m.type) {
     case 'start-forwards':
-      void (async () => {
-        try {
-          for (const f of m.forwards) await runtime.forwards.add(f);
-          send({ type: 'forwards-started' });
-        } catch (err) {
-          send({ type: 'failed', message: (err as Error).message, code: err instanceof UsernetError ? err.code : null });
-        }
-      })();
-      return;
+      for (const f of m.forwards) await runtime.forwards.add(f);
+      return null;
     case 'stats':
-      log.record('stats', { shard: me, shards, handOver: { ...counters }, ...runtime.stats({ macTable: o.observe?.statsMacTable }) });
-      return;
-    case 'close':
+      return { ...runtime.stats({ macTable: o.observe?.statsMacTable }), handOver: { ...counters } };
+    case 'warm-up':
+      // Each shard's isolate compiles its own code: each warms up on its own private stack.
+      warm ??= startWarmUp(o, log);
+      return null;
+    case 'stop-warm-up': {
+      const w = warm;
+      warm = null;
+      await w?.stop();
+      return null;
+    }
+    case 'close': {
+      const w = warm;
+      warm = null;
+      await w?.stop();
       closeAll();
-      send({ type: 'closed' });
-      return;
+      return null;
+    }
   }
+}
+
+parent.on('message', (m: ToShard) => {
+  handle(m).then(
+    (value) => send({ type: 'reply', id: m.id, ok: true, value }),
+    (err: unknown) => send({ type: 'reply', id: m.id, ok: false, message: (err as Error).message, code: err instanceof UsernetError ? err.code : null }),
+  );
 });
 
 send({ type: 'ready' });
