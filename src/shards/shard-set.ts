@@ -78,7 +78,9 @@ export class ShardSet {
   onFatal: ((err: Error) => void) | null = null;
   private closing = false;
   private fatal = false;
-  private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  private readonly pending = new Map<number, { shard: number; resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  /** Shards whose thread has ended: nothing sent to them is answered. */
+  private readonly exited = new Set<number>();
   private nextId = 1;
   private statsTimer: NodeJS.Timeout | null = null;
 
@@ -95,7 +97,14 @@ export class ShardSet {
       w.on('message', (m: FromShard) => this.onMessage(i, m));
       w.on('error', (err) => this.die(i, `uncaught ${err.name}: ${err.message}`));
       w.on('exit', (code) => {
+        this.exited.add(i);
         if (!this.closing) this.die(i, `its thread exited (code ${code})`);
+        const gone = new ShardError('ERR_SHARD', `engine shard ${i} has stopped`);
+        for (const [id, p] of this.pending) {
+          if (p.shard !== i) continue;
+          this.pending.delete(id);
+          p.reject(gone);
+        }
       });
     });
   }
@@ -238,8 +247,9 @@ export class ShardSet {
 
   private request(shard: number, m: ToShard): Promise<unknown> {
     const id = this.nextId++;
+    if (this.exited.has(shard)) return Promise.reject(new ShardError('ERR_SHARD', `engine shard ${shard} has stopped`));
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
+      this.pending.set(id, { shard, resolve, reject });
       this.workers[shard].postMessage({ ...m, id });
     });
   }
