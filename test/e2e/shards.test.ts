@@ -10,7 +10,7 @@ import { connect, createServer as createTcpServer, type AddressInfo, type Server
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startBlobServer, type BlobServer } from './blob-server.js';
-import { freePort, Sandbox, sleep, usernetArgs, usernetAsync } from './harness.js';
+import { freePort, must, Sandbox, sleep, usernetArgs, usernetAsync } from './harness.js';
 
 const sandbox = new Sandbox();
 const files = new Sandbox();
@@ -209,6 +209,30 @@ while True:
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/engine shard \d of 2 stopped: shard \d: tap tap0 queue failed/);
   }, 70_000);
+
+  it('serves a tap it creates (--tap --workers 2) in this namespace: ping, and TCP to the host loopback, sha256 checked', async () => {
+    const ns = sandbox.netns('shq');
+    const tap = sandbox.ifname('shq');
+    const [cmd, args] = usernetArgs(['--tap', tap, '--workers', '2', '--log-level', 'info']);
+    const u = sandbox.spawn('ip', ['netns', 'exec', ns, cmd, ...args]);
+    await u.waitFor(/2 shards/, 30_000);
+    must('ip', ['-n', ns, 'addr', 'add', '10.0.2.100/24', 'dev', tap]);
+    must('ip', ['-n', ns, 'link', 'set', tap, 'up']);
+    // The namespace's own loopback is usernet's host loopback here: a server there is reached as 10.0.2.2.
+    const d = sandbox.tmpdir();
+    must('sh', ['-c', `head -c 4000000 /dev/urandom > ${d}/blob`]);
+    const sum = must('sha256sum', [`${d}/blob`]).split(' ')[0];
+    sandbox.spawn('ip', ['netns', 'exec', ns, 'python3', '-m', 'http.server', '8000', '--bind', '127.0.0.1', '--directory', d]);
+    await sleep(500);
+    const out = must('ip', ['netns', 'exec', ns, 'sh', '-c',
+      'ping -c 2 -i 0.2 -W 2 10.0.2.2 | grep -c "bytes from"; ' +
+      'for i in 1 2 3 4 5 6; do curl -sS --retry 5 --retry-connrefused http://10.0.2.2:8000/blob | sha256sum & done; wait; ' +
+      `ip -d link show ${tap} | grep -o "multi_queue numqueues 2"`], 60_000);
+    const lines = out.trim().split('\n');
+    expect(lines[0]).toBe('2');
+    expect(lines.slice(1, 7).map((l) => l.split(' ')[0])).toEqual(new Array(6).fill(sum));
+    expect(lines[7]).toBe('multi_queue numqueues 2');
+  }, 90_000);
 
   it('refuses --workers 2 with what shards do not serve yet, and runs one worker by default there', async () => {
     const d = sandbox.tmpdir();
