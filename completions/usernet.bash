@@ -11,11 +11,11 @@ _usernet() {
     --pcap|--api-socket|-a|--userns-path) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     --log-level) COMPREPLY=($(compgen -W "error warn info debug" -- "$cur")); return ;;
     --netns-type) COMPREPLY=($(compgen -W "pid path" -- "$cur")); return ;;
-    -t|--tap|--cidr|--dns|--mtu|-p|--publish|--ipv6-prefix|--mac-table-size|--mac-aging|--busy-poll|--vxlan|--pcap-format|--stats-interval|--log-format|--log-file|--tap-name|--mac|-e|--exit-fd|-r|--ready-fd|-m|--outbound-addr|--outbound-addr6|--macaddress) return ;;
+    -t|--tap|--cidr|--dns|--mtu|-p|--publish|--ipv6-prefix|--mac-table-size|--mac-aging|--workers|--busy-poll|--vxlan|--pcap-format|--stats-interval|--log-format|--log-file|--tap-name|--mac|-e|--exit-fd|-r|--ready-fd|-m|--outbound-addr|--outbound-addr6|--macaddress) return ;;
   esac
   case $sub in
-    main) opts="-t --tap --cidr --disable-host-loopback --dns --disable-dns --no-dhcp --mtu --no-offload -p --publish --ipv6-prefix --disable-ipv6 --mac-table-size --mac-aging --limit --busy-poll --no-warm-up --listen-qemu --listen-dgram --vxlan --pcap --pcap-format --stats-interval --stats-mac-table --metrics --metrics-allow-remote --log-level --log-format --log-file -h --help -V --version" ;;
-    run) opts="--tap-name --mac --cidr --disable-host-loopback --dns --disable-dns --no-dhcp --mtu --no-offload -p --publish --ipv6-prefix --disable-ipv6 --mac-table-size --mac-aging --limit --busy-poll --no-warm-up --listen-qemu --listen-dgram --vxlan --pcap --pcap-format --stats-interval --stats-mac-table --metrics --metrics-allow-remote --log-level --log-format --log-file -h --help -V --version" ;;
+    main) opts="-t --tap --cidr --disable-host-loopback --dns --disable-dns --no-dhcp --mtu --no-offload -p --publish --ipv6-prefix --disable-ipv6 --mac-table-size --mac-aging --limit --workers --busy-poll --no-warm-up --listen-qemu --listen-dgram --vxlan --pcap --pcap-format --stats-interval --stats-mac-table --metrics --metrics-allow-remote --log-level --log-format --log-file -h --help -V --version" ;;
+    run) opts="--tap-name --mac --cidr --disable-host-loopback --dns --disable-dns --no-dhcp --mtu --no-offload -p --publish --ipv6-prefix --disable-ipv6 --mac-table-size --mac-aging --limit --workers --busy-poll --no-warm-up --listen-qemu --listen-dgram --vxlan --pcap --pcap-format --stats-interval --stats-mac-table --metrics --metrics-allow-remote --log-level --log-format --log-file -h --help -V --version" ;;
     check) opts="--no-offload --disable-ipv6 --log-level -h --help" ;;
     slirp4netns) opts="-c --configure -e --exit-fd -r --ready-fd -m --mtu -a --api-socket --cidr --disable-host-loopback --netns-type --userns-path --outbound-addr --outbound-addr6 -6 --enable-ipv6 --disable-dns --enable-sandbox --enable-seccomp --macaddress --target-type -h --help -v --version" ;;
   esac

@@ -64,12 +64,16 @@ struct NsReply {
   uint8_t vnet_hdr = 0;
   int32_t vnet_errno = 0;
   char vnet_step[32] = {0};
+  // Tap queues among the fds (they come first), and why multi-queue was refused.
+  uint8_t nqueues = 0;
+  int32_t mq_errno = 0;
+  char mq_step[40] = {0};
   // Filled when a configuration was asked for, also when it failed.
   uint8_t has_report = 0;
   IfReport report;
 };
 
-constexpr int kMaxFds = 3;  // tap, netns, userns
+constexpr int kMaxFds = kMaxTapQueues + 2;  // tap queues, netns, userns
 
 void copy_step(char* dst, size_t cap, const char* src) {
   size_t i = 0;
@@ -150,7 +154,10 @@ int enter_namespaces(const NsPlan& p, int* fds, int* nfds, SysStatus* st) {
     ok = iface_apply(p.config, &reply.report, &st) == 0;
   }
   if (ok) {
-    fds[nfds++] = tap.fd;
+    for (int i = 0; i < tap.nqueues; i++) fds[nfds++] = tap.fds[i];
+    reply.nqueues = static_cast<uint8_t>(tap.nqueues);
+    reply.mq_errno = tap.mq_errno;
+    copy_step(reply.mq_step, sizeof reply.mq_step, tap.mq_step);
     for (int i = 0; i < ns_count; i++) fds[nfds++] = ns_fds[i];
     reply.attached = tap.attached ? 1 : 0;
     reply.offloads = tap.offloads;
@@ -337,8 +344,9 @@ static Napi::Value OpenTapInNamespace(const Napi::CallbackInfo& info) {
     e.ThrowAsJavaScriptException();
     return env.Undefined();
   }
-  int want = 1 + (plan->create ? 1 : 0) + (plan->create_userns ? 1 : 0);
-  if (nfds != want || reply.nfds != want || (msg.msg_flags & MSG_CTRUNC) != 0) {
+  int nq = reply.nqueues;
+  int want = nq + (plan->create ? 1 : 0) + (plan->create_userns ? 1 : 0);
+  if (nq < 1 || nq > kMaxTapQueues || nfds != want || reply.nfds != want || (msg.msg_flags & MSG_CTRUNC) != 0) {
     close_all(fds, nfds);
     ErrnoError(env, EPROTO, "recvmsg(namespace helper)").ThrowAsJavaScriptException();
     return env.Undefined();
@@ -355,10 +363,16 @@ static Napi::Value OpenTapInNamespace(const Napi::CallbackInfo& info) {
   char vnet_step[sizeof reply.vnet_step + 1];
   copy_step(vnet_step, sizeof vnet_step, reply.vnet_step);
   tap.vnet_step = vnet_step;
+  tap.nqueues = nq;
+  for (int i = 0; i < nq; i++) tap.fds[i] = fds[i];
+  tap.mq_errno = reply.mq_errno;
+  char mq_step[sizeof reply.mq_step + 1];
+  copy_step(mq_step, sizeof mq_step, reply.mq_step);
+  tap.mq_step = mq_step;
   SetTapResult(env, r, tap);
   r.Set("config", reply.has_report ? Napi::Value(IfReportToJs(env, plan->config, reply.report)) : env.Null());
-  r.Set("netnsFd", Napi::Number::New(env, plan->create ? fds[1] : -1));
-  r.Set("usernsFd", Napi::Number::New(env, plan->create_userns ? fds[2] : -1));
+  r.Set("netnsFd", Napi::Number::New(env, plan->create ? fds[nq] : -1));
+  r.Set("usernsFd", Napi::Number::New(env, plan->create_userns ? fds[nq + 1] : -1));
   return r;
 }
 

@@ -70,13 +70,13 @@ int set_offloads(int fd, unsigned want, unsigned* granted, SysStatus* st) {
 bool vnet_unsupported(int e) { return e == ENOTTY || e == EINVAL || e == EOPNOTSUPP; }
 
 // Opens /dev/net/tun and attaches it with TUNSETIFF; the fd, or -1 with *st.
-int attach(const TapRequest& req, bool vnet, SysStatus* st) {
+int attach(const TapRequest& req, bool vnet, SysStatus* st, bool multi = false) {
   int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) return st->Fail(errno, "open(/dev/net/tun)");
   struct ifreq ifr;
   memset(&ifr, 0, sizeof ifr);
   memcpy(ifr.ifr_name, req.name, IFNAMSIZ - 1);
-  ifr.ifr_flags = IFF_TAP | IFF_NO_PI | (vnet ? IFF_VNET_HDR : 0);
+  ifr.ifr_flags = IFF_TAP | IFF_NO_PI | (vnet ? IFF_VNET_HDR : 0) | (multi ? IFF_MULTI_QUEUE : 0);
   if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
     int e = errno;
     close(fd);
@@ -95,6 +95,41 @@ int setup_vnet(int fd, const TapRequest& req, unsigned* granted, SysStatus* st) 
   return set_offloads(fd, req.offloads, granted, st);
 }
 
+// Errnos with which TUNSETIFF says "no multi-queue here": EINVAL from an
+// existing tap made without IFF_MULTI_QUEUE (the flags must match) or from a
+// sandbox (gVisor) that knows no such flag; EOPNOTSUPP/ENOTTY elsewhere.
+bool mq_unsupported(int e) { return e == EINVAL || e == EOPNOTSUPP || e == ENOTTY; }
+
+void close_queues(TapResult* out) {
+  for (int i = 0; i < out->nqueues; i++) close(out->fds[i]);
+  out->nqueues = 0;
+}
+
+// req.queues fds on one IFF_MULTI_QUEUE tap, each with the same header size
+// and offloads; all or nothing. The vnet header here is taken or refused as
+// a whole: a refusal makes the caller fall back to the single-queue path,
+// which has the header ladder.
+int open_queues(const TapRequest& req, TapResult* out, SysStatus* st) {
+  out->nqueues = 0;
+  unsigned granted = 0;
+  for (int q = 0; q < req.queues; q++) {
+    int fd = attach(req, req.vnet_hdr, st, true);
+    if (fd < 0) {
+      close_queues(out);
+      return -1;
+    }
+    out->fds[out->nqueues++] = fd;
+    if (req.vnet_hdr && setup_vnet(fd, req, &granted, st) < 0) {
+      close_queues(out);
+      return -1;
+    }
+  }
+  out->fd = out->fds[0];
+  out->vnet_hdr = req.vnet_hdr;
+  out->offloads = req.vnet_hdr ? granted : 0;
+  return 0;
+}
+
 }  // namespace
 
 int tap_open(const TapRequest& req, TapResult* out, SysStatus* st) {
@@ -104,10 +139,24 @@ int tap_open(const TapRequest& req, TapResult* out, SysStatus* st) {
   out->vnet_hdr = false;
   out->vnet_errno = 0;
   out->vnet_step = "";
+  out->nqueues = 0;
+  out->mq_errno = 0;
+  out->mq_step = "";
+  if (req.queues > 1) {
+    SysStatus mq;
+    if (open_queues(req, out, &mq) == 0) return 0;
+    // Anything but "not supported" is the caller's error, as on the single path.
+    if (!mq_unsupported(mq.err) && !vnet_unsupported(mq.err)) return st->Fail(mq.err, mq.step);
+    out->mq_errno = mq.err;
+    out->mq_step = strcmp(mq.step, "ioctl(TUNSETIFF)") == 0 ? "ioctl(TUNSETIFF,IFF_MULTI_QUEUE)" : mq.step;
+    out->attached = iface_exists(req.name);
+  }
   if (!req.vnet_hdr) {
     int fd = attach(req, false, st);
     if (fd < 0) return -1;
     out->fd = fd;
+    out->fds[0] = fd;
+    out->nqueues = 1;
     return 0;
   }
   // Best path first: the header with offloads. A refusal that means "not
@@ -119,6 +168,8 @@ int tap_open(const TapRequest& req, TapResult* out, SysStatus* st) {
     unsigned granted = 0;
     if (setup_vnet(fd, req, &granted, &why) == 0) {
       out->fd = fd;
+      out->fds[0] = fd;
+      out->nqueues = 1;
       out->vnet_hdr = true;
       out->offloads = granted;
       return 0;
@@ -137,6 +188,8 @@ int tap_open(const TapRequest& req, TapResult* out, SysStatus* st) {
   fd = attach(req, false, st);
   if (fd < 0) return -1;
   out->fd = fd;
+  out->fds[0] = fd;
+  out->nqueues = 1;
   out->vnet_errno = why.err;
   out->vnet_step = why.step;
   return 0;
@@ -145,6 +198,19 @@ int tap_open(const TapRequest& req, TapResult* out, SysStatus* st) {
 void SetTapResult(Napi::Env env, Napi::Object o, const TapResult& r) {
   o.Set("vnetHdr", Napi::Boolean::New(env, r.vnet_hdr));
   o.Set("offloads", Napi::Number::New(env, r.offloads));
+  // Queues past the first (fd); empty for a single-queue tap.
+  int extra = r.nqueues > 1 ? r.nqueues - 1 : 0;
+  Napi::Array q = Napi::Array::New(env, extra);
+  for (int i = 0; i < extra; i++) q.Set(static_cast<uint32_t>(i), Napi::Number::New(env, r.fds[i + 1]));
+  o.Set("queueFds", q);
+  if (r.mq_errno == 0) {
+    o.Set("multiqueueFallback", env.Null());
+  } else {
+    Napi::Object m = Napi::Object::New(env);
+    m.Set("errno", Napi::Number::New(env, r.mq_errno));
+    m.Set("syscall", Napi::String::New(env, r.mq_step));
+    o.Set("multiqueueFallback", m);
+  }
   if (r.vnet_errno == 0) {
     o.Set("vnetFallback", env.Null());
     return;
@@ -166,6 +232,12 @@ bool ReadTapRequest(Napi::Env env, Napi::Value v, TapRequest* out) {
   out->vnet_hdr = o.Get("vnetHdr").ToBoolean().Value();
   Napi::Value off = o.Get("offloads");
   out->offloads = off.IsNumber() ? off.As<Napi::Number>().Uint32Value() : 0;
+  Napi::Value q = o.Get("queues");
+  out->queues = q.IsNumber() ? q.As<Napi::Number>().Int32Value() : 1;
+  if (out->queues < 1 || out->queues > kMaxTapQueues) {
+    Napi::RangeError::New(env, "tap queues must be 1..16").ThrowAsJavaScriptException();
+    return false;
+  }
   return !env.IsExceptionPending();
 }
 

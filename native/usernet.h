@@ -33,10 +33,23 @@ struct TapRequest {
   char name[IFNAMSIZ] = {0};
   bool vnet_hdr = false;
   unsigned offloads = 0;
+  // More than 1: IFF_MULTI_QUEUE with this many queue fds (engine shards,
+  // one per worker thread), at most kMaxTapQueues.
+  int queues = 1;
 };
+
+// Queue fds one open hands back; the kernel allows 256 (MAX_TAP_QUEUES), a
+// worker per core needs no more than this.
+constexpr int kMaxTapQueues = 16;
 
 struct TapResult {
   int fd = -1;
+  // With queues > 1: every queue's fd (fds[0] == fd), and how many there are;
+  // 1 when the multi-queue open was refused (then mq_errno/mq_step say why).
+  int fds[kMaxTapQueues] = {-1};
+  int nqueues = 0;
+  int mq_errno = 0;
+  const char* mq_step = "";
   bool attached = false;
   // What the tap actually does: false when the vnet header was not asked for,
   // or was asked for and refused (then vnet_errno/vnet_step say why).

@@ -92,6 +92,8 @@ export interface MainCommand {
   kind: 'main';
   taps: string[];
   options: RuntimeOptions;
+  /** --workers; null: not given (the cores available, where the set-up allows shards). */
+  workers: number | null;
 }
 
 export interface RunCommand {
@@ -102,6 +104,8 @@ export interface RunCommand {
   guestMac: number;
   argv: string[];
   options: RuntimeOptions;
+  /** --workers; null: not given (the cores available, where the set-up allows shards). */
+  workers: number | null;
 }
 
 /** `usernet check`: the machine's capabilities, then a real guest through usernet (src/check/). */
@@ -150,8 +154,17 @@ export const common = {
   version: { type: 'boolean', short: 'V' },
 } as const satisfies ParseArgsConfig['options'];
 
-const mainOptions = { ...common, tap: { type: 'string', multiple: true, short: 't' } } as const;
-const runOptions = { ...common, 'tap-name': { type: 'string' }, mac: { type: 'string' } } as const;
+const mainOptions = { ...common, tap: { type: 'string', multiple: true, short: 't' }, workers: { type: 'string' } } as const;
+const runOptions = { ...common, 'tap-name': { type: 'string' }, mac: { type: 'string' }, workers: { type: 'string' } } as const;
+
+/** native/usernet.h kMaxTapQueues: a tap queue per worker. */
+export const WORKERS_MAX = 16;
+
+/** --workers N: engine shards on worker threads (src/shards/); null when not given (the cores available). */
+function workersOption(v: string | undefined): number | null {
+  if (v === undefined) return null;
+  return intOption('--workers', v, 1, 1, WORKERS_MAX);
+}
 
 export function parseCommandLine(argv: string[]): Command {
   if (argv[0] === 'run') return parseRun(argv.slice(1));
@@ -179,7 +192,7 @@ export function parseCommandLine(argv: string[]): Command {
       throw new ConfigError(`-p ${f.hostAddr}:${f.hostPort}: give the guest's IPv6 address with --tap, e.g. -p [::1]:8080:[fd00::5054:ff:fe12:3456]:80`);
     }
   }
-  return { kind: 'main', taps, options };
+  return { kind: 'main', taps, options, workers: workersOption(values.workers) };
 }
 
 const checkOptions = {
@@ -223,7 +236,7 @@ function parseRun(argv: string[]): Command {
       throw new ConfigError(`--mac ${values.mac}: a multicast address cannot be an interface's address`);
     }
   }
-  return { kind: 'run', tapName, guestMac, argv: command, options: runtimeOptions(values, 'warn') };
+  return { kind: 'run', tapName, guestMac, argv: command, options: runtimeOptions(values, 'warn'), workers: workersOption(values.workers) };
 }
 
 /**

@@ -37,6 +37,8 @@ import type { NamespaceTarget } from './native/types.js';
 import { guestResolvConf, RESOLV_CONF_PATH } from './resolv-conf.js';
 import { onStatsSignal } from './stats-signal.js';
 import { namespacesWithSubordinateIds } from './userns.js';
+import { multiqueueRefused, ShardSet, workerCount } from './shards/shard-set.js';
+import { runtimeOptionsForTaps } from './tap-report.js';
 
 export { OFFLOADS };
 
@@ -67,14 +69,19 @@ export async function runInNamespace(cmd: RunCommand, log: Logger): Promise<numb
   const endStartup = () => {
     for (const s of startupSignals) process.off(s, abortStartup);
   };
+  // A shard that stops during start-up ends it with its error (after, runChild's onFatal).
+  let shardFailure: Error | null = null;
   const checkAbort = () => {
+    if (shardFailure !== null) throw shardFailure;
     if (startup.signal.aborted) throw new StartupAborted(startup.signal.reason as NodeJS.Signals);
   };
+  const workers = workerCount(cmd.workers, o, 1, log);
 
   const guest = formatIpv4((o.network + GUEST_HOST) >>> 0);
   const gateway = formatIpv4((o.network + GATEWAY_HOST) >>> 0);
   const fds: number[] = [];
   let network: Network | null = null;
+  let shards: ShardSet | null = null;
   let stopStats = () => {};
   let metrics: MetricsServer | null = null;
   let dnsDir: string | null = null;
@@ -85,7 +92,7 @@ export async function runInNamespace(cmd: RunCommand, log: Logger): Promise<numb
     if (spaces.usernsFd >= 0) fds.push(spaces.usernsFd);
     const ns = native.openTapInNamespace({
       target: spaces.target,
-      tap: { name: cmd.tapName, vnetHdr: o.offload, offloads: o.offload ? OFFLOADS : 0 },
+      tap: { name: cmd.tapName, vnetHdr: o.offload, offloads: o.offload ? OFFLOADS : 0, ...(workers > 1 ? { queues: workers } : {}) },
       configure: {
         name: cmd.tapName,
         loopbackUp: true,
@@ -105,12 +112,24 @@ export async function runInNamespace(cmd: RunCommand, log: Logger): Promise<numb
 
     // The tap may run without the vnet header or keep another MTU (gVisor): the runtime follows it.
     // Forwards and socket ports wait: a -p to the guest's IPv6 address needs SLAAC first.
-    network = await openNetwork(o, log, { handles: [ns], deferPorts: true });
-    const internals = networkInternals(network);
-    stopStats = onStatsSignal(() => internals.runtime.logStats());
-    metrics = await startMetrics(o, internals.runtime, log);
-    // While the namespace's kernel configures IPv6 (about 2 s), the warm-up runs; the command starts either way.
-    internals.startWarmUp();
+    if ((ns.queueFds ?? []).length > 0) {
+      // Engine shards, one per tap queue (src/shards/), each warming up its own code.
+      shards = await ShardSet.open(runtimeOptionsForTaps(o, [ns], log), log, ns);
+      shards.onFatal = (err) => (shardFailure = err);
+      const s = shards;
+      stopStats = onStatsSignal(() => s.logStats());
+      s.startWarmUp();
+    } else {
+      if (workers > 1) multiqueueRefused(ns, cmd.workers !== null, log);
+      network = await openNetwork(o, log, { handles: [ns], deferPorts: true });
+    }
+    const internals = network === null ? null : networkInternals(network);
+    if (internals !== null) {
+      stopStats = onStatsSignal(() => internals.runtime.logStats());
+      metrics = await startMetrics(o, internals.runtime, log);
+      // While the namespace's kernel configures IPv6 (about 2 s), the warm-up runs; the command starts either way.
+      internals.startWarmUp();
+    }
     const nsArgs = [`--net=/proc/${process.pid}/fd/${netnsFd}`];
     if (usernsFd >= 0) {
       // The single-id map denies setgroups, which nsenter would call to drop
@@ -131,9 +150,11 @@ export async function runInNamespace(cmd: RunCommand, log: Logger): Promise<numb
       if (guest6 === null) throw new UsernetError('ERR_FORWARD_ADDRESS', `-p ${f.hostAddr}:${f.hostPort}: the namespace has no IPv6 address to forward to`);
       f.guestAddr = guest6;
     }
-    await internals.startPorts();
+    if (shards !== null) await shards.startPorts();
+    else await internals?.startPorts();
     checkAbort();
-    await internals.stopWarmUp();
+    await internals?.stopWarmUp();
+    await shards?.stopWarmUp();
     let argv = cmd.argv;
     if (o.dns) {
       dnsDir = mkdtempSync(join(tmpdir(), 'usernet-dns-'));
@@ -141,7 +162,7 @@ export async function runInNamespace(cmd: RunCommand, log: Logger): Promise<numb
     }
     checkAbort();
     endStartup();
-    return await runChild(nsenter, [...nsArgs, '--', ...argv], log);
+    return await runChild(nsenter, [...nsArgs, '--', ...argv], log, shards);
   } catch (err) {
     if (err instanceof StartupAborted) {
       log.info(`${err.signal} during start-up: stopping`);
@@ -154,6 +175,7 @@ export async function runInNamespace(cmd: RunCommand, log: Logger): Promise<numb
     await metrics?.close();
     // The warm-up, the socket ports, then the runtime (the tap with it).
     await network?.close();
+    await shards?.close();
     for (const fd of fds) native.closeFd(fd);
     if (dnsDir !== null) rmSync(dnsDir, { recursive: true, force: true });
   }
@@ -296,9 +318,17 @@ export function hasDefaultRoute(ipv6Route: string): boolean {
 }
 
 /** Runs the child with our stdio; resolves to its exit status (128+signal when killed, like a shell). */
-function runChild(file: string, args: string[], log: Logger): Promise<number> {
+function runChild(file: string, args: string[], log: Logger, shards: ShardSet | null): Promise<number> {
   return new Promise((resolve, reject) => {
     const child = spawn(file, args, { stdio: 'inherit' });
+    // A shard that stops leaves the command without its network: it is killed, usernet fails with the shard's error.
+    let fatal: Error | null = null;
+    if (shards !== null) {
+      shards.onFatal = (err) => {
+        fatal = err;
+        child.kill('SIGKILL');
+      };
+    }
     // A terminal sends SIGINT to the whole foreground group, CMD included: forwarding it would
     // deliver it twice. Other signals are meant for us and CMD alike.
     const forward = (sig: NodeJS.Signals) => {
@@ -316,7 +346,8 @@ function runChild(file: string, args: string[], log: Logger): Promise<number> {
     });
     child.on('exit', (code, signal) => {
       done();
-      if (signal !== null) {
+      if (fatal !== null) reject(fatal);
+      else if (signal !== null) {
         log.debug(`command killed by ${signal}`);
         resolve(128 + (osConstants.signals[signal] ?? 0));
       } else {

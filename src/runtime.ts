@@ -177,9 +177,17 @@ export class Runtime {
     return this.wallAtStart + (now - this.monoAtStart);
   }
 
+  /**
+   * Engine shards (src/shards/): sees every frame a port read before the
+   * bridge does; true when it took the frame (another shard owns its flow).
+   * Null in a runtime that is not a shard.
+   */
+  steer: ((from: Port, frame: Frame, now: number) => boolean) | null = null;
+
   /** Where every port that reads in batches (taps, VM sockets, VXLAN) hands its frames. */
   readonly portSink: BatchSink = {
     input: (from: Port, frame: Frame, now: number) => {
+      if (this.steer !== null && this.steer(from, frame, now)) return;
       this.inTapBatch = true;
       this.work.items++;
       this.tapFrames++;

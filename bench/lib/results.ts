@@ -9,7 +9,7 @@
  * CPU per GB), so a ratio above 1 always means usernet wins.
  */
 
-export const SYSTEMS = ['kernel', 'usernet', 'usernet --no-offload', 'slirp4netns', 'pasta', 'vde_switch'] as const;
+export const SYSTEMS = ['kernel', 'usernet', 'usernet --no-offload', 'usernet --workers 1', 'slirp4netns', 'pasta', 'vde_switch'] as const;
 export type SystemName = (typeof SYSTEMS)[number];
 /** Systems usernet is compared against in the ratio columns. */
 const RATIO_TO: SystemName[] = ['kernel', 'slirp4netns', 'pasta', 'vde_switch'];

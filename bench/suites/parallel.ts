@@ -6,7 +6,8 @@
  * when one took everything.
  *
  * The systems are set up as in the single-stream TCP suite (suites/tcp.ts):
- * usernet through `usernet run`, slirp4netns on a namespace we hold, pasta as
+ * usernet through `usernet run` (its default, an engine shard per core, and
+ * --workers 1), slirp4netns on a namespace we hold, pasta as
  * the bench user, and the kernel as a veth pair between two namespaces, which
  * spreads the streams over every core. Throughput is iperf3's receiver sum.
  */
@@ -113,15 +114,18 @@ export async function parallelSuite(ctx: BenchContext): Promise<Row[]> {
         };
       }),
     );
-    ctx.log('parallel: usernet');
-    results.set(
-      'usernet',
-      await cellsFor(ctx, async (mtu) => ({
-        run: (n, rev) =>
-          runOnce(ctx, 'usernet run', [ctx.node, ctx.usernetCli, 'run', '--mtu', String(mtu), '--', ...shellWrap(client(ctx, '10.0.2.2', port, n, rev))]),
-        done: async () => undefined,
-      })),
-    );
+    // usernet: its default (an engine shard per core, src/shards/), and one thread (--workers 1).
+    for (const [sys, extra] of [['usernet', []], ['usernet --workers 1', ['--workers', '1']]] as const) {
+      ctx.log(`parallel: ${sys}`);
+      results.set(
+        sys,
+        await cellsFor(ctx, async (mtu) => ({
+          run: (n, rev) =>
+            runOnce(ctx, sys, [ctx.node, ctx.usernetCli, 'run', '--mtu', String(mtu), ...extra, '--', ...shellWrap(client(ctx, '10.0.2.2', port, n, rev))]),
+          done: async () => undefined,
+        })),
+      );
+    }
     if (ctx.tools.slirp4netns) {
       ctx.log('parallel: slirp4netns');
       results.set(

@@ -37,6 +37,12 @@ ICMP: pings to hosts beyond the gateway use unprivileged ping sockets, which nee
   its own group when the kernel refuses (and logs it); otherwise run
   sysctl -w net.ipv4.ping_group_range='0 2147483647'.
 
+Cores:
+  --workers N            engine shards on N worker threads, one per queue of a
+                         multi-queue tap (1..16; default: the cores available).
+                         1: today's single thread. One tap only, without --pcap,
+                         VM sockets, VXLAN or --metrics (there the default is 1)
+
 Latency:
   --busy-poll MICROS     after a small batch, poll for the answer this long before
                          sleeping; the answer then carries the guest's ACK

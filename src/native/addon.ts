@@ -63,6 +63,8 @@ interface RawTap {
   vnetHdr: boolean;
   offloads: number;
   vnetFallback: { errno: number; syscall: string } | null;
+  queueFds: number[];
+  multiqueueFallback: { errno: number; syscall: string } | null;
   config?: RawReport | null;
 }
 
@@ -182,7 +184,12 @@ export function validateTapOptions(opts: TapOpenOptions): void {
   if (typeof opts.vnetHdr !== 'boolean') throw new ConfigError('tap.vnetHdr must be a boolean', 'tap.vnetHdr');
   if (!isInt(opts.offloads, 0, ALL_OFFLOADS) || (opts.offloads & ~ALL_OFFLOADS) !== 0)
     throw new ConfigError('tap.offloads must be a combination of TUN_F_* bits', 'tap.offloads');
+  if (opts.queues !== undefined && !isInt(opts.queues, 1, MAX_TAP_QUEUES))
+    throw new ConfigError(`tap.queues must be an integer from 1 to ${MAX_TAP_QUEUES}`, 'tap.queues');
 }
+
+/** native/usernet.h kMaxTapQueues. */
+export const MAX_TAP_QUEUES = 16;
 
 export function validateInterfaceConfig(cfg: InterfaceConfig): void {
   if (typeof cfg !== 'object' || cfg === null) throw new ConfigError('interface config must be an object', 'configure');
@@ -234,11 +241,11 @@ function toInterfaceReport(raw: RawReport): InterfaceReport {
   return { name: raw.name, steps, mtu: raw.mtu, mac: raw.mac === null ? null : formatMac(readMac(raw.mac, 0)), up: raw.up };
 }
 
-function toTapHandle<T extends RawTap>(raw: T): Omit<T, 'vnetFallback' | 'config'> & TapHandle {
-  const f = raw.vnetFallback;
-  const vnetFallback: VnetFallback | null = f === null ? null : { code: errnoName(f.errno), errno: -f.errno, syscall: f.syscall };
+function toTapHandle<T extends RawTap>(raw: T): Omit<T, 'vnetFallback' | 'multiqueueFallback' | 'config'> & TapHandle {
+  const named = (f: { errno: number; syscall: string } | null): VnetFallback | null =>
+    f === null ? null : { code: errnoName(f.errno), errno: -f.errno, syscall: f.syscall };
   const config = raw.config === undefined ? undefined : raw.config === null ? null : toInterfaceReport(raw.config);
-  return { ...raw, vnetFallback, ...(config === undefined ? {} : { config }) };
+  return { ...raw, vnetFallback: named(raw.vnetFallback), multiqueueFallback: named(raw.multiqueueFallback), ...(config === undefined ? {} : { config }) };
 }
 
 /** A failed configuration carries the addon's raw report: name its errnos before the error is translated. */

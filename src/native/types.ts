@@ -22,6 +22,13 @@ export interface TapOpenOptions {
   vnetHdr: boolean;
   /** TUN_F_* bits to request when vnetHdr is set; the addon falls back to fewer if the kernel refuses. */
   offloads: number;
+  /**
+   * More than 1: open the tap with IFF_MULTI_QUEUE as this many fds, one per
+   * queue (engine shards, 1..16). Where multi-queue is refused (gVisor, an
+   * existing single-queue tap) the tap opens with one queue and
+   * multiqueueFallback says why.
+   */
+  queues?: number;
 }
 
 /**
@@ -49,6 +56,10 @@ export interface TapHandle {
   offloads: number;
   /** Set when the header was asked for and refused as unsupported; null or absent otherwise. */
   vnetFallback?: VnetFallback | null;
+  /** With queues > 1: the fds of the queues after the first (fd); empty or absent for one queue. */
+  queueFds?: number[];
+  /** Set when more queues were asked for and multi-queue was refused as unsupported. */
+  multiqueueFallback?: VnetFallback | null;
   /** How the interface was configured (openTapInNamespace with `configure`); null or absent when it was not. */
   config?: InterfaceReport | null;
 }

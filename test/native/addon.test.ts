@@ -2,7 +2,7 @@
 // throwaway network namespaces. Needs root; every namespace is removed in afterAll.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { rmSync, writeFileSync } from 'node:fs';
+import { readSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -120,6 +120,54 @@ describe('openTapInNamespace', () => {
     run('ip', ['-n', ns, 'link', 'set', 'usn1', 'up']);
     const [link] = ipJson(ns, ['link', 'show', 'dev', 'usn1']);
     expect(link.flags).toContain('LOWER_UP');
+  });
+
+  it('opens a multi-queue tap as one fd per queue, each with the vnet header and offloads', () => {
+    const ns = newNetns();
+    const h = native.openTapInNamespace({
+      target: { netnsPath: `/run/netns/${ns}` },
+      tap: { name: 'usnq0', vnetHdr: true, offloads: 0x07, queues: 3 },
+      configure: { name: 'usnq0', ipv4: '10.77.9.2', prefixLength: 24, up: true },
+    });
+    fds.push(h.fd, ...(h.queueFds ?? []));
+    expect(h).toMatchObject({ vnetHdr: true, offloads: 0x07, multiqueueFallback: null, netnsFd: -1, usernsFd: -1 });
+    expect(h.queueFds).toHaveLength(2);
+    expect(new Set([h.fd, ...h.queueFds!]).size).toBe(3);
+    // The kernel sees one device with three queues, each attached.
+    const q = run('ip', ['netns', 'exec', ns, 'ls', '/sys/class/net/usnq0/queues']).split(/\s+/).filter((x) => x.startsWith('tx-'));
+    expect(q).toHaveLength(3);
+    const [link] = ipJson(ns, ['-d', 'link', 'show', 'dev', 'usnq0']);
+    expect(link.linkinfo.info_data.multi_queue).toBe(true);
+    // Each queue carries frames: a frame the namespace sends arrives on one of them, with its 10-byte header.
+    try {
+      run('ip', ['netns', 'exec', ns, 'ping', '-c', '1', '-W', '0.2', '10.77.9.1']);
+    } catch {
+      // no answer: nobody reads the queues yet; its ARP request is what we look for
+    }
+    const buf = Buffer.alloc(2048);
+    let got = 0;
+    for (const fd of [h.fd, ...h.queueFds!]) {
+      try {
+        if (readSync(fd, buf) > 10 + 14) got++;
+      } catch {
+        // EAGAIN: nothing on this queue
+      }
+    }
+    expect(got).toBeGreaterThan(0);
+  });
+
+  it('falls back to one queue where multi-queue is refused (an existing single-queue tap)', () => {
+    const ns = newNetns();
+    run('ip', ['-n', ns, 'tuntap', 'add', 'dev', 'usnq1', 'mode', 'tap']);
+    const h = native.openTapInNamespace({
+      target: { netnsPath: `/run/netns/${ns}` },
+      tap: { name: 'usnq1', vnetHdr: true, offloads: 0x07, queues: 2 },
+    });
+    fds.push(h.fd, ...(h.queueFds ?? []));
+    expect(h.attached).toBe(true);
+    expect(h.queueFds).toEqual([]);
+    expect(h.multiqueueFallback).toMatchObject({ code: 'EINVAL', syscall: 'ioctl(TUNSETIFF,IFF_MULTI_QUEUE)' });
+    expect(h.vnetHdr).toBe(true);
   });
 
   it('joins the namespaces of a pid (user namespace optional)', async () => {
@@ -332,6 +380,8 @@ describe('validation before the addon is called', () => {
 
   it('rejects offload bits the kernel does not define', () => {
     expect(thrown(() => native.openTap({ name: 'usn9', vnetHdr: true, offloads: 0x80 }))).toBeInstanceOf(ConfigError);
+    expect(thrown(() => native.openTap({ name: 'usn9', vnetHdr: true, offloads: 0, queues: 17 }))).toBeInstanceOf(ConfigError);
+    expect(thrown(() => native.openTap({ name: 'usn9', vnetHdr: true, offloads: 0, queues: 0 }))).toBeInstanceOf(ConfigError);
   });
 });
 
