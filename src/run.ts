@@ -155,7 +155,7 @@ export async function runInNamespace(cmd: RunCommand, log: Logger): Promise<numb
     checkAbort();
     await internals?.stopWarmUp();
     await shards?.stopWarmUp();
-    let argv = cmd.argv;
+    let argv = withParentDeathSignal(cmd.argv, log);
     if (o.dns) {
       dnsDir = mkdtempSync(join(tmpdir(), 'usernet-dns-'));
       argv = withGuestResolvConf(dnsDir, o, argv, log);
@@ -217,6 +217,24 @@ async function guestNamespaces(log: Logger): Promise<GuestNamespaces> {
 }
 
 /**
+ * CMD dies with usernet: without its network it would hang on, and a crash
+ * (or a SIGKILL) leaves no handler to stop it. setpriv(1) asks the kernel
+ * for SIGKILL when its parent, usernet, ends (PR_SET_PDEATHSIG, as
+ * `unshare --kill-child`); it runs last, after nsenter has entered the user
+ * namespace (a change of credentials clears the setting), and the chain
+ * nsenter, unshare, sh, setpriv, CMD is one process (exec, no fork), so the
+ * parent is usernet itself. Without setpriv, CMD runs without it (debug line).
+ */
+function withParentDeathSignal(argv: string[], log: Logger): string[] {
+  const setpriv = findInPath('setpriv');
+  if (setpriv === null) {
+    log.debug('setpriv not found: the command is not killed if usernet dies');
+    return argv;
+  }
+  return [setpriv, '--pdeathsig', 'KILL', '--', ...argv];
+}
+
+/**
  * CMD's view of /etc/resolv.conf names usernet's forwarder (N+3, and P::3
  * with IPv6), as rootlesskit's --copy-up=/etc gives its guests: CMD starts in
  * a private mount namespace (unshare(1)) where a copy written to `dir` is
@@ -261,7 +279,7 @@ async function waitForSlaac(
   abort: AbortSignal,
 ): Promise<string | null> {
   const want = Buffer.from(parsePrefix(prefix).address).toString('hex').slice(0, 16);
-  const child = spawn(nsenter, [...nsArgs, '--', 'sleep', String(IPV6_WAIT_MS / 1000 + 5)], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(nsenter, [...nsArgs, '--', ...withParentDeathSignal(['sleep', String(IPV6_WAIT_MS / 1000 + 5)], log)], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr?.setEncoding('utf8').on('data', (d: string) => (stderr += d));
   child.on('error', (err) => log.debug(`IPv6 wait helper: ${err.message}`));

@@ -1,10 +1,10 @@
 /**
  * `usernet run`: a real namespace, the real Linux stack, real ping and tcpdump.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { must, Sandbox, usernet } from './harness.js';
+import { must, Sandbox, sleep, usernet } from './harness.js';
 
 const sandbox = new Sandbox();
 afterEach(() => sandbox.cleanup());
@@ -42,6 +42,35 @@ describe('usernet run', () => {
     expect(usernet(['run', '--', 'sh', '-c', 'kill -TERM $$']).status).toBe(128 + 15);
     const missing = usernet(['run', '--', 'no-such-command-usernet']);
     expect(missing.status).toBe(127);
+  });
+
+  it('kills the command when usernet itself dies (SIGKILL: no handler runs)', async () => {
+    const u = sandbox.spawnUsernet(['run', '--', 'sleep', '300']);
+    /** usernet's child that has become `sleep 300` (the exec chain nsenter, setpriv, sleep is one process; the IPv6 wait helper is another sleep). */
+    const sleeper = (): number | null => {
+      for (const tid of existsSync(`/proc/${u.pid}/task`) ? readdirSync(`/proc/${u.pid}/task`) : []) {
+        for (const c of readFileSync(`/proc/${u.pid}/task/${tid}/children`, 'utf8').split(' ').filter(Boolean)) {
+          if (readFileSync(`/proc/${c}/cmdline`, 'utf8') === 'sleep\0' + '300\0') return Number(c);
+        }
+      }
+      return null;
+    };
+    let pid: number | null = null;
+    for (let i = 0; i < 300 && pid === null && u.running; i++) {
+      await sleep(50);
+      try {
+        pid = sleeper();
+      } catch {
+        // a child that exec'd or ended between the listing and the read
+      }
+    }
+    expect(pid, u.stderr).not.toBeNull();
+    process.kill(u.pid, 'SIGKILL');
+    await u.exited;
+    /** Gone, or a zombie waiting for init to reap it. */
+    const alive = () => existsSync(`/proc/${pid}/stat`) && !/^\d+ \([^)]*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+    for (let i = 0; i < 100 && alive(); i++) await sleep(50);
+    expect(alive()).toBe(false);
   });
 
   it('leaves no namespace or tap behind', () => {
