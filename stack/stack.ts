@@ -119,7 +119,7 @@ export class Stack {
       l6.setHandler(IPV6_NH_TCP, this.nat);
       l6.setHandler(IPV6_NH_UDP, this.nat);
       l6.setHandler(IPV6_NH_ICMPV6, this.nat);
-      // The IPv6 layer keeps the IPv6 neighbour table; the NAT asks it, and hears of every advertisement.
+      // The IPv6 layer keeps the IPv6 neighbour table; the NAT asks it, and hears from its NDP of every advertisement.
       this.neighbors.lookup6 = (h) => l6.lookup(addrs.bytes, addrs.offsetOf(h));
       l6.ndp.neighborListener = (b, off, macOff, now) => {
         const h = addrs.find(b, off);
