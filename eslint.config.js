@@ -25,4 +25,21 @@ export default tseslint.config(
     files: ['test/**/*.ts', 'bench/**/*.ts'],
     rules: { '@typescript-eslint/no-explicit-any': 'off' },
   },
+  {
+    // Every deliberate error is a UsernetError with a stable `code`
+    // (src/errors.ts, which defines the classes and may wrap a thrown
+    // non-Error); stack/ throws only RangeError or TypeError for bad
+    // arguments. A plain Error, or a class built on it, has no code to
+    // switch on.
+    files: ['src/**/*.ts', 'stack/**/*.ts'],
+    ignores: ['src/errors.ts'],
+    rules: {
+      'no-restricted-syntax': [
+        'error',
+        ...["NewExpression[callee.name='Error']", "CallExpression[callee.name='Error']", "ClassDeclaration[superClass.name='Error']", "ClassExpression[superClass.name='Error']"].map(
+          (selector) => ({ selector, message: 'a deliberate error is a UsernetError (or a subclass) with a stable code: see src/errors.ts' }),
+        ),
+      ],
+    },
+  },
 );

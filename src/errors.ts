@@ -3,7 +3,9 @@
  * a stable `code` that callers and the CLI can switch on; messages are for
  * people and may change. Programming errors stay plain: argument checks in
  * stack/ (which does not import src/) throw RangeError or TypeError, and the
- * front ends turn those caused by user input into ConfigError.
+ * front ends turn those caused by user input into ConfigError. The linter
+ * (eslint.config.js) refuses `new Error` and classes built on a plain Error
+ * in src/ and stack/ outside this file.
  */
 import { constants as osConstants } from 'node:os';
 import type { ConfigSetting, InterfaceReport } from './native/types.js';

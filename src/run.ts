@@ -181,10 +181,10 @@ export async function runInNamespace(cmd: RunCommand, log: Logger): Promise<numb
   }
 }
 
-/** SIGINT/SIGTERM/SIGHUP arrived before CMD started. */
-class StartupAborted extends Error {
+/** SIGINT/SIGTERM/SIGHUP arrived before CMD started (caught in `run`, which exits as the signal asks). */
+class StartupAborted extends UsernetError {
   constructor(readonly signal: NodeJS.Signals) {
-    super(`start-up interrupted by ${signal}`);
+    super('ERR_STARTUP_ABORTED', `start-up interrupted by ${signal}`);
   }
 }
 

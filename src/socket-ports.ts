@@ -166,7 +166,7 @@ export class SocketPorts {
           else this.log.warn(`${p.name}: ${reason}`);
           ports.delete(p);
           this.connections--;
-          this.runtime.detachPort(p, reason === null ? null : new Error(reason));
+          this.runtime.detachPort(p, reason === null ? null : new UsernetError('ERR_PORT_FAILED', reason));
         },
       });
       this.connections++;

@@ -137,7 +137,7 @@ export const DROP_REASONS = [
   'frag-bad-last',
   'frag-memory',
   'frag-df-set',
-  // IPv6 layer: NDP, RA, echo, hand-over to the NAT (stack/ip6/ipv6-layer.ts)
+  // IPv6 layer: checks, multicast filter, echo, hand-over to the NAT (stack/ip6/ipv6-layer.ts)
   'not-ipv6',
   'ipv6-l2-broadcast',
   'ipv6-mcast-other-group',
@@ -154,6 +154,7 @@ export const DROP_REASONS = [
   'icmpv6-echo-multicast',
   'icmpv6-echo-too-big',
   'mld-ignored',
+  // neighbour discovery and router solicitations (stack/ip6/ndp.ts, stack/ip6/router-adverts.ts)
   'ndp-bad-hop-limit',
   'ndp-bad-lla',
   'ndp-ra-ignored',

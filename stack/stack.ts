@@ -111,7 +111,7 @@ export class Stack {
     this.neighbors.requester = {
       sendArpRequest: (ip, now) => {
         if (ip < 0x1_0000_0000) ip4.arp.sendRequest(ip, now);
-        else l6?.sendNeighborSolicitation(addrs.bytes, addrs.offsetOf(ip), now);
+        else l6?.ndp.sendSolicitation(addrs.bytes, addrs.offsetOf(ip), now);
       },
     };
     if (l6 !== null) {
@@ -119,9 +119,9 @@ export class Stack {
       l6.setHandler(IPV6_NH_TCP, this.nat);
       l6.setHandler(IPV6_NH_UDP, this.nat);
       l6.setHandler(IPV6_NH_ICMPV6, this.nat);
-      // The IPv6 layer keeps the IPv6 neighbour table; the NAT asks it, and hears of every advertisement.
+      // The IPv6 layer keeps the IPv6 neighbour table; the NAT asks it, and hears from its NDP of every advertisement.
       this.neighbors.lookup6 = (h) => l6.lookup(addrs.bytes, addrs.offsetOf(h));
-      l6.neighborListener = (b, off, macOff, now) => {
+      l6.ndp.neighborListener = (b, off, macOff, now) => {
         const h = addrs.find(b, off);
         if (h < 0) return;
         let mac = 0;

@@ -23,7 +23,7 @@ import { readFileSync } from 'node:fs';
 import { freePort, type BenchContext } from '../lib/context.js';
 import { sample, type Row, type SystemName } from '../lib/results.js';
 import { fdCount, must, rssKiB, sh, sleep } from '../lib/sys.js';
-import { pastaCommand, slirpNamespace } from './tcp.js';
+import { pastaRun, slirpNamespace } from '../lib/peer-setup.js';
 
 export const HOLD_CONNECTIONS = 10_000;
 /**
@@ -139,28 +139,7 @@ async function pastaInstance(ctx: BenchContext, nofile: string): Promise<Instanc
     [
       `--nofile=${nofile}:${nofile}`,
       '--',
-      ...pastaCommand(ctx),
-      '-f',
-      '--config-net',
-      '-m',
-      '1500',
-      '-a',
-      '10.0.2.100',
-      '-n',
-      '24',
-      '-g',
-      '10.0.2.2',
-      '-T',
-      'none',
-      '-U',
-      'none',
-      '-t',
-      'none',
-      '-u',
-      'none',
-      '--',
-      'sleep',
-      '3600',
+      ...pastaRun(ctx, 1500, ['sleep', '3600']),
     ],
     'pasta',
   );

@@ -19,7 +19,7 @@ import { freePort, type BenchContext } from '../lib/context.js';
 import { parseTcp } from '../lib/iperf.js';
 import { repeat, type Row, type Sample, type SystemName } from '../lib/results.js';
 import { CpuSampler, must, type Proc } from '../lib/sys.js';
-import { pastaCommand, slirpNamespace, vethPair } from './tcp.js';
+import { pastaCommand, pastaNetArgs, slirpNamespace, vethPair } from '../lib/peer-setup.js';
 
 export const FORWARD_MTU = 65520;
 const GUEST_PORT = 5201;
@@ -104,16 +104,7 @@ async function pastaEnv(ctx: BenchContext): Promise<Env> {
     pastaCommand(ctx)[0],
     [
       ...pastaCommand(ctx).slice(1),
-      '-f',
-      '--config-net',
-      '-m',
-      String(FORWARD_MTU),
-      '-a',
-      '10.0.2.100',
-      '-n',
-      '24',
-      '-g',
-      '10.0.2.2',
+      ...pastaNetArgs(FORWARD_MTU),
       '-t',
       `127.0.0.1/${port}:${GUEST_PORT}`,
       '-T',

@@ -5,16 +5,18 @@
  * stream delivered: (Σx)² / (n·Σx²), 1 when every stream got the same, 1/n
  * when one took everything.
  *
- * The systems are set up as in the single-stream TCP suite (suites/tcp.ts):
- * usernet through `usernet run` (its default, an engine shard per core, and
- * --workers 1), slirp4netns on a namespace we hold, pasta as
- * the bench user, and the kernel as a veth pair between two namespaces, which
- * spreads the streams over every core. Throughput is iperf3's receiver sum.
+ * The systems are set up as in the single-stream TCP suite (suites/tcp.ts,
+ * bench/lib/peer-setup.ts): usernet through `usernet run` (its default, an
+ * engine shard per core, and --workers 1), slirp4netns on a namespace we
+ * hold, pasta as the bench user, and the kernel as a veth pair between two
+ * namespaces, which spreads the streams over every core. Throughput is
+ * iperf3's receiver sum.
  */
 import type { BenchContext } from '../lib/context.js';
 import { median, repeat, type Row, type Sample, type SystemName } from '../lib/results.js';
+import { hostServer, pastaRun, shellWrap, slirpNamespace, vethPair } from '../lib/peer-setup.js';
 import { type Proc } from '../lib/sys.js';
-import { hostServer, MTUS, pastaCommand, shellWrap, slirpNamespace, vethPair } from './tcp.js';
+import { MTUS } from './tcp.js';
 
 export const STREAMS = [4, 16] as const;
 
@@ -144,30 +146,7 @@ export async function parallelSuite(ctx: BenchContext): Promise<Row[]> {
       results.set(
         'pasta',
         await cellsFor(ctx, async (mtu) => ({
-          run: (n, rev) =>
-            runOnce(ctx, 'pasta', [
-              ...pastaCommand(ctx),
-              '-f',
-              '--config-net',
-              '-m',
-              String(mtu),
-              '-a',
-              '10.0.2.100',
-              '-n',
-              '24',
-              '-g',
-              '10.0.2.2',
-              '-T',
-              'none',
-              '-U',
-              'none',
-              '-t',
-              'none',
-              '-u',
-              'none',
-              '--',
-              ...shellWrap(client(ctx, '10.0.2.2', port, n, rev)),
-            ]),
+          run: (n, rev) => runOnce(ctx, 'pasta', pastaRun(ctx, mtu, shellWrap(client(ctx, '10.0.2.2', port, n, rev)))),
           done: async () => undefined,
         })),
       );

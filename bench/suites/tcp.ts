@@ -15,12 +15,14 @@
  *
  * The iperf3 client is wrapped in `sh -c '...; sleep 0.3'` where the measured
  * user-space process would otherwise exit with it, so the last CPU sample
- * (utime+stime from /proc) is taken after the transfer ended.
+ * (utime+stime from /proc) is taken after the transfer ended. The set-up of
+ * each system is bench/lib/peer-setup.ts, shared with the other suites.
  */
-import { freePort, type BenchContext } from '../lib/context.js';
+import type { BenchContext } from '../lib/context.js';
 import { parseTcp } from '../lib/iperf.js';
+import { hostServer, pastaRun, shellWrap, slirpNamespace, vethPair } from '../lib/peer-setup.js';
 import { repeat, type Row, type Sample, type SystemName } from '../lib/results.js';
-import { CpuSampler, must, sh, sleep, type Proc } from '../lib/sys.js';
+import { CpuSampler, type Proc } from '../lib/sys.js';
 
 export const MTUS = [1500, 65520] as const;
 
@@ -46,10 +48,6 @@ interface Transfer {
 
 function clientArgs(ctx: BenchContext, host: string, port: number, reverse: boolean): string[] {
   return ['iperf3', '-c', host, '-p', String(port), '-t', String(ctx.seconds), '-J', ...(reverse ? ['-R'] : [])];
-}
-
-export function shellWrap(args: string[]): string[] {
-  return ['sh', '-c', `${args.join(' ')}; s=$?; sleep 0.3; exit $s`];
 }
 
 /** Runs a process that ends when the transfer does, sampling `cpuPid` (default: the process itself). */
@@ -96,13 +94,6 @@ async function cellsFor(
   return out;
 }
 
-export async function hostServer(ctx: BenchContext): Promise<{ port: number; proc: Proc }> {
-  const port = await freePort();
-  const proc = ctx.c.spawn('iperf3', ['-s', '--forceflush', '-B', '127.0.0.1', '-p', String(port)], 'iperf3 server');
-  await proc.waitFor(/Server listening/);
-  return { port, proc };
-}
-
 async function usernet(ctx: BenchContext, port: number, offload: boolean) {
   return cellsFor(ctx, async (mtu) => ({
     run: (reverse) =>
@@ -120,26 +111,6 @@ async function usernet(ctx: BenchContext, port: number, offload: boolean) {
   }));
 }
 
-/** A namespace with slirp4netns attached; exported for the transaction suite. */
-export async function slirpNamespace(
-  ctx: BenchContext,
-  mtu: number,
-  extraArgs: string[] = [],
-): Promise<{ ns: string; pid: number; release: () => Promise<void> }> {
-  const mark = ctx.c.mark();
-  const ns = ctx.c.netns('slirp');
-  const holder = ctx.c.spawn('ip', ['netns', 'exec', ns, 'sleep', '3600'], 'netns holder');
-  await sleep(50);
-  const slirp = ctx.c.spawn('slirp4netns', ['--configure', `--mtu=${mtu}`, ...extraArgs, String(holder.pid), 'tap0'], 'slirp4netns');
-  const deadline = Date.now() + 10_000;
-  while (!/10\.0\.2\.100/.test(sh('ip', ['-n', ns, '-4', 'addr', 'show', 'tap0']).stdout)) {
-    if (!slirp.running) throw new Error(`slirp4netns exited: ${slirp.stderr.trim()}`);
-    if (Date.now() > deadline) throw new Error('slirp4netns did not configure tap0 within 10 s');
-    await sleep(50);
-  }
-  return { ns, pid: slirp.pid, release: () => ctx.c.release(mark) };
-}
-
 async function slirp(ctx: BenchContext, port: number) {
   return cellsFor(ctx, async (mtu) => {
     const s = await slirpNamespace(ctx, mtu);
@@ -150,53 +121,11 @@ async function slirp(ctx: BenchContext, port: number) {
   });
 }
 
-/** pasta as the unprivileged bench user (it will not serve a namespace root made for root); options follow. */
-export function pastaCommand(ctx: BenchContext): string[] {
-  return ['setpriv', '--reuid', 'bench', '--regid', 'bench', '--init-groups', '--', ctx.pastaBin];
-}
-
 async function pasta(ctx: BenchContext, port: number) {
   return cellsFor(ctx, async (mtu) => ({
-    run: (reverse) =>
-      transfer(ctx, 'pasta', [
-        ...pastaCommand(ctx),
-        '-f',
-        '--config-net',
-        '-m',
-        String(mtu),
-        '-a',
-        '10.0.2.100',
-        '-n',
-        '24',
-        '-g',
-        '10.0.2.2',
-        '-T',
-        'none',
-        '-U',
-        'none',
-        '-t',
-        'none',
-        '-u',
-        'none',
-        '--',
-        ...shellWrap(clientArgs(ctx, '10.0.2.2', port, reverse)),
-      ]),
+    run: (reverse) => transfer(ctx, 'pasta', pastaRun(ctx, mtu, shellWrap(clientArgs(ctx, '10.0.2.2', port, reverse)))),
     done: async () => undefined,
   }));
-}
-
-/** Two namespaces joined by a veth pair; server end gets .1, client end .2. */
-export function vethPair(ctx: BenchContext, mtu: number): { server: string; client: string; serverIp: string } {
-  const server = ctx.c.netns('ksrv');
-  const client = ctx.c.netns('kcli');
-  const a = ctx.c.ifname('va');
-  const b = ctx.c.ifname('vb');
-  must('ip', ['link', 'add', a, 'mtu', String(mtu), 'netns', server, 'type', 'veth', 'peer', 'name', b, 'mtu', String(mtu), 'netns', client]);
-  must('ip', ['-n', server, 'addr', 'add', '10.201.0.1/24', 'dev', a]);
-  must('ip', ['-n', client, 'addr', 'add', '10.201.0.2/24', 'dev', b]);
-  must('ip', ['-n', server, 'link', 'set', a, 'up']);
-  must('ip', ['-n', client, 'link', 'set', b, 'up']);
-  return { server, client, serverIp: '10.201.0.1' };
 }
 
 async function kernel(ctx: BenchContext) {

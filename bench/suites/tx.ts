@@ -13,7 +13,7 @@
 import { freePort, type BenchContext } from '../lib/context.js';
 import { repeat, type Row, type Sample, type SystemName } from '../lib/results.js';
 import type { Proc } from '../lib/sys.js';
-import { slirpNamespace } from './tcp.js';
+import { slirpNamespace } from '../lib/peer-setup.js';
 
 const SYSCTL = 'sysctl -qw net.ipv4.ip_local_port_range="1024 65000"; sysctl -qw net.ipv4.tcp_tw_reuse=1;';
 

@@ -19,11 +19,11 @@
  * delivered: on a shared machine the delivered rate depends on how much CPU
  * the receiving iperf3 gets, while the cost per datagram is the path's own.
  */
-import { freePort, type BenchContext } from '../lib/context.js';
+import type { BenchContext } from '../lib/context.js';
 import { parseUdp } from '../lib/iperf.js';
 import { repeat, sample, type Row, type Sample, type SystemName } from '../lib/results.js';
+import { hostServer, pastaRun, shellWrap, slirpNamespace, vethPair } from '../lib/peer-setup.js';
 import { CpuSampler, type Proc } from '../lib/sys.js';
-import { slirpNamespace, vethPair } from './tcp.js';
 
 const MTU = 1500;
 export const UDP_SIZES = [1400, 64] as const;
@@ -44,10 +44,6 @@ export function udpCellName(c: Cell): string {
 
 function clientArgs(ctx: BenchContext, host: string, port: number, c: Cell): string[] {
   return ['iperf3', '-c', host, '-p', String(port), '-u', '-b', '0', '-l', String(c.size), '-t', String(ctx.seconds), '-J', ...(c.reverse ? ['-R'] : [])];
-}
-
-function shellWrap(args: string[]): string[] {
-  return ['sh', '-c', `${args.join(' ')}; s=$?; sleep 0.3; exit $s`];
 }
 
 interface Transfer {
@@ -105,13 +101,6 @@ async function cellsFor(ctx: BenchContext, name: string, setup: () => Promise<{ 
   return out;
 }
 
-async function hostServer(ctx: BenchContext): Promise<number> {
-  const port = await freePort();
-  const proc = ctx.c.spawn('iperf3', ['-s', '--forceflush', '-B', '127.0.0.1', '-p', String(port)], 'iperf3 server');
-  await proc.waitFor(/Server listening/);
-  return port;
-}
-
 function usernet(ctx: BenchContext, port: number, offload: boolean) {
   return cellsFor(ctx, offload ? 'usernet' : 'usernet --no-offload', async () => ({
     run: (c) =>
@@ -136,15 +125,8 @@ function slirp(ctx: BenchContext, port: number) {
 }
 
 function pasta(ctx: BenchContext, port: number) {
-  const pastaArgs = ['-f', '--config-net', '-m', String(MTU), '-a', '10.0.2.100', '-n', '24', '-g', '10.0.2.2', '-T', 'none', '-U', 'none', '-t', 'none', '-u', 'none'];
   return cellsFor(ctx, 'pasta', async () => ({
-    run: (c) =>
-      transfer(
-        ctx,
-        'pasta',
-        ['setpriv', '--reuid', 'bench', '--regid', 'bench', '--init-groups', '--', ctx.pastaBin, ...pastaArgs, '--', ...shellWrap(clientArgs(ctx, '10.0.2.2', port, c))],
-        c,
-      ),
+    run: (c) => transfer(ctx, 'pasta', pastaRun(ctx, MTU, shellWrap(clientArgs(ctx, '10.0.2.2', port, c))), c),
     done: async () => undefined,
   }));
 }
@@ -167,7 +149,7 @@ export async function udpSuite(ctx: BenchContext): Promise<Row[]> {
   const mark = ctx.c.mark();
   const results = new Map<SystemName, Map<string, CellResult>>();
   try {
-    const port = await hostServer(ctx);
+    const { port } = await hostServer(ctx);
     ctx.log('udp: kernel veth');
     results.set('kernel', await kernel(ctx));
     ctx.log('udp: usernet (vnet offloads)');

@@ -16,6 +16,7 @@ import { writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { networkInterfaces } from 'node:os';
 
+import { UsernetError } from '../errors.js';
 import { native } from '../native/addon.js';
 import { PING_ADDR6_STRIDE, PING_ENTRY_WORDS, PING_KIND, PING_KIND_MASK, PING_KIND_REPLY } from '../native/types.js';
 import { parseIpv4 } from '../../stack/wire/ipv4-address.js';
@@ -49,10 +50,17 @@ export interface ProbeResult {
   detail: string;
 }
 
+/**
+ * A probe that failed on its own terms (no answer in time, a wrong answer, no
+ * address); its message is the probe's whole detail. Errors from sockets and
+ * the resolver keep their errno code in front of the message instead.
+ */
+export class ProbeError extends UsernetError {}
+
 export function withTimeout<T>(what: string, p: Promise<T>, ms = PROBE_TIMEOUT_MS): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const t = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms / 1000} s`)), ms);
+    timer = setTimeout(() => reject(new ProbeError('ERR_PROBE_TIMEOUT', `${what}: no answer within ${ms / 1000} s`)), ms);
   });
   return Promise.race([p, t]).finally(() => clearTimeout(timer));
 }
@@ -68,7 +76,7 @@ function tcpEcho(host: string, port: number): Promise<string> {
     s.on('error', reject);
     s.on('end', () => {
       s.destroy();
-      if (got !== PAYLOAD) reject(new Error(`echo came back as ${JSON.stringify(got)}`));
+      if (got !== PAYLOAD) reject(new ProbeError('ERR_PROBE_WRONG_ANSWER', `echo came back as ${JSON.stringify(got)}`));
       else resolve(`${hostPort(host, port)} echoed ${PAYLOAD.length} bytes in ${ms(started)}`);
     });
   });
@@ -99,7 +107,7 @@ async function resolveName(server: string, name: string, family: 4 | 6, want: st
   const r = new Resolver({ timeout: 1000, tries: 3 });
   r.setServers([server]);
   const got = family === 4 ? await r.resolve4(name) : await r.resolve6(name);
-  if (!got.includes(want)) throw new Error(`${name} resolved to ${got.join(', ') || 'nothing'}, not ${want}`);
+  if (!got.includes(want)) throw new ProbeError('ERR_PROBE_WRONG_ANSWER', `${name} resolved to ${got.join(', ') || 'nothing'}, not ${want}`);
   return `${server} answered ${name} ${family === 4 ? 'A' : 'AAAA'} ${want}`;
 }
 
@@ -155,7 +163,7 @@ export function pingOnce(family: 4 | 6, target: string): Promise<string> {
       if (n < 0 && n !== -11) {
         clearInterval(resend);
         sock.close();
-        reject(new Error(`sending an echo request to ${target} failed: errno ${-n}`));
+        reject(new ProbeError('ERR_PROBE_SEND', `sending an echo request to ${target} failed: errno ${-n}`));
       }
     };
     // The callbacks above run only after this line (a batch, an error, or a later send).
@@ -172,7 +180,12 @@ async function slaacAddress(prefix: string): Promise<string> {
       if (a.family === 'IPv6' && a.address.startsWith(want)) return `${a.address} (SLAAC)`;
     }
   }
-  throw new Error(`no address in ${prefix}/64: router advertisements from the gateway did not configure the namespace`);
+  throw new ProbeError('ERR_PROBE_NO_ADDRESS', `no address in ${prefix}/64: router advertisements from the gateway did not configure the namespace`);
+}
+
+/** The check could not start an echo server on the host's ::1 (no IPv6 loopback there). */
+function noServer6(): ProbeError {
+  return new ProbeError('ERR_PROBE_NO_SERVER', 'no echo server on ::1');
 }
 
 function hostPort(host: string, port: number): string {
@@ -195,8 +208,8 @@ export async function runProbes(c: ProbeConfig): Promise<ProbeResult[]> {
     const [gateway6, dns6, prefix6] = [c.gateway6, c.dns6, c.prefix6];
     probes.push(
       ['slaac6', () => slaacAddress(prefix6)],
-      ['tcp6', () => (c.tcp6 > 0 ? tcpEcho(gateway6, c.tcp6) : Promise.reject(new Error('no echo server on ::1')))],
-      ['udp6', () => (c.udp6 > 0 ? udpEcho(gateway6, c.udp6) : Promise.reject(new Error('no echo server on ::1')))],
+      ['tcp6', () => (c.tcp6 > 0 ? tcpEcho(gateway6, c.tcp6) : Promise.reject(noServer6()))],
+      ['udp6', () => (c.udp6 > 0 ? udpEcho(gateway6, c.udp6) : Promise.reject(noServer6()))],
       ['dns6', () => resolveName(dns6, c.name, 6, c.aaaa)],
       ['icmp6', () => pingOnce(6, gateway6)],
     );
@@ -207,6 +220,7 @@ export async function runProbes(c: ProbeConfig): Promise<ProbeResult[]> {
         return { id, ok: true, detail: await withTimeout(id, Promise.resolve().then(fn)) };
       } catch (err) {
         const e = err as NodeJS.ErrnoException;
+        if (err instanceof ProbeError) return { id, ok: false, detail: e.message };
         return { id, ok: false, detail: e.code && !e.message.includes(e.code) ? `${e.code}: ${e.message}` : e.message };
       }
     }),

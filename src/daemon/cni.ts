@@ -47,13 +47,14 @@ const CNI_ERR = {
   internal: 999,
 } as const;
 
-class CniError extends Error {
+/** A failure reported to the container runtime as a CNI error: `cniCode` is the spec's number (CNI_ERR). */
+class CniError extends UsernetError {
   constructor(
-    readonly code: number,
+    readonly cniCode: number,
     message: string,
     readonly details = '',
   ) {
-    super(message);
+    super('ERR_CNI', message);
   }
 }
 
@@ -105,7 +106,7 @@ export async function runCni(env: NodeJS.ProcessEnv, stdin: string, out: (s: str
     }
   } catch (err) {
     const e = err instanceof CniError ? err : new CniError(codeFor(err), (err as Error).message);
-    out(JSON.stringify({ cniVersion: version, code: e.code, msg: e.message, ...(e.details ? { details: e.details } : {}) }));
+    out(JSON.stringify({ cniVersion: version, code: e.cniCode, msg: e.message, ...(e.details ? { details: e.details } : {}) }));
     return 1;
   }
 }

@@ -79,7 +79,12 @@ interface PortBinding {
   HostPortEnd?: number;
 }
 
-class PluginError extends Error {}
+/** A request usernet refuses (a network or endpoint it cannot serve); its message goes back to Docker. */
+class PluginError extends UsernetError {
+  constructor(message: string) {
+    super('ERR_DOCKER_REQUEST', message);
+  }
+}
 
 export async function startDockerPlugin(path: string, runtime: Runtime, guests: Guests, log: Logger): Promise<DockerPlugin> {
   const o: RuntimeOptions = runtime.options;
@@ -265,7 +270,7 @@ export async function startDockerPlugin(path: string, runtime: Runtime, guests: 
       reply(res, 200, out);
     } catch (err) {
       const e = err as Error & { hint?: string };
-      if (!(err instanceof PluginError) && !(err instanceof UsernetError)) log.error(`docker: ${method}: ${e.stack ?? String(err)}`);
+      if (!(err instanceof UsernetError)) log.error(`docker: ${method}: ${e.stack ?? String(err)}`);
       const message = e.hint ? `${e.message} (${e.hint})` : e.message;
       log.warn(`docker: ${method} refused: ${message}`);
       reply(res, 200, { [errField]: message });
@@ -295,12 +300,17 @@ async function readBody(req: IncomingMessage): Promise<Record<string, unknown>> 
   let size = 0;
   for await (const chunk of req) {
     size += (chunk as Buffer).length;
-    if (size > MAX_BODY_BYTES) throw new Error(`the body is larger than ${MAX_BODY_BYTES} bytes`);
+    if (size > MAX_BODY_BYTES) throw new UsernetError('ERR_TOO_LARGE', `the body is larger than ${MAX_BODY_BYTES} bytes`);
     chunks.push(chunk as Buffer);
   }
   const text = Buffer.concat(chunks).toString('utf8').trim();
   if (text === '' || text === 'null') return {};
-  const v: unknown = JSON.parse(text);
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('the body must be a JSON object');
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (err) {
+    throw new UsernetError('ERR_BAD_JSON', `the body is not JSON: ${(err as Error).message}`, { cause: err });
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new UsernetError('ERR_BAD_JSON', 'the body must be a JSON object');
   return v as Record<string, unknown>;
 }

@@ -33,7 +33,7 @@ import { startWarmUp, type RunningWarmUp } from '../warm-up.js';
 
 const init = workerData as ShardInit;
 const parent = parentPort;
-if (parent === null) throw new Error('shard-worker.ts runs on a worker thread');
+if (parent === null) throw new UsernetError('ERR_SHARD', 'shard-worker.ts runs on a worker thread');
 
 const send = (m: FromShard) => parent.postMessage(m);
 const o = init.options;

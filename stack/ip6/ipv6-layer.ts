@@ -1,8 +1,9 @@
 /**
- * The gateway's IPv6 layer: the checks every IPv6 packet passes, neighbour
- * discovery, router advertisements and echo for the gateway's own
- * addresses, fragment reassembly, and the hand-over of the rest as an
- * IpPacket to the handler plugged in for its protocol (the NAT). Sans-IO.
+ * The gateway's IPv6 layer: the checks every IPv6 packet passes, echo to
+ * the gateway's own addresses, fragment reassembly, and the hand-over of the
+ * rest as an IpPacket to the handler plugged in for its protocol (the NAT).
+ * Neighbour discovery for the same addresses is `ndp` (stack/ip6/ndp.ts),
+ * router advertisements `adverts` (stack/ip6/router-adverts.ts). Sans-IO.
  *
  * How it works
  * - The gateway parsed Ethernet and the virtio-net header once (LinkInput)
@@ -11,21 +12,18 @@
  * - Addresses: the gateway (prefix::2), the DNS address (prefix::3, only
  *   while DNS is enabled) and the link-local fe80::EUI-64 of the gateway MAC.
  *   The prefix must be a /64: SLAAC on Ethernet needs 64-bit identifiers.
- * - Multicast: frames to 33:33:... reach us by flooding. We accept all-nodes,
- *   all-routers and the solicited-node groups of our addresses, and ignore
- *   the rest ('ipv6-mcast-other-group'). MLD reports are counted and ignored:
+ * - Multicast: frames to 33:33:... reach us by flooding. The groups NDP
+ *   listens to pass (`ndp.acceptsGroupMac`, `ndp.acceptsGroup`: all-nodes,
+ *   all-routers, the solicited-node groups of our addresses); the rest is
+ *   ignored ('ipv6-mcast-other-group'). MLD reports are counted and ignored:
  *   the bridge floods multicast anyway, so there is no group state to keep.
- * - Neighbor solicitations for our addresses get a solicited NA with the
- *   target link-layer option. A DAD probe (source ::) for one of our
- *   addresses gets an unsolicited NA to ff02::1 (RFC 4861 7.2.4). A probe or
- *   solicitation for any other address gets nothing: guests defend their own.
- * - Router solicitations are checked here and answered, like the
- *   unsolicited advertisements, by `adverts` (stack/ip6/router-adverts.ts).
+ * - ICMPv6 neighbour and router solicitations and advertisements go to
+ *   `ndp`, which answers or learns from them (and hands RS to `adverts`).
  * - Neighbours (guest IPv6 -> MAC, stack/ip6/neighbor-table.ts) are learned
- *   from source link-layer options of NS/RS, target link-layer options of
- *   NA, and the source of every frame with a usable source address.
- * - Replies are built in the gateway's transmit arena (LinkTx) and leave as
- *   frames from the gateway port.
+ *   from the source of every frame with a usable source address, and by
+ *   `ndp` from the link-layer options of NS, NA and RS.
+ * - Echo replies are built in the gateway's transmit arena (LinkTx) and
+ *   leave as frames from the gateway port.
  * - What is not the layer's own business ('to-nat' from `classify`): ICMPv6
  *   other than echo requests has nowhere to go ('icmpv6-not-echo'); the rest
  *   has its two addresses interned as handles (ip-addresses.ts, one
@@ -42,6 +40,7 @@ import type { IpReassembler } from '../ip/reassembly.js';
 import { LinkInput, type LinkTx } from '../link.js';
 import { emitEthernetHeader, ETH_HEADER_LEN, ETHERTYPE_IPV6 } from '../wire/ethernet.js';
 import { Ipv6NeighborTable } from './neighbor-table.js';
+import { Ndp, type NdpOwner } from './ndp.js';
 import { RouterAdverts } from './router-adverts.js';
 import {
   fillIcmpv6Checksum,
@@ -58,32 +57,9 @@ import {
   ICMPV6_ROUTER_SOLICITATION,
   Icmpv6View,
 } from '../wire/icmpv6.js';
-import {
-  IPV6_ALL_NODES,
-  ipv6Equal,
-  ipv6PrefixMatch,
-  isSolicitedNodeOf,
-  linkLocalFromMac,
-  parsePrefix,
-  prefixHost,
-  type Ipv6Prefix,
-} from '../wire/ipv6-address.js';
+import { ipv6Equal, ipv6PrefixMatch, linkLocalFromMac, parsePrefix, prefixHost, type Ipv6Prefix } from '../wire/ipv6-address.js';
 import { emitIpv6Header, IPV6_HEADER_LEN, IPV6_NH_ICMPV6, Ipv6ExtInfo, Ipv6View, walkExtensionHeaders } from '../wire/ipv6.js';
 import { isMulticastMac, macToBytes } from '../wire/mac.js';
-import {
-  checkNdpOption,
-  emitLinkLayerOption,
-  emitNeighborAdvertisement,
-  emitNeighborSolicitation,
-  NA_FLAG_OVERRIDE,
-  NA_FLAG_ROUTER,
-  NA_FLAG_SOLICITED,
-  NDP_HOP_LIMIT,
-  NDP_OPT_SOURCE_LLA,
-  NDP_OPT_TARGET_LLA,
-  NdpMessageView,
-  NdpOptionWalker,
-} from '../wire/ndp.js';
 import { VIRTIO_NET_HDR_GSO_NONE } from '../wire/vnet.js';
 import { newDropCounters, type DropCounts } from '../counters.js';
 import type { DropReason } from '../drop-reasons.js';
@@ -152,7 +128,7 @@ const OWN_GW = 0;
 const OWN_DNS = 16;
 const OWN_LL = 32;
 
-export class Ipv6Layer {
+export class Ipv6Layer implements NdpOwner {
   readonly prefix: Uint8Array;
   readonly prefixLength = 64;
   readonly gatewayAddress: Uint8Array;
@@ -163,6 +139,8 @@ export class Ipv6Layer {
   readonly dnsEnabled: boolean;
   /** Router advertisements: RS answers and the unsolicited schedule. */
   readonly adverts: RouterAdverts;
+  /** Neighbour discovery: NS, NA, DAD, RS checks, the multicast groups we listen to. */
+  readonly ndp: Ndp;
 
   /** After 'to-nat': the packet's IPv6 header and its upper layer. */
   readonly ip = new Ipv6View();
@@ -184,30 +162,19 @@ export class Ipv6Layer {
   private addressFull = 0;
 
   readonly neighbors: Ipv6NeighborTable;
-  /**
-   * Told of every neighbour advertisement with a target link-layer address
-   * (address at b[off, +16), MAC at b[macOff, +6)): the NAT waits on these
-   * when it solicits a guest that never spoke (port forwards).
-   */
-  neighborListener: ((b: Uint8Array, off: number, macOff: number, now: number) => void) | null = null;
-  private solicitationsSent = 0;
   private readonly dropped = newDropCounters();
   /** Drops by reason so far (allocates: for stats and tests). */
   get drops(): DropCounts {
     return this.dropped.snapshot();
   }
 
-  private readonly own = new Uint8Array(48);
-  private readonly solicitScratch = new Uint8Array(16);
-  private readonly ownCount: number;
+  /** Our addresses, 16 bytes each: gateway, DNS, link-local (NdpOwner). */
+  readonly own = new Uint8Array(48);
+  /** Offsets in `own` of the addresses in use: the DNS address only while DNS is enabled. */
+  readonly ownOffsets: readonly number[];
+  readonly gatewayOffset = OWN_GW;
   private readonly icmp = new Icmpv6View();
-  private readonly ndp = new NdpMessageView();
-  private readonly opts = new NdpOptionWalker();
-  /** Set by scanOptions: offset in the frame of the link-layer option's MAC, or -1. */
-  private llaOff = -1;
 
-  private neighborAdvertsSent = 0;
-  private dadDefended = 0;
   private echoReplies = 0;
   private mldIgnored = 0;
 
@@ -255,7 +222,7 @@ export class Ipv6Layer {
     this.own.set(this.gatewayAddress, OWN_GW);
     this.own.set(this.dnsAddress, OWN_DNS);
     this.own.set(this.linkLocalAddress, OWN_LL);
-    this.ownCount = 3;
+    this.ownOffsets = this.dnsEnabled ? [OWN_GW, OWN_DNS, OWN_LL] : [OWN_GW, OWN_LL];
     this.adverts = new RouterAdverts(
       {
         mac,
@@ -276,6 +243,7 @@ export class Ipv6Layer {
       tx,
     );
     this.neighbors = new Ipv6NeighborTable(tableSize);
+    this.ndp = new Ndp(mac, this, this.neighbors, this.adverts, tx);
     this.link = this.ownLink;
     this.addrs = options.addrs ?? new IpAddresses(64);
     this.pkt = new IpPacket(this.addrs);
@@ -301,15 +269,21 @@ export class Ipv6Layer {
     return this.ownIndex(a, off) !== -1;
   }
 
-  /** Offset in `own` of the address equal to a[off, +16), or -1. */
-  private ownIndex(a: Uint8Array, off: number): number {
+  /** Offset in `own` of the address in use equal to a[off, +16), or -1. */
+  ownIndex(a: Uint8Array, off: number): number {
     const own = this.own;
-    for (let k = 0; k < this.ownCount; k++) {
-      const o = k * 16;
-      if (o === OWN_DNS && !this.dnsEnabled) continue;
+    const offs = this.ownOffsets;
+    for (let k = 0; k < offs.length; k++) {
+      const o = offs[k];
       if (ipv6Equal(own, o, a, off)) return o;
     }
     return -1;
+  }
+
+  /** Sources worth remembering: link-local or in our prefix, unicast. */
+  usableNeighborSource(b: Uint8Array, o: number): boolean {
+    if (b[o] === 0xfe && (b[o + 1] & 0xc0) === 0x80) return true;
+    return ipv6PrefixMatch(b, o, this.prefix, 0, 64);
   }
 
   /** MAC of a guest address, or -1 (for the NAT). */
@@ -334,14 +308,14 @@ export class Ipv6Layer {
 
   stats(): Ipv6LayerStats {
     return {
-      neighborAdvertsSent: this.neighborAdvertsSent,
-      dadDefended: this.dadDefended,
+      neighborAdvertsSent: this.ndp.neighborAdvertsSent,
+      dadDefended: this.ndp.dadDefended,
       routerAdvertsSent: this.adverts.sent,
       solicitationsAnswered: this.adverts.solicitationsAnswered,
       echoReplies: this.echoReplies,
       mldIgnored: this.mldIgnored,
       neighbors: this.neighbors.size,
-      solicitationsSent: this.solicitationsSent,
+      solicitationsSent: this.ndp.solicitationsSent,
       drops: this.dropped.snapshot(),
       addresses: this.addrs.size,
       addressTableFull: this.addressFull,
@@ -351,39 +325,6 @@ export class Ipv6Layer {
   private drop(reason: DropReason): DropReason {
     this.dropped.add(reason);
     return reason;
-  }
-
-
-  /** Is the destination MAC one of the groups we listen to? (dst is 33:33:..., checked by the caller.) */
-  private acceptsGroupMac(b: Uint8Array, o: number): boolean {
-    const g0 = b[o + 2];
-    const g1 = b[o + 3];
-    const g2 = b[o + 4];
-    const g3 = b[o + 5];
-    if (g0 === 0 && g1 === 0 && g2 === 0 && (g3 === 1 || g3 === 2)) return true;
-    if (g0 !== 0xff) return false;
-    const own = this.own;
-    for (let k = 0; k < this.ownCount; k++) {
-      const a = k * 16;
-      if (a === OWN_DNS && !this.dnsEnabled) continue;
-      if (own[a + 13] === g1 && own[a + 14] === g2 && own[a + 15] === g3) return true;
-    }
-    return false;
-  }
-
-  /** Is the IPv6 destination one of our multicast groups? */
-  private acceptsGroup(b: Uint8Array, o: number): boolean {
-    if (b[o] !== 0xff || b[o + 1] !== 0x02) return false;
-    let zero = true;
-    for (let i = 2; i < 15; i++) if (b[o + i] !== 0) zero = false;
-    if (zero && (b[o + 15] === 1 || b[o + 15] === 2)) return true;
-    const own = this.own;
-    for (let k = 0; k < this.ownCount; k++) {
-      const a = k * 16;
-      if (a === OWN_DNS && !this.dnsEnabled) continue;
-      if (isSolicitedNodeOf(b, o, own, a)) return true;
-    }
-    return false;
   }
 
   /**
@@ -425,7 +366,7 @@ export class Ipv6Layer {
     const l2Multicast = eth.dstIsMulticast;
     if (l2Multicast) {
       if (b[eo] !== 0x33 || b[eo + 1] !== 0x33) return this.drop('ipv6-l2-broadcast');
-      if (!this.acceptsGroupMac(b, eo)) return this.drop('ipv6-mcast-other-group');
+      if (!this.ndp.acceptsGroupMac(b, eo)) return this.drop('ipv6-mcast-other-group');
     } else if (!eth.dstIs(this.mac)) {
       return this.drop('not-for-us');
     }
@@ -441,7 +382,7 @@ export class Ipv6Layer {
     // RFC 4861/2464: unicast IPv6 inside a link-layer multicast is not for us to take.
     if (l2Multicast && !dstMulticast) return this.drop('ipv6-unicast-in-l2-multicast');
     if (dstMulticast && !l2Multicast) return this.drop('ipv6-multicast-in-l2-unicast');
-    if (dstMulticast && !this.acceptsGroup(b, dof)) return this.drop('ipv6-mcast-other-group');
+    if (dstMulticast && !this.ndp.acceptsGroup(b, dof)) return this.drop('ipv6-mcast-other-group');
     // Someone on the link using one of our addresses as its source is a conflict, not a neighbour.
     if (!srcUnspecified && this.ownIndex(b, so) !== -1) return this.drop('ipv6-src-is-ours');
 
@@ -565,12 +506,6 @@ export class Ipv6Layer {
     return 'complete';
   }
 
-  /** Sources worth remembering: link-local or in our prefix, unicast. */
-  private usableNeighborSource(b: Uint8Array, o: number): boolean {
-    if (b[o] === 0xfe && (b[o + 1] & 0xc0) === 0x80) return true;
-    return ipv6PrefixMatch(b, o, this.prefix, 0, 64);
-  }
-
   private handleIcmpv6(frame: Frame, srcUnspecified: boolean, dstMulticast: boolean, now: number): Ipv6Verdict {
     const ip = this.ip;
     const ext = this.ext;
@@ -578,27 +513,13 @@ export class Ipv6Layer {
     const icmp = this.icmp;
     const r = icmp.reset(b, ext.offset, ext.length);
     if (r !== null) return this.drop(r);
-    const type = icmp.type;
-    const checksumTrusted = this.link.l4ChecksumPartial || this.link.l4ChecksumValid;
-    switch (type) {
+    switch (icmp.type) {
       case ICMPV6_NEIGHBOR_SOLICITATION:
       case ICMPV6_NEIGHBOR_ADVERTISEMENT:
       case ICMPV6_ROUTER_SOLICITATION:
       case ICMPV6_ROUTER_ADVERTISEMENT: {
-        if (ip.hopLimit !== NDP_HOP_LIMIT) return this.drop('ndp-bad-hop-limit');
-        if (!checksumTrusted && !icmp.checksumOk(b, ip.srcOffset, ip.dstOffset)) return this.drop('icmpv6-bad-checksum');
-        const ndp = this.ndp;
-        const bad = ndp.reset(b, ext.offset, ext.length);
-        if (bad !== null) return this.drop(bad);
-        if (type === ICMPV6_NEIGHBOR_SOLICITATION) return this.handleNs(frame, srcUnspecified, dstMulticast, now);
-        if (type === ICMPV6_NEIGHBOR_ADVERTISEMENT) {
-          // RFC 4861 7.1.2: a solicited NA is never sent to a group.
-          if (dstMulticast && (ndp.flags & NA_FLAG_SOLICITED) !== 0) return this.drop('ndp-na-solicited-multicast');
-          return this.handleNa(srcUnspecified, now);
-        }
-        if (type === ICMPV6_ROUTER_SOLICITATION) return this.handleRs(frame, srcUnspecified, now);
-        // Another router on the link: we do not listen to peers.
-        return this.drop('ndp-ra-ignored');
+        const bad = this.ndp.input(this.link, ip, icmp, srcUnspecified, dstMulticast, now);
+        return bad === null ? 'consumed' : this.drop(bad);
       }
       case ICMPV6_MLD_QUERY:
       case ICMPV6_MLD_REPORT:
@@ -612,6 +533,7 @@ export class Ipv6Layer {
         if (dstMulticast) return this.drop('icmpv6-echo-multicast');
         if (this.ownIndex(b, ip.dstOffset) === -1) return 'to-nat';
         if (icmp.len < ICMPV6_HEADER_LEN) return this.drop('icmpv6-truncated');
+        const checksumTrusted = this.link.l4ChecksumPartial || this.link.l4ChecksumValid;
         if (!checksumTrusted && !icmp.checksumOk(b, ip.srcOffset, ip.dstOffset)) return this.drop('icmpv6-bad-checksum');
         return this.replyEcho(frame, now);
       }
@@ -620,141 +542,6 @@ export class Ipv6Layer {
         if (this.ownIndex(b, ip.dstOffset) !== -1) return this.drop('icmpv6-unhandled');
         return 'to-nat';
     }
-  }
-
-  /**
-   * Walks the NDP options of the message in `ndp`: every option must be
-   * sound. Returns a drop reason or null; sets llaOff to the offset of
-   * the MAC in the (last) option of type `llaType`, or -1. A multicast or
-   * zero MAC there is malformed.
-   */
-  private scanOptions(llaType: number): DropReason | null {
-    const w = this.opts.reset(this.ndp.buf, this.ndp.optionsOffset, this.ndp.optionsLength);
-    this.llaOff = -1;
-    while (w.next()) {
-      const bad = checkNdpOption(w);
-      if (bad !== null) return bad;
-      if (w.type === llaType) this.llaOff = w.offset + 2;
-    }
-    if (w.error !== null) return w.error;
-    const o = this.llaOff;
-    if (o !== -1) {
-      const b = this.ndp.buf;
-      if ((b[o] & 1) !== 0 || (b[o] | b[o + 1] | b[o + 2] | b[o + 3] | b[o + 4] | b[o + 5]) === 0) return 'ndp-bad-lla';
-    }
-    return null;
-  }
-
-  private handleNs(frame: Frame, srcUnspecified: boolean, dstMulticast: boolean, now: number): Ipv6Verdict {
-    const ip = this.ip;
-    const b = frame.buf;
-    const t = this.ndp.targetOffset;
-    if (b[t] === 0xff) return this.drop('ndp-ns-multicast-target');
-    const bad = this.scanOptions(NDP_OPT_SOURCE_LLA);
-    if (bad !== null) return this.drop(bad);
-    const slla = this.llaOff;
-    if (srcUnspecified) {
-      // RFC 4861 7.1.1: a DAD probe goes to the solicited-node group and carries no source link-layer option.
-      if (!dstMulticast || !isSolicitedNodeOf(b, ip.dstOffset, b, t)) return this.drop('ndp-dad-bad-dst');
-      if (slla !== -1) return this.drop('ndp-dad-with-slla');
-    } else if (slla !== -1 && this.usableNeighborSource(b, ip.srcOffset)) {
-      this.neighbors.learn(b, ip.srcOffset, b, slla, now);
-    }
-    const k = this.ownIndex(b, t);
-    // Not ours: the guest that owns it answers; a guest's DAD probe must meet silence from us.
-    if (k === -1) return this.drop('ndp-ns-not-ours');
-
-    const off = this.tx.allocTx(now);
-    const buf = this.tx.txBuffer;
-    const ipOff = off + ETH_HEADER_LEN;
-    const icmpOff = ipOff + IPV6_HEADER_LEN;
-    const len = emitNeighborAdvertisement(buf, icmpOff, 0, this.own, k);
-    const total = len + emitLinkLayerOption(buf, icmpOff + len, NDP_OPT_TARGET_LLA, this.mac);
-    if (srcUnspecified) {
-      // RFC 4861 7.2.4: answer a DAD probe to all-nodes, not solicited.
-      buf[icmpOff + 4] = NA_FLAG_ROUTER | NA_FLAG_OVERRIDE;
-      emitEthernetHeader(buf, off, 0x3333_0000_0001, this.mac, ETHERTYPE_IPV6);
-      emitIpv6Header(buf, ipOff, this.own, k, IPV6_ALL_NODES, 0, IPV6_NH_ICMPV6, total, NDP_HOP_LIMIT);
-      this.dadDefended++;
-    } else {
-      buf[icmpOff + 4] = NA_FLAG_ROUTER | NA_FLAG_SOLICITED | NA_FLAG_OVERRIDE;
-      // Reply to the link-layer address the solicitation names, else to the frame's sender.
-      emitEthernetHeader(buf, off, 0, this.mac, ETHERTYPE_IPV6);
-      if (slla === -1) this.link.eth.copySrcTo(buf, off);
-      else for (let i = 0; i < 6; i++) buf[off + i] = b[slla + i];
-      emitIpv6Header(buf, ipOff, this.own, k, b, ip.srcOffset, IPV6_NH_ICMPV6, total, NDP_HOP_LIMIT);
-    }
-    fillIcmpv6Checksum(buf, icmpOff, total, buf, ipOff + 8, ipOff + 24);
-    this.neighborAdvertsSent++;
-    this.tx.transmit(off, ETH_HEADER_LEN + IPV6_HEADER_LEN + total, now);
-    return 'consumed';
-  }
-
-  private handleNa(srcUnspecified: boolean, now: number): Ipv6Verdict {
-    if (srcUnspecified) return this.drop('ndp-na-bad-src');
-    const ndp = this.ndp;
-    const b = ndp.buf;
-    const t = ndp.targetOffset;
-    if (b[t] === 0xff) return this.drop('ndp-na-multicast-target');
-    const bad = this.scanOptions(NDP_OPT_TARGET_LLA);
-    if (bad !== null) return this.drop(bad);
-    if (this.ownIndex(b, t) !== -1) return this.drop('ndp-na-conflict');
-    const tlla = this.llaOff;
-    if (tlla !== -1 && this.usableNeighborSource(b, t)) {
-      this.neighbors.learn(b, t, b, tlla, now);
-      this.neighborListener?.(b, t, tlla, now);
-    }
-    return 'consumed';
-  }
-
-  /**
-   * Asks for the MAC of target[tOff, +16) with a neighbour solicitation to
-   * its solicited-node group, from the gateway address (RFC 4861 7.2.2).
-   */
-  sendNeighborSolicitation(target: Uint8Array, tOff: number, now: number): void {
-    const off = this.tx.allocTx(now);
-    const buf = this.tx.txBuffer;
-    const ipOff = off + ETH_HEADER_LEN;
-    const icmpOff = ipOff + IPV6_HEADER_LEN;
-    const len = emitNeighborSolicitation(buf, icmpOff, target, tOff);
-    const total = len + emitLinkLayerOption(buf, icmpOff + len, NDP_OPT_SOURCE_LLA, this.mac);
-    // Destination ff02::1:ffXX:XXXX, at MAC 33:33:ff:XX:XX:XX.
-    const dst = this.solicitScratch;
-    dst.fill(0);
-    dst[0] = 0xff;
-    dst[1] = 0x02;
-    dst[11] = 0x01;
-    dst[12] = 0xff;
-    dst[13] = target[tOff + 13];
-    dst[14] = target[tOff + 14];
-    dst[15] = target[tOff + 15];
-    const mac = 0x3333_ff00_0000 + target[tOff + 13] * 0x10000 + target[tOff + 14] * 0x100 + target[tOff + 15];
-    emitEthernetHeader(buf, off, mac, this.mac, ETHERTYPE_IPV6);
-    emitIpv6Header(buf, ipOff, this.own, OWN_GW, dst, 0, IPV6_NH_ICMPV6, total, NDP_HOP_LIMIT);
-    fillIcmpv6Checksum(buf, icmpOff, total, buf, ipOff + 8, ipOff + 24);
-    this.solicitationsSent++;
-    this.tx.transmit(off, ETH_HEADER_LEN + IPV6_HEADER_LEN + total, now);
-  }
-
-  private handleRs(frame: Frame, srcUnspecified: boolean, now: number): Ipv6Verdict {
-    const bad = this.scanOptions(NDP_OPT_SOURCE_LLA);
-    if (bad !== null) return this.drop(bad);
-    const slla = this.llaOff;
-    const ip = this.ip;
-    const b = frame.buf;
-    if (srcUnspecified) {
-      // RFC 4861 6.1.1: no source link-layer option from ::.
-      if (slla !== -1) return this.drop('ndp-rs-unspecified-with-slla');
-      const limited = this.adverts.answerUnspecified(now);
-      return limited === null ? 'consumed' : this.drop(limited);
-    }
-    let macOff = frame.off + 6;
-    if (slla !== -1) {
-      macOff = slla;
-      if (this.usableNeighborSource(b, ip.srcOffset)) this.neighbors.learn(b, ip.srcOffset, b, slla, now);
-    }
-    this.adverts.answer(b, ip.srcOffset, b, macOff, now);
-    return 'consumed';
   }
 
   /** Echo reply from the address that was pinged, without the request's extension headers. */

@@ -11,17 +11,11 @@
  * new connections are accepted again.
  */
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
-import { must, Sandbox, sleep } from './harness.js';
-import { eventually, figures, Sampler, startAttackNet, statsOfNet, wellBehaved, type AttackNet } from './attack-harness.js';
+import { describe, expect, it } from 'vitest';
+import { must, sleep } from './harness.js';
+import { attackFixture, type AttackNet, eventually, figures, Sampler, statsOfNet, wellBehaved } from './attack-harness.js';
 
-const sandbox = new Sandbox();
-let net: AttackNet | null = null;
-afterEach(async () => {
-  await net?.close();
-  net = null;
-  await sandbox.cleanup();
-});
+const attack = attackFixture();
 
 const NOFILE = 256;
 const CONNECTIONS = 1000;
@@ -35,12 +29,12 @@ async function result(p: { stdout: string; running: boolean }, word: string, fro
 
 describe('attack: fd exhaustion', () => {
   it(`refuses the connections beyond RLIMIT_NOFILE ${NOFILE} at once, logs them once per interval, and recovers`, async () => {
-    net = await startAttackNet(sandbox);
+    const net = await attack.start();
     const pid = net.usernet.pid;
     must('prlimit', ['--pid', String(pid), `--nofile=${NOFILE}:${NOFILE}`]);
     const sampler = new Sampler(pid);
     const before = await statsOfNet(net);
-    const client = sandbox.spawn('ip', ['netns', 'exec', net.attacker.ns, process.execPath, '--import', 'tsx', CLIENT, 'hold', '10.0.2.2', String(net.servers.hold), String(CONNECTIONS)]);
+    const client = attack.sandbox.spawn('ip', ['netns', 'exec', net.attacker.ns, process.execPath, '--import', 'tsx', CLIENT, 'hold', '10.0.2.2', String(net.servers.hold), String(CONNECTIONS)]);
     const opened = await result(client, 'ready', 0, 60_000);
     const during = await statsOfNet(net);
     const good = await wellBehavedWhenFull(net);
@@ -49,10 +43,10 @@ describe('attack: fd exhaustion', () => {
     process.kill(client.pid, 'SIGUSR2');
     await result(client, 'closed', from, 10_000);
     // The host sockets go as the guest's FINs arrive.
-    const drained = await eventually(async () => (await statsOfNet(net!)).hostSockets.tcp === 0, 20_000);
+    const drained = await eventually(async () => (await statsOfNet(net)).hostSockets.tcp === 0, 20_000);
     const goodAfter = await wellBehaved(net);
     // And the attacker gets all it asks for again, up to what the limit allows.
-    const again = sandbox.spawn('ip', ['netns', 'exec', net.attacker.ns, process.execPath, '--import', 'tsx', CLIENT, 'hold', '10.0.2.2', String(net.servers.hold), '100']);
+    const again = attack.sandbox.spawn('ip', ['netns', 'exec', net.attacker.ns, process.execPath, '--import', 'tsx', CLIENT, 'hold', '10.0.2.2', String(net.servers.hold), '100']);
     const reopened = await result(again, 'ready', 0, 30_000);
     sampler.stop();
     const after = await statsOfNet(net);
@@ -64,9 +58,7 @@ describe('attack: fd exhaustion', () => {
       opened,
       dialFailures: tcpDuring.dialFailures - tcpBefore.dialFailures,
       hostSocketsAtPeak: during.hostSockets.tcp,
-      fdsStart: sampler.first.fds,
-      peakFds: sampler.peakFds,
-      peakRssKb: sampler.peakRssKb,
+      ...sampler.figures(),
       logLines: logLines.length,
       firstLogLine: logLines[0]?.replace(/^.*usernet: /, ''),
       good,

@@ -14,35 +14,12 @@
  *   holds at most DNS_MAX_PENDING (1024) queries (stack/dns-forwarder.ts);
  *   the well-behaved guest's query is answered during the flood.
  */
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { Sandbox } from './harness.js';
-import {
-  buildGenerator,
-  DNS,
-  dropCount,
-  eventually,
-  figures,
-  flood,
-  rxFrames,
-  Sampler,
-  serverCounts,
-  startAttackNet,
-  statsOfNet,
-  wellBehaved,
-  type AttackNet,
-} from './attack-harness.js';
+import { describe, expect, it } from 'vitest';
+import { attackFixture, DNS, dropCount, eventually, figures, flood, rxFrames, Sampler, serverCounts, statsOfNet, wellBehaved } from './attack-harness.js';
 import { REASSEMBLY_MAX_BYTES, REASSEMBLY_MAX_DATAGRAMS } from '../../stack/ip/reassembly.js';
 import { DNS_MAX_PENDING } from '../../stack/dns-forwarder.js';
 
-const sandbox = new Sandbox();
-const files = new Sandbox();
-let net: AttackNet | null = null;
-afterEach(async () => {
-  await net?.close();
-  net = null;
-  await sandbox.cleanup();
-});
-afterAll(() => files.cleanup());
+const attack = attackFixture();
 
 const FRAGS = 40_000;
 const REASM_S = 2;
@@ -58,15 +35,15 @@ const FD_SLACK = 16;
 
 describe('attack: fragment and DNS floods', () => {
   it(`fragment flood (${FRAGS} IPv4 + ${FRAGS} IPv6): reassembly holds at most ${REASSEMBLY_MAX_DATAGRAMS} datagrams / ${REASSEMBLY_MAX_BYTES} bytes each, reclaimed after ${REASM_S} s`, async () => {
-    const gen = buildGenerator(files);
-    net = await startAttackNet(sandbox, { args: ['--limit', `reassembly-timeout=${REASM_S}`] });
+    const gen = attack.generator();
+    const net = await attack.start({ args: ['--limit', `reassembly-timeout=${REASM_S}`] });
     const sampler = new Sampler(net.usernet.pid);
     const before = await statsOfNet(net);
     const [sent4, good] = await Promise.all([flood(net, gen, { mode: 'frag4', count: FRAGS, rate: RATE }), wellBehaved(net)]);
     const sent6 = await flood(net, gen, { mode: 'frag6', count: FRAGS, srcIp: 'fd00::dead', dstIp: 'fd00::2', rate: RATE });
     const s = await statsOfNet(net);
     const reclaimed = await eventually(async () => {
-      const t = await statsOfNet(net!);
+      const t = await statsOfNet(net);
       return t.nat.reassembly.inProgress === 0 && t.nat.reassembly6.inProgress === 0;
     }, (REASM_S + 5) * 1000);
     sampler.stop();
@@ -78,10 +55,7 @@ describe('attack: fragment and DNS floods', () => {
       framesReceived: rxFrames(end, net.attacker) - rxFrames(before, net.attacker),
       afterFlood: { v4: s.nat.reassembly, v6: s.nat.reassembly6 },
       atEnd: { v4: end.nat.reassembly, v6: end.nat.reassembly6 },
-      rssStartKb: sampler.first.rssKb,
-      peakRssKb: sampler.peakRssKb,
-      fdsStart: sampler.first.fds,
-      peakFds: sampler.peakFds,
+      ...sampler.figures(),
       good,
       goodAfter,
     });
@@ -101,13 +75,13 @@ describe('attack: fragment and DNS floods', () => {
   }, 120_000);
 
   it(`DNS flood of ${DNS_QUERIES} queries to a dead upstream: at most ${DNS_MAX_PENDING} pending, the other guest's query answered`, async () => {
-    const gen = buildGenerator(files);
-    net = await startAttackNet(sandbox);
+    const gen = attack.generator();
+    const net = await attack.start();
     const sampler = new Sampler(net.usernet.pid);
     const before = await statsOfNet(net);
     const dnsFlood = flood(net, gen, { mode: 'dns', count: DNS_QUERIES, dstIp: DNS, dport: 53, rate: DNS_RATE });
     // Let the flood fill the pending table before the well-behaved guest asks.
-    await eventually(async () => (await statsOfNet(net!)).nat.udp.dns.queries >= DNS_MAX_PENDING, 20_000);
+    await eventually(async () => (await statsOfNet(net)).nat.udp.dns.queries >= DNS_MAX_PENDING, 20_000);
     const good = await wellBehaved(net);
     const sent = await dnsFlood;
     sampler.stop();
@@ -121,10 +95,7 @@ describe('attack: fragment and DNS floods', () => {
       dns: s.nat.udp.dns,
       upstreamAnswered: counts.dnsAnswered,
       upstreamDropped: counts.dnsDropped,
-      rssStartKb: sampler.first.rssKb,
-      peakRssKb: sampler.peakRssKb,
-      fdsStart: sampler.first.fds,
-      peakFds: sampler.peakFds,
+      ...sampler.figures(),
       good,
       goodAfter,
     });

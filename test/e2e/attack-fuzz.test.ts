@@ -11,20 +11,12 @@
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { Sandbox } from './harness.js';
-import { ATTACKER_IP, figures, GATEWAY, HOST_TARGET, runAsync, Sampler, startAttackNet, statsOfNet, wellBehaved, type AttackNet } from './attack-harness.js';
+import { describe, expect, it } from 'vitest';
+import { runAsync } from './harness.js';
+import { ATTACKER_IP, attackFixture, figures, GATEWAY, HOST_TARGET, Sampler, statsOfNet, wellBehaved } from './attack-harness.js';
 import { FrameFuzzer, ip4, ip6, KINDS, type Kind } from './attack-fuzz-frames.js';
 
-const sandbox = new Sandbox();
-const files = new Sandbox();
-let net: AttackNet | null = null;
-afterEach(async () => {
-  await net?.close();
-  net = null;
-  await sandbox.cleanup();
-});
-afterAll(() => files.cleanup());
+const attack = attackFixture();
 
 const FRAMES = 40_000;
 const SEED = Number(process.env.USERNET_FUZZ_SEED ?? 0x5eed18);
@@ -56,7 +48,7 @@ const mac = (s: string) => Buffer.from(s.split(':').map((h) => parseInt(h, 16)))
 
 describe('attack: malformed frames on the real path', () => {
   it(`survives ${FRAMES} fuzzed frames of every kind from a guest (seed ${SEED}) and serves fresh connections after`, async () => {
-    net = await startAttackNet(sandbox);
+    const net = await attack.start();
     const fz = new FrameFuzzer(SEED, {
       srcMac: mac(net.attacker.mac),
       gwMac: mac('52:55:0a:00:02:02'),
@@ -80,7 +72,7 @@ describe('attack: malformed frames on the real path', () => {
       len.writeUInt16BE(frame.length);
       parts.push(len, frame);
     }
-    const path = join(files.tmpdir(), 'frames.bin');
+    const path = join(attack.files.tmpdir(), 'frames.bin');
     writeFileSync(path, Buffer.concat(parts));
     const sampler = new Sampler(net.usernet.pid);
     const before = await statsOfNet(net);
@@ -94,7 +86,7 @@ describe('attack: malformed frames on the real path', () => {
     const good = await wellBehaved(net);
     const own = await runAsync('ip', ['netns', 'exec', net.attacker.ns, 'sh', '-c', `curl -sS --fail --max-time 30 http://${GATEWAY}:${net.servers.http}/blob | sha256sum`], 40_000);
     sampler.stop();
-    const port = (s: any) => s.bridge.ports.find((p: any) => p.name === net!.attacker.tap).counters;
+    const port = (s: any) => s.bridge.ports.find((p: any) => p.name === net.attacker.tap).counters;
     const gwDrops = (s: any) => Object.values(s.bridge.ports.find((p: any) => p.name === 'gateway').counters.drops as Record<string, number>).reduce((a, b) => a + b, 0);
     figures('fuzz', {
       seed: SEED,
@@ -107,9 +99,7 @@ describe('attack: malformed frames on the real path', () => {
       gatewayDrops: gwDrops(after) - gwDrops(before),
       tcpFlowsCreated: after.nat.tcp.created - before.nat.tcp.created,
       udpFlowsCreated: after.nat.udp.created - before.nat.udp.created,
-      peakRssKb: sampler.peakRssKb,
-      rssStartKb: sampler.first.rssKb,
-      peakFds: sampler.peakFds,
+      ...sampler.figures(),
       good,
       ownTransferOk: own.stdout.split(' ')[0] === net.servers.sha256,
     });

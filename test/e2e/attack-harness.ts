@@ -22,12 +22,13 @@
  * /proc; `figures()` prints what a test measured as one line in its output.
  *
  * Cleanup: `close()` stops the processes and deletes the taps, then the
- * sandbox deletes the namespaces; call both in afterEach, also on failure.
+ * sandbox deletes the namespaces. `attackFixture()`, called once at the top
+ * of a test file, does both after each test, also on failure.
  */
-import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { must, run, Sandbox, statsOf, USERNET, type Background } from './harness.js';
+import { afterAll, afterEach } from 'vitest';
+import { must, run, runAsync, Sandbox, statsOf, USERNET, type Background } from './harness.js';
 
 export const GATEWAY = '10.0.2.2';
 export const DNS = '10.0.2.3';
@@ -69,23 +70,6 @@ export interface AttackNetOptions {
   args?: string[];
   /** Size of the blob the good guest downloads (default 4 MiB). */
   blobBytes?: number;
-}
-
-/** Runs a command without blocking this process's event loop; bounded by timeoutMs (then SIGKILL). */
-export function runAsync(cmd: string, args: string[], timeoutMs = 60_000): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('error', reject);
-    child.on('close', (status) => {
-      clearTimeout(timer);
-      resolve({ status, stdout, stderr });
-    });
-  });
 }
 
 function macOf(ns: string, dev: string): string {
@@ -134,6 +118,41 @@ export async function startAttackNet(sandbox: Sandbox, opts: AttackNetOptions = 
     for (const m of made) run('ip', ['-n', m.ns, 'tuntap', 'del', 'dev', m.tap, 'mode', 'tap']);
   };
   return { usernet, servers, serverProc, hostNs, attacker: guests[0], good: guests[1], close };
+}
+
+export interface AttackFixture {
+  /** This test's sandbox (namespaces, processes), emptied after each test. */
+  readonly sandbox: Sandbox;
+  /** Kept for the whole file (the generator binary, frame files). */
+  readonly files: Sandbox;
+  /** Starts this test's AttackNet, closed after the test. */
+  start(opts?: AttackNetOptions): Promise<AttackNet>;
+  /** attack-gen, built once per process. */
+  generator(): string;
+}
+
+/**
+ * The lifecycle every attack test file shares: registers the hooks that
+ * close the net a test started and empty its sandbox after each test (also
+ * on failure), and remove the file's own files after the last. Call once at
+ * the top level of the file.
+ */
+export function attackFixture(): AttackFixture {
+  const sandbox = new Sandbox();
+  const files = new Sandbox();
+  let net: AttackNet | null = null;
+  afterEach(async () => {
+    await net?.close();
+    net = null;
+    await sandbox.cleanup();
+  });
+  afterAll(() => files.cleanup());
+  return {
+    sandbox,
+    files,
+    start: async (opts) => (net = await startAttackNet(sandbox, opts)),
+    generator: () => buildGenerator(files),
+  };
 }
 
 let genPath: string | null = null;
@@ -291,6 +310,10 @@ export class Sampler {
   stop(): void {
     clearInterval(this.timer);
     this.take();
+  }
+  /** The start and peaks, as every test's figures show them. */
+  figures(): { rssStartKb: number; peakRssKb: number; fdsStart: number; peakFds: number } {
+    return { rssStartKb: this.first.rssKb, peakRssKb: this.peakRssKb, fdsStart: this.first.fds, peakFds: this.peakFds };
   }
 }
 

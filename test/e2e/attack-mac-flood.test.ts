@@ -6,19 +6,10 @@
  * query succeed during the flood. usernet's fds grow by no more than the
  * well-behaved guest's own sockets (a MAC is no socket) and its RSS stays within RSS_BOUND_KB of where it started.
  */
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { Sandbox } from './harness.js';
-import { buildGenerator, figures, flood, Sampler, startAttackNet, statsOfNet, wellBehaved, type AttackNet } from './attack-harness.js';
+import { describe, expect, it } from 'vitest';
+import { attackFixture, figures, flood, Sampler, statsOfNet, wellBehaved } from './attack-harness.js';
 
-const sandbox = new Sandbox();
-const files = new Sandbox();
-let net: AttackNet | null = null;
-afterEach(async () => {
-  await net?.close();
-  net = null;
-  await sandbox.cleanup();
-});
-afterAll(() => files.cleanup());
+const attack = attackFixture();
 
 const MAC_TABLE_SIZE = 256;
 const FRAMES = 200_000;
@@ -36,27 +27,24 @@ const GOOD_GUEST_FDS = 4;
 
 describe('attack: MAC flood', () => {
   it(`keeps the MAC table at its cap (${MAC_TABLE_SIZE}) through ${FRAMES} random source MACs; the other guest is unaffected`, async () => {
-    const gen = buildGenerator(files);
-    net = await startAttackNet(sandbox, { args: ['--mac-table-size', String(MAC_TABLE_SIZE), '--stats-mac-table'] });
+    const gen = attack.generator();
+    const net = await attack.start({ args: ['--mac-table-size', String(MAC_TABLE_SIZE), '--stats-mac-table'] });
     const sampler = new Sampler(net.usernet.pid);
     const before = await statsOfNet(net);
     const [sent, good] = await Promise.all([flood(net, gen, { mode: 'mac', count: FRAMES, rate: RATE }), wellBehaved(net)]);
     sampler.stop();
     const after = await statsOfNet(net);
     const goodAfter = await wellBehaved(net);
-    const port = after.bridge.ports.find((p: any) => p.name === net!.attacker.tap);
+    const port = after.bridge.ports.find((p: any) => p.name === net.attacker.tap);
     const table = after.bridge.macTable;
     figures('mac-flood', {
       framesSent: sent.sent,
       sendMs: sent.ms,
-      framesReceived: port.counters.rxFrames - before.bridge.ports.find((p: any) => p.name === net!.attacker.tap).counters.rxFrames,
+      framesReceived: port.counters.rxFrames - before.bridge.ports.find((p: any) => p.name === net.attacker.tap).counters.rxFrames,
       macEntries: table.size,
       macCapacity: table.capacity,
       evictions: after.bridge.evictions - before.bridge.evictions,
-      rssStartKb: sampler.first.rssKb,
-      peakRssKb: sampler.peakRssKb,
-      peakFds: sampler.peakFds,
-      fdsStart: sampler.first.fds,
+      ...sampler.figures(),
       good,
       goodAfter,
     });
@@ -66,7 +54,7 @@ describe('attack: MAC flood', () => {
     expect(table.size).toBeLessThanOrEqual(MAC_TABLE_SIZE);
     expect(table.entries.length).toBe(table.size);
     // Every random MAC the bridge saw beyond the free slots took the place of another.
-    const received = port.counters.rxFrames - before.bridge.ports.find((p: any) => p.name === net!.attacker.tap).counters.rxFrames;
+    const received = port.counters.rxFrames - before.bridge.ports.find((p: any) => p.name === net.attacker.tap).counters.rxFrames;
     expect(after.bridge.evictions - before.bridge.evictions).toBeGreaterThanOrEqual(received - MAC_TABLE_SIZE);
     expect(good.ok, good.detail).toBe(true);
     expect(goodAfter.ok, goodAfter.detail).toBe(true);

@@ -33,17 +33,11 @@
  * the sweep), and usernet's fds return to where they started.
  */
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
-import { must, run, Sandbox } from './harness.js';
-import { eventually, figures, Sampler, startAttackNet, statsOfNet, wellBehaved, type AttackNet } from './attack-harness.js';
+import { describe, expect, it } from 'vitest';
+import { must, run } from './harness.js';
+import { attackFixture, type AttackNet, eventually, figures, Sampler, statsOfNet, wellBehaved } from './attack-harness.js';
 
-const sandbox = new Sandbox();
-let net: AttackNet | null = null;
-afterEach(async () => {
-  await net?.close();
-  net = null;
-  await sandbox.cleanup();
-});
+const attack = attackFixture();
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -67,7 +61,7 @@ async function line(p: { stdout: string }, word: string, from: number, timeoutMs
 }
 
 async function startSlowServers(n: AttackNet): Promise<{ push: number; noread: number; pid: number }> {
-  const p = sandbox.spawn('ip', ['netns', 'exec', n.hostNs, process.execPath, '--import', 'tsx', join(import.meta.dirname, 'attack-slow-servers.ts'), String(PUSH_BYTES)]);
+  const p = attack.sandbox.spawn('ip', ['netns', 'exec', n.hostNs, process.execPath, '--import', 'tsx', join(import.meta.dirname, 'attack-slow-servers.ts'), String(PUSH_BYTES)]);
   return { ...(await line(p, 'slow-servers', 0, 30_000)), pid: p.pid };
 }
 
@@ -87,11 +81,11 @@ async function stalled(n: AttackNet, timeoutMs: number): Promise<any> {
 
 describe('attack: slow readers and writers', () => {
   it(`holds ${PER_KIND} never-reading and ${PER_KIND} never-read connections within the rings' bound; the other guest is unaffected`, async () => {
-    net = await startAttackNet(sandbox, { args: ['--limit', `tcp-buffers=${BUDGET_MIB}`] });
+    const net = await attack.start({ args: ['--limit', `tcp-buffers=${BUDGET_MIB}`] });
     const servers = await startSlowServers(net);
     const sampler = new Sampler(net.usernet.pid);
     const spawnClient = (mode: string, port: number, bytes = 0) =>
-      sandbox.spawn('ip', ['netns', 'exec', net!.attacker.ns, process.execPath, '--import', 'tsx', CLIENT, mode, '10.0.2.2', String(port), String(PER_KIND), String(bytes)]);
+      attack.sandbox.spawn('ip', ['netns', 'exec', net.attacker.ns, process.execPath, '--import', 'tsx', CLIENT, mode, '10.0.2.2', String(port), String(PER_KIND), String(bytes)]);
     const noread = spawnClient('noread', servers.push);
     const push = spawnClient('push', servers.noread, PUSH_BYTES);
     const [noreadOpened, pushOpened] = await Promise.all([line(noread, 'ready', 0, 90_000), line(push, 'ready', 0, 90_000)]);
@@ -143,7 +137,7 @@ describe('attack: slow readers and writers', () => {
     // tapTxDropped), and a lost RST is only found out by usernet's next zero-window probe, which has
     // backed off towards rtoMax (60 s): so the bound is that plus 10 s.
     await line(noread, 'closed', from[0], 30_000);
-    const released = await eventually(async () => (await statsOfNet(net!)).hostSockets.tcp === 0, 70_000);
+    const released = await eventually(async () => (await statsOfNet(net)).hostSockets.tcp === 0, 70_000);
     const end = await statsOfNet(net);
     const states = (ns: string) => run('ip', ['netns', 'exec', ns, 'ss', '-tanH']).stdout.split('\n').filter(Boolean).reduce<Record<string, number>>((a, l) => ((a[l.split(/\s+/)[0]] = (a[l.split(/\s+/)[0]] ?? 0) + 1), a), {});
     const tapDrops = /TX:.*\n\s*\d+\s+\d+\s+\d+\s+(\d+)/.exec(run('ip', ['-n', net.attacker.ns, '-s', 'link', 'show', net.attacker.tap]).stdout)?.[1];
@@ -154,19 +148,19 @@ describe('attack: slow readers and writers', () => {
 
   it('reclaims every flow and socket of a guest whose namespace is deleted mid-transfer, within the idle timeouts', async () => {
     const IDLE_S = 3;
-    net = await startAttackNet(sandbox, { args: ['--limit', `tcp-idle=${IDLE_S}`, '--limit', `udp-idle=${IDLE_S}`] });
+    const net = await attack.start({ args: ['--limit', `tcp-idle=${IDLE_S}`, '--limit', `udp-idle=${IDLE_S}`] });
     const servers = await startSlowServers(net);
     const sampler = new Sampler(net.usernet.pid);
     const fdsStart = sampler.first.fds;
-    const client = sandbox.spawn('ip', ['netns', 'exec', net.attacker.ns, process.execPath, '--import', 'tsx', CLIENT, 'noread', '10.0.2.2', String(servers.push), '200']);
+    const client = attack.sandbox.spawn('ip', ['netns', 'exec', net.attacker.ns, process.execPath, '--import', 'tsx', CLIENT, 'noread', '10.0.2.2', String(servers.push), '200']);
     const opened = await line(client, 'ready', 0, 30_000);
     process.kill(servers.pid, 'SIGUSR2');
     // Counted now: the guest never reads, so our zero-window probes back off past the 3 s idle
     // timeout, and on a loaded machine the UDP client below can take that long to start.
     const busyTcp = (await statsOfNet(net)).nat.tcp.active;
-    const udpClient = sandbox.spawn('ip', ['netns', 'exec', net.attacker.ns, process.execPath, '--import', 'tsx', CLIENT, 'udp', '10.0.2.2', String(net.servers.udp), '300']);
+    const udpClient = attack.sandbox.spawn('ip', ['netns', 'exec', net.attacker.ns, process.execPath, '--import', 'tsx', CLIENT, 'udp', '10.0.2.2', String(net.servers.udp), '300']);
     await line(udpClient, 'ready', 0, 30_000);
-    await eventually(async () => (await statsOfNet(net!)).nat.udp.active >= 300, 10_000);
+    await eventually(async () => (await statsOfNet(net)).nat.udp.active >= 300, 10_000);
     const busy = await statsOfNet(net);
     // The guest vanishes: its processes, then its namespace (and the tap in it).
     await client.stop('SIGKILL');
@@ -174,7 +168,7 @@ describe('attack: slow readers and writers', () => {
     must('ip', ['netns', 'del', net.attacker.ns]);
     const gone = Date.now();
     const reclaimed = await eventually(async () => {
-      const s = await statsOfNet(net!);
+      const s = await statsOfNet(net);
       return s.nat.tcp.active === 0 && s.hostSockets.tcp === 0 && s.nat.udp.active === 0 && s.hostSockets.udp <= 1;
     }, (IDLE_S + 20) * 1000);
     const reclaimMs = Date.now() - gone;

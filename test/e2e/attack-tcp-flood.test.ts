@@ -16,31 +16,10 @@
  * usernet's fds stay under fdsStart + TCP_FLOWS + slack (one host socket
  * per flow).
  */
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { Sandbox } from './harness.js';
-import {
-  buildGenerator,
-  dropCount,
-  figures,
-  flood,
-  rxFrames,
-  GATEWAY,
-  Sampler,
-  startAttackNet,
-  statsOfNet,
-  wellBehaved,
-  type AttackNet,
-} from './attack-harness.js';
+import { describe, expect, it } from 'vitest';
+import { attackFixture, dropCount, figures, flood, GATEWAY, rxFrames, Sampler, statsOfNet, wellBehaved } from './attack-harness.js';
 
-const sandbox = new Sandbox();
-const files = new Sandbox();
-let net: AttackNet | null = null;
-afterEach(async () => {
-  await net?.close();
-  net = null;
-  await sandbox.cleanup();
-});
-afterAll(() => files.cleanup());
+const attack = attackFixture();
 
 const TCP_FLOWS = 256;
 const SYN_COUNT = 20_000;
@@ -54,8 +33,8 @@ const RSS_BOUND_KB = 96 * 1024;
 
 describe('attack: TCP floods', () => {
   it(`SYN flood of ${SYN_COUNT}: at most ${TCP_FLOWS} flows, the other guest still connects`, async () => {
-    const gen = buildGenerator(files);
-    net = await startAttackNet(sandbox, { args: ['--limit', `tcp-flows=${TCP_FLOWS}`] });
+    const gen = attack.generator();
+    const net = await attack.start({ args: ['--limit', `tcp-flows=${TCP_FLOWS}`] });
     const sampler = new Sampler(net.usernet.pid);
     const before = await statsOfNet(net);
     const synFlood = flood(net, gen, { mode: 'syn', count: SYN_COUNT, srcIp: '10.0.2.150', dport: net.servers.hold, rate: SYN_RATE });
@@ -76,10 +55,7 @@ describe('attack: TCP floods', () => {
       active: tcp.active,
       evicted: dropCount(s, 'tcp-handshake-evicted'),
       tableFull: dropCount(s, 'tcp-flow-table-full'),
-      peakRssKb: sampler.peakRssKb,
-      rssStartKb: sampler.first.rssKb,
-      peakFds: sampler.peakFds,
-      fdsStart: sampler.first.fds,
+      ...sampler.figures(),
       good,
       goodAfter,
     });
@@ -94,7 +70,7 @@ describe('attack: TCP floods', () => {
   }, 120_000);
 
   it(`connection flood of ${CONN_COUNT} held connections: at most ${TCP_FLOWS} flows, the excess refused, the other guest still connects`, async () => {
-    net = await startAttackNet(sandbox, { args: ['--limit', `tcp-flows=${TCP_FLOWS}`] });
+    const net = await attack.start({ args: ['--limit', `tcp-flows=${TCP_FLOWS}`] });
     const sampler = new Sampler(net.usernet.pid);
     // Opens CONN_COUNT connections at once, reports how they ended, holds the open ones until killed.
     const py = [
@@ -117,7 +93,7 @@ describe('attack: TCP floods', () => {
       'print(f"established {est} refused {refused} other {other} pending {len(pending)}", flush=True)',
       'time.sleep(60)',
     ].join('\n');
-    const flooder = sandbox.spawn('ip', ['netns', 'exec', net.attacker.ns, 'python3', '-c', py]);
+    const flooder = attack.sandbox.spawn('ip', ['netns', 'exec', net.attacker.ns, 'python3', '-c', py]);
     await flooder.waitFor(/established \d+/, 40_000);
     const good = await wellBehaved(net);
     sampler.stop();
@@ -136,10 +112,7 @@ describe('attack: TCP floods', () => {
       active: tcp.active,
       shareFull: dropCount(s, 'tcp-guest-share-full'),
       tableFull: dropCount(s, 'tcp-flow-table-full'),
-      peakRssKb: sampler.peakRssKb,
-      rssStartKb: sampler.first.rssKb,
-      peakFds: sampler.peakFds,
-      fdsStart: sampler.first.fds,
+      ...sampler.figures(),
       good,
       goodAfter,
     });

@@ -16,35 +16,26 @@
  * ping beyond the gateway (and its transfer, ping and DNS query) succeed
  * while the attacker's flows are all live.
  */
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { Sandbox } from './harness.js';
+import { describe, expect, it } from 'vitest';
 import { guestShareOf } from '../../stack/limits.js';
 import {
-  buildGenerator,
+  attackFixture,
   dropCount,
   eventually,
   figures,
   flood,
-  rxFrames,
   HOST_TARGET,
-  Sampler,
+  rxFrames,
   sampleProc,
+  Sampler,
   serverCounts,
-  startAttackNet,
   statsOfNet,
   wellBehaved,
   type AttackNet,
+  type FloodSpec,
 } from './attack-harness.js';
 
-const sandbox = new Sandbox();
-const files = new Sandbox();
-let net: AttackNet | null = null;
-afterEach(async () => {
-  await net?.close();
-  net = null;
-  await sandbox.cleanup();
-});
-afterAll(() => files.cleanup());
+const attack = attackFixture();
 
 const UDP_FLOWS = 512;
 const UDP_PORTS = 50_000;
@@ -58,96 +49,81 @@ const RATE = 25_000;
 const FD_SLACK = 16;
 const RSS_BOUND_KB = 96 * 1024;
 
+type FlowKind = 'udp' | 'icmp';
+type FlowFlood = Awaited<ReturnType<typeof floodFlows>>;
+
+/**
+ * Floods the `kind` flow table with `spec`; once the attacker holds its
+ * share of the table (every flow fresh) the well-behaved guest runs its
+ * checks; then waits for the idle timeout to reclaim every flow, and runs
+ * the checks again.
+ */
+async function floodFlows(net: AttackNet, kind: FlowKind, cap: number, spec: FloodSpec) {
+  const sampler = new Sampler(net.usernet.pid);
+  const before = await statsOfNet(net);
+  const flooding = flood(net, attack.generator(), spec);
+  await eventually(async () => (await statsOfNet(net)).nat[kind].active >= guestShareOf(cap), 10_000);
+  const good = await wellBehaved(net);
+  const sent = await flooding;
+  const peakFlows: number = (await statsOfNet(net)).nat[kind].active;
+  const reclaimed = await eventually(async () => (await statsOfNet(net)).nat[kind].active === 0, (IDLE_S + 5) * 1000);
+  sampler.stop();
+  const end = await statsOfNet(net);
+  const fdsEnd = sampleProc(net.usernet.pid).fds;
+  const goodAfter = await wellBehaved(net);
+  return { sampler, before, sent, good, peakFlows, reclaimed, end, fdsEnd, goodAfter };
+}
+
+function flowFigures(net: AttackNet, kind: FlowKind, r: FlowFlood): Record<string, unknown> {
+  return {
+    framesSent: r.sent.sent,
+    sendMs: r.sent.ms,
+    framesReceived: rxFrames(r.end, net.attacker) - rxFrames(r.before, net.attacker),
+    flowsAfterFlood: r.peakFlows,
+    flowsAtEnd: r.end.nat[kind].active,
+    [kind]: r.end.nat[kind],
+    tableFull: dropCount(r.end, `${kind}-flow-table-full`),
+    ...r.sampler.figures(),
+    fdsEnd: r.fdsEnd,
+    good: r.good,
+    goodAfter: r.goodAfter,
+  };
+}
+
+/**
+ * What both floods must show: usernet alive, at most `cap` flows (and host
+ * sockets); the flood went past the cap, so what came beyond it found the
+ * table full; RSS bounded; every flow reclaimed after the idle timeout; the
+ * other guest served during and after.
+ */
+function expectBounded(net: AttackNet, kind: FlowKind, cap: number, r: FlowFlood): void {
+  expect(net.usernet.running).toBe(true);
+  expect(r.peakFlows).toBeLessThanOrEqual(cap);
+  expect(dropCount(r.end, `${kind}-flow-table-full`)).toBeGreaterThan(0);
+  expect(r.sampler.peakFds).toBeLessThanOrEqual(r.sampler.first.fds + cap + FD_SLACK);
+  expect(r.sampler.peakRssKb - r.sampler.first.rssKb).toBeLessThan(RSS_BOUND_KB);
+  expect(r.reclaimed).toBe(true);
+  expect(r.fdsEnd).toBeLessThanOrEqual(r.sampler.first.fds + FD_SLACK);
+  expect(r.good.ok, r.good.detail).toBe(true);
+  expect(r.goodAfter.ok, r.goodAfter.detail).toBe(true);
+}
+
 describe('attack: UDP and ICMP flow floods', () => {
   it(`UDP from ${UDP_PORTS} source ports: at most ${UDP_FLOWS} flows and sockets, reclaimed after ${IDLE_S} s idle`, async () => {
-    const gen = buildGenerator(files);
-    net = await startAttackNet(sandbox, { args: ['--limit', `udp-flows=${UDP_FLOWS}`, '--limit', `udp-idle=${IDLE_S}`] });
-    const sampler = new Sampler(net.usernet.pid);
-    const before = await statsOfNet(net);
-    const udpFlood = flood(net, gen, { mode: 'udp', count: UDP_PORTS, dport: net.servers.udp, rate: RATE });
-    // The well-behaved guest asks once the attacker holds its share of the table, with every flow fresh.
-    await eventually(async () => (await statsOfNet(net!)).nat.udp.active >= guestShareOf(UDP_FLOWS), 10_000);
-    const good = await wellBehaved(net);
-    const sent = await udpFlood;
-    const s = await statsOfNet(net);
-    const peakFlows = s.nat.udp.active;
-    const reclaimed = await eventually(async () => (await statsOfNet(net!)).nat.udp.active === 0, (IDLE_S + 5) * 1000);
-    sampler.stop();
-    const end = await statsOfNet(net);
-    const fdsEnd = sampleProc(net.usernet.pid).fds;
-    const goodAfter = await wellBehaved(net);
+    const net = await attack.start({ args: ['--limit', `udp-flows=${UDP_FLOWS}`, '--limit', `udp-idle=${IDLE_S}`] });
+    const r = await floodFlows(net, 'udp', UDP_FLOWS, { mode: 'udp', count: UDP_PORTS, dport: net.servers.udp, rate: RATE });
     const counts = await serverCounts(net);
-    figures('udp-flood', {
-      framesSent: sent.sent,
-      sendMs: sent.ms,
-      framesReceived: rxFrames(end, net.attacker) - rxFrames(before, net.attacker),
-      flowsAfterFlood: peakFlows,
-      flowsAtEnd: end.nat.udp.active,
-      udp: end.nat.udp,
-      datagramsAtSink: counts.udp,
-      tableFull: dropCount(end, 'udp-flow-table-full'),
-      rssStartKb: sampler.first.rssKb,
-      peakRssKb: sampler.peakRssKb,
-      fdsStart: sampler.first.fds,
-      peakFds: sampler.peakFds,
-      fdsEnd,
-      good,
-      goodAfter,
-    });
-    expect(net.usernet.running).toBe(true);
-    expect(sent.sent).toBe(UDP_PORTS);
-    expect(peakFlows).toBeLessThanOrEqual(UDP_FLOWS);
-    // The flood went past the cap: datagrams beyond it found the table full.
-    expect(dropCount(end, 'udp-flow-table-full')).toBeGreaterThan(0);
-    expect(sampler.peakFds).toBeLessThanOrEqual(sampler.first.fds + UDP_FLOWS + FD_SLACK);
-    expect(sampler.peakRssKb - sampler.first.rssKb).toBeLessThan(RSS_BOUND_KB);
-    expect(reclaimed).toBe(true);
-    expect(fdsEnd).toBeLessThanOrEqual(sampler.first.fds + FD_SLACK);
-    expect(good.ok, good.detail).toBe(true);
-    expect(goodAfter.ok, goodAfter.detail).toBe(true);
+    figures('udp-flood', { ...flowFigures(net, 'udp', r), datagramsAtSink: counts.udp });
+    expect(r.sent.sent).toBe(UDP_PORTS);
+    expectBounded(net, 'udp', UDP_FLOWS, r);
   }, 120_000);
 
   it(`ICMP echo with ${ICMP_IDS} identifiers: at most ${ICMP_FLOWS} flows and sockets, reclaimed after ${IDLE_S} s idle`, async () => {
-    const gen = buildGenerator(files);
-    net = await startAttackNet(sandbox, { args: ['--limit', `icmp-flows=${ICMP_FLOWS}`, '--limit', `icmp-idle=${IDLE_S}`] });
-    const sampler = new Sampler(net.usernet.pid);
-    const before = await statsOfNet(net);
-    const icmpFlood = flood(net, gen, { mode: 'icmp', count: ICMP_IDS, dstIp: HOST_TARGET, rate: RATE });
-    await eventually(async () => (await statsOfNet(net!)).nat.icmp.active >= guestShareOf(ICMP_FLOWS), 10_000);
-    const good = await wellBehaved(net);
-    const sent = await icmpFlood;
-    const s = await statsOfNet(net);
-    const peakFlows = s.nat.icmp.active;
-    const reclaimed = await eventually(async () => (await statsOfNet(net!)).nat.icmp.active === 0, (IDLE_S + 5) * 1000);
-    sampler.stop();
-    const end = await statsOfNet(net);
-    const fdsEnd = sampleProc(net.usernet.pid).fds;
-    const goodAfter = await wellBehaved(net);
-    figures('icmp-flood', {
-      framesSent: sent.sent,
-      sendMs: sent.ms,
-      framesReceived: rxFrames(end, net.attacker) - rxFrames(before, net.attacker),
-      flowsAfterFlood: peakFlows,
-      flowsAtEnd: end.nat.icmp.active,
-      icmp: end.nat.icmp,
-      tableFull: dropCount(end, 'icmp-flow-table-full'),
-      rssStartKb: sampler.first.rssKb,
-      peakRssKb: sampler.peakRssKb,
-      fdsStart: sampler.first.fds,
-      peakFds: sampler.peakFds,
-      fdsEnd,
-      good,
-      goodAfter,
-    });
-    expect(net.usernet.running).toBe(true);
-    expect(peakFlows).toBeLessThanOrEqual(ICMP_FLOWS);
-    expect(dropCount(end, 'icmp-flow-table-full')).toBeGreaterThan(0);
-    expect(end.nat.icmp.repliesIn).toBeGreaterThan(0);
-    expect(sampler.peakFds).toBeLessThanOrEqual(sampler.first.fds + ICMP_FLOWS + FD_SLACK);
-    expect(sampler.peakRssKb - sampler.first.rssKb).toBeLessThan(RSS_BOUND_KB);
-    expect(reclaimed).toBe(true);
-    expect(fdsEnd).toBeLessThanOrEqual(sampler.first.fds + FD_SLACK);
-    expect(good.ok, good.detail).toBe(true);
-    expect(goodAfter.ok, goodAfter.detail).toBe(true);
+    const net = await attack.start({ args: ['--limit', `icmp-flows=${ICMP_FLOWS}`, '--limit', `icmp-idle=${IDLE_S}`] });
+    const r = await floodFlows(net, 'icmp', ICMP_FLOWS, { mode: 'icmp', count: ICMP_IDS, dstIp: HOST_TARGET, rate: RATE });
+    figures('icmp-flood', flowFigures(net, 'icmp', r));
+    // Echo requests reached HOST_TARGET through ping sockets and its replies came back.
+    expect(r.end.nat.icmp.repliesIn).toBeGreaterThan(0);
+    expectBounded(net, 'icmp', ICMP_FLOWS, r);
   }, 120_000);
 });

@@ -28,6 +28,23 @@ export function run(cmd: string, args: string[], timeoutMs = 30_000): Result {
   return { status: r.status, signal: r.signal, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
 }
 
+/** Runs a command to completion without blocking the event loop (the test process may serve the guest meanwhile); bounded by timeoutMs, then SIGKILL. */
+export function runAsync(cmd: string, args: string[], timeoutMs = 30_000): Promise<Result> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('error', reject);
+    child.on('close', (status, signal) => {
+      clearTimeout(timer);
+      resolve({ status, signal, stdout, stderr });
+    });
+  });
+}
+
 /** Runs a command that must succeed. */
 export function must(cmd: string, args: string[], timeoutMs = 30_000): string {
   const r = run(cmd, args, timeoutMs);

@@ -15,22 +15,8 @@ import { Background, ROOT, type Result } from './harness.js';
 
 export const SLIRP_BIN = join(ROOT, 'bin', 'slirp4netns');
 
-/** Runs a command to completion without blocking the event loop. */
-export function runAsync(cmd: string, args: string[], timeoutMs = 30_000): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('error', reject);
-    child.on('close', (status, signal) => {
-      clearTimeout(timer);
-      resolve({ status, signal, stdout, stderr });
-    });
-  });
-}
+// The slirp4netns tests import runAsync from here; it lives with the other command runners.
+export { runAsync } from './harness.js';
 
 /** A TCP server on 127.0.0.1 that answers every connection with `body` (HTTP/1.0 style) and closes. */
 /** A TCP port on 127.0.0.1 that nothing listened on a moment ago (the kernel's pick). */
