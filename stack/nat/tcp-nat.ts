@@ -40,7 +40,15 @@
  *   still be held by the host side, which tests `closed`).
  * - Timers: the table's deadlines (one DeadlineQueue by id); each flow is
  *   queued at the earlier of its connection's pollAt and its idle deadline,
- *   or, while its open is pending, at its dial deadline.
+ *   or, while its open is pending, at its dial deadline. One poll handles
+ *   at most TIMER_BATCH due flows and leaves the rest due (pollAt() <= now):
+ *   the runtime reads its ports before it polls again. Thousands of flows
+ *   whose timers run in step (zero-window probes of connections stalled
+ *   together) would otherwise write thousands of segments in one go, and the
+ *   guest's kernel answers each inside our write (an ACK, a RST) into its
+ *   tap's queue (txqueuelen, 1000 by default) faster than we read it: the
+ *   answers beyond the queue are lost, a lost RST only found by the next
+ *   probe, up to rtoMax later.
  * - Limits (defaults in stack/limits.ts): at most `maxFlows` flows. The
  *   table's two classes are the handshake (guest-opened flows, open pending
  *   or SYN-RECEIVED: they have accepted no data, in the order they were
@@ -139,6 +147,9 @@ const TCP_CLASSES = [
 ] as const;
 /** IPv6 header minus IPv4 header: what an IPv6 segment gives up of the MSS. */
 const IPV6_EXTRA_HEADER = 20;
+/** Due flows one poll handles at most (see "Timers" above): well below a tap's default queue of 1000, with room for the answers. */
+export const TIMER_BATCH = 256;
+
 /**
  * Source ports of inbound (port-forwarded) connections at N+2: the IANA
  * dynamic range, which guests rarely dial on the gateway; a port is used only
@@ -668,7 +679,9 @@ export class TcpNat {
 
   poll(now: number): void {
     this.now = now;
-    for (let flow = this.flows.popDue(now); flow !== null; flow = this.flows.popDue(now)) {
+    for (let n = 0; n < TIMER_BATCH; n++) {
+      const flow = this.flows.popDue(now);
+      if (flow === null) break;
       if (flow.closed) continue;
       if (flow.syn !== null) {
         if (now - flow.createdAt >= this.dialTimeoutMs) this.dialFailed(flow, 'ETIMEDOUT', now);

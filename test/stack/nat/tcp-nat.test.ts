@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import type { Frame, FrameSink, Port } from '../../../stack/frame.js';
 import type { StackOptions } from '../../../stack/stack.js';
 import { GW_MAC, makeNat, NET } from './nat-fixture.js';
-import type { TcpFlow, TcpHostEnv } from '../../../stack/nat/tcp-nat.js';
+import { TIMER_BATCH, type TcpFlow, type TcpHostEnv } from '../../../stack/nat/tcp-nat.js';
 import type { TcpStream } from '../../../stack/nat/tcp-stream.js';
 import { checksum, pseudoHeaderSum4 } from '../../../stack/wire/checksum.js';
 import { emitEthernetHeader, ETHERTYPE_IPV4 } from '../../../stack/wire/ethernet.js';
@@ -447,6 +447,21 @@ describe('TcpNat: transactions', () => {
     expect(host.closed.map(([, r]) => r)).toEqual(['reset']);
     expect(nat.tcp.flowCount).toBe(0);
     expect(nat.tcp.stats().drops['dial-etimedout']).toBe(1);
+  });
+
+  it('one poll handles at most TIMER_BATCH due flows and leaves the rest due, so the ports are read in between', () => {
+    const { sink, gw, nat } = setup({ tcpMaxFlows: 1024 });
+    nat.tcp.dialTimeoutMs = 500;
+    const n = TIMER_BATCH + 44;
+    for (let i = 0; i < n; i++) gw.deliver(segment({ flags: TCP_SYN, srcPort: 20_000 + i }), 0);
+    expect(nat.tcp.flowCount).toBe(n);
+    nat.tcp.poll(500);
+    expect(sink.sent).toHaveLength(TIMER_BATCH);
+    expect(nat.tcp.pollAt()).toBeLessThanOrEqual(500);
+    nat.tcp.poll(501);
+    expect(sink.sent).toHaveLength(n);
+    expect(nat.tcp.flowCount).toBe(0);
+    expect(nat.tcp.pollAt()).toBe(Infinity);
   });
 
   it('a dial that succeeds in time leaves no dial deadline behind', () => {
