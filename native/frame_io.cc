@@ -2,9 +2,9 @@
 //
 // How it works: a uv_poll_t on the Node loop watches the fd. When it is
 // readable we read() frames into consecutive fixed-size slots of the rx
-// ArrayBuffer until EAGAIN or the slots run out, write each length into the
-// lengths array, and call onBatch(count) once, so a burst costs one JS call
-// instead of one per frame. uv_poll is level-triggered: frames left in the
+// ArrayBuffer until EAGAIN, the slots run out or kMaxBatchBytes were read,
+// write each length into the lengths array, and call onBatch(count) once, so
+// a burst costs one JS call instead of one per frame. uv_poll is level-triggered: frames left in the
 // kernel queue after a full batch make the next loop iteration fire again,
 // which lets other handles run in between.
 //
@@ -38,6 +38,14 @@ constexpr size_t kMaxBuffers = 64;
 // A frame is a header plus a few payload pieces; 64 leaves room to spare
 // while keeping the iovec array on the object instead of the heap.
 constexpr size_t kMaxIov = 64;
+// A batch also ends after 1 MiB (16 GSO super-frames): the guest's payload
+// is read here and written to the host socket from these slots at the end of
+// the batch (stack/tcp/receive-buffer.ts), and a 1 MiB batch is still in the
+// core's L2 cache then, where 64 super-frames (4 MiB) had left it. Small
+// frames never reach it (64 full 1500-byte frames are 96 KiB). A/B at MTU
+// 65520 ns->host (bench/PROFILE.md §10): CPU per GB -2 to -12 %, throughput
+// within the spread.
+constexpr size_t kMaxBatchBytes = 1024 * 1024;
 
 struct Registered {
   Napi::Reference<Napi::ArrayBuffer> ref;
@@ -341,8 +349,9 @@ class FrameIo : public Napi::ObjectWrap<FrameIo> {
     }
     uint32_t* lengths = static_cast<uint32_t*>(ldata);
     size_t count = 0;
+    size_t bytes = 0;
     int err = 0;
-    while (count < slot_count_) {
+    while (count < slot_count_ && bytes < kMaxBatchBytes) {
       ssize_t n = read(fd_, rx.data + count * slot_size_, slot_size_);
       if (n < 0) {
         if (errno == EINTR) continue;
@@ -356,6 +365,7 @@ class FrameIo : public Napi::ObjectWrap<FrameIo> {
         break;
       }
       lengths[count++] = static_cast<uint32_t>(n);
+      bytes += static_cast<size_t>(n);
     }
     if (direct) {
       // The frames read are JS's to handle first; a read error comes back on the next wake-up.

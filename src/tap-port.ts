@@ -23,6 +23,7 @@ import type { FrameIo, TapHandle } from './native/types.js';
 import { native } from './native/addon.js';
 import { randomBytes } from 'node:crypto';
 import { randomLocalMac, standInForZeroSource } from '../stack/zero-source-mac.js';
+import { deferCopiesFrom, settleDeferredCopies, stopDeferringFrom } from '../stack/tcp/receive-buffer.js';
 
 /**
  * Frames per receive batch. 64 amortises the JS<->native crossing (about a
@@ -123,6 +124,9 @@ export class TapPort implements Port {
     this.txCopyIndex = this.io.registerBuffer(this.txCopy.buffer as ArrayBuffer);
     this.zeroHeaderIndex = this.io.registerBuffer(new ArrayBuffer(VIRTIO_NET_HDR_LEN));
     this.stable.set(rxArea, 0);
+    // TCP may leave big segments in the slots until the end of the batch (written to the host
+    // from here): settleDeferredCopies() runs before every read into them.
+    deferCopiesFrom(this.rx);
     this.onZeroSource = opts.onZeroSource;
     this.onTooBig = opts.onTooBig;
   }
@@ -155,6 +159,7 @@ export class TapPort implements Port {
 
   /** Reads and handles a batch now (a busy poll saw the tap readable); false when nothing was there. */
   readNow(): boolean {
+    settleDeferredCopies();
     const n = this.io.readNow();
     if (n > 0) this.onBatch(n);
     return n > 0;
@@ -180,6 +185,8 @@ export class TapPort implements Port {
       this.sink.input(this, frame, now);
     }
     this.sink.flush(now);
+    // The slots are read into again after this returns.
+    settleDeferredCopies();
   }
 
   deliver(frame: Frame, now: number): void {
@@ -265,6 +272,7 @@ export class TapPort implements Port {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    stopDeferringFrom(this.rx);
     this.io.close();
   }
 }

@@ -7,8 +7,10 @@
  *   send ring the guest's segments are cut from), until EAGAIN, EOF, or the
  *   ring is full; a full ring makes fromHost 'full', and onSendSpace makes
  *   the read due at the end of the batch.
- * - guest -> host: readable bytes are written from the receive ring (no
- *   copy) and consumed as the kernel takes them; EAGAIN makes toHost
+ * - guest -> host: readable bytes are written from where they are (the
+ *   receive ring, or a big segment still in the tap's receive slot: see
+ *   stack/tcp/receive-buffer.ts, one write per such segment) and consumed as
+ *   the kernel takes them; EAGAIN makes toHost
  *   'blocked' until the socket's next EPOLLOUT. Meanwhile the ring fills and
  *   the window the guest sees closes: buffering is bounded, nothing is
  *   dropped. One write per flow per batch: onReadable only queues the

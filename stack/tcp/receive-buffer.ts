@@ -18,6 +18,17 @@
  * BASE_WINDOW is reserved from the budget first; refused, the window stays.
  * A grant is kept while the connection lives (an advertised window is never
  * taken back) and returned by `recycle()`.
+ *
+ * Deferred copies (the guest -> host fast path): a big in-order segment whose
+ * bytes sit in memory that stays unchanged until `settleDeferredCopies()`
+ * (a tap's receive slots: `deferCopiesFrom`) is not copied into the ring.
+ * Its room in the ring is reserved and a reference kept; `peek()` hands the
+ * owner those bytes where they are, so a host write that takes them all
+ * (the usual case: the pump writes at the end of the same batch) leaves them
+ * never copied. Whatever is still unread when the source's owner calls
+ * `settleDeferredCopies()` (before it reuses the memory) is copied into its
+ * reserved room then. The references always cover the end of the readable
+ * run: any other write settles them first.
  */
 
 /**
@@ -33,6 +44,54 @@ import type { ByteRegion } from './send-buffer.js';
 import { tcpBufferBudget, type BudgetHold } from './buffer-budget.js';
 
 const EMPTY = Buffer.alloc(0);
+const NO_REFS: Buffer[] = [];
+
+/**
+ * Smallest segment whose copy is deferred. A deferred segment costs the owner
+ * a write of its own (one system call) unless it is settled; the copy saved is
+ * worth more than that from a few KiB on. GSO super-frames from a guest with
+ * TSO (up to 64 KiB at any MTU) are what this is for; MSS-sized segments of a
+ * plain tap are copied as before, and one write carries a batch of them.
+ */
+const DEFER_MIN = 8 * 1024;
+/**
+ * References one ring keeps at most; past them, segments are copied. Settled
+ * at least once per tap batch, so a flow has at most a batch of frames (64)
+ * outstanding.
+ */
+const MAX_REFS = 64;
+
+/** Memory whose bytes stay unchanged until settleDeferredCopies(): tap receive areas. */
+const deferSources = new Set<Uint8Array>();
+/** Rings holding references, to settle. */
+const unsettled: (ReceiveBuffer | null)[] = [];
+let unsettledCount = 0;
+
+/**
+ * Lets in-order segments from `src` be written to the host from where they are: its owner
+ * promises to call settleDeferredCopies() before it changes any byte of it.
+ */
+export function deferCopiesFrom(src: Uint8Array): void {
+  deferSources.add(src);
+}
+
+/** The owner of `src` stops keeping that promise (a port closed): what refers to it is copied now. */
+export function stopDeferringFrom(src: Uint8Array): void {
+  settleDeferredCopies();
+  deferSources.delete(src);
+}
+
+/** Copies every deferred segment still unread into its ring: call before reusing a deferCopiesFrom source. */
+export function settleDeferredCopies(): void {
+  const n = unsettledCount;
+  if (n === 0) return;
+  unsettledCount = 0;
+  for (let i = 0; i < n; i++) {
+    const b = unsettled[i] as ReceiveBuffer;
+    unsettled[i] = null;
+    b.settleListed();
+  }
+}
 
 export class ReceiveBuffer {
   buf: Buffer = EMPTY;
@@ -47,6 +106,15 @@ export class ReceiveBuffer {
   private limit: number;
   /** Bytes received since limit last grew. */
   private sinceGrow = 0;
+  /** The last `deferred` readable bytes are not in the ring yet but at refs [refFirst, refEnd). */
+  private deferred = 0;
+  private refBuf: Buffer[] = NO_REFS;
+  private readonly refOff: number[] = [];
+  private readonly refLen: number[] = [];
+  private refFirst = 0;
+  private refEnd = 0;
+  /** In the `unsettled` list. */
+  private listed = false;
 
   constructor(
     readonly max: number,
@@ -84,8 +152,12 @@ export class ReceiveBuffer {
     this.sinceGrow += len;
     // In order with nothing held out of order: no bookkeeping (what add + takeFront would leave).
     const inOrder = offset === 0 && this.ooo.count === 0;
-    if (inOrder) this.ooo.clear();
-    else if (!this.ooo.add(offset, len)) return -1;
+    if (inOrder) {
+      this.ooo.clear();
+      if (len >= DEFER_MIN && this.refEnd < MAX_REFS && deferSources.has(src)) return this.defer(src as Buffer, srcOff, len);
+    } else if (!this.ooo.add(offset, len)) return -1;
+    // References cover the end of the readable run: bytes copied behind them would not be.
+    if (this.deferred > 0) this.settle();
     const need = this.readable + offset + len;
     if (need > this.buf.length) this.grow(need);
     const cap = this.buf.length;
@@ -99,12 +171,72 @@ export class ReceiveBuffer {
     return n;
   }
 
-  /** The first contiguous chunk of readable data (no copy); valid until the next call. */
+  /** Reserves the ring's room for an in-order segment and keeps where its bytes are. */
+  private defer(src: Buffer, srcOff: number, len: number): number {
+    const need = this.readable + len;
+    if (need > this.buf.length) this.grow(need);
+    if (this.refBuf === NO_REFS) this.refBuf = new Array<Buffer>(MAX_REFS).fill(EMPTY);
+    const i = this.refEnd++;
+    this.refBuf[i] = src;
+    this.refOff[i] = srcOff;
+    this.refLen[i] = len;
+    this.deferred += len;
+    this.readable += len;
+    if (!this.listed) {
+      this.listed = true;
+      unsettled[unsettledCount++] = this;
+    }
+    return len;
+  }
+
+  /** settle(), for settleDeferredCopies: the ring has left its list. */
+  settleListed(): void {
+    this.listed = false;
+    this.settle();
+  }
+
+  /** Copies the deferred bytes still unread into their room in the ring. */
+  private settle(): void {
+    if (this.deferred > 0) {
+      const cap = this.buf.length;
+      let pos = this.head + this.readable - this.deferred;
+      if (pos >= cap) pos -= cap;
+      for (let i = this.refFirst; i < this.refEnd; i++) {
+        const len = this.refLen[i];
+        const first = Math.min(len, cap - pos);
+        copyBytes(this.buf, pos, this.refBuf[i], this.refOff[i], first);
+        if (first < len) copyBytes(this.buf, 0, this.refBuf[i], this.refOff[i] + first, len - first);
+        pos += len;
+        if (pos >= cap) pos -= cap;
+      }
+    }
+    this.dropRefs();
+  }
+
+  private dropRefs(): void {
+    for (let i = this.refFirst; i < this.refEnd; i++) this.refBuf[i] = EMPTY;
+    this.deferred = 0;
+    this.refFirst = 0;
+    this.refEnd = 0;
+  }
+
+  /**
+   * The first contiguous chunk of readable data (no copy: in the ring, or where a deferred
+   * segment still is); valid until the next call.
+   */
   peek(): ByteRegion {
     const r = this.region;
+    const inRing = this.readable - this.deferred;
+    if (inRing === 0 && this.deferred > 0) {
+      const i = this.refFirst;
+      r.buf = this.refBuf[i];
+      r.off = this.refOff[i];
+      r.len = this.refLen[i];
+      return r;
+    }
     r.buf = this.buf;
     r.off = this.head;
-    r.len = Math.min(this.readable, this.buf.length - this.head);
+    r.len = Math.min(inRing, this.buf.length - this.head);
     return r;
   }
 
@@ -124,6 +256,24 @@ export class ReceiveBuffer {
 
   consume(n: number): void {
     const k = Math.min(n, this.readable);
+    // Past the bytes in the ring, the deferred segments are taken in order.
+    let fromRefs = k - (this.readable - this.deferred);
+    if (fromRefs > 0) {
+      this.deferred -= fromRefs;
+      while (fromRefs > 0) {
+        const i = this.refFirst;
+        const len = this.refLen[i];
+        if (fromRefs < len) {
+          this.refOff[i] += fromRefs;
+          this.refLen[i] = len - fromRefs;
+          break;
+        }
+        fromRefs -= len;
+        this.refBuf[i] = EMPTY;
+        this.refFirst++;
+      }
+      if (this.deferred === 0) this.dropRefs();
+    }
     this.readable -= k;
     this.head += k;
     if (this.head >= this.buf.length) this.head -= this.buf.length;
@@ -153,6 +303,7 @@ export class ReceiveBuffer {
     this.buf = EMPTY;
     this.head = 0;
     this.readable = 0;
+    this.dropRefs();
     // The reused region must not keep the ring alive once the pool has let it go.
     this.region.buf = EMPTY;
     this.ooo.clear();

@@ -20,6 +20,7 @@ import { runInNewContext } from 'node:vm';
 import { getHeapStatistics, setFlagsFromString } from 'node:v8';
 import { describe, expect, it } from 'vitest';
 import { copyBytes } from '../../../stack/tcp/byte-copy.js';
+import { deferCopiesFrom, settleDeferredCopies, stopDeferringFrom } from '../../../stack/tcp/receive-buffer.js';
 import { tcpDefaults, type TcpConfig } from '../../../stack/tcp/config.js';
 import { TcpConnection, type TcpCloseReason, type TcpEnv, type TcpSegmentOut } from '../../../stack/tcp/connection.js';
 import { TcpView, writeTcpHeader } from '../../../stack/wire/tcp.js';
@@ -164,6 +165,8 @@ function transfer(p: Pair, segments: number): void {
       p.bytes += r.len;
       B.recvConsume(r.len, now);
     }
+    // The end of a tap batch: the link's slots may be reused after this (deferred copies).
+    settleDeferredCopies();
     B.flush(now);
     deliver(p, p.ba, p.a, now);
     A.flush(now);
@@ -230,5 +233,25 @@ describe('TCP data path: no allocation per segment', () => {
     expect(r.gcs).toBe(0);
     // Four segments per round trip here, so the per-ACK remainder shows more per segment.
     expect(r.grew / 40_000).toBeLessThan(64);
+  });
+
+  it('64 KiB segments handed to the host from the link they came on (deferred copies) allocate nothing', async () => {
+    const p = connect(65_535 - 20 - 60);
+    // As a tap's receive area: big in-order segments stay there until read or settled.
+    deferCopiesFrom(p.ab.buf);
+    try {
+      transfer(p, 60_000);
+      // The receiver hands out the link's own bytes (checked once, outside the measurement).
+      const now = (p.clock.now += 0.137);
+      p.a.conn!.send(p.src, 0, 100_000, now);
+      p.a.conn!.flush(now);
+      deliver(p, p.ab, p.b, now);
+      expect(p.b.conn!.recvPeek().buf).toBe(p.ab.buf);
+      const r = await measure(() => transfer(p, 40_000));
+      expect(r.gcs).toBe(0);
+      expect(r.grew / 40_000).toBeLessThan(64);
+    } finally {
+      stopDeferringFrom(p.ab.buf);
+    }
   });
 });
