@@ -29,7 +29,7 @@ import { VIRTIO_NET_HDR_LEN, VnetHeaderView } from './wire/vnet.js';
  * later, so a small arena is still in the core's L2 cache (1 MiB here) when
  * the kernel reads it, where a 4 MiB one cycled through L3. A wrap costs one
  * early flush (a native call per port with frames queued). Host->ns at MTU
- * 65520, 4 MiB vs 512 KiB, three alternating A/Bs (bench/PROFILE.md §10):
+ * 65520, 4 MiB vs 512 KiB, three alternating A/Bs (bench/PROFILE.md §12):
  * 4.14 / 4.33 / 4.64 vs 4.73 / 4.69 / 5.46 Gbit/s, CPU 1.47 / 1.61 / 1.43 vs
  * 1.31 / 1.56 / 1.39 s per GB.
  */
