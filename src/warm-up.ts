@@ -538,7 +538,7 @@ export interface RunningWarmUp {
  * Starts the warm-up unless the options turn it off. It is an optimization:
  * a failure is logged (warn) and changes nothing else.
  */
-export function startWarmUp(options: RuntimeOptions, log: Logger): RunningWarmUp | null {
+export function startWarmUp(options: RuntimeOptions, log: Logger, progress: 'info' | 'debug' = 'info'): RunningWarmUp | null {
   if (!options.warmUp) return null;
   if (options.mtu < WARM_UP_MIN_MTU) {
     // Its guest cuts 100-byte messages into one-MSS segments and expects the NAT to do the same,
@@ -548,13 +548,15 @@ export function startWarmUp(options: RuntimeOptions, log: Logger): RunningWarmUp
   }
   const w = new WarmUp(options, log);
   // One line when it starts and one when it is over (below): the guest's first connections are slower until then.
-  log.info('warm-up: started (about a second of loopback transactions, so that the first connections run compiled code)');
+  // Engine shards other than the first say it at debug: the operator hears of one warm-up, not one per shard.
+  const say = progress === 'info' ? (m: string) => log.info(m) : (m: string) => log.debug(m);
+  say('warm-up: started (about a second of loopback transactions, so that the first connections run compiled code)');
   const done = w
     .run()
     .then(
       (r) => {
         if (r.error !== null) log.warn(`warm-up failed (it only speeds up the first connections): ${r.error}`);
-        else log.info(`warm-up: ${r.connections} connections, ${r.roundTrips} replies in ${r.ms.toFixed(0)} ms${r.stoppedBy ? ` (ended by ${r.stoppedBy})` : ''}`);
+        else say(`warm-up: ${r.connections} connections, ${r.roundTrips} replies in ${r.ms.toFixed(0)} ms${r.stoppedBy ? ` (ended by ${r.stoppedBy})` : ''}`);
       },
       (err: Error) => log.warn(`warm-up failed (it only speeds up the first connections): ${err.message}`),
     )

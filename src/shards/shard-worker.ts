@@ -118,7 +118,7 @@ async function handle(m: ToShard): Promise<unknown> {
       return { ...runtime.stats({ macTable: o.observe?.statsMacTable }), handOver: { ...counters } };
     case 'warm-up':
       // Each shard's isolate compiles its own code: each warms up on its own private stack.
-      warm ??= startWarmUp(o, log);
+      warm ??= startWarmUp(o, log, me === 0 ? 'info' : 'debug');
       return null;
     case 'stop-warm-up': {
       const w = warm;
