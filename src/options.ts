@@ -92,7 +92,7 @@ export interface MainCommand {
   kind: 'main';
   taps: string[];
   options: RuntimeOptions;
-  /** --workers; null: not given (the cores available, where the set-up allows shards). */
+  /** --workers; null: not given (one worker). */
   workers: number | null;
 }
 
@@ -104,7 +104,7 @@ export interface RunCommand {
   guestMac: number;
   argv: string[];
   options: RuntimeOptions;
-  /** --workers; null: not given (the cores available, where the set-up allows shards). */
+  /** --workers; null: not given (one worker). */
   workers: number | null;
 }
 
@@ -160,7 +160,7 @@ const runOptions = { ...common, 'tap-name': { type: 'string' }, mac: { type: 'st
 /** native/usernet.h kMaxTapQueues: a tap queue per worker. */
 export const WORKERS_MAX = 16;
 
-/** --workers N: engine shards on worker threads (src/shards/); null when not given (the cores available). */
+/** --workers N: engine shards on worker threads (src/shards/); null when not given (one worker). */
 function workersOption(v: string | undefined): number | null {
   if (v === undefined) return null;
   return intOption('--workers', v, 1, 1, WORKERS_MAX);

@@ -6,12 +6,13 @@
  * when one took everything.
  *
  * The systems are set up as in the single-stream TCP suite (suites/tcp.ts,
- * bench/lib/peer-setup.ts): usernet through `usernet run` (its default, an
- * engine shard per core, and --workers 1), slirp4netns on a namespace we
+ * bench/lib/peer-setup.ts): usernet through `usernet run` (an engine
+ * shard per core, and --workers 1), slirp4netns on a namespace we
  * hold, pasta as the bench user, and the kernel as a veth pair between two
  * namespaces, which spreads the streams over every core. Throughput is
  * iperf3's receiver sum.
  */
+import { availableParallelism } from 'node:os';
 import type { BenchContext } from '../lib/context.js';
 import { median, repeat, type Row, type Sample, type SystemName } from '../lib/results.js';
 import { hostServer, pastaRun, shellWrap, slirpNamespace, vethPair } from '../lib/peer-setup.js';
@@ -116,8 +117,8 @@ export async function parallelSuite(ctx: BenchContext): Promise<Row[]> {
         };
       }),
     );
-    // usernet: its default (an engine shard per core, src/shards/), and one thread (--workers 1).
-    for (const [sys, extra] of [['usernet', []], ['usernet --workers 1', ['--workers', '1']]] as const) {
+    // usernet: an engine shard per core (src/shards/), and one thread (--workers 1, the default).
+    for (const [sys, extra] of [['usernet', ['--workers', String(availableParallelism())]], ['usernet --workers 1', ['--workers', '1']]] as const) {
       ctx.log(`parallel: ${sys}`);
       results.set(
         sys,

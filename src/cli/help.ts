@@ -39,9 +39,8 @@ ICMP: pings to hosts beyond the gateway use unprivileged ping sockets, which nee
 
 Cores:
   --workers N            engine shards on N worker threads, one per queue of a
-                         multi-queue tap (1..16; default: the cores available).
-                         1: today's single thread. One tap only, without --pcap,
-                         VM sockets, VXLAN or --metrics (there the default is 1)
+                         multi-queue tap (1..16; default 1: one thread). One
+                         tap only, without --pcap, VM sockets, VXLAN or --metrics
 
 Latency:
   --busy-poll MICROS     after a small batch, poll for the answer this long before

@@ -18,10 +18,8 @@
  *   host sockets and the queue fd closed), then ends the threads.
  */
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
-import { availableParallelism } from 'node:os';
 import type { Logger } from '../log.js';
 import type { RuntimeOptions } from '../options.js';
-import { WORKERS_MAX } from '../options.js';
 import type { TapHandle } from '../native/types.js';
 import { native } from '../native/addon.js';
 import { ConfigError, UsernetError } from '../errors.js';
@@ -39,10 +37,14 @@ const CLOSE_WAIT_MS = 5_000;
 const IP_PROTO = { tcp: 6, udp: 17 } as const;
 
 /**
- * The worker count for --workers (null: not given) on a set-up: the cores
- * available by default. Shards serve one tap's NAT path; where the set-up has
+ * The worker count for --workers (null: not given) on a set-up: one by
+ * default, for now. Shards serve one tap's NAT path; where the set-up has
  * more (a capture, VM sockets or VXLAN, metrics, several taps) an explicit
- * --workers N > 1 is refused, and the default falls back to one worker.
+ * --workers N > 1 is refused. Why not the cores available yet: a guest's
+ * one-way UDP flow is steered by the kernel's hash until its owner writes on
+ * it, so all its frames are handed over one by one (the batching of
+ * udp-batch.test.ts fell by half); and a second shard costs about 40 MB of
+ * RSS at idle. ARCHITECTURE.md, "Engine shards".
  */
 export function workerCount(requested: number | null, o: RuntimeOptions, taps: number, log: Logger): number {
   const unsupported: string[] = [];
@@ -50,14 +52,7 @@ export function workerCount(requested: number | null, o: RuntimeOptions, taps: n
   if (o.pcapPath !== null) unsupported.push('--pcap');
   if (hasSocketPorts(o.sockets)) unsupported.push('VM sockets or VXLAN');
   if (o.observe?.metrics) unsupported.push('--metrics');
-  if (requested === null) {
-    const n = Math.min(availableParallelism(), WORKERS_MAX);
-    if (n > 1 && unsupported.length > 0) {
-      log.debug(`one worker: engine shards do not serve ${unsupported.join(', ')} yet`);
-      return 1;
-    }
-    return n;
-  }
+  if (requested === null) return 1;
   if (requested > 1 && unsupported.length > 0) {
     throw new ConfigError(`--workers ${requested}: engine shards do not serve ${unsupported.join(', ')} yet; use --workers 1`);
   }
