@@ -11,9 +11,6 @@
  * growth that did not trigger one. A control run whose host env copies each
  * datagram into a fresh Buffer proves the check can fail.
  */
-import { PerformanceObserver } from 'node:perf_hooks';
-import { runInNewContext } from 'node:vm';
-import { getHeapStatistics, setFlagsFromString } from 'node:v8';
 import { describe, expect, it } from 'vitest';
 import type { Frame, FrameSink, Port } from '../../../stack/frame.js';
 import type { UdpHostEnv } from '../../../stack/nat/udp-nat.js';
@@ -23,6 +20,7 @@ import { emitIpv4Header, IP_PROTO_UDP } from '../../../stack/wire/ipv4.js';
 import { writeUdpHeader } from '../../../stack/wire/udp.js';
 import { VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_NONE, VIRTIO_NET_HDR_LEN, VnetHeaderView } from '../../../stack/wire/vnet.js';
 import { GW_MAC, makeNat, NET } from './nat-fixture.js';
+import { measureAllocation } from '../../helpers/gc-measure.js';
 
 const GW = NET + 2;
 const GUEST = NET + 100;
@@ -124,26 +122,7 @@ function rounds(env: Env, n: number): void {
   for (let r = 0; r < n; r++) round(env, nextNow(env));
 }
 
-setFlagsFromString('--expose-gc');
-const collect = runInNewContext('gc') as () => void;
-
-async function measure(run: () => void): Promise<{ gcs: number; grew: number }> {
-  const starts: number[] = [];
-  const obs = new PerformanceObserver((list) => {
-    for (const e of list.getEntries()) starts.push(e.startTime);
-  });
-  obs.observe({ entryTypes: ['gc'] });
-  await new Promise((r) => setTimeout(r, 10));
-  collect();
-  const t0 = performance.now();
-  const before = getHeapStatistics().used_heap_size;
-  run();
-  const after = getHeapStatistics().used_heap_size;
-  const t1 = performance.now();
-  await new Promise((r) => setTimeout(r, 20));
-  obs.disconnect();
-  return { gcs: starts.filter((t) => t >= t0 && t <= t1).length, grew: after - before };
-}
+const measure = measureAllocation;
 
 /** Rounds measured: 16 guest datagrams and 32 host datagrams each, 480,000 + 960,000 datagrams in all. */
 const ROUNDS = 30_000;

@@ -15,9 +15,6 @@
  * check can fail. The window is 256 KiB so ACKs (one per round) are frequent
  * and their code gets optimised during the warm-up.
  */
-import { PerformanceObserver } from 'node:perf_hooks';
-import { runInNewContext } from 'node:vm';
-import { getHeapStatistics, setFlagsFromString } from 'node:v8';
 import { describe, expect, it } from 'vitest';
 import { copyBytes } from '../../../stack/tcp/byte-copy.js';
 import { deferCopiesFrom, settleDeferredCopies, stopDeferringFrom } from '../../../stack/tcp/receive-buffer.js';
@@ -25,6 +22,7 @@ import { tcpDefaults, type TcpConfig } from '../../../stack/tcp/config.js';
 import { TcpConnection, type TcpCloseReason, type TcpEnv, type TcpSegmentOut } from '../../../stack/tcp/connection.js';
 import { TcpView, writeTcpHeader } from '../../../stack/wire/tcp.js';
 import { newDropCounters } from '../../../stack/counters.js';
+import { measureAllocation } from '../../helpers/gc-measure.js';
 
 const ISS_A = 0xc000_0000;
 const ISS_B = 0xf000_0000;
@@ -174,30 +172,7 @@ function transfer(p: Pair, segments: number): void {
   if (p.ab.overflow > 0 || p.ba.overflow > 0) throw new Error('link overflow');
 }
 
-setFlagsFromString('--expose-gc');
-const collect = runInNewContext('gc') as () => void;
-
-async function measure(run: () => void): Promise<{ gcs: number; grew: number }> {
-  const starts: number[] = [];
-  const obs = new PerformanceObserver((list) => {
-    for (const e of list.getEntries()) starts.push(e.startTime);
-  });
-  obs.observe({ entryTypes: ['gc'] });
-  await new Promise((r) => setTimeout(r, 10));
-  // Start from an empty young generation: the few hundred KiB the harness and
-  // the once-per-ACK code leave over the measured segments then cannot trigger a
-  // scavenge just because the nursery happened to be nearly full (it did under
-  // load); a per-segment allocation still fills it many times over.
-  collect();
-  const t0 = performance.now();
-  const before = getHeapStatistics().used_heap_size;
-  run();
-  const after = getHeapStatistics().used_heap_size;
-  const t1 = performance.now();
-  await new Promise((r) => setTimeout(r, 20));
-  obs.disconnect();
-  return { gcs: starts.filter((t) => t >= t0 && t <= t1).length, grew: after - before };
-}
+const measure = measureAllocation;
 
 /**
  * Warms until steady: the optimising compiler runs on background threads, and
