@@ -1,6 +1,5 @@
-import { PerformanceObserver, performance } from 'node:perf_hooks';
-import { getHeapStatistics } from 'node:v8';
 import { describe, expect, it } from 'vitest';
+import { measureAllocation } from '../helpers/gc-measure.js';
 import { Bridge } from '../../stack/bridge.js';
 import type { Frame, Port } from '../../stack/frame.js';
 import { parseMac } from '../../stack/wire/mac.js';
@@ -331,23 +330,8 @@ describe('Bridge: vnet frames', () => {
  * deterministic: they count collections and bytes, not time. The check is
  * first run on a deliberately allocating monitor hook to prove it can fail.
  */
-async function measure(run: () => void): Promise<{ gcs: number; grew: number }> {
-  const starts: number[] = [];
-  const obs = new PerformanceObserver((list) => {
-    for (const e of list.getEntries()) starts.push(e.startTime);
-  });
-  obs.observe({ entryTypes: ['gc'] });
-  await new Promise((r) => setTimeout(r, 10));
-  // Only collections that started while run() ran count; entries arrive later.
-  const t0 = performance.now();
-  const before = getHeapStatistics().used_heap_size;
-  run();
-  const after = getHeapStatistics().used_heap_size;
-  const t1 = performance.now();
-  await new Promise((r) => setTimeout(r, 20));
-  obs.disconnect();
-  return { gcs: starts.filter((t) => t >= t0 && t <= t1).length, grew: after - before };
-}
+/** Without a full collection first: one would leave lazily made objects for the run to make again (their growth, not the bridge's). */
+const measure = (run: () => void) => measureAllocation(run, false);
 
 describe('Bridge: no allocation per frame', () => {
   function build(): { bridge: Bridge; ports: ChannelPort[]; frames: Array<[ChannelPort, Frame]> } {
